@@ -1,0 +1,53 @@
+"""The admin console: a Flask app for the sysadmins who run the appliance."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, redirect, url_for
+from flask_wtf.csrf import CSRFProtect
+
+from admin_console import auth, db, health, security_headers
+
+CONFIG_ENV = "APPLIANCE_CONSOLE_CONFIG"
+csrf = CSRFProtect()
+
+
+def _load_config(app: Flask, test_config: dict | None) -> None:
+    if test_config is None:
+        config_file = os.environ.get(CONFIG_ENV)
+        if not config_file:
+            raise RuntimeError(f"{CONFIG_ENV} must name the console's config file")
+        app.config.from_file(config_file, load=json.load)
+    else:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = Path(app.config["SECRET_KEY_FILE"]).read_text().strip()
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="appliance_console",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=app.config.get("SESSION_COOKIE_SECURE", True),
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_TIMEOUT_MINUTES"]),
+    )
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    _load_config(app, test_config)
+    csrf.init_app(app)
+    db.init_app(app)
+    auth.init_app(app)
+    security_headers.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(health.bp)
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("health.page"))
+
+    return app

@@ -1,0 +1,76 @@
+"""Console operators: the sysadmins who log in to the console (not Matrix users)."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask_login import UserMixin
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from appliance.secrets_store import write_json_secret
+
+FIRST_OPERATOR = "admin"
+# Compared against when the username is unknown, so a login takes as long either way.
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+
+
+@dataclass
+class Operator(UserMixin):
+    id: int
+    username: str
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+def _from_row(row: sqlite3.Row | None) -> Operator | None:
+    return Operator(row["id"], row["username"]) if row else None
+
+
+def by_id(connection: sqlite3.Connection, operator_id: str) -> Operator | None:
+    row = connection.execute(
+        "SELECT id, username FROM operators WHERE id = ?", (operator_id,)
+    ).fetchone()
+    return _from_row(row)
+
+
+def authenticate(connection: sqlite3.Connection, username: str, password: str) -> Operator | None:
+    row = connection.execute(
+        "SELECT id, username, password_hash FROM operators WHERE username = ?", (username,)
+    ).fetchone()
+    if row is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    return _from_row(row) if check_password_hash(row["password_hash"], password) else None
+
+
+def create(connection: sqlite3.Connection, username: str, password: str) -> Operator:
+    # werkzeug's default is scrypt with a random salt.
+    cursor = connection.execute(
+        "INSERT INTO operators (username, password_hash) VALUES (?, ?)",
+        (username, generate_password_hash(password)),
+    )
+    return Operator(cursor.lastrowid, username)
+
+
+def ensure_first_operator(connection: sqlite3.Connection, credentials_file: Path) -> bool:
+    """Create the first operator with a random password if there is none; return whether created.
+
+    An immediate transaction makes this safe when several console workers start at once.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if connection.execute("SELECT 1 FROM operators LIMIT 1").fetchone():
+            connection.execute("COMMIT")
+            return False
+        password = secrets.token_urlsafe(18)
+        create(connection, FIRST_OPERATOR, password)
+        write_json_secret(credentials_file, {"username": FIRST_OPERATOR, "password": password})
+        connection.execute("COMMIT")
+        return True
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise

@@ -1,0 +1,120 @@
+"""The `appliance` command: up, down, status (evaluation), check and render (both modes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from appliance.evaluation import EvaluationAppliance, StartError, is_root
+from appliance.layout import Layout
+from appliance.render import render_all, write_all
+from appliance.secrets_store import ensure_secrets
+from appliance.settings import SettingsError, load_settings
+
+EXIT_BAD_SETTINGS = 2
+EXIT_START_FAILED = 3
+
+
+def _load(args) -> tuple:
+    settings, base_dir = load_settings(args.config)
+    return settings, Layout.from_settings(settings, base_dir)
+
+
+def cmd_check(args) -> int:
+    settings, layout = _load(args)
+    print(f"settings are valid ({settings.mode} mode, state in {layout.state_dir})")
+    return 0
+
+
+def cmd_render(args) -> int:
+    settings, layout = _load(args)
+    ensure_secrets(layout)
+    changed = write_all(render_all(settings, layout, clamav_user=args.clamav_user))
+    print(json.dumps({"changed": [str(path) for path in changed]}))
+    return 0
+
+
+def cmd_up(args) -> int:
+    settings, layout = _load(args)
+    appliance = EvaluationAppliance(settings, layout)
+    for service, hint in appliance.missing_system_packages().items():
+        who = "" if is_root() else " (you are not root, so `make up` could not install it)"
+        print(f"! {service} is not installed{who}: {hint}")
+        print(f"  going on without {service}: files cannot be scanned until it runs.")
+    report = appliance.up()
+    for name in report.already_running:
+        print(f"= {name} was already running")
+    for name, seconds in report.started.items():
+        print(f"+ {name} started, ready in {seconds:.1f} s")
+    if not report.started:
+        print("The appliance was already up: nothing to repair.")
+    _print_access(settings, layout)
+    print(f"Ready in {report.total_seconds:.1f} s.")
+    return 0
+
+
+def _print_access(settings, layout) -> None:
+    print()
+    print(f"  Matrix client API  {settings.synapse.listen.url}  (server name {settings.server_name})")
+    print(f"  Admin console      {settings.console.listen.url}/")
+    print(f"  First operator     credentials in {layout.console_first_operator} (mode 0600)")
+    if settings.mail.run_local_sink:
+        print(
+            f"  Mail sink          smtp://{settings.mail.smtp_host}:{settings.mail.smtp_port}, "
+            f"messages in {layout.mail_dir}/new"
+        )
+    print(f"  Logs               {layout.log_dir}")
+    print()
+
+
+def cmd_down(args) -> int:
+    settings, layout = _load(args)
+    stopped = EvaluationAppliance(settings, layout).down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_status(args) -> int:
+    settings, layout = _load(args)
+    all_ok = True
+    for name, pid, check in EvaluationAppliance(settings, layout).status():
+        state = "up" if check.ok else "DOWN"
+        process = f"pid {pid}" if pid else "not started by us"
+        print(f"{name:10} {state:5} {process:18} {check.summary}")
+        all_ok = all_ok and check.ok
+    return 0 if all_ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description=__doc__)
+    parser.add_argument(
+        "--config", help="settings file (default: $APPLIANCE_CONFIG, else ./appliance.yaml)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="validate the settings").set_defaults(func=cmd_check)
+    render = commands.add_parser("render", help="render every config file from templates/")
+    render.add_argument("--clamav-user", help="run clamd as this user (production)")
+    render.set_defaults(func=cmd_render)
+    commands.add_parser("up", help="start the evaluation appliance").set_defaults(func=cmd_up)
+    commands.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
+    commands.add_parser("status", help="show each service").set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as error:
+        print(f"appliance {args.command}: {error}", file=sys.stderr)
+        print("Nothing was started or changed.", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except StartError as error:
+        print(f"appliance {args.command}: {error}", file=sys.stderr)
+        print("What this run started has been stopped again.", file=sys.stderr)
+        return EXIT_START_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The all-in-one evaluation appliance: render, start, check and stop every service locally.
+
+`make up`, `make down` and `make status` call this through the `appliance` CLI, and the test
+harness uses it too, so the tests run the very thing a sysadmin tries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance import health, preflight, services
+from appliance.layout import Layout
+from appliance.render import render_all, write_all
+from appliance.secrets_store import ensure_secrets
+from appliance.service_account import ServiceAccountError, ensure_service_token
+from appliance.settings import SettingsError, Settings
+from appliance.supervisor import (
+    ServiceSpec,
+    running_process,
+    start,
+    stop,
+    tail,
+    wait_until_ready,
+)
+
+CLAMAV_INSTALL_HINT = "apt-get install -y clamav-daemon  (as root)"
+
+
+class StartError(Exception):
+    """A service could not be started; what this run started has been stopped again."""
+
+
+@dataclass
+class UpReport:
+    already_running: list[str] = field(default_factory=list)
+    started: dict[str, float] = field(default_factory=dict)  # name -> seconds to ready
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why
+    total_seconds: float = 0.0
+
+
+class EvaluationAppliance:
+    def __init__(self, settings: Settings, layout: Layout):
+        self.settings = settings
+        self.layout = layout
+        self.clamd_binary = services.find_clamd()
+
+    def specs(self) -> list[ServiceSpec]:
+        """Every service this appliance runs, in start order (clamd before Synapse scans)."""
+        specs = []
+        if self.settings.mail.run_local_sink:
+            specs.append(services.mail_sink(self.settings, self.layout))
+        if self.clamd_binary:
+            specs.append(services.clamd(self.settings, self.layout, self.clamd_binary))
+        specs.append(services.synapse(self.settings, self.layout))
+        specs.append(services.console(self.settings, self.layout))
+        return specs
+
+    def missing_system_packages(self) -> dict[str, str]:
+        return {} if self.clamd_binary else {"clamd": CLAMAV_INSTALL_HINT}
+
+    # up --------------------------------------------------------------------------------------
+    def up(self) -> UpReport:
+        began = time.monotonic()
+        report = UpReport(skipped=self.missing_system_packages())
+        specs = self.specs()
+        to_start = [spec for spec in specs if running_process(spec) is None]
+        report.already_running = [spec.name for spec in specs if spec not in to_start]
+        self._preflight({spec.name for spec in to_start})
+        ensure_secrets(self.layout)
+        write_all(render_all(self.settings, self.layout))
+        started: list[ServiceSpec] = []
+        try:
+            for spec in to_start:
+                report.started[spec.name] = self._start_one(spec)
+                started.append(spec)
+                if spec.name == "synapse":
+                    self._ensure_service_token()
+            if "synapse" in report.already_running:
+                self._ensure_service_token()
+        except (StartError, ServiceAccountError) as error:
+            for spec in reversed(started):
+                stop(spec)
+            raise StartError(str(error)) from None
+        report.total_seconds = time.monotonic() - began
+        return report
+
+    def _preflight(self, services_to_start: set[str]) -> None:
+        problems = preflight.check_paths(self.layout)
+        problems += preflight.check_ports(self.settings, services_to_start)
+        if problems:
+            raise SettingsError("the settings", problems)
+
+    def _start_one(self, spec: ServiceSpec) -> float:
+        began = time.monotonic()
+        process = start(spec)
+        reason = wait_until_ready(spec, process)
+        if reason is not None:
+            stop(spec)
+            raise StartError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
+        return time.monotonic() - began
+
+    def _ensure_service_token(self) -> None:
+        ensure_service_token(
+            self.settings.synapse.listen.url,
+            shared_secret_file=self.layout.secret("registration_shared_secret"),
+            password_file=self.layout.secret("synapse-service-password"),
+            token_file=self.layout.service_token,
+        )
+
+    # down and status -------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop what `up` started, newest first; return the names stopped."""
+        return [spec.name for spec in reversed(self.specs()) if stop(spec)]
+
+    def status(self) -> list[tuple[str, int | None, health.Check]]:
+        """(service, pid or None, health check) for every service."""
+        checks = self.health_checks()
+        rows = []
+        for spec in self.specs():
+            process = running_process(spec)
+            rows.append((spec.name, process.pid if process else None, checks[spec.name]))
+        return rows
+
+    def health_checks(self) -> dict[str, health.Check]:
+        settings, listen = self.settings, self.settings.clamav.listen
+        token = _read_optional(self.layout.service_token)
+        return {
+            "mail-sink": health.check_smtp(settings.mail.smtp_host, settings.mail.smtp_port),
+            "clamd": health.check_clamd(
+                listen.connect_host, listen.port, settings.clamav.signatures
+            ),
+            "synapse": health.check_synapse(settings.synapse.listen.url, token),
+            "console": health.check_http("console", f"{settings.console.listen.url}/login"),
+        }
+
+
+def _read_optional(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0

@@ -1,0 +1,120 @@
+"""Where every file of the appliance lives, derived from the settings' state directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# The repository (or installed source tree) holds the Jinja2 templates of every config file.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = SOURCE_ROOT / "templates"
+
+
+@dataclass(frozen=True)
+class Layout:
+    state_dir: Path
+    venv_dir: Path
+
+    @classmethod
+    def from_settings(cls, settings, base_dir: Path) -> Layout:
+        return cls(
+            state_dir=(base_dir / settings.paths.state_dir).resolve(),
+            venv_dir=(base_dir / settings.paths.venv_dir).resolve(),
+        )
+
+    # Directories -----------------------------------------------------------------------------
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.state_dir / "mail"
+
+    @property
+    def synapse_dir(self) -> Path:
+        return self.state_dir / "synapse"
+
+    @property
+    def media_store(self) -> Path:
+        return self.synapse_dir / "media_store"
+
+    @property
+    def clamav_dir(self) -> Path:
+        return self.state_dir / "clamav"
+
+    @property
+    def clamav_database_dir(self) -> Path:
+        return self.clamav_dir / "db"
+
+    @property
+    def console_dir(self) -> Path:
+        return self.state_dir / "console"
+
+    def writable_dirs(self) -> dict[str, Path]:
+        """Every directory a service writes to, by what it is for (used in preflight errors)."""
+        return {
+            "secrets": self.secrets_dir,
+            "run": self.run_dir,
+            "log": self.log_dir,
+            "mail": self.mail_dir,
+            "synapse": self.synapse_dir,
+            "media_store": self.media_store,
+            "clamav": self.clamav_dir,
+            "clamav_database": self.clamav_database_dir,
+            "console": self.console_dir,
+        }
+
+    # Files -----------------------------------------------------------------------------------
+    @property
+    def homeserver_config(self) -> Path:
+        return self.synapse_dir / "homeserver.yaml"
+
+    @property
+    def synapse_log_config(self) -> Path:
+        return self.synapse_dir / "log_config.yaml"
+
+    @property
+    def synapse_signing_key(self) -> Path:
+        return self.secrets_dir / "synapse.signing.key"
+
+    @property
+    def clamd_config(self) -> Path:
+        return self.clamav_dir / "clamd.conf"
+
+    @property
+    def console_config(self) -> Path:
+        return self.console_dir / "console.json"
+
+    @property
+    def console_database(self) -> Path:
+        return self.console_dir / "console.sqlite3"
+
+    @property
+    def console_first_operator(self) -> Path:
+        return self.secrets_dir / "console-admin.json"
+
+    @property
+    def service_token(self) -> Path:
+        """The console's Synapse admin access token."""
+        return self.secrets_dir / "synapse-service-token"
+
+    def secret(self, name: str) -> Path:
+        return self.secrets_dir / name
+
+    def pidfile(self, service: str) -> Path:
+        return self.run_dir / f"{service}.pid"
+
+    def logfile(self, service: str) -> Path:
+        return self.log_dir / f"{service}.log"
+
+    def venv_bin(self, program: str) -> Path:
+        return self.venv_dir / "bin" / program

@@ -1,0 +1,90 @@
+"""The console's service account on Synapse: a server admin created with the shared secret.
+
+Its access token is kept in a 0600 file on the box; the console reads it server-side and it
+never reaches a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+
+import requests
+
+from appliance.secrets_store import read_secret, write_private_file
+
+SERVICE_LOCALPART = "appliance-console"
+TIMEOUT = 10
+
+
+class ServiceAccountError(Exception):
+    pass
+
+
+def _token_works(base_url: str, token: str) -> bool:
+    response = requests.get(
+        f"{base_url}/_matrix/client/v3/account/whoami",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+    return response.status_code == 200
+
+
+def _register_admin(base_url: str, shared_secret: str, password: str) -> str:
+    """Shared-secret registration (Synapse's Admin API); returns an access token."""
+    endpoint = f"{base_url}/_synapse/admin/v1/register"
+    nonce = requests.get(endpoint, timeout=TIMEOUT).json()["nonce"]
+    # Synapse's format: HMAC-SHA1 over nonce, user, password and "admin", NUL-separated.
+    message = b"\x00".join(p.encode() for p in (nonce, SERVICE_LOCALPART, password, "admin"))
+    body = {
+        "nonce": nonce,
+        "username": SERVICE_LOCALPART,
+        "password": password,
+        "admin": True,
+        "displayname": "Appliance console (service account)",
+        "mac": hmac.new(shared_secret.encode(), message, hashlib.sha1).hexdigest(),
+    }
+    response = requests.post(endpoint, json=body, timeout=TIMEOUT)
+    if response.status_code != 200:
+        raise ServiceAccountError(
+            f"Synapse refused to create the console's service account: "
+            f"{response.status_code} {response.text[:200]}"
+        )
+    return response.json()["access_token"]
+
+
+def _login(base_url: str, password: str) -> str:
+    response = requests.post(
+        f"{base_url}/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": SERVICE_LOCALPART},
+            "password": password,
+            "initial_device_display_name": "appliance console",
+        },
+        timeout=TIMEOUT,
+    )
+    if response.status_code != 200:
+        raise ServiceAccountError(
+            f"the console's service account cannot log in: {response.status_code} "
+            f"{response.text[:200]}"
+        )
+    return response.json()["access_token"]
+
+
+def ensure_service_token(
+    base_url: str, shared_secret_file: Path, password_file: Path, token_file: Path
+) -> None:
+    """Make sure token_file holds a working server-admin token; create the account if needed."""
+    if token_file.exists() and _token_works(base_url, read_secret(token_file)):
+        return
+    if password_file.exists():
+        token = _login(base_url, read_secret(password_file))
+    else:
+        # The prefix satisfies any password policy (upper, lower, digit, symbol).
+        password = "Aa1-" + secrets.token_urlsafe(32)
+        write_private_file(password_file, password, exclusive=True)
+        token = _register_admin(base_url, read_secret(shared_secret_file), password)
+    write_private_file(token_file, token)

@@ -1,0 +1,77 @@
+"""The module's configuration block, validated when Synapse starts (errors name the key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synapse.module_api.errors import ConfigError
+
+from appliance.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+
+_KNOWN_KEYS = {"allowed_domains", "clamd"}
+_CLAMD_KEYS = {"host", "port", "timeout_seconds"}
+
+
+@dataclass(frozen=True)
+class ClamdConfig:
+    host: str = "127.0.0.1"
+    port: int = 3310
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    # Seed of the allowlist: copied into the module's table on first start.
+    allowed_domains: tuple[str, ...]
+    clamd: ClamdConfig
+
+
+def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(block) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})",
+            path=(where, unknown[0]) if where else (unknown[0],),
+        )
+
+
+def _parse_domains(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("must be a list of domains", path=("allowed_domains",))
+    domains = []
+    for index, entry in enumerate(raw):
+        try:
+            domains.append(normalise_domain_entry(str(entry)))
+        except InvalidDomainEntry as error:
+            raise ConfigError(str(error), path=("allowed_domains", str(index))) from None
+    return tuple(dict.fromkeys(domains))
+
+
+def _parse_clamd(raw: object) -> ClamdConfig:
+    if raw is None:
+        return ClamdConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping", path=("clamd",))
+    _refuse_unknown(raw, _CLAMD_KEYS, "clamd")
+    port = raw.get("port", ClamdConfig.port)
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError("must be a port number (1-65535)", path=("clamd", "port"))
+    timeout = raw.get("timeout_seconds", ClamdConfig.timeout_seconds)
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError("must be a positive number", path=("clamd", "timeout_seconds"))
+    host = raw.get("host", ClamdConfig.host)
+    if not isinstance(host, str) or not host:
+        raise ConfigError("must be a host name or address", path=("clamd", "host"))
+    return ClamdConfig(host=host, port=port, timeout_seconds=float(timeout))
+
+
+def parse_module_config(raw: object) -> ModuleConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the module's config must be a mapping")
+    _refuse_unknown(raw, _KNOWN_KEYS, "")
+    return ModuleConfig(
+        allowed_domains=_parse_domains(raw.get("allowed_domains", [])),
+        clamd=_parse_clamd(raw.get("clamd")),
+    )
