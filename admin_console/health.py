@@ -25,9 +25,11 @@ def _service_token() -> str | None:
 
 
 def run_checks() -> list[health.Check]:
-    config = current_app.config
+    # Read here: the probes run in worker threads, outside the application context.
+    config = dict(current_app.config)
+    token = _service_token()
     probes = [
-        lambda: health.check_synapse(config["SYNAPSE_URL"], _service_token()),
+        lambda: health.check_synapse(config["SYNAPSE_URL"], token),
         lambda: health.check_clamd(
             config["CLAMD_HOST"], config["CLAMD_PORT"], config["CLAMAV_SIGNATURES"]
         ),

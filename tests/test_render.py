@@ -1,0 +1,126 @@
+"""The renderer: each mode renders, and Synapse's own config parser accepts the result."""
+
+from __future__ import annotations
+
+import re
+import stat
+
+import pytest
+import yaml
+from synapse.config.homeserver import HomeServerConfig
+
+from appliance.layout import Layout
+from appliance.render import render_all, write_all
+from appliance.secrets_store import ensure_secrets
+from appliance.settings import parse_settings
+
+EVALUATION = {"registration": {"allowed_domains": ["ac-paris.fr", "*.gouv.fr"]}}
+PRODUCTION = {
+    "mode": "production",
+    "server_name": "ac-paris.fr",
+    "public_baseurl": "https://matrix.ac-paris.fr/",
+    "clamav": {"signatures": "freshclam"},
+    "synapse": {
+        "database": {"engine": "postgresql", "password": "db-pass-123"},
+        "max_upload_size_mb": 50,
+    },
+    "mail": {
+        "smtp_host": "smtp.ac-paris.fr",
+        "smtp_port": 587,
+        "smtp_user": "matrix",
+        "smtp_password": "smtp-pass-456",
+        "require_transport_security": True,
+        "run_local_sink": False,
+    },
+}
+
+
+def rendered(tmp_path, data: dict) -> tuple[dict, Layout]:
+    settings = parse_settings({**data, "paths": {"state_dir": str(tmp_path)}}, "test")
+    layout = Layout.from_settings(settings, tmp_path)
+    ensure_secrets(layout)
+    files = render_all(settings, layout)
+    write_all(files)
+    return {file.template: file for file in files}, layout
+
+
+def synapse_config(layout: Layout) -> HomeServerConfig:
+    return HomeServerConfig.load_config("test", ["-c", str(layout.homeserver_config)])
+
+
+@pytest.mark.parametrize("data", [EVALUATION, PRODUCTION], ids=["evaluation", "production"])
+def test_synapse_parses_the_rendered_config(tmp_path, data):
+    _, layout = rendered(tmp_path, data)
+    config = synapse_config(layout)
+    assert config.server.server_name == data.get("server_name", "appliance.localhost")
+    assert config.metrics.report_stats is False
+    assert config.key.key_servers == []
+    assert config.registration.enable_registration
+    assert config.registration.registrations_require_3pid == ["email"]
+    assert config.registration.disable_msisdn_registration
+    assert config.registration.allow_guest_access is False
+    assert config.email.can_verify_email
+    assert config.roomdirectory.is_publishing_room_allowed("@agent:x", "!r:x", [])
+    assert [m[0].__name__ for m in config.modules.loaded_modules] == ["ApplianceModule"]
+    assert config.modules.loaded_modules[0][1].allowed_domains == ("ac-paris.fr", "*.gouv.fr") \
+        if data is EVALUATION else True
+
+
+def test_evaluation_binds_loopback_only(tmp_path):
+    _, layout = rendered(tmp_path, EVALUATION)
+    listeners = synapse_config(layout).server.listeners
+    assert [listener.bind_addresses for listener in listeners] == [["127.0.0.1"]]
+    assert all(not listener.http_options.x_forwarded for listener in listeners)
+
+
+def _clamd_stream_limit(clamd_conf: str) -> int:
+    value = re.search(r"^StreamMaxLength (\d+)M$", clamd_conf, re.M).group(1)
+    return int(value) * 1024 * 1024
+
+
+@pytest.mark.parametrize("data", [EVALUATION, PRODUCTION], ids=["evaluation", "production"])
+def test_uploads_never_exceed_clamd_stream_limit(tmp_path, data):
+    files, layout = rendered(tmp_path, data)
+    max_upload = synapse_config(layout).media.max_upload_size
+    assert max_upload <= _clamd_stream_limit(files["clamav/clamd.conf.j2"].content)
+
+
+def test_homeserver_yaml_holds_no_generated_secret_and_secrets_are_private(tmp_path):
+    files, layout = rendered(tmp_path, EVALUATION)
+    homeserver = files["synapse/homeserver.yaml.j2"].content
+    for secret_file in layout.secrets_dir.iterdir():
+        assert secret_file.read_text().strip() not in homeserver
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(layout.secrets_dir.stat().st_mode) == 0o700
+
+
+def test_production_passwords_only_in_private_files(tmp_path):
+    files, layout = rendered(tmp_path, PRODUCTION)
+    homeserver = files["synapse/homeserver.yaml.j2"]
+    assert "db-pass-123" in homeserver.content and "smtp-pass-456" in homeserver.content
+    assert stat.S_IMODE(layout.homeserver_config.stat().st_mode) == 0o600
+    for file in files.values():
+        if file is not homeserver:
+            assert "db-pass-123" not in file.content and "smtp-pass-456" not in file.content
+
+
+def test_production_uses_real_signatures_and_postgres(tmp_path):
+    files, layout = rendered(tmp_path, PRODUCTION)
+    assert "clamav/evaluation-eicar.ndb.j2" not in files
+    assert synapse_config(layout).database.databases[0].config["name"] == "psycopg2"
+    assert synapse_config(layout).email.require_transport_security
+
+
+def test_rendering_twice_changes_nothing(tmp_path):
+    settings = parse_settings({"paths": {"state_dir": str(tmp_path)}}, "test")
+    layout = Layout.from_settings(settings, tmp_path)
+    ensure_secrets(layout)
+    assert write_all(render_all(settings, layout))
+    assert write_all(render_all(settings, layout)) == []
+
+
+def test_console_config_points_at_the_token_file_not_the_token(tmp_path):
+    files, layout = rendered(tmp_path, EVALUATION)
+    console = yaml.safe_load(files["console/console.json.j2"].content)
+    assert console["SERVICE_TOKEN_FILE"] == str(layout.service_token)
+    assert not any("TOKEN" in key and key != "SERVICE_TOKEN_FILE" for key in console)
