@@ -16,6 +16,8 @@ class ApplianceModule:
     def __init__(self, config: ModuleConfig, api: ModuleApi):
         self._config = config
         self._api = api
+        # Each concern registers its own callbacks and resources (one file each):
+        # registration policy (allowlist, identity), media scanning, room rules, admin endpoints.
         logger.info(
             "appliance module %s loaded: %d allowed domain entries, clamd at %s:%d",
             __version__,
