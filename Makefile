@@ -1,0 +1,44 @@
+# The two commands: `make up` (set up and run the evaluation appliance) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+APPLIANCE := $(VENV)/bin/appliance
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test system-packages test-system-packages venv render check clean-state
+
+up: system-packages venv
+	$(APPLIANCE) up
+
+down:
+	@if [ -x $(APPLIANCE) ]; then $(APPLIANCE) down; else echo "nothing to stop (no venv)"; fi
+
+status: venv
+	$(APPLIANCE) status
+
+check: venv
+	$(APPLIANCE) check
+
+render: venv
+	$(APPLIANCE) render
+
+test: test-system-packages venv
+	$(VENV)/bin/python -m pytest
+
+system-packages:
+	@scripts/install-system-packages
+
+test-system-packages:
+	@scripts/install-system-packages --with-test-packages
+
+venv: $(STAMP)
+
+# constraints.txt pins the whole dependency tree; pyproject.toml pins the direct dependencies.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Removes all local state (accounts, rooms, media, secrets) of the evaluation appliance.
+clean-state: down
+	rm -rf var

@@ -1,0 +1,82 @@
+"""`appliance up`, `status` and `down` as a sysadmin runs them (the CLI behind `make`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psutil
+import requests
+import yaml
+
+from appliance.preflight import port_problem
+from conftest import evaluation_settings
+
+
+def run(config, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "--config", str(config), *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_up_status_up_again_down(tmp_path):
+    settings = evaluation_settings(tmp_path / "var")
+    config = tmp_path / "appliance.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    ports = {
+        "synapse": settings.synapse.listen.port,
+        "console": settings.console.listen.port,
+        "clamd": settings.clamav.listen.port,
+        "mail": settings.mail.smtp_port,
+    }
+    up = run(config, "up")
+    try:
+        assert up.returncode == 0, up.stderr
+        for name in ("mail-sink", "clamd", "synapse", "console"):
+            assert f"+ {name} started" in up.stdout
+        assert str(tmp_path / "var" / "secrets" / "console-admin.json") in up.stdout
+        assert requests.get(f"{settings.synapse.listen.url}/health", timeout=5).text == "OK"
+        login = requests.get(f"{settings.console.listen.url}/", timeout=5)
+        assert "/login?next=" in login.url and "Log in" in login.text
+
+        status = run(config, "status")
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count(" up ") == 4
+
+        again = run(config, "up")
+        assert again.returncode == 0
+        assert "already up: nothing to repair" in again.stdout
+
+        pids = [json.loads(p.read_text())["pid"] for p in (tmp_path / "var/run").glob("*.pid")]
+        children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
+        assert len(pids) == 4
+    finally:
+        down = run(config, "down")
+    assert down.returncode == 0
+    assert "stopped: console, synapse, clamd, mail-sink" in down.stdout
+    for pid in pids + children:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    for name, port in ports.items():
+        assert port_problem(name, "127.0.0.1", port) is None, f"{name} still listens on {port}"
+
+    status = run(config, "status")
+    assert status.returncode == 1 and "DOWN" in status.stdout
+
+
+def test_up_stops_on_a_taken_port_and_starts_nothing(tmp_path):
+    import socket
+
+    settings = evaluation_settings(tmp_path / "var")
+    config = tmp_path / "appliance.yaml"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", settings.console.listen.port))
+        holder.listen()
+        config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+        result = run(config, "up")
+    assert result.returncode == 2
+    assert f"console.listen.port: port {settings.console.listen.port} on 127.0.0.1 is already in use" in result.stderr
+    assert not list((tmp_path / "var" / "run").glob("*.pid"))
