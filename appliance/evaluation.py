@@ -55,6 +55,7 @@ class EvaluationAppliance:
         if self.clamd_binary:
             specs.append(services.clamd(self.settings, self.layout, self.clamd_binary))
         specs.append(services.synapse(self.settings, self.layout))
+        specs.append(services.content_scanner(self.settings, self.layout))
         specs.append(services.console(self.settings, self.layout))
         return specs
 
@@ -70,6 +71,7 @@ class EvaluationAppliance:
         report.already_running = [spec.name for spec in specs if spec not in to_start]
         self._preflight({spec.name for spec in to_start})
         ensure_secrets(self.layout)
+        services.prepare_maildir(self.layout.mail_dir)
         write_all(render_all(self.settings, self.layout))
         started: list[ServiceSpec] = []
         try:
@@ -130,10 +132,14 @@ class EvaluationAppliance:
         return {
             "mail-sink": health.check_smtp(settings.mail.smtp_host, settings.mail.smtp_port),
             "clamd": health.check_clamd(
-                listen.connect_host, listen.port, settings.clamav.signatures
+                listen.connect_host,
+                listen.port,
+                settings.clamav.signatures,
+                self.layout.clamav_database_dir,
             ),
             "synapse": health.check_synapse(settings.synapse.listen.url, token),
             "console": health.check_http("console", f"{settings.console.listen.url}/login"),
+            "content-scanner": health.check_content_scanner(settings.content_scanner.listen.url),
         }
 
 

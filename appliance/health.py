@@ -14,10 +14,13 @@ import psutil
 import requests
 
 from appliance.clamd import ClamdClient, ClamdUnavailable
+from appliance.clamd_signatures import SignatureFiles, current_state, describe_age
 
 PROBE_TIMEOUT = 3.0
 DISK_WARNING_PERCENT = 90.0
 MEMORY_WARNING_PERCENT = 95.0
+# freshclam updates several times a day; older signatures mean updates have stopped.
+STALE_SIGNATURES_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -64,24 +67,59 @@ def check_http(name: str, url: str) -> Check:
     return Check(name, True, f"answers at {url}")
 
 
-def check_clamd(host: str, port: int, signatures: str) -> Check:
+def check_clamd(
+    host: str, port: int, signatures: str, database_dir: Path | str | None = None
+) -> Check:
+    """clamd answers, and which signatures it uses: version and age (red when freshclam's
+    are stale, since then new viruses go undetected)."""
     client = ClamdClient(host, port, timeout=PROBE_TIMEOUT)
     try:
         client.ping()
-        version = client.version()
+        state = current_state(client, SignatureFiles(Path(database_dir) if database_dir else None))
     except ClamdUnavailable as error:
         return Check("clamd", False, str(error))
+    age = describe_age(state.age_seconds)
     if signatures == "evaluation":
         label = "EVALUATION signatures (EICAR test string only: real viruses are NOT detected)"
     else:
-        label = f"signatures {version.database_version} of {version.database_date}"
+        label = f"signatures {state.database_version or '(custom only)'}"
     details = {
-        "engine": version.engine,
+        "engine": state.engine,
         "signatures": signatures,
-        "database_version": version.database_version,
-        "database_date": version.database_date,
+        "signature_version": state.version,
+        "database_version": state.database_version,
+        "published": state.published.isoformat() if state.published else None,
+        "age_seconds": state.age_seconds,
     }
-    return Check("clamd", True, f"{version.engine}, {label}", details)
+    summary = f"{state.engine}, {label}, version {state.version[:12]}, {age}"
+    stale = signatures == "freshclam" and (
+        state.age_seconds is None or state.age_seconds > STALE_SIGNATURES_DAYS * 86400
+    )
+    if stale:
+        summary += ": signatures are stale, is freshclam running?"
+        return Check("clamd", False, summary, details)
+    return Check("clamd", True, summary, details)
+
+
+def check_content_scanner(base_url: str) -> Check:
+    """The content scanner answers and can reach clamd (else it refuses every file)."""
+    url = f"{base_url}/health"
+    try:
+        response = requests.get(url, timeout=PROBE_TIMEOUT)
+        body = response.json()
+    except (requests.RequestException, ValueError) as error:
+        return Check("content-scanner", False, f"not reachable at {base_url}: {_reason(error)}")
+    if not isinstance(body, dict):
+        return Check("content-scanner", False, f"{url} answered {response.status_code}")
+    if response.status_code != 200 or not body.get("ok"):
+        reason = body.get("error", f"answered {response.status_code}")
+        return Check("content-scanner", False, f"refusing every file: {reason}", body)
+    stats = body.get("stats", {})
+    summary = (
+        f"answers at {base_url}, {stats.get('scans', 0)} scans and "
+        f"{stats.get('cache_hits', 0)} cached verdicts since start"
+    )
+    return Check("content-scanner", True, summary, body)
 
 
 def check_smtp(host: str, port: int) -> Check:

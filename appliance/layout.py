@@ -59,6 +59,11 @@ class Layout:
     def console_dir(self) -> Path:
         return self.state_dir / "console"
 
+    @property
+    def content_scanner_dir(self) -> Path:
+        """The content scanner's config and its verdict database."""
+        return self.state_dir / "content-scanner"
+
     def writable_dirs(self) -> dict[str, Path]:
         """Every directory a service writes to, by what it is for (used in preflight errors)."""
         return {
@@ -71,6 +76,7 @@ class Layout:
             "clamav": self.clamav_dir,
             "clamav_database": self.clamav_database_dir,
             "console": self.console_dir,
+            "content_scanner": self.content_scanner_dir,
         }
 
     # Files -----------------------------------------------------------------------------------
@@ -93,6 +99,10 @@ class Layout:
     @property
     def console_config(self) -> Path:
         return self.console_dir / "console.json"
+
+    @property
+    def content_scanner_config(self) -> Path:
+        return self.content_scanner_dir / "content-scanner.json"
 
     @property
     def console_database(self) -> Path:

@@ -27,6 +27,12 @@ def _probe(check) -> str | None:
     return None if result.ok else result.summary
 
 
+def prepare_maildir(directory: Path) -> None:
+    """aiosmtpd's Maildir handler only creates tmp/new/cur when it creates the directory itself."""
+    for sub in ("tmp", "new", "cur"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+
+
 def mail_sink(settings: Settings, layout: Layout) -> ServiceSpec:
     mail = settings.mail
     return ServiceSpec(
@@ -90,6 +96,25 @@ def console(settings: Settings, layout: Layout) -> ServiceSpec:
         logfile=layout.logfile("console"),
         probe=lambda: _probe(lambda: health.check_http("console", f"{listen.url}/login")),
         env={"APPLIANCE_CONSOLE_CONFIG": str(layout.console_config), "PYTHONPATH": str(SOURCE_ROOT)},
+        cwd=SOURCE_ROOT,
+        start_timeout=30,
+    )
+
+
+def content_scanner(settings: Settings, layout: Layout) -> ServiceSpec:
+    base_url = settings.content_scanner.listen.url
+    public_key_url = f"{base_url}/_matrix/media_proxy/unstable/public_key"
+    return ServiceSpec(
+        name="content-scanner",
+        argv=[
+            sys.executable, "-m", "appliance.content_scanner",
+            "--config", str(layout.content_scanner_config),
+        ],
+        pidfile=layout.pidfile("content-scanner"),
+        logfile=layout.logfile("content-scanner"),
+        # Ready when it answers; whether clamd answers it is the health check's business.
+        probe=lambda: _probe(lambda: health.check_http("content-scanner", public_key_url)),
+        env={"PYTHONPATH": str(SOURCE_ROOT)},
         cwd=SOURCE_ROOT,
         start_timeout=30,
     )

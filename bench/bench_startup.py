@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import evaluation_settings  # noqa: E402  (free ports, temp state)
+from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from appliance import services  # noqa: E402
 from appliance.evaluation import EvaluationAppliance  # noqa: E402

@@ -7,44 +7,13 @@ temporary directory, and stopped at the end of the session.
 
 from __future__ import annotations
 
-import mailbox
-import socket
-import time
-from pathlib import Path
-
 import pytest
 import requests
 
 from appliance.clamd import ClamdClient
 from appliance.evaluation import EvaluationAppliance
 from appliance.layout import Layout
-from appliance.settings import Settings, parse_settings
-
-TEST_DOMAINS = ["ac-paris.fr", "*.gouv.fr"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def evaluation_settings(state_dir: Path, **overrides) -> Settings:
-    """Settings for an evaluation appliance on free loopback ports under state_dir."""
-    synapse_port = free_port()
-    data = {
-        "server_name": "test.appliance.localhost",
-        "public_baseurl": f"http://127.0.0.1:{synapse_port}/",
-        "synapse": {"listen": {"port": synapse_port}},
-        "console": {"listen": {"port": free_port()}},
-        "content_scanner": {"listen": {"port": free_port()}},
-        "clamav": {"listen": {"port": free_port()}},
-        "mail": {"smtp_port": free_port(), "notif_from": "Test <noreply@test.appliance.localhost>"},
-        "registration": {"allowed_domains": TEST_DOMAINS},
-        "paths": {"state_dir": str(state_dir)},
-        **overrides,
-    }
-    return parse_settings(data, "test settings")
+from harness import TEST_DOMAINS, MailSink, evaluation_settings, free_port  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -75,25 +44,6 @@ def clamd(appliance) -> ClamdClient:
     return ClamdClient(listen.connect_host, listen.port, timeout=10)
 
 
-class MailSink:
-    """Reads what the SMTP sink stored in its Maildir."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-
-    def messages(self) -> list:
-        return list(mailbox.Maildir(self.directory, create=False))
-
-    def wait_for(self, recipient: str, timeout: float = 15.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.messages():
-                if recipient in (message["To"] or ""):
-                    return message
-            time.sleep(0.1)
-        raise AssertionError(f"no mail to {recipient} reached the sink in {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def mail_sink(appliance) -> MailSink:
     return MailSink(appliance.layout.mail_dir)
@@ -109,6 +59,9 @@ def console_app(appliance, tmp_path):
         {
             "TESTING": True,
             "MODE": config.mode,
+            "SERVER_NAME_MATRIX": config.server_name,
+            "PUBLIC_BASEURL": config.public_baseurl,
+            "MAIL_FROM": config.mail.notif_from,
             "SYNAPSE_URL": config.synapse.listen.url,
             "SERVICE_TOKEN_FILE": str(appliance.layout.service_token),
             "SECRET_KEY": "test-secret-key",
@@ -118,6 +71,8 @@ def console_app(appliance, tmp_path):
             "CLAMD_HOST": config.clamav.listen.connect_host,
             "CLAMD_PORT": config.clamav.listen.port,
             "CLAMAV_SIGNATURES": config.clamav.signatures,
+            "CLAMAV_DATABASE_DIR": str(appliance.layout.clamav_database_dir),
+            "CONTENT_SCANNER_URL": config.content_scanner.listen.url,
             "SMTP_HOST": config.mail.smtp_host,
             "SMTP_PORT": config.mail.smtp_port,
             "SESSION_COOKIE_SECURE": False,

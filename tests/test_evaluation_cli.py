@@ -11,7 +11,7 @@ import requests
 import yaml
 
 from appliance.preflight import port_problem
-from conftest import evaluation_settings
+from harness import evaluation_settings
 
 
 def run(config, *command: str) -> subprocess.CompletedProcess:
@@ -32,11 +32,12 @@ def test_up_status_up_again_down(tmp_path):
         "console": settings.console.listen.port,
         "clamd": settings.clamav.listen.port,
         "mail": settings.mail.smtp_port,
+        "content-scanner": settings.content_scanner.listen.port,
     }
     up = run(config, "up")
     try:
         assert up.returncode == 0, up.stderr
-        for name in ("mail-sink", "clamd", "synapse", "console"):
+        for name in ("mail-sink", "clamd", "synapse", "content-scanner", "console"):
             assert f"+ {name} started" in up.stdout
         assert str(tmp_path / "var" / "secrets" / "console-admin.json") in up.stdout
         assert requests.get(f"{settings.synapse.listen.url}/health", timeout=5).text == "OK"
@@ -45,7 +46,7 @@ def test_up_status_up_again_down(tmp_path):
 
         status = run(config, "status")
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count(" up ") == 4
+        assert status.stdout.count(" up ") == 5
 
         again = run(config, "up")
         assert again.returncode == 0
@@ -53,11 +54,11 @@ def test_up_status_up_again_down(tmp_path):
 
         pids = [json.loads(p.read_text())["pid"] for p in (tmp_path / "var/run").glob("*.pid")]
         children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
-        assert len(pids) == 4
+        assert len(pids) == 5
     finally:
         down = run(config, "down")
     assert down.returncode == 0
-    assert "stopped: console, synapse, clamd, mail-sink" in down.stdout
+    assert "stopped: console, content-scanner, synapse, clamd, mail-sink" in down.stdout
     for pid in pids + children:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     for name, port in ports.items():

@@ -67,5 +67,5 @@ def test_synapse_killed_by_hand_shows_red_then_up_repairs_only_it(console_app, a
     finally:
         report = appliance.up()
     assert list(report.started) == ["synapse"]
-    assert set(report.already_running) == {"mail-sink", "clamd", "console"}
+    assert set(report.already_running) == {"mail-sink", "clamd", "content-scanner", "console"}
     assert checks(client)["synapse"]["ok"]

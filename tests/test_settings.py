@@ -13,7 +13,7 @@ import yaml
 from appliance.layout import SOURCE_ROOT, Layout
 from appliance.preflight import check_paths, check_ports
 from appliance.settings import Settings, SettingsError, load_settings, parse_settings
-from conftest import free_port
+from harness import free_port
 
 EXAMPLE = SOURCE_ROOT / "appliance.example.yaml"
 

@@ -1,0 +1,214 @@
+"""scan_encrypted: our content scanner against matrix-content-scanner 1.0.8, same run.
+
+Both scanners run side by side against the same Synapse and the same clamd (EICAR signatures):
+1.0.8 runs `clamdscan --stream` on each file (its documented set-up), ours streams the
+decrypted bytes to clamd itself. Synapse runs with authenticated media off, since 1.0.8 only
+knows the unauthenticated media endpoints (ours sends the user's token either way).
+
+Cold, per size: each scanner gets its own freshly generated encrypted attachments of that
+size (clamd keeps its own cache of clean files by hash, which would favour whichever scanner
+came second on identical bytes), asked CONCURRENCY at a time; sizes alternate which scanner
+goes first. Cached: one known attachment asked again CACHED_REQUESTS times, one at a time.
+Goal: our throughput >= 2x 1.0.8's; our cached verdict under 5 ms.
+
+    .venv/bin/python bench/bench_content_scanner.py
+
+1.0.8 is installed, the first time, in its own venv (var/bench/mcs-1.0.8, or $MCS_VENV).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+from media_bench_support import Services, median, percentile
+
+from appliance.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
+from harness import free_port
+from matrix_media_helpers import MEDIA_PROXY, User, upload_encrypted
+
+ROOT = Path(__file__).resolve().parent.parent
+MCS_VENV = Path(os.environ.get("MCS_VENV", ROOT / "var" / "bench" / "mcs-1.0.8"))
+MCS_REQUIREMENTS = ["matrix-content-scanner==1.0.8", "base58", "python-magic<0.5"]
+SIZES = [64 << 10, 512 << 10, 2 << 20, 5 << 20]  # voice notes, images, photos, documents
+FILES_PER_SIZE = 12
+CONCURRENCY = 4
+CACHED_REQUESTS = 200
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)  # cold, seconds
+    wall: float = 0.0  # seconds spent on the cold batches
+
+    @property
+    def files_per_second(self) -> float:
+        return len(self.latencies) / self.wall
+
+
+def ensure_mcs_venv() -> Path:
+    python = MCS_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"installing matrix-content-scanner 1.0.8 in {MCS_VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MCS_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *MCS_REQUIREMENTS], check=True)
+    return python
+
+
+def reference_scanner(services: Services, directory: Path) -> tuple[ServiceSpec, str]:
+    """matrix-content-scanner 1.0.8 on a free port, scanning with clamdscan on our clamd."""
+    port = free_port()
+    script = directory / "scan.sh"
+    script.write_text(
+        "#!/bin/sh\nexec clamdscan --config-file="
+        f'{services.appliance.layout.clamd_config} --stream --no-summary --quiet "$1"\n'
+    )
+    script.chmod(0o755)
+    (directory / "tmp").mkdir()
+    config = {
+        "web": {"host": "127.0.0.1", "port": port},
+        "scan": {"script": str(script), "temp_directory": str(directory / "tmp")},
+        "download": {"base_homeserver_url": services.synapse_url},
+        "crypto": {"pickle_path": str(directory / "pickle"), "pickle_key": "bench-only"},
+        "result_cache": {"max_size": 4096},
+    }
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    url = f"http://127.0.0.1:{port}"
+    spec = ServiceSpec(
+        name="mcs-1.0.8",
+        argv=[str(ensure_mcs_venv()), "-m", "matrix_content_scanner.mcs", "-c", "config.yaml"],
+        pidfile=directory / "mcs.pid",
+        logfile=directory / "mcs.log",
+        probe=lambda: _answers(f"{url}{MEDIA_PROXY}/public_key"),
+        cwd=directory,
+        start_timeout=60,
+    )
+    reason = wait_until_ready(spec, start(spec))
+    if reason is not None:
+        raise SystemExit(f"matrix-content-scanner 1.0.8 {reason}\n{tail(spec.logfile)}")
+    return spec, url
+
+
+def _answers(url: str) -> str | None:
+    try:
+        return None if requests.get(url, timeout=2).status_code == 200 else "not yet"
+    except requests.RequestException as error:
+        return str(error)
+
+
+def scan_encrypted(session: requests.Session, url: str, user: User, file: dict) -> float:
+    began = time.perf_counter()
+    response = session.post(
+        f"{url}{MEDIA_PROXY}/scan_encrypted", json={"file": file}, headers=user.headers, timeout=120
+    )
+    elapsed = time.perf_counter() - began
+    if response.status_code != 200 or response.json().get("clean") is not True:
+        raise SystemExit(f"{url} did not answer clean: {response.status_code} {response.text}")
+    return elapsed
+
+
+def cold_batch(url: str, user: User, synapse_url: str, size: int, results: Results) -> dict:
+    """FILES_PER_SIZE fresh attachments of `size` bytes, CONCURRENCY at a time."""
+    files = [upload_encrypted(synapse_url, user, os.urandom(size)) for _ in range(FILES_PER_SIZE)]
+    with requests.Session() as session, ThreadPoolExecutor(CONCURRENCY) as pool:
+        began = time.perf_counter()
+        results.latencies += pool.map(lambda file: scan_encrypted(session, url, user, file), files)
+        results.wall += time.perf_counter() - began
+    return files[0]
+
+
+def cached_latencies(url: str, user: User, file: dict) -> list[float]:
+    with requests.Session() as session:
+        scan_encrypted(session, url, user, file)  # warm the connection
+        return [scan_encrypted(session, url, user, file) for _ in range(CACHED_REQUESTS)]
+
+
+def http_floor(url: str) -> list[float]:
+    """GET public_key on the same scanner: what any answer costs this client and server."""
+    latencies = []
+    with requests.Session() as session:
+        for _ in range(CACHED_REQUESTS):
+            began = time.perf_counter()
+            session.get(f"{url}{MEDIA_PROXY}/public_key", timeout=10).raise_for_status()
+            latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def run(services: Services, scanners: dict[str, str]) -> tuple[dict, dict]:
+    """{size: {scanner: Results}}, {scanner: cached latencies}."""
+    user = services.new_user()
+    by_size: dict[int, dict[str, Results]] = {}
+    known = {}
+    for index, size in enumerate(SIZES):
+        by_size[size] = {name: Results() for name in scanners}
+        order = list(scanners) if index % 2 else list(reversed(scanners))
+        for name in order:
+            known[name] = cold_batch(
+                scanners[name], user, services.synapse_url, size, by_size[size][name]
+            )
+    cached = {
+        f"{name}, cached verdict": cached_latencies(url, user, known[name])
+        for name, url in scanners.items()
+    }
+    cached["ours, GET public_key (the HTTP floor)"] = http_floor(scanners["ours"])
+    return by_size, cached
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def report(by_size: dict, cached: dict) -> None:
+    print(
+        f"{FILES_PER_SIZE} fresh files per size and scanner, {CONCURRENCY} at a time "
+        f"(p50/p95 latency in ms; ratio = files/s ours / files/s 1.0.8)"
+    )
+    print(
+        f"{'size':>8} {'ours files/s':>13} {'1.0.8 files/s':>14} {'ratio':>6} "
+        f"{'ours p50/p95':>14} {'1.0.8 p50/p95':>15}"
+    )
+    for size, results in by_size.items():
+        ours, theirs = results["ours"], results["1.0.8"]
+        print(
+            f"{size >> 10:>5} KiB {ours.files_per_second:>13.1f} {theirs.files_per_second:>14.1f} "
+            f"{ours.files_per_second / theirs.files_per_second:>6.2f} "
+            f"{ms(median(ours.latencies)) + '/' + ms(percentile(ours.latencies, 0.95)):>14} "
+            f"{ms(median(theirs.latencies)) + '/' + ms(percentile(theirs.latencies, 0.95)):>15}"
+        )
+    mix = {name: sum(r[name].wall for r in by_size.values()) for name in ("ours", "1.0.8")}
+    print(f"whole mix (same sizes and counts): {mix['1.0.8'] / mix['ours']:.2f}x faster (goal >= 2)")
+    for name, latencies in cached.items():
+        print(
+            f"{name}: p50 {ms(median(latencies))} ms, "
+            f"p95 {ms(percentile(latencies, 0.95))} ms ({CACHED_REQUESTS} sequential requests)"
+        )
+    print("goal: our cached verdict under 5 ms")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as reference_dir:
+        with Services(
+            Path(state),
+            ["clamd", "synapse", "content-scanner"],
+            edit_synapse_config=lambda config: config.update(enable_authenticated_media=False),
+        ) as services:
+            reference, reference_url = reference_scanner(services, Path(reference_dir))
+            try:
+                by_size, cached = run(
+                    services, {"ours": services.scanner_url, "1.0.8": reference_url}
+                )
+            finally:
+                stop(reference)
+    report(by_size, cached)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Helpers shared by tests and benchmarks: free ports, evaluation settings, the mail sink reader.
+
+Kept out of conftest.py so that benchmarks and nested test folders can import them by a unique
+module name.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import socket
+import time
+from pathlib import Path
+
+from appliance.settings import Settings, parse_settings
+
+TEST_DOMAINS = ["ac-paris.fr", "*.gouv.fr"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def evaluation_settings(state_dir: Path, **overrides) -> Settings:
+    """Settings for an evaluation appliance on free loopback ports under state_dir."""
+    synapse_port = free_port()
+    data = {
+        "server_name": "test.appliance.localhost",
+        "public_baseurl": f"http://127.0.0.1:{synapse_port}/",
+        "synapse": {"listen": {"port": synapse_port}},
+        "console": {"listen": {"port": free_port()}},
+        "content_scanner": {"listen": {"port": free_port()}},
+        "clamav": {"listen": {"port": free_port()}},
+        "mail": {"smtp_port": free_port(), "notif_from": "Test <noreply@test.appliance.localhost>"},
+        "registration": {"allowed_domains": TEST_DOMAINS},
+        "paths": {"state_dir": str(state_dir)},
+        **overrides,
+    }
+    return parse_settings(data, "test settings")
+
+
+class MailSink:
+    """Reads what the SMTP sink stored in its Maildir."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def messages(self) -> list:
+        return list(mailbox.Maildir(self.directory, create=False))
+
+    def wait_for(self, recipient: str, timeout: float = 15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages():
+                if recipient in (message["To"] or ""):
+                    return message
+            time.sleep(0.1)
+        raise AssertionError(f"no mail to {recipient} reached the sink in {timeout} s")

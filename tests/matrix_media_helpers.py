@@ -1,0 +1,197 @@
+"""Media for the antivirus tests: users, uploads, encrypted attachments, and clamd's state.
+
+Everything goes over real HTTP to the shared appliance's Synapse and content scanner, and to
+its real clamd. The helpers that change clamd (stop it, add a signature) restore it on exit,
+so the appliance is healthy for the tests that follow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import os
+import secrets
+import socket
+import time
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from appliance.clamd import ClamdClient
+from appliance.supervisor import running_process, start, stop, wait_until_ready
+
+TIMEOUT = 30
+MEDIA_PROXY = "/_matrix/media_proxy/unstable"
+# The EICAR test string, assembled at run time so this file is not itself "infected".
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def register_user(synapse_url: str, shared_secret: str, prefix: str = "media") -> User:
+    """A new non-admin user, made with Synapse's shared-secret admin registration."""
+    endpoint = f"{synapse_url}/_synapse/admin/v1/register"
+    username, password = f"{prefix}-{secrets.token_hex(4)}", "Aa1-" + secrets.token_urlsafe(16)
+    nonce = requests.get(endpoint, timeout=TIMEOUT).json()["nonce"]
+    message = b"\x00".join(part.encode() for part in (nonce, username, password, "notadmin"))
+    mac = hmac.new(shared_secret.encode(), message, hashlib.sha1).hexdigest()
+    body = {"nonce": nonce, "username": username, "password": password, "admin": False, "mac": mac}
+    response = requests.post(endpoint, json=body, timeout=TIMEOUT)
+    response.raise_for_status()
+    return User(response.json()["user_id"], response.json()["access_token"])
+
+
+def upload(
+    synapse_url: str, user: User, data: bytes, content_type: str = "application/octet-stream"
+):
+    return requests.post(
+        f"{synapse_url}/_matrix/media/v3/upload",
+        data=data,
+        headers={**user.headers, "Content-Type": content_type},
+        timeout=TIMEOUT,
+    )
+
+
+def upload_ok(synapse_url: str, user: User, data: bytes, **kwargs) -> str:
+    """Upload bytes that must be accepted; return their mxc:// URI."""
+    response = upload(synapse_url, user, data, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()["content_uri"]
+
+
+def download(synapse_url: str, user: User, mxc: str) -> requests.Response:
+    server_name, media_id = mxc.removeprefix("mxc://").split("/")
+    return requests.get(
+        f"{synapse_url}/_matrix/client/v1/media/download/{server_name}/{media_id}",
+        headers=user.headers,
+        timeout=TIMEOUT,
+    )
+
+
+def unique_bytes(size: int = 4096) -> bytes:
+    """Content no earlier test has sent, so no cached verdict applies to it."""
+    return b"appliance test file " + secrets.token_bytes(size)
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _unpadded(raw: bytes, urlsafe: bool = False) -> str:
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    return encode(raw).decode().rstrip("=")
+
+
+def encrypt_attachment(plaintext: bytes) -> tuple[bytes, dict]:
+    """(ciphertext, EncryptedFile without "url"), as a Matrix client encrypts an attachment."""
+    key, iv = os.urandom(32), os.urandom(8) + bytes(8)  # the low 64 bits are the counter
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+    info = {
+        "v": "v2",
+        "key": {
+            "alg": "A256CTR",
+            "ext": True,
+            "k": _unpadded(key, urlsafe=True),
+            "key_ops": ["encrypt", "decrypt"],
+            "kty": "oct",
+        },
+        "iv": _unpadded(iv),
+        "hashes": {"sha256": _unpadded(hashlib.sha256(ciphertext).digest())},
+    }
+    return ciphertext, info
+
+
+def upload_encrypted(synapse_url: str, user: User, plaintext: bytes) -> dict:
+    """Encrypt, upload the ciphertext, and return the EncryptedFile a client would send."""
+    ciphertext, info = encrypt_attachment(plaintext)
+    return {**info, "url": upload_ok(synapse_url, user, ciphertext)}
+
+
+def scanner_post(scanner_url: str, endpoint: str, body, user: User | None = None):
+    return requests.post(
+        f"{scanner_url}{MEDIA_PROXY}/{endpoint}",
+        json=body,
+        headers=user.headers if user else {},
+        timeout=TIMEOUT,
+    )
+
+
+def scanner_get(scanner_url: str, endpoint: str, user: User | None = None, **params):
+    return requests.get(
+        f"{scanner_url}{MEDIA_PROXY}/{endpoint}",
+        params=params,
+        headers=user.headers if user else {},
+        timeout=TIMEOUT,
+    )
+
+
+# clamd's state ---------------------------------------------------------------------------------
+def _spec(appliance, name: str):
+    return next(spec for spec in appliance.specs() if spec.name == name)
+
+
+def restart_service(appliance, name: str) -> None:
+    spec = _spec(appliance, name)
+    stop(spec)
+    reason = wait_until_ready(spec, start(spec))
+    assert reason is None, f"{name} did not come back: {reason}"
+
+
+@contextmanager
+def clamd_stopped(appliance):
+    """clamd is down inside the block, and running and answering again after it."""
+    spec = _spec(appliance, "clamd")
+    assert stop(spec), "clamd was not running"
+    try:
+        yield
+    finally:
+        if running_process(spec) is None:
+            reason = wait_until_ready(spec, start(spec))
+            assert reason is None, f"clamd did not come back: {reason}"
+
+
+def reload_signatures(clamd: ClamdClient) -> None:
+    with socket.create_connection((clamd.host, clamd.port), timeout=TIMEOUT) as connection:
+        connection.sendall(b"zRELOAD\0")
+        assert connection.recv(64).startswith(b"RELOADING")
+
+
+def _wait_for_detection(clamd: ClamdClient, data: bytes, detected: bool) -> None:
+    # clamd reloads in the background: wait until the new database is the one in use.
+    deadline = time.monotonic() + 60
+    while clamd.scan_bytes(data).clean == detected:
+        assert time.monotonic() < deadline, "clamd did not reload its signatures"
+        time.sleep(0.2)
+
+
+@contextmanager
+def extra_signature(appliance, clamd: ClamdClient, marker: bytes):
+    """A signature update: clamd also detects `marker` inside the block, and no longer after."""
+    path = Path(appliance.layout.clamav_database_dir) / f"appliance-test-{marker.hex()[:12]}.ndb"
+    path.write_text(f"Appliance.Test.Marker-{marker.hex()[:12]}:0:*:{marker.hex()}\n")
+    try:
+        reload_signatures(clamd)
+        _wait_for_detection(clamd, marker, detected=True)
+        yield
+    finally:
+        path.unlink()
+        reload_signatures(clamd)
+        _wait_for_detection(clamd, marker, detected=False)
