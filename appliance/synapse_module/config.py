@@ -9,7 +9,7 @@ from synapse.module_api.errors import ConfigError
 from appliance.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
 _KNOWN_KEYS = {"allowed_domains", "clamd"}
-_CLAMD_KEYS = {"host", "port", "timeout_seconds"}
+_CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,9 @@ class ClamdConfig:
     host: str = "127.0.0.1"
     port: int = 3310
     timeout_seconds: float = 30.0
+    # clamd's DatabaseDirectory: its files' content is part of the signature version, so
+    # custom signatures (which clamd's VERSION does not report) also invalidate verdicts.
+    database_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,12 @@ def _parse_clamd(raw: object) -> ClamdConfig:
     host = raw.get("host", ClamdConfig.host)
     if not isinstance(host, str) or not host:
         raise ConfigError("must be a host name or address", path=("clamd", "host"))
-    return ClamdConfig(host=host, port=port, timeout_seconds=float(timeout))
+    database_dir = raw.get("database_dir")
+    if database_dir is not None and (not isinstance(database_dir, str) or not database_dir):
+        raise ConfigError("must be a directory path", path=("clamd", "database_dir"))
+    return ClamdConfig(
+        host=host, port=port, timeout_seconds=float(timeout), database_dir=database_dir
+    )
 
 
 def parse_module_config(raw: object) -> ModuleConfig:

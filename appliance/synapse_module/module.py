@@ -7,7 +7,14 @@ import logging
 from synapse.module_api import ModuleApi
 
 from appliance import __version__
+from appliance.synapse_module.admin_api import register_domain_admin_api
 from appliance.synapse_module.config import ModuleConfig, parse_module_config
+from appliance.synapse_module.domain_store import DomainStore
+from appliance.synapse_module.identity_lookup import register_identity_lookup
+from appliance.synapse_module.media_scan import register_media_scanning
+from appliance.synapse_module.quarantine_api import register_quarantine_api
+from appliance.synapse_module.registration import register_registration_policy
+from appliance.synapse_module.scan_store import ScanStore
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +25,14 @@ class ApplianceModule:
         self._api = api
         # Each concern registers its own callbacks and resources (one file each):
         # registration policy (allowlist, identity), media scanning, room rules, admin endpoints.
+        self._domains = DomainStore(api, config.allowed_domains)
+        self._domains.start()
+        register_registration_policy(api, self._domains.current)
+        register_domain_admin_api(api, self._domains)
+        register_identity_lookup(api, self._domains.current)
+        scan_store = ScanStore(api)
+        register_media_scanning(api, config.clamd, scan_store)
+        register_quarantine_api(api, scan_store)
         logger.info(
             "appliance module %s loaded: %d allowed domain entries, clamd at %s:%d",
             __version__,

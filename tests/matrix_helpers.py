@@ -1,0 +1,327 @@
+"""Client-side Matrix flows for tests, run over real HTTP as any client would run them.
+
+`MatrixClient` requests a verification mail, reads the link from the SMTP sink's Maildir,
+follows it like a person in a browser, and registers, logs in, resets a password or adds an
+address.  Each mail is found by the session id that Synapse returned for it, so tests that mail
+the same address several times never read each other's links.
+
+`SideSynapse` runs a second, short-lived Synapse with the appliance module for what the shared
+appliance must not be put through (an unreachable SMTP server, a loosened config).
+"""
+
+from __future__ import annotations
+
+import email.message
+import mailbox
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import requests
+import yaml
+
+from appliance import services
+from appliance.layout import Layout
+from appliance.render import render_all, write_all
+from appliance.secrets_store import ensure_secrets
+from appliance.settings import Settings
+from appliance.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
+
+# Meets the appliance's password policy (10+ characters, upper, lower, digit).
+PASSWORD = "Correct-Horse-Battery-42"
+TIMEOUT = 30
+
+# Where each kind of verification mail is requested (client-server API v3).
+REQUEST_TOKEN_PATHS = {
+    "register": "/_matrix/client/v3/register/email/requestToken",
+    "password_reset": "/_matrix/client/v3/account/password/email/requestToken",
+    "add_email": "/_matrix/client/v3/account/3pid/email/requestToken",
+}
+
+IDENTITY_INFO_PATH = "/_matrix/identity/api/v1/info"
+
+_LINK = re.compile(r"https?://\S+")
+
+
+class MailNotFound(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class EmailSession:
+    """A verification session opened by requestToken: what a client keeps to use the link."""
+
+    address: str
+    client_secret: str
+    sid: str
+
+    @property
+    def threepid_creds(self) -> dict:
+        return {"sid": self.sid, "client_secret": self.client_secret}
+
+    @property
+    def auth(self) -> dict:
+        """The user-interactive auth stage that proves the address."""
+        return {"type": "m.login.email.identity", "threepid_creds": self.threepid_creds}
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    access_token: str
+    device_id: str
+    address: str
+    password: str
+
+
+def read_maildir(directory: Path) -> list[email.message.Message]:
+    if not directory.exists():
+        return []
+    return list(mailbox.Maildir(directory, create=False))
+
+
+def plain_text(message: email.message.Message) -> str:
+    """The text/plain body of a (possibly multipart) message, decoded."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            return payload.decode(part.get_content_charset() or "utf-8")
+    raise MailNotFound(f"the mail {message['Subject']!r} has no text/plain part")
+
+
+class MatrixClient:
+    def __init__(self, base_url: str, mail_dir: Path, http: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.mail_dir = mail_dir
+        self.http = http or requests.Session()
+
+    # --- plain HTTP ------------------------------------------------------------------------
+    def request(
+        self, method: str, path: str, *, token: str | None = None, **kwargs
+    ) -> requests.Response:
+        return self.http.request(
+            method, self.base_url + path, headers=_bearer(token), timeout=TIMEOUT, **kwargs
+        )
+
+    def get(self, path: str, *, token: str | None = None, **kwargs) -> requests.Response:
+        return self.request("GET", path, token=token, **kwargs)
+
+    def post(self, path: str, body: dict, *, token: str | None = None) -> requests.Response:
+        return self.request("POST", path, token=token, json=body)
+
+    def identity_info(self, address: str, medium: str = "email") -> requests.Response:
+        """Tchap's domain lookup, which clients call before registering."""
+        return self.get(IDENTITY_INFO_PATH, params={"medium": medium, "address": address})
+
+    # --- email verification ----------------------------------------------------------------
+    def request_token(
+        self,
+        purpose: str,
+        address: str,
+        *,
+        client_secret: str | None = None,
+        send_attempt: int = 1,
+        token: str | None = None,
+    ) -> requests.Response:
+        """Ask Synapse to mail a verification link; `purpose` is a key of REQUEST_TOKEN_PATHS."""
+        body = {
+            "client_secret": client_secret or secrets.token_hex(16),
+            "email": address,
+            "send_attempt": send_attempt,
+        }
+        return self.post(REQUEST_TOKEN_PATHS[purpose], body, token=token)
+
+    def open_session(self, purpose: str, address: str, *, token: str | None = None) -> EmailSession:
+        """requestToken that must succeed; returns the session to use the link with."""
+        client_secret = secrets.token_hex(16)
+        response = self.request_token(purpose, address, client_secret=client_secret, token=token)
+        assert response.status_code == 200, response.text
+        return EmailSession(address, client_secret, response.json()["sid"])
+
+    def mail_for(self, session: EmailSession, timeout: float = 15.0) -> email.message.Message:
+        """The mail Synapse sent for this session (found by the sid in its link)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.mails_to(session.address):
+                if _session_link(message, session) is not None:
+                    return message
+            if time.monotonic() > deadline:
+                raise MailNotFound(f"no mail for session {session.sid} to {session.address}")
+            time.sleep(0.02)
+
+    def link_for(self, session: EmailSession, timeout: float = 15.0) -> str:
+        """The link of the mail Synapse sent for this session."""
+        return _session_link(self.mail_for(session, timeout), session)
+
+    def mails_to(self, address: str) -> list[email.message.Message]:
+        return [
+            m for m in read_maildir(self.mail_dir) if address.lower() in (m["To"] or "").lower()
+        ]
+
+    def follow(self, link: str) -> requests.Response:
+        """What a person does with the link: open it, and confirm if the page asks to."""
+        response = self.http.get(link, timeout=TIMEOUT, allow_redirects=False)
+        if response.status_code == 200 and '<form method="post"' in response.text:
+            # The password reset page asks for a confirmation, posted back with the same fields.
+            parts = urlsplit(link)
+            response = self.http.post(
+                urlunsplit(parts._replace(query="")),
+                data=dict(parse_qsl(parts.query)),
+                timeout=TIMEOUT,
+            )
+        return response
+
+    def verify(self, purpose: str, address: str, *, token: str | None = None) -> EmailSession:
+        """requestToken, then follow the mailed link: the session is validated."""
+        session = self.open_session(purpose, address, token=token)
+        response = self.follow(self.link_for(session))
+        assert response.status_code == 200, response.text
+        return session
+
+    # --- accounts --------------------------------------------------------------------------
+    def register(
+        self, session: EmailSession, password: str = PASSWORD, **extra
+    ) -> requests.Response:
+        """Complete /register with a validated session (`extra`: username, device name...)."""
+        body = {"password": password, **extra}
+        first = self.post("/_matrix/client/v3/register", body)
+        if first.status_code != 401:
+            return first  # refused before the auth stages
+        auth = {**session.auth, "session": first.json()["session"]}
+        return self.post("/_matrix/client/v3/register", {**body, "auth": auth})
+
+    def register_account(self, address: str, password: str = PASSWORD, **extra) -> Account:
+        """The whole registration of an allowed address; returns the new account."""
+        response = self.register(self.verify("register", address), password, **extra)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return Account(body["user_id"], body["access_token"], body["device_id"], address, password)
+
+    def login_with_email(
+        self, address: str, password: str = PASSWORD, device_name: str | None = None
+    ) -> requests.Response:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.thirdparty", "medium": "email", "address": address},
+            "password": password,
+        }
+        if device_name:
+            body["initial_device_display_name"] = device_name
+        return self.post("/_matrix/client/v3/login", body)
+
+    def reset_password(self, session: EmailSession, new_password: str) -> requests.Response:
+        body = {"new_password": new_password, "logout_devices": True, "auth": session.auth}
+        return self.post("/_matrix/client/v3/account/password", body)
+
+    def add_email(self, account: Account, session: EmailSession) -> requests.Response:
+        body = {
+            "client_secret": session.client_secret,
+            "sid": session.sid,
+            "auth": {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": account.user_id},
+                "password": account.password,
+            },
+        }
+        return self.post("/_matrix/client/v3/account/3pid/add", body, token=account.access_token)
+
+    def whoami(self, token: str) -> requests.Response:
+        return self.get("/_matrix/client/v3/account/whoami", token=token)
+
+    def display_name(self, user_id: str) -> str | None:
+        response = self.get(f"/_matrix/client/v3/profile/{user_id}/displayname")
+        return response.json().get("displayname") if response.status_code == 200 else None
+
+    def user_of_email(self, address: str, admin_token: str) -> requests.Response:
+        """The Admin API's account lookup by bound address (404 if no account has it)."""
+        return self.get(f"/_synapse/admin/v1/threepid/email/users/{address}", token=admin_token)
+
+
+def _session_link(message: email.message.Message, session: EmailSession) -> str | None:
+    links = [link for link in _LINK.findall(plain_text(message)) if f"sid={session.sid}" in link]
+    return links[0] if links else None
+
+
+def client_for(appliance) -> MatrixClient:
+    """A client of the shared evaluation appliance (the `appliance` fixture), reading its sink."""
+    mail_dir = appliance.layout.mail_dir
+    # WORKAROUND, reported to the lead: preflight creates mail_dir empty, and aiosmtpd's Maildir
+    # only adds tmp/new/cur when it creates the directory itself, so every mail fails with
+    # "500 ... No such file or directory". Remove once the appliance creates the Maildir.
+    for sub in ("tmp", "new", "cur"):
+        (mail_dir / sub).mkdir(parents=True, exist_ok=True)
+    return MatrixClient(appliance.settings.synapse.listen.url, mail_dir)
+
+
+def _bearer(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+# --- a second Synapse --------------------------------------------------------------------------
+
+
+class SideSynapse:
+    """A Synapse with the module (and optionally its own SMTP sink), started and stopped by a test.
+
+    `edit_config` receives the rendered homeserver.yaml as a dict and changes it in place, for
+    configurations the renderer never produces (e.g. without the module, to compare).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        layout: Layout,
+        *,
+        with_mail_sink: bool = True,
+        edit_config: Callable[[dict], None] | None = None,
+    ):
+        self.settings = settings
+        self.layout = layout
+        self.url = settings.synapse.listen.url
+        self._edit_config = edit_config
+        self._synapse = services.synapse(settings, layout)
+        self._sink = services.mail_sink(settings, layout) if with_mail_sink else None
+        self._running: list[ServiceSpec] = []
+
+    def __enter__(self) -> SideSynapse:
+        ensure_secrets(self.layout)
+        write_all(render_all(self.settings, self.layout))
+        if self._edit_config is not None:
+            config = yaml.safe_load(self.layout.homeserver_config.read_text())
+            self._edit_config(config)
+            self.layout.homeserver_config.write_text(yaml.safe_dump(config))
+        try:
+            if self._sink is not None:
+                self.start_mail_sink()
+            self._start(self._synapse)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for spec in reversed(self._running):
+            stop(spec)
+        self._running.clear()
+
+    def client(self) -> MatrixClient:
+        return MatrixClient(self.url, self.layout.mail_dir)
+
+    def start_mail_sink(self) -> None:
+        self._start(self._sink)
+
+    def stop_mail_sink(self) -> None:
+        """Stop this Synapse's own sink (never the shared appliance's): SMTP is then down."""
+        stop(self._sink)
+        self._running.remove(self._sink)
+
+    def _start(self, spec: ServiceSpec) -> None:
+        process = start(spec)
+        self._running.append(spec)
+        reason = wait_until_ready(spec, process)
+        if reason is not None:
+            raise RuntimeError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
