@@ -10,9 +10,25 @@ from pathlib import Path
 from flask import Flask, redirect, url_for
 from flask_wtf.csrf import CSRFProtect
 
-from admin_console import auth, db, health, security_headers
+from admin_console import (
+    auth,
+    db,
+    domains,
+    errors,
+    health,
+    health_history,
+    i18n,
+    media,
+    rooms,
+    security_headers,
+    template_helpers,
+    users,
+)
+from admin_console.audit import views as audit_views
+from admin_console.operators import views as operator_views
 
 CONFIG_ENV = "APPLIANCE_CONSOLE_CONFIG"
+HEALTH_SAMPLE_SECONDS = 60
 csrf = CSRFProtect()
 
 
@@ -36,15 +52,31 @@ def _load_config(app: Flask, test_config: dict | None) -> None:
     )
 
 
+def _start_sampler(app: Flask) -> None:
+    every = app.config.get("HEALTH_SAMPLE_SECONDS", HEALTH_SAMPLE_SECONDS)
+    if app.testing or not every:
+        return  # tests take samples themselves
+    health_history.start_sampler(
+        app.config["DATABASE"], app.config["SYNAPSE_URL"], Path(app.config["STATE_DIR"]), every
+    )
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     _load_config(app, test_config)
     csrf.init_app(app)
     db.init_app(app)
     auth.init_app(app)
+    i18n.init_app(app)
     security_headers.init_app(app)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(health.bp)
+    errors.init_app(app)
+    template_helpers.init_app(app)
+    for blueprint in (
+        auth.bp, health.bp, users.bp, domains.bp, rooms.bp, media.bp, audit_views.bp,
+        operator_views.bp,
+    ):
+        app.register_blueprint(blueprint)
+    _start_sampler(app)
 
     @app.get("/")
     def index():

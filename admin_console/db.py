@@ -1,4 +1,4 @@
-"""The console's own SQLite database: operators (and later the audit log and health samples).
+"""The console's own SQLite database: operators, login failures, the audit log, health samples.
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -16,6 +16,29 @@ CREATE TABLE IF NOT EXISTS operators (
     username TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    username TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_by_user ON login_failures (username, failed_at);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    operator TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
+-- One row per minute: several console workers may sample the same minute; the first one wins.
+CREATE TABLE IF NOT EXISTS health_samples (
+    minute INTEGER PRIMARY KEY,
+    cpu_percent REAL NOT NULL,
+    memory_percent REAL NOT NULL,
+    disk_percent REAL NOT NULL,
+    synapse_ms REAL
 );
 """
 

@@ -6,15 +6,21 @@ says why, when Synapse or clamd is down.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, render_template
-from flask_login import login_required
+from flask_babel import gettext as _
 
+from admin_console import db, health_history
+from admin_console.auth import require_login
+from admin_console.charts import line_chart
+from admin_console.health_warnings import warnings
 from appliance import health
 
 bp = Blueprint("health", __name__, url_prefix="/health")
+bp.before_request(require_login)
 
 
 def _service_token() -> str | None:
@@ -31,8 +37,12 @@ def run_checks() -> list[health.Check]:
     probes = [
         lambda: health.check_synapse(config["SYNAPSE_URL"], token),
         lambda: health.check_clamd(
-            config["CLAMD_HOST"], config["CLAMD_PORT"], config["CLAMAV_SIGNATURES"]
+            config["CLAMD_HOST"],
+            config["CLAMD_PORT"],
+            config["CLAMAV_SIGNATURES"],
+            config.get("CLAMAV_DATABASE_DIR"),
         ),
+        lambda: health.check_content_scanner(config["CONTENT_SCANNER_URL"]),
         lambda: health.check_smtp(config["SMTP_HOST"], config["SMTP_PORT"]),
         lambda: health.check_disk(Path(config["STATE_DIR"])),
         health.check_memory,
@@ -43,8 +53,22 @@ def run_checks() -> list[health.Check]:
         return list(pool.map(lambda probe: probe(), probes))
 
 
+def charts() -> list:
+    samples = health_history.last_day(db.get_db())
+    end = int(time.time() // 60)
+
+    def series(attribute: str) -> list[tuple[int, float | None]]:
+        return [(sample.minute, getattr(sample, attribute)) for sample in samples]
+
+    return [
+        line_chart(_("CPU"), "%", series("cpu_percent"), end, 100),
+        line_chart(_("Memory"), "%", series("memory_percent"), end, 100),
+        line_chart(_("Disk"), "%", series("disk_percent"), end, 100),
+        line_chart(_("Synapse response time"), "ms", series("synapse_ms"), end),
+    ]
+
+
 @bp.get("/")
-@login_required
 def page():
     checks = run_checks()
     return render_template(
@@ -52,11 +76,12 @@ def page():
         checks=checks,
         all_ok=all(check.ok for check in checks),
         evaluation=current_app.config["CLAMAV_SIGNATURES"] == "evaluation",
+        warnings=warnings(checks),
+        charts=charts(),
     )
 
 
 @bp.get("/checks.json")
-@login_required
 def checks_json():
     checks = run_checks()
     return jsonify(

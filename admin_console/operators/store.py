@@ -17,6 +17,10 @@ FIRST_OPERATOR = "admin"
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
 
+class LastOperator(Exception):
+    """Removing this operator would leave the console without any."""
+
+
 @dataclass
 class Operator(UserMixin):
     id: int
@@ -74,3 +78,27 @@ def ensure_first_operator(connection: sqlite3.Connection, credentials_file: Path
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def list_all(connection: sqlite3.Connection) -> list[Operator]:
+    rows = connection.execute("SELECT id, username FROM operators ORDER BY username").fetchall()
+    return [Operator(row["id"], row["username"]) for row in rows]
+
+
+def remove(connection: sqlite3.Connection, operator_id: int) -> None:
+    """Remove an operator, never the last one (the console would lock everyone out)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if connection.execute("SELECT COUNT(*) FROM operators").fetchone()[0] <= 1:
+            raise LastOperator("the last operator cannot be removed")
+        connection.execute("DELETE FROM operators WHERE id = ?", (operator_id,))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def exists(connection: sqlite3.Connection, username: str) -> bool:
+    return connection.execute(
+        "SELECT 1 FROM operators WHERE username = ?", (username,)
+    ).fetchone() is not None

@@ -1,0 +1,55 @@
+"""Line charts as server-rendered SVG: the CSP allows no script, so no charting library.
+
+`line_chart` turns samples into coordinates; templates/macros.html draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WIDTH, HEIGHT = 600, 120
+DAY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    unit: str
+    segments: list[str]  # SVG polyline "points", one per run of samples without a gap
+    maximum: float
+    latest: float | None
+    width: int = WIDTH
+    height: int = HEIGHT
+
+    @property
+    def empty(self) -> bool:
+        return not self.segments
+
+
+def line_chart(
+    title: str,
+    unit: str,
+    points: list[tuple[int, float | None]],  # (minute, value); None is a gap (e.g. down)
+    end_minute: int,
+    fixed_maximum: float | None = None,
+) -> Chart:
+    values = [value for _, value in points if value is not None]
+    maximum = fixed_maximum or max(values, default=1.0) * 1.1 or 1.0
+    start = end_minute - DAY_MINUTES
+    segments, current, previous = [], [], None
+    for minute, value in points:
+        if minute <= start:
+            continue
+        # A missing sample (more than 2 minutes apart) or a None value breaks the line.
+        if value is None or (previous is not None and minute - previous > 2):
+            if current:
+                segments.append(" ".join(current))
+            current = []
+        if value is not None:
+            x = (minute - start) / DAY_MINUTES * WIDTH
+            y = HEIGHT - min(value, maximum) / maximum * HEIGHT
+            current.append(f"{x:.1f},{y:.1f}")
+        previous = minute
+    if current:
+        segments.append(" ".join(current))
+    return Chart(title, unit, segments, maximum, values[-1] if values else None)

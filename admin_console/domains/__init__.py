@@ -1,0 +1,5 @@
+"""Allowed email domains: the list with its account counts, add, bulk add, remove (live)."""
+
+from admin_console.domains.views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,27 @@
+"""Console operators: the sysadmins who log in (not Matrix users). Store, forms and page."""
+
+from admin_console.operators.store import (
+    FIRST_OPERATOR,
+    LastOperator,
+    Operator,
+    authenticate,
+    by_id,
+    create,
+    ensure_first_operator,
+    exists,
+    list_all,
+    remove,
+)
+
+__all__ = [
+    "FIRST_OPERATOR",
+    "LastOperator",
+    "Operator",
+    "authenticate",
+    "by_id",
+    "create",
+    "ensure_first_operator",
+    "exists",
+    "list_all",
+    "remove",
+]

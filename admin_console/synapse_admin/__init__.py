@@ -1,0 +1,25 @@
+"""Synapse, seen from the console: one client (`client.py`) and one module per concern.
+
+Blueprints import from here; nothing else in the console talks to Synapse.
+"""
+
+from admin_console.synapse_admin import appliance, media, rooms, users
+from admin_console.synapse_admin.client import (
+    EndpointMissing,
+    SynapseClient,
+    SynapseRefused,
+    SynapseUnavailable,
+    client,
+)
+
+__all__ = [
+    "EndpointMissing",
+    "SynapseClient",
+    "SynapseRefused",
+    "SynapseUnavailable",
+    "appliance",
+    "client",
+    "media",
+    "rooms",
+    "users",
+]

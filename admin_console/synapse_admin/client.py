@@ -1,0 +1,114 @@
+"""The one HTTP client of the console towards Synapse: Admin API and the module's endpoints.
+
+Every call carries the server-admin service token, read server-side from its 0600 file; the
+token never leaves this module. Errors come out as two exceptions a view can show as they are:
+`SynapseUnavailable` (Synapse cannot be reached or answered garbage) and `SynapseRefused`
+(Synapse answered with a Matrix error: errcode and message kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from flask import current_app
+
+TIMEOUT_SECONDS = 10.0
+
+
+class SynapseUnavailable(Exception):
+    """Synapse did not answer usefully; str() says why, for the operator."""
+
+
+class SynapseRefused(Exception):
+    """Synapse answered with a Matrix error."""
+
+    def __init__(self, status: int, errcode: str, message: str, path: str):
+        self.status = status
+        self.errcode = errcode
+        self.message = message
+        self.path = path
+        super().__init__(f"{message} ({errcode}, HTTP {status})")
+
+
+class EndpointMissing(SynapseRefused):
+    """The endpoint does not exist on this Synapse (e.g. a module feature not installed yet)."""
+
+
+def segment(value: str) -> str:
+    """One path segment: user and room IDs contain '@', ':', '!' and '#' that must be encoded."""
+    return quote(value, safe="")
+
+
+@dataclass
+class SynapseClient:
+    base_url: str
+    token_file: Path
+    timeout: float = TIMEOUT_SECONDS
+
+    def get(self, path: str, params: dict | list | None = None) -> dict:
+        return self._call("GET", path, params=params)
+
+    def post(self, path: str, body: dict | None = None) -> dict:
+        return self._call("POST", path, json=body if body is not None else {})
+
+    def put(self, path: str, body: dict | None = None) -> dict:
+        return self._call("PUT", path, json=body if body is not None else {})
+
+    def delete(self, path: str, body: dict | None = None) -> dict:
+        return self._call("DELETE", path, json=body)
+
+    def _token(self) -> str:
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as error:
+            raise SynapseUnavailable(
+                f"the console's Synapse service token cannot be read ({error.strerror})"
+            ) from None
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        url = f"{self.base_url}{path}"
+        try:
+            response = requests.request(
+                method, url, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.ConnectionError:
+            raise SynapseUnavailable(
+                f"Synapse is not reachable at {self.base_url} (connection refused)"
+            ) from None
+        except requests.Timeout:
+            raise SynapseUnavailable(
+                f"Synapse did not answer within {self.timeout:.0f} s"
+            ) from None
+        return _decode(response, path)
+
+
+def _decode(response: requests.Response, path: str) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.ok and isinstance(body, dict):
+        return body
+    if not isinstance(body, dict) or "errcode" not in body:
+        raise SynapseUnavailable(
+            f"Synapse answered {response.status_code} without a Matrix error on {path}"
+        )
+    errcode, message = body["errcode"], body.get("error", "")
+    # Synapse's answer to a path nobody serves (e.g. a module endpoint not installed yet).
+    if response.status_code in (404, 405) and errcode == "M_UNRECOGNIZED":
+        raise EndpointMissing(response.status_code, errcode, message, path)
+    raise SynapseRefused(response.status_code, errcode, message, path)
+
+
+def client() -> SynapseClient:
+    """The client of the current app, built from its config."""
+    config = current_app.config
+    return SynapseClient(
+        config["SYNAPSE_URL"].rstrip("/"),
+        Path(config["SERVICE_TOKEN_FILE"]),
+        float(config.get("SYNAPSE_TIMEOUT_SECONDS", TIMEOUT_SECONDS)),
+    )

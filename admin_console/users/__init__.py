@@ -1,0 +1,5 @@
+"""Users: search and page through accounts, a user's page, and the actions on an account."""
+
+from admin_console.users.views import bp
+
+__all__ = ["bp"]
