@@ -51,6 +51,15 @@ def _domain_entry(value: str) -> str:
 
 
 DomainEntry = Annotated[str, AfterValidator(_domain_entry)]
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -66,11 +75,7 @@ class Listener(_Section):
     @field_validator("bind_address")
     @classmethod
     def _is_ip(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address") from None
-        return value
+        return _ip_address(value)
 
     @property
     def is_loopback(self) -> bool:
@@ -130,6 +135,12 @@ class ClamavSettings(_Section):
     # freshclam: the real signature databases, kept up to date by freshclam (production).
     signatures: Literal["evaluation", "freshclam"] = "evaluation"
     scan_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # freshclam only: download from this mirror (http(s)://host[:port]) instead of ClamAV's.
+    private_mirror: str | None = None
+    # freshclam only: also install the EICAR-only evaluation signatures, so clamd can start on
+    # a host that cannot reach any mirror yet (real viruses are not detected until freshclam's
+    # first download succeeds).
+    evaluation_fallback: bool = False
 
 
 class MailSettings(_Section):
@@ -160,6 +171,44 @@ class PathSettings(_Section):
     venv_dir: Path = Path(".venv")
 
 
+class NginxSettings(_Section):
+    # Production: the addresses nginx listens on (every IPv4 and IPv6 address by default).
+    bind_addresses: list[Annotated[str, AfterValidator(_ip_address)]] = Field(
+        default_factory=lambda: ["0.0.0.0", "::"]
+    )
+    # The ports nginx serves on (the firewall opens these and SSH, nothing else).
+    https_port: Port = 443
+    http_port: Port = 80
+    federation_port: Port = 8448
+    # The certificate chain and private key nginx serves (from Let's Encrypt, given files or
+    # self-signed: the Ansible nginx role puts them at these paths).
+    certificate: Path = Path("/etc/appliance/tls/fullchain.pem")
+    private_key: Path = Path("/etc/appliance/tls/privkey.pem")
+    # Served at /.well-known/acme-challenge/ for Let's Encrypt's HTTP-01 challenge.
+    acme_webroot: Path = Path("/var/lib/appliance-acme")
+
+
+class BackupSettings(_Section):
+    # Production: where the nightly backups are kept (copy them off the host too).
+    directory: Path = Path("/var/backups/appliance")
+    # When the backup runs, in systemd's OnCalendar syntax.
+    schedule: str = "*-*-* 03:15:00"
+    # How many backups are kept; older ones are deleted.
+    keep: Annotated[int, Field(ge=1, le=365)] = 14
+
+
+class HostSettings(_Section):
+    # Production: the directory under which the host's system files (systemd units, the nginx
+    # site, PostgreSQL and nftables settings, the backup script) are written: / on a host the
+    # Ansible roles provision. null renders none of them (evaluation).
+    system_root: Path | None = None
+    # The system user that runs Synapse, the console and the content scanner and owns their
+    # files; null leaves files to whoever runs `appliance render` (evaluation).
+    service_user: str | None = None
+    # The firewall keeps this SSH port open beside nginx's ports.
+    ssh_port: Port = 22
+
+
 class Settings(_Section):
     mode: Literal["evaluation", "production"] = "evaluation"
     # The Matrix server name: the part after ':' in every user ID. Cannot change later.
@@ -173,6 +222,9 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     registration: RegistrationSettings = RegistrationSettings()
     paths: PathSettings = PathSettings()
+    nginx: NginxSettings = NginxSettings()
+    backup: BackupSettings = BackupSettings()
+    host: HostSettings = HostSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -208,6 +260,10 @@ class Settings(_Section):
                 raise ValueError(
                     "clamav.signatures: production mode needs real signatures (freshclam)"
                 )
+        if self.host.system_root is not None and self.host.service_user is None:
+            raise ValueError(
+                "host.service_user: needed with host.system_root (the user the services run as)"
+            )
         return self
 
     def _listeners(self) -> dict[str, Listener]:
