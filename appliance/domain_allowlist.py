@@ -79,10 +79,21 @@ class DomainAllowlist:
         if isinstance(entries, str):
             # Iterating a str would load one entry per character.
             raise TypeError("DomainAllowlist expects an iterable of entries, not a single string")
+        self._split([normalise_domain_entry(entry) for entry in entries])
+
+    @classmethod
+    def from_normalised(cls, entries: Iterable[str]) -> DomainAllowlist:
+        """Build from entries already in canonical form (as stored by the module), skipping
+        the IDNA work: 100,000 entries load in milliseconds instead of seconds. An entry that
+        is not canonical can only fail to match, never admit more."""
+        allowlist = cls.__new__(cls)
+        allowlist._split(entries)
+        return allowlist
+
+    def _split(self, normalised_entries: Iterable[str]) -> None:
         exact: set[str] = set()
         suffixes: set[str] = set()
-        for entry in entries:
-            normalised = normalise_domain_entry(entry)
+        for normalised in normalised_entries:
             if normalised.startswith(WILDCARD_PREFIX):
                 suffixes.add(normalised[len(WILDCARD_PREFIX):])
             else:

@@ -44,6 +44,11 @@ class Layout:
         return self.state_dir / "synapse"
 
     @property
+    def synapse_templates_dir(self) -> Path:
+        """Synapse's mail and confirmation-page templates, rendered from templates/synapse/email/."""
+        return self.synapse_dir / "templates"
+
+    @property
     def media_store(self) -> Path:
         return self.synapse_dir / "media_store"
 

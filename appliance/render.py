@@ -52,7 +52,7 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
     ]
     # Synapse's mails and confirmation pages, in French and English (Synapse fills them in).
     targets += [
-        (f"synapse/email/{template.name}", layout.synapse_dir / "templates" / template.stem, 0o644)
+        (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
         for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
     ]
     if settings.clamav.signatures == "evaluation" or settings.clamav.evaluation_fallback:

@@ -28,6 +28,7 @@ from appliance import services
 from appliance.layout import Layout
 from appliance.render import render_all, write_all
 from appliance.secrets_store import ensure_secrets
+from appliance.service_account import ensure_service_token
 from appliance.settings import Settings
 from appliance.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
 
@@ -249,11 +250,6 @@ def _session_link(message: email.message.Message, session: EmailSession) -> str 
 def client_for(appliance) -> MatrixClient:
     """A client of the shared evaluation appliance (the `appliance` fixture), reading its sink."""
     mail_dir = appliance.layout.mail_dir
-    # WORKAROUND, reported to the lead: preflight creates mail_dir empty, and aiosmtpd's Maildir
-    # only adds tmp/new/cur when it creates the directory itself, so every mail fails with
-    # "500 ... No such file or directory". Remove once the appliance creates the Maildir.
-    for sub in ("tmp", "new", "cur"):
-        (mail_dir / sub).mkdir(parents=True, exist_ok=True)
     return MatrixClient(appliance.settings.synapse.listen.url, mail_dir)
 
 
@@ -311,13 +307,30 @@ class SideSynapse:
     def client(self) -> MatrixClient:
         return MatrixClient(self.url, self.layout.mail_dir)
 
+    def admin_token(self) -> str:
+        """A server admin's token, made the way the appliance makes the console's."""
+        ensure_service_token(
+            self.url,
+            shared_secret_file=self.layout.secret("registration_shared_secret"),
+            password_file=self.layout.secret("synapse-service-password"),
+            token_file=self.layout.service_token,
+        )
+        return self.layout.service_token.read_text().strip()
+
     def start_mail_sink(self) -> None:
         self._start(self._sink)
 
     def stop_mail_sink(self) -> None:
         """Stop this Synapse's own sink (never the shared appliance's): SMTP is then down."""
-        stop(self._sink)
-        self._running.remove(self._sink)
+        self._stop(self._sink)
+
+    def restart_synapse(self) -> None:
+        self._stop(self._synapse)
+        self._start(self._synapse)
+
+    def _stop(self, spec: ServiceSpec) -> None:
+        stop(spec)
+        self._running.remove(spec)
 
     def _start(self, spec: ServiceSpec) -> None:
         process = start(spec)

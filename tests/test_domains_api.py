@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 from matrix_helpers import PASSWORD, client_for
 
+from appliance.service_account import SERVICE_LOCALPART
 from appliance.synapse_module.domain_store import insert_entry_txn
 
 DOMAINS = "/_synapse/client/appliance/v1/domains"
@@ -111,7 +112,7 @@ def test_add_read_and_remove_an_entry(client, admin_token):
     assert (again.status_code, again.json()["created"]) == (200, False)
 
     one = client.get(domain_path("ac-nantes.fr"), token=admin_token).json()
-    assert one["entry"] == "ac-nantes.fr" and one["added_by"].startswith("@appliance-console:")
+    assert one["entry"] == "ac-nantes.fr" and one["added_by"].startswith(f"@{SERVICE_LOCALPART}:")
 
     removed = delete(client, "AC-NANTES.fr", admin_token)
     assert (removed.status_code, removed.json()) == (

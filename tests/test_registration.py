@@ -286,7 +286,7 @@ def side_synapse(tmp_path_factory):
     settings = evaluation_settings(
         state_dir,
         registration={
-            "allowed_domains": ["ac-paris.fr"],
+            "allowed_domains": ["ac-paris.fr", "*.gouv.fr"],
             "validation_token_lifetime": f"{LINK_LIFETIME_SECONDS}s",
         },
     )
@@ -388,3 +388,19 @@ def _wait_for_status(client, address: str, status: int, timeout: float = 30.0):
             assert response.status_code == status, response.text
             return response
         time.sleep(0.2)
+
+
+def test_the_settings_only_seed_the_list_on_the_first_start(side_synapse):
+    """Kept last: it restarts the side Synapse, after changing its list through the API."""
+    client, token = side_synapse.client(), side_synapse.admin_token()
+    domains = "/_synapse/client/appliance/v1/domains"
+    assert client.request("DELETE", f"{domains}/*.gouv.fr", token=token).status_code == 200
+    assert client.request("PUT", f"{domains}/ac-lyon.fr", token=token).status_code == 201
+
+    side_synapse.restart_synapse()
+
+    listed = client.get(domains, token=token).json()["domains"]
+    assert [row["entry"] for row in listed] == ["ac-lyon.fr", "ac-paris.fr"]
+    log = side_synapse.layout.logfile("synapse").read_text()
+    assert "allowlist seeded from appliance.yaml with 2 entries" in log
+    assert "allowlist already in the database" in log

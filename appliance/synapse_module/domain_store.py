@@ -253,8 +253,8 @@ class DomainStore:
         self._confirmed_at = max(self._confirmed_at, began)
 
     async def _install(self, snapshot: _Snapshot) -> None:
-        # Building re-normalises every entry: a large list would stall the reactor.
-        allowlist = await self._api.defer_to_thread(DomainAllowlist, snapshot.entries)
+        # Entries were normalised when written (admin API, parse_config): no IDNA work here.
+        allowlist = DomainAllowlist.from_normalised(snapshot.entries)
         # Two refreshes may overlap (the loop and a local write): never go back in time.
         if self._generation is not None and snapshot.generation < self._generation:
             return

@@ -319,3 +319,16 @@ def test_decision_equals_brute_force_reference(entries: list[str], domain: str) 
     entry = allowlist.matching_entry(domain)
     if entry is not None:
         assert _reference_decision(domain, [entry])
+
+
+def test_from_normalised_decides_like_the_checking_constructor() -> None:
+    entries = ["ac-paris.fr", "*.gouv.fr", "xn--cole-9oa.fr", "*.region.example.org"]
+    checked, trusted = DomainAllowlist(entries), DomainAllowlist.from_normalised(entries)
+    assert trusted.entries == checked.entries
+    for domain in ("ac-paris.fr", "x.gouv.fr", "gouv.fr", "a.region.example.org", "evil.fr"):
+        assert trusted.matching_entry(domain) == checked.matching_entry(domain)
+
+
+def test_from_normalised_never_widens_on_a_non_canonical_entry() -> None:
+    # A hand-edited row in upper case is not canonical: it matches nothing rather than more.
+    assert not DomainAllowlist.from_normalised(["AC-PARIS.FR"]).allows("ac-paris.fr")
