@@ -1,6 +1,6 @@
 """Registration policy: who may register or bind an email address, and the identity they get.
 
-Synapse calls these callbacks (see /work/notes/synapse-module-api.md for the contracts):
+Synapse calls these callbacks (contracts as in Synapse 1.163's module API, checked against its source):
 
 * ``is_3pid_allowed``: before a verification mail is sent for registration or for adding an
   address to an account, and again when ``/register`` completes.  A refusal is Synapse's
