@@ -46,7 +46,10 @@ def cmd_up(args) -> int:
     for name in report.already_running:
         print(f"= {name} was already running")
     for name, seconds in report.started.items():
-        print(f"+ {name} started, ready in {seconds:.1f} s")
+        if name in report.restarted:
+            print(f"~ {name} restarted (its configuration changed), ready in {seconds:.1f} s")
+        else:
+            print(f"+ {name} started, ready in {seconds:.1f} s")
     if not report.started:
         print("The appliance was already up: nothing to repair.")
     _print_access(settings, layout)

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from appliance import health, preflight, services
 from appliance.layout import Layout
 from appliance.render import render_all, write_all
@@ -36,6 +38,7 @@ class StartError(Exception):
 @dataclass
 class UpReport:
     already_running: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)  # running, but their config changed
     started: dict[str, float] = field(default_factory=dict)  # name -> seconds to ready
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why
     total_seconds: float = 0.0
@@ -72,37 +75,40 @@ class EvaluationAppliance:
         self._preflight({spec.name for spec in to_start})
         ensure_secrets(self.layout)
         services.prepare_maildir(self.layout.mail_dir)
-        write_all(render_all(self.settings, self.layout))
-        started: list[ServiceSpec] = []
-        try:
-            for spec in to_start:
-                report.started[spec.name] = self._start_one(spec)
-                started.append(spec)
-                if spec.name == "synapse":
-                    self._ensure_service_token()
-            if "synapse" in report.already_running:
-                self._ensure_service_token()
-        except (StartError, ServiceAccountError) as error:
-            for spec in reversed(started):
+        changed = write_all(render_all(self.settings, self.layout))
+        for spec in specs:
+            if spec.name in report.already_running and spec.reads_any_of(changed):
                 stop(spec)
-            raise StartError(str(error)) from None
+                report.already_running.remove(spec.name)
+                report.restarted.append(spec.name)
+                to_start.append(spec)
+        to_start.sort(key=specs.index)
+        self._start_all(to_start, report)
         report.total_seconds = time.monotonic() - began
         return report
+
+    def _start_all(self, to_start: list[ServiceSpec], report: UpReport) -> None:
+        """Start every service at once, then wait for each: none waits on another to start."""
+        started: list[tuple[ServiceSpec, psutil.Process, float]] = []
+        try:
+            for spec in to_start:
+                started.append((spec, start(spec), time.monotonic()))
+            for spec, process, began in started:
+                reason = wait_until_ready(spec, process)
+                if reason is not None:
+                    raise StartError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
+                report.started[spec.name] = time.monotonic() - began
+            self._ensure_service_token()
+        except (StartError, ServiceAccountError) as error:
+            for spec, _, _ in reversed(started):
+                stop(spec)
+            raise StartError(str(error)) from None
 
     def _preflight(self, services_to_start: set[str]) -> None:
         problems = preflight.check_paths(self.layout)
         problems += preflight.check_ports(self.settings, services_to_start)
         if problems:
             raise SettingsError("the settings", problems)
-
-    def _start_one(self, spec: ServiceSpec) -> float:
-        began = time.monotonic()
-        process = start(spec)
-        reason = wait_until_ready(spec, process)
-        if reason is not None:
-            stop(spec)
-            raise StartError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
-        return time.monotonic() - began
 
     def _ensure_service_token(self) -> None:
         ensure_service_token(

@@ -63,6 +63,7 @@ def clamd(settings: Settings, layout: Layout, clamd_binary: Path) -> ServiceSpec
             )
         ),
         start_timeout=120,  # loading freshclam's full databases takes a while
+        config_files=(layout.clamd_config,),
     )
 
 
@@ -78,6 +79,11 @@ def synapse(settings: Settings, layout: Layout) -> ServiceSpec:
         env={"PYTHONPATH": str(SOURCE_ROOT)},
         cwd=layout.synapse_dir,
         start_timeout=90,
+        config_files=(
+            layout.homeserver_config,
+            layout.synapse_log_config,
+            layout.synapse_templates_dir,
+        ),
     )
 
 
@@ -98,6 +104,7 @@ def console(settings: Settings, layout: Layout) -> ServiceSpec:
         env={"APPLIANCE_CONSOLE_CONFIG": str(layout.console_config), "PYTHONPATH": str(SOURCE_ROOT)},
         cwd=SOURCE_ROOT,
         start_timeout=30,
+        config_files=(layout.console_config,),
     )
 
 
@@ -117,4 +124,5 @@ def content_scanner(settings: Settings, layout: Layout) -> ServiceSpec:
         env={"PYTHONPATH": str(SOURCE_ROOT)},
         cwd=SOURCE_ROOT,
         start_timeout=30,
+        config_files=(layout.content_scanner_config,),
     )

@@ -31,6 +31,14 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     start_timeout: float = 60.0
+    # Rendered files (or directories of them) the service reads at start: when one changes,
+    # `up` restarts the service so the new settings apply.
+    config_files: tuple[Path, ...] = ()
+
+    def reads_any_of(self, paths: list[Path]) -> bool:
+        return any(
+            path == config or config in path.parents for path in paths for config in self.config_files
+        )
 
 
 def running_process(spec: ServiceSpec) -> psutil.Process | None:

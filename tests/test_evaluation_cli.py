@@ -52,6 +52,15 @@ def test_up_status_up_again_down(tmp_path):
         assert again.returncode == 0
         assert "already up: nothing to repair" in again.stdout
 
+        # A changed setting restarts only the service that reads it.
+        changed = settings.model_dump(mode="json")
+        changed["console"]["session_timeout_minutes"] = 45
+        config.write_text(yaml.safe_dump(changed))
+        reconfigured = run(config, "up")
+        assert reconfigured.returncode == 0, reconfigured.stderr
+        assert "~ console restarted (its configuration changed)" in reconfigured.stdout
+        assert reconfigured.stdout.count("was already running") == 4
+
         pids = [json.loads(p.read_text())["pid"] for p in (tmp_path / "var/run").glob("*.pid")]
         children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
         assert len(pids) == 5
