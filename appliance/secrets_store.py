@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from signedjson.key import generate_signing_key, write_signing_keys
@@ -18,13 +19,26 @@ CONSOLE_SECRET_KEY = "console_secret_key"
 
 
 def write_private_file(path: Path, content: str, *, exclusive: bool = False) -> None:
-    """Write a file readable by its owner only, without a moment where it is wider open."""
+    """Write a file readable by its owner only, without a moment where it is wider open.
+
+    The content goes to a new 0600 file that then replaces the old one in one rename, so an
+    existing file with a wider mode never holds the new secret, and readers never see half of
+    it. exclusive: refuse to replace an existing file (FileExistsError).
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chmod(path, 0o600)  # in case the file existed with a wider mode
+    if exclusive:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _ensure_random_secret(path: Path) -> None:

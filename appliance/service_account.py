@@ -23,13 +23,13 @@ class ServiceAccountError(Exception):
     pass
 
 
-def _token_works(base_url: str, token: str) -> bool:
+def _whoami_status(base_url: str, token: str) -> int:
     response = requests.get(
         f"{base_url}/_matrix/client/v3/account/whoami",
         headers={"Authorization": f"Bearer {token}"},
         timeout=TIMEOUT,
     )
-    return response.status_code == 200
+    return response.status_code
 
 
 def _register_admin(base_url: str, shared_secret: str, password: str) -> str:
@@ -55,7 +55,8 @@ def _register_admin(base_url: str, shared_secret: str, password: str) -> str:
     return response.json()["access_token"]
 
 
-def _login(base_url: str, password: str) -> str:
+def _login(base_url: str, password: str) -> str | None:
+    """An access token, or None when Synapse does not know this account and password."""
     response = requests.post(
         f"{base_url}/_matrix/client/v3/login",
         json={
@@ -66,6 +67,8 @@ def _login(base_url: str, password: str) -> str:
         },
         timeout=TIMEOUT,
     )
+    if response.status_code == 403:
+        return None
     if response.status_code != 200:
         raise ServiceAccountError(
             f"the console's service account cannot log in: {response.status_code} "
@@ -78,13 +81,31 @@ def ensure_service_token(
     base_url: str, shared_secret_file: Path, password_file: Path, token_file: Path
 ) -> None:
     """Make sure token_file holds a working server-admin token; create the account if needed."""
-    if token_file.exists() and _token_works(base_url, read_secret(token_file)):
-        return
-    if password_file.exists():
-        token = _login(base_url, read_secret(password_file))
-    else:
+    try:
+        _ensure_service_token(base_url, shared_secret_file, password_file, token_file)
+    except (requests.RequestException, KeyError, ValueError) as error:
+        raise ServiceAccountError(
+            f"cannot set up the console's service account on Synapse: {error}"
+        ) from None
+
+
+def _ensure_service_token(
+    base_url: str, shared_secret_file: Path, password_file: Path, token_file: Path
+) -> None:
+    if token_file.exists():
+        status = _whoami_status(base_url, read_secret(token_file))
+        if status == 200:
+            return
+        # Only "unknown token" means a new one is needed; a busy Synapse is not a reason to
+        # log in again and leave a second valid admin token behind.
+        if status != 401:
+            raise ServiceAccountError(f"Synapse answered {status} when checking the console's token")
+    if not password_file.exists():
         # The prefix satisfies any password policy (upper, lower, digit, symbol).
-        password = "Aa1-" + secrets.token_urlsafe(32)
-        write_private_file(password_file, password, exclusive=True)
-        token = _register_admin(base_url, read_secret(shared_secret_file), password)
+        write_private_file(password_file, "Aa1-" + secrets.token_urlsafe(32), exclusive=True)
+    password = read_secret(password_file)
+    # No account yet (first start, or an earlier attempt failed after the password was saved).
+    token = _login(base_url, password) or _register_admin(
+        base_url, read_secret(shared_secret_file), password
+    )
     write_private_file(token_file, token)

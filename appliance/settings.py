@@ -246,14 +246,15 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _mode_rules(self) -> Settings:
-        if self.mode == "evaluation":
-            for key, listener in self._listeners().items():
-                if not listener.is_loopback:
-                    raise ValueError(
-                        f"{key}.bind_address: evaluation mode listens on loopback only, "
-                        f"not {listener.bind_address}"
-                    )
-        else:
+        # Synapse (its Admin API), the console, the scanner and clamd (no authentication at
+        # all) are never exposed directly: nginx is the only public listener in production.
+        for key, listener in self._listeners().items():
+            if not listener.is_loopback:
+                raise ValueError(
+                    f"{key}.bind_address: {self.mode} mode listens on loopback only "
+                    f"(nginx is the public entry), not {listener.bind_address}"
+                )
+        if self.mode == "production":
             if not self.public_baseurl.startswith("https://"):
                 raise ValueError("public_baseurl: production mode needs an https:// URL")
             if self.clamav.signatures == "evaluation":

@@ -90,3 +90,26 @@ def test_up_stops_on_a_taken_port_and_starts_nothing(tmp_path):
     assert result.returncode == 2
     assert f"console.listen.port: port {settings.console.listen.port} on 127.0.0.1 is already in use" in result.stderr
     assert not list((tmp_path / "var" / "run").glob("*.pid"))
+
+
+def test_service_account_recovers_from_a_lost_token(appliance):
+    """A token file that no longer works is replaced by logging in again with the saved password."""
+    from appliance.service_account import ensure_service_token
+
+    layout, url = appliance.layout, appliance.settings.synapse.listen.url
+    secrets = {
+        "shared_secret_file": layout.secret("registration_shared_secret"),
+        "password_file": layout.secret("synapse-service-password"),
+        "token_file": layout.service_token,
+    }
+    old_token = layout.service_token.read_text()
+    layout.service_token.write_text("syt_revoked_or_garbage")
+    ensure_service_token(url, **secrets)
+    new_token = layout.service_token.read_text()
+    assert new_token != old_token
+    whoami = requests.get(
+        f"{url}/_matrix/client/v3/account/whoami",
+        headers={"Authorization": f"Bearer {new_token}"},
+        timeout=10,
+    )
+    assert whoami.json()["user_id"].startswith("@appliance-console:")

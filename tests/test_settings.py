@@ -87,6 +87,14 @@ def test_example_file_names_every_key():
             "console.listen.bind_address: evaluation mode listens on loopback only",
         ),
         (
+            {
+                "mode": "production",
+                "public_baseurl": "https://matrix.example.org",
+                "clamav": {"signatures": "freshclam", "listen": {"bind_address": "0.0.0.0", "port": 3310}},
+            },
+            "clamav.listen.bind_address: production mode listens on loopback only",
+        ),
+        (
             {"mode": "production", "clamav": {"signatures": "freshclam"}},
             "public_baseurl: production mode needs an https:// URL",
         ),
