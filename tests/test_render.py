@@ -123,3 +123,14 @@ def test_console_config_points_at_the_token_file_not_the_token(tmp_path):
     console = yaml.safe_load(files["console/console.json.j2"].content)
     assert console["SERVICE_TOKEN_FILE"] == str(layout.service_token)
     assert not any("TOKEN" in key and key != "SERVICE_TOKEN_FILE" for key in console)
+
+
+@pytest.mark.parametrize(
+    "data, resources",
+    [(EVALUATION, {"client"}), (PRODUCTION, {"client", "federation"})],
+    ids=["evaluation", "production"],
+)
+def test_federation_is_served_only_in_production(tmp_path, data, resources):
+    _, layout = rendered(tmp_path, data)
+    (listener,) = synapse_config(layout).server.listeners
+    assert {name for resource in listener.http_options.resources for name in resource.names} == resources

@@ -1,0 +1,122 @@
+"""The playbook's static checks: yamllint and ansible-lint (production profile) clean, every role
+built the same way, and the inventory variables mapped onto keys the settings model knows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from appliance.layout import SOURCE_ROOT
+from appliance.settings import parse_settings
+
+ANSIBLE_DIR = SOURCE_ROOT / "ansible"
+ROLES = sorted(path.name for path in (ANSIBLE_DIR / "roles").iterdir() if path.is_dir())
+TOOLS = Path(sys.executable).parent
+
+
+def run_tool(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(TOOLS / argv[0]), *argv[1:]],
+        cwd=ANSIBLE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        # ansible-lint caches what it installs in the project; keep it out of the tree.
+        env={**os.environ, "ANSIBLE_HOME": str(Path.home() / ".ansible"), "NO_COLOR": "1"},
+    )
+
+
+def test_yamllint_is_clean():
+    result = run_tool("yamllint", "--strict", "-c", ".yamllint", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ansible_lint_production_profile_is_clean():
+    result = run_tool(
+        "ansible-lint", "--profile", "production", "--offline", "site.yml", "restore.yml", "roles"
+    )
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
+
+
+def test_the_playbooks_parse():
+    for playbook in ("site.yml", "restore.yml"):
+        result = run_tool(
+            "ansible-playbook", "-i", "inventories/vagrant", "--syntax-check", playbook
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_has_the_expected_shape(role):
+    path = ANSIBLE_DIR / "roles" / role
+    for part in (
+        "defaults/main.yml",
+        "meta/main.yml",
+        "meta/argument_specs.yml",
+        "README.md",
+        "tasks/main.yml",
+        "tasks/validate_config.yml",
+        "tasks/install.yml",
+    ):
+        assert (path / part).is_file(), f"{role}: {part} is missing"
+    main = yaml.safe_load((path / "tasks/main.yml").read_text())
+    imported = [task.get("ansible.builtin.import_tasks") for task in main]
+    assert imported[:2] == ["validate_config.yml", "install.yml"], role
+    tags = {
+        tag
+        for tasks_file in (path / "tasks").glob("*.yml")
+        for task in yaml.safe_load(tasks_file.read_text()) or []
+        for tag in task.get("tags", [])
+    }
+    assert "self-check" in tags, f"{role}: no task tagged self-check"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_is_prefixed_documented_and_validated(role):
+    path = ANSIBLE_DIR / "roles" / role
+    defaults = yaml.safe_load((path / "defaults/main.yml").read_text()) or {}
+    specs = yaml.safe_load((path / "meta/argument_specs.yml").read_text())["argument_specs"]
+    lines = (path / "defaults/main.yml").read_text().splitlines()
+    for name in defaults:
+        assert name.startswith(f"{role}_"), f"{role}: {name} is not prefixed with the role's name"
+        assert name in specs["main"]["options"] or any(
+            name in spec.get("options", {}) for spec in specs.values()
+        ), f"{role}: {name} has no argument spec"
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:"))
+        assert any(
+            line.startswith("#") for line in lines[max(0, index - 6) : index]
+        ), f"{role}: {name} has no comment above it in defaults/main.yml"
+
+
+def test_inventory_variables_map_onto_valid_settings():
+    """The mapping in the appliance role, templated with the vagrant inventory, is accepted by the
+    settings model (unknown keys or bad values would be refused with their path)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
+    loader = DataLoader()
+
+    def load(path: Path) -> dict:
+        # Trusted as templates, as a playbook run trusts its own files.
+        return loader.load_from_file(str(path), trusted_as_template=True) or {}
+
+    roles = ANSIBLE_DIR / "roles"
+    variables = {"playbook_dir": str(ANSIBLE_DIR)}
+    for role in ROLES:
+        variables |= load(roles / role / "defaults/main.yml")
+    mapping = load(roles / "appliance/vars/main.yml")
+    inventory = load(ANSIBLE_DIR / "inventories/vagrant/group_vars/appliance/vars.yml")
+    variables |= mapping | inventory
+    data = Templar(loader=loader, variables=variables).template(
+        mapping["appliance_settings_from_inventory"]
+    )
+    settings = parse_settings(data, "the appliance role's mapping")
+    assert settings.mode == "production"
+    assert settings.public_baseurl == inventory["appliance_public_baseurl"]
+    assert settings.clamav.evaluation_fallback is True
+    assert settings.nginx.https_port == 443 and settings.host.service_user == "appliance"

@@ -1,0 +1,511 @@
+"""The production playbook on a real systemd host: a Debian 12 rootfs booted with systemd-nspawn.
+
+`ansible/site.yml` converges the booted container through `community.docker.nsenter`, first
+from a release pinning the previous Synapse, then from this tree (an upgrade in place); then the
+appliance is used as a client would use it, through nginx with TLS: /health, the client API,
+registration through the mail flow, the EICAR refusal, the console, the content scanner; a backup
+is made and put back with restore.yml; `--tags self-check` passes; and a last converge must
+change nothing. The container shares the machine's network namespace, so
+every service gets a free loopback port from the inventory and the firewall stays off (loading
+it there would replace the machine's own rules).
+
+Needs root, systemd-nspawn (systemd-container) and debootstrap; the rootfs is made once and kept
+in ROOTFS_CACHE, keyed by what it holds. Select or deselect with `-m provisioning`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+
+from appliance.layout import SOURCE_ROOT
+from harness import TEST_DOMAINS, free_port
+from matrix_helpers import MatrixClient
+from matrix_media_helpers import EICAR, unique_bytes
+
+pytestmark = [pytest.mark.provisioning, pytest.mark.slow]
+
+ANSIBLE_DIR = SOURCE_ROOT / "ansible"
+ROOTFS_CACHE = Path(os.environ.get("APPLIANCE_ROOTFS_CACHE", "/var/cache/appliance-test-rootfs"))
+DEBIAN_SUITE = "bookworm"
+# What the playbook expects of a fresh host: systemd to boot, Python and apt for Ansible, sudo
+# for Ansible to become other users (postgres, clamav, the service user).
+ROOTFS_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3-minimal", "python3-apt", "sudo")
+# The Synapse release before the one constraints.txt pins: the upgrade starts there.
+PREVIOUS_SYNAPSE = "1.163.1"
+SYNAPSE_PIN = re.compile(r"(matrix-synapse(?:\[[a-z,]+\])?)==([0-9][0-9a-z.]*)")
+HOST = "appliance-test"
+BOOT_TIMEOUT = 120
+CONVERGE_TIMEOUT = 1500
+
+
+# --- the Debian 12 host ------------------------------------------------------------------------
+def _require_tools() -> None:
+    missing = [
+        tool for tool in ("systemd-nspawn", "debootstrap", "nsenter") if not shutil.which(tool)
+    ]
+    if os.geteuid() != 0 or missing:
+        pytest.fail(
+            "the provisioning test boots a Debian 12 container: it needs root and "
+            f"systemd-nspawn, debootstrap, nsenter (missing: {missing or 'none'}; root: "
+            f"{os.geteuid() == 0}). Install: apt-get install systemd-container debootstrap; "
+            "or deselect it with -m 'not provisioning'."
+        )
+
+
+def cached_rootfs() -> Path:
+    """A debootstrapped rootfs with ROOTFS_PACKAGES, made once per package list and kept."""
+    key = hashlib.sha256(f"{DEBIAN_SUITE} minbase {sorted(ROOTFS_PACKAGES)}".encode()).hexdigest()
+    rootfs = ROOTFS_CACHE / key[:16] / "rootfs"
+    ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(ROOTFS_CACHE / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs must not build it at once
+        if not rootfs.exists():
+            building = rootfs.with_name("rootfs.partial")
+            shutil.rmtree(building, ignore_errors=True)
+            subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(ROOTFS_PACKAGES)}",
+                    DEBIAN_SUITE,
+                    str(building),
+                    "http://deb.debian.org/debian",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
+            building.rename(rootfs)
+    return rootfs
+
+
+def prepare_rootfs(directory: Path) -> None:
+    """A fresh copy of the cached rootfs, as a new Debian 12 host would come."""
+    subprocess.run(["cp", "-a", "--reflink=auto", str(cached_rootfs()), str(directory)], check=True)
+    (directory / "etc/hostname").write_text(HOST + "\n")
+    # Packages must not start their services with Debian's defaults on install (PostgreSQL on
+    # 5432, nginx on 80, freshclam calling ClamAV's mirrors): this host shares the machine's
+    # network. The roles start every service themselves, with the appliance's settings.
+    policy = directory / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    sources = (
+        "deb http://deb.debian.org/debian bookworm main\n"
+        "deb http://deb.debian.org/debian bookworm-updates main\n"
+        "deb http://deb.debian.org/debian-security bookworm-security main\n"
+    )
+    (directory / "etc/apt/sources.list").write_text(sources)
+
+
+@dataclass
+class Container:
+    rootfs: Path
+    process: subprocess.Popen
+    leader: int  # the container's init, as the host sees it (ansible_nsenter_pid)
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["nsenter", "--target", str(self.leader), "--all", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()  # nspawn asks the container's systemd to power off
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _leader_pid(nspawn: subprocess.Popen) -> int:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{nspawn.pid}/task/{nspawn.pid}/children")
+        if children.exists() and children.read_text().split():
+            return int(children.read_text().split()[0])
+        if nspawn.poll() is not None:
+            raise RuntimeError(f"systemd-nspawn exited with {nspawn.returncode}")
+        time.sleep(0.2)
+    raise RuntimeError("systemd-nspawn started no container")
+
+
+def boot(rootfs: Path, log: Path) -> Container:
+    process = subprocess.Popen(
+        [
+            "systemd-nspawn",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            f"--directory={rootfs}",
+            f"--machine={HOST}",
+            "--console=passive",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    container = Container(rootfs, process, _leader_pid(process))
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    state = ""
+    while state not in ("running", "degraded"):
+        if time.monotonic() > deadline:
+            container.stop()
+            raise RuntimeError(f"the container did not boot: {state}\n{log.read_text()[-2000:]}")
+        time.sleep(0.5)  # until its systemd answers on its bus, then until boot is done
+        state = container.run(
+            "systemctl", "is-system-running", "--wait", check=False
+        ).stdout.strip()
+    return container
+
+
+# --- the appliance's releases ------------------------------------------------------------------
+def synapse_pin(source: Path) -> str:
+    return SYNAPSE_PIN.search((source / "constraints.txt").read_text()).group(2)
+
+
+def release_with_synapse(version: str, directory: Path) -> Path:
+    """A copy of this source tree with Synapse pinned to `version` (an older release's pin)."""
+    for name in ("appliance", "admin_console", "templates"):
+        shutil.copytree(
+            SOURCE_ROOT / name, directory / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("pyproject.toml", "constraints.txt", "README.md"):
+        if (SOURCE_ROOT / name).exists():
+            text = (SOURCE_ROOT / name).read_text()
+            (directory / name).write_text(SYNAPSE_PIN.sub(rf"\g<1>=={version}", text))
+    return directory
+
+
+# --- Ansible -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ports:
+    synapse: int
+    console: int
+    scanner: int
+    clamd: int
+    https: int
+    http: int
+    federation: int
+    postgresql: int
+    smtp: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(9)))
+
+
+def inventory(container: Container, ports: Ports, source: Path) -> dict:
+    # What this machine trusts beyond Debian's store (an egress proxy may re-sign TLS): the
+    # host must trust it too to reach PyPI; common_ca_certificates is the production knob.
+    extra_cas = sorted(str(path) for path in Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    return {
+        "appliance": {
+            "hosts": {
+                HOST: {
+                    "ansible_connection": "community.docker.nsenter",
+                    "ansible_nsenter_pid": container.leader,
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                }
+            },
+            "vars": {
+                "appliance_source_dir": str(source),
+                "appliance_server_name": "appliance.test",
+                "appliance_public_baseurl": f"https://127.0.0.1:{ports.https}/",
+                "appliance_allowed_domains": TEST_DOMAINS,
+                "common_firewall_enabled": False,
+                "common_ca_certificates": extra_cas,
+                "synapse_listen_port": ports.synapse,
+                "admin_console_listen_port": ports.console,
+                "content_scanner_listen_port": ports.scanner,
+                "clamav_listen_port": ports.clamd,
+                # Offline: no freshclam (it would call ClamAV's mirrors), EICAR signatures only.
+                "clamav_freshclam_enabled": False,
+                "clamav_evaluation_fallback": True,
+                "postgresql_port": ports.postgresql,
+                "mail_smtp_host": "127.0.0.1",
+                "mail_smtp_port": ports.smtp,
+                "mail_require_transport_security": False,
+                "nginx_tls_mode": "self-signed",
+                "nginx_bind_addresses": ["127.0.0.1"],
+                "nginx_https_port": ports.https,
+                "nginx_http_port": ports.http,
+                "nginx_federation_port": ports.federation,
+            },
+        }
+    }
+
+
+@dataclass(frozen=True)
+class Converge:
+    seconds: float
+    recap: str  # the PLAY RECAP line of the host
+    log: Path
+
+    @property
+    def changed(self) -> int:
+        return int(re.search(r"changed=(\d+)", self.recap).group(1))
+
+
+def converge(inventory_data: dict, log: Path, *extra: str, playbook: str = "site.yml") -> Converge:
+    inventory_file = log.with_suffix(".inventory.yml")
+    inventory_file.write_text(yaml.safe_dump(inventory_data))
+    began = time.monotonic()
+    with log.open("w") as output:
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("ansible-playbook")),
+                "-i",
+                str(inventory_file),
+                playbook,
+                *extra,
+            ],
+            cwd=ANSIBLE_DIR,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            # TMPDIR: the release archives packed on the controller stay with the test's files.
+            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "TMPDIR": str(log.parent)},
+            timeout=CONVERGE_TIMEOUT,
+        )
+    seconds = time.monotonic() - began
+    text = log.read_text()
+    assert result.returncode == 0, f"{playbook} failed ({log}):\n{text[-6000:]}"
+    recap = next(line for line in text.splitlines() if line.startswith(HOST) and "ok=" in line)
+    print(f"\nconverge {log.stem}: {seconds:.0f} s: {' '.join(recap.split())}")
+    return Converge(seconds, " ".join(recap.split()), log)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+@dataclass
+class Provisioned:
+    container: Container
+    ports: Ports
+    inventory: dict
+    mail_dir: Path
+    logs: Path
+    converges: dict[str, Converge]
+
+    @property
+    def public_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.https}"
+
+    @property
+    def certificate(self) -> str:
+        return str(self.container.rootfs / "etc/appliance/tls/fullchain.pem")
+
+    def https(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = self.certificate  # the self-signed certificate nginx serves
+        # Else $REQUESTS_CA_BUNDLE, when set, would replace it (and proxies are no use here).
+        session.trust_env = False
+        return session
+
+    def synapse_version(self) -> str:
+        url = f"http://127.0.0.1:{self.ports.synapse}/_synapse/admin/v1/server_version"
+        return requests.get(url, timeout=10).json()["server_version"]
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory) -> Iterator[Provisioned]:
+    _require_tools()
+    work = tmp_path_factory.mktemp("provisioning")
+    ports = Ports.free()
+    mail_dir = work / "mail"
+    sink = Controller(Mailbox(mail_dir), hostname="127.0.0.1", port=ports.smtp)
+    sink.start()
+    rootfs = work / "rootfs"
+    prepare_rootfs(rootfs)
+    container = boot(rootfs, work / "nspawn.log")
+    try:
+        # Two snapshots of this tree, taken together: they differ by the Synapse pin only, and
+        # the converges after the upgrade see the very release it installed.
+        previous = release_with_synapse(PREVIOUS_SYNAPSE, work / "previous-release")
+        current = release_with_synapse(synapse_pin(SOURCE_ROOT), work / "current-release")
+        previous_inventory = inventory(container, ports, previous)
+        first = converge(previous_inventory, work / "1-full-converge-previous-synapse.log")
+        state = Provisioned(container, ports, previous_inventory, mail_dir, work, {"full": first})
+        state.converges["previous_version"] = state.synapse_version()
+        state.inventory = inventory(container, ports, current)
+        state.converges["upgrade"] = converge(state.inventory, work / "2-upgrade.log")
+        yield state
+    finally:
+        container.stop()
+        sink.stop()
+        shutil.rmtree(rootfs, ignore_errors=True)
+
+
+# --- the tests, in the order a sysadmin lives them ---------------------------------------------
+def test_upgrade_from_the_previous_synapse_pin_happens_in_place(provisioned):
+    current = synapse_pin(SOURCE_ROOT)
+    assert provisioned.converges["previous_version"] == PREVIOUS_SYNAPSE != current
+    assert provisioned.synapse_version() == current
+    # The first converge installed everything from nothing, the upgrade changed something.
+    assert provisioned.converges["upgrade"].changed > 0
+
+
+def test_synapse_is_healthy_and_serves_clients_through_nginx(provisioned):
+    health = requests.get(f"http://127.0.0.1:{provisioned.ports.synapse}/health", timeout=10)
+    assert (health.status_code, health.text) == (200, "OK")
+    versions = provisioned.https().get(
+        f"{provisioned.public_url}/_matrix/client/versions", timeout=10
+    )
+    assert versions.status_code == 200 and "v1.11" in versions.json()["versions"]
+
+
+def test_well_known_files_name_this_server(provisioned):
+    http = provisioned.https()
+    client = http.get(f"{provisioned.public_url}/.well-known/matrix/client", timeout=10).json()
+    server = http.get(f"{provisioned.public_url}/.well-known/matrix/server", timeout=10).json()
+    assert client == {"m.homeserver": {"base_url": f"{provisioned.public_url}/"}}
+    assert server == {"m.server": f"127.0.0.1:{provisioned.ports.federation}"}
+
+
+def test_plain_http_redirects_to_https(provisioned):
+    response = requests.get(
+        f"http://127.0.0.1:{provisioned.ports.http}/_matrix/client/versions",
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 301
+    assert response.headers["Location"].startswith(f"https://127.0.0.1:{provisioned.ports.https}/")
+
+
+def test_an_allowed_address_registers_through_the_mail_flow(provisioned):
+    client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
+    account = client.register_account("marie.curie@ac-paris.fr")
+    assert account.user_id == "@marie.curie-ac-paris.fr:appliance.test"
+
+
+def test_an_address_outside_the_allowlist_is_refused(provisioned):
+    client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
+    response = client.request_token("register", "someone@example.com")
+    assert response.status_code >= 400 and response.json()["errcode"].startswith("M_")
+
+
+def test_eicar_upload_is_refused_and_a_clean_file_accepted(provisioned):
+    client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
+    account = client.register_account("louis.pasteur@ac-paris.fr")
+
+    def upload(data: bytes) -> requests.Response:
+        return provisioned.https().post(
+            f"{provisioned.public_url}/_matrix/media/v3/upload",
+            data=data,
+            headers={
+                "Authorization": f"Bearer {account.access_token}",
+                "Content-Type": "application/octet-stream",
+            },
+            timeout=30,
+        )
+
+    assert upload(unique_bytes()).status_code == 200
+    refused = upload(EICAR)
+    # Synapse answers every refused upload this way, whatever the module returned.
+    assert (refused.status_code, refused.json()) == (
+        400,
+        {"errcode": "M_UNKNOWN", "error": "Bad content"},
+    )
+
+
+def test_console_login_page_is_served_under_console(provisioned):
+    page = provisioned.https().get(f"{provisioned.public_url}/console/login", timeout=10)
+    assert page.status_code == 200
+    assert 'name="password"' in page.text and "/console/" in page.text
+
+
+def test_content_scanner_is_served_and_reaches_clamd(provisioned):
+    http = provisioned.https()
+    key = http.get(f"{provisioned.public_url}/_matrix/media_proxy/unstable/public_key", timeout=10)
+    assert key.status_code == 200 and key.json()["public_key"]
+    health = requests.get(f"http://127.0.0.1:{provisioned.ports.scanner}/health", timeout=10)
+    assert health.status_code == 200, health.text
+
+
+def test_services_run_as_the_service_user_under_systemd(provisioned):
+    for unit in ("appliance-synapse", "appliance-console", "appliance-content-scanner"):
+        shown = provisioned.container.run("systemctl", "show", unit, "--property=User,ActiveState")
+        assert shown.stdout.split() == ["User=appliance", "ActiveState=active"], unit
+    clamd = provisioned.container.run("systemctl", "show", "appliance-clamd", "--property=User")
+    assert clamd.stdout.strip() == "User=clamav"
+
+
+def test_database_has_c_collation(provisioned):
+    query = "SELECT datcollate || ' ' || datctype FROM pg_database WHERE datname = 'synapse'"
+    result = provisioned.container.run(
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "--port",
+        str(provisioned.ports.postgresql),
+        "--tuples-only",
+        "--no-align",
+        "--command",
+        query,
+    )
+    assert result.stdout.strip() == "C C"
+
+
+def test_backup_holds_database_signing_key_and_settings(provisioned):
+    provisioned.container.run("systemctl", "start", "appliance-backup.service")
+    listing = provisioned.container.run("sh", "-c", "ls /var/backups/appliance/*/").stdout.split()
+    assert {"synapse.pgdump", "files.tar.gz", "console.sqlite3"} <= set(listing)
+    members = provisioned.container.run(
+        "sh", "-c", "tar --list --gzip --file /var/backups/appliance/*/files.tar.gz"
+    ).stdout.splitlines()
+    assert "var/lib/appliance/secrets/synapse.signing.key" in members
+    assert "etc/appliance/appliance.yaml" in members
+
+
+def test_restore_puts_the_backup_back(provisioned):
+    client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
+    before = client.register_account("ada.lovelace@ac-paris.fr")  # in the backup
+    provisioned.container.run("systemctl", "start", "appliance-backup.service")
+    newest = provisioned.container.run("sh", "-c", "ls /var/backups/appliance | tail -n 1")
+    after = client.register_account("alan.turing@ac-paris.fr")  # not in it
+
+    converge(
+        provisioned.inventory,
+        provisioned.logs / "3-restore.log",
+        "-e",
+        f"backup_restore_from={newest.stdout.strip()}",
+        playbook="restore.yml",
+    )
+
+    assert client.login_with_email(before.address).status_code == 200
+    assert client.login_with_email(after.address).status_code == 403
+
+
+def test_self_check_passes(provisioned):
+    checked = converge(
+        provisioned.inventory, provisioned.logs / "4-self-check.log", "--tags", "self-check"
+    )
+    assert checked.changed == 0
+
+
+def test_second_converge_changes_nothing(provisioned):
+    again = converge(provisioned.inventory, provisioned.logs / "5-idempotent-converge.log")
+    print(
+        f"full converge {provisioned.converges['full'].seconds:.0f} s, "
+        f"idempotent converge {again.seconds:.0f} s: {again.recap}"
+    )
+    assert again.changed == 0, again.log.read_text()[-6000:]
