@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flask import Flask, redirect, url_for
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_console import (
     auth,
@@ -46,10 +47,22 @@ def _load_config(app: Flask, test_config: dict | None) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="appliance_console",
-        REMEMBER_COOKIE_HTTPONLY=True,
-        REMEMBER_COOKIE_SECURE=app.config.get("SESSION_COOKIE_SECURE", True),
+        # session_limits ends a login; the cookie is only re-sent when the session changes
+        # (activity), so an automatic reload does not push its expiry back either.
+        SESSION_REFRESH_EACH_REQUEST=False,
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_TIMEOUT_MINUTES"]),
     )
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind nginx, the client's address (for the login lockout) is in X-Forwarded-For.
+
+    TRUSTED_PROXIES is how many proxies in front set it (nginx: 1); with 0, the default, the
+    header is ignored, since anyone reaching the console directly could write it.
+    """
+    proxies = int(app.config.get("TRUSTED_PROXIES", 0))
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
 
 def _start_sampler(app: Flask) -> None:
@@ -64,6 +77,7 @@ def _start_sampler(app: Flask) -> None:
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     _load_config(app, test_config)
+    _trust_proxies(app)
     csrf.init_app(app)
     db.init_app(app)
     auth.init_app(app)

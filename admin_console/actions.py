@@ -1,15 +1,21 @@
 """Carrying out an operator's action: do it, record it in the audit log, tell the operator.
 
 Every state change of every page goes through `perform`, so none can skip the audit log.
+A destructive action is confirmed first (`confirmed`): the first POST gets a page asking, and
+only the POST from that page's button acts, so no script is needed. A switch with an undo
+(grant/revoke, block/unblock...) goes through `toggle`: switching on asks first, switching off
+needs only the CSRF token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
-from flask import abort, flash, render_template
+from flask import abort, flash, redirect, render_template
 from flask_babel import gettext as _
+from werkzeug.wrappers import Response
 
 from admin_console import audit
 from admin_console.forms import ConfirmForm
@@ -20,6 +26,15 @@ T = TypeVar("T")
 
 class Refused(Exception):
     """The console itself refuses the action; str() is the reason shown to the operator."""
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the confirmation page asks, what follows if the operator goes on, its button."""
+
+    question: str
+    consequence: str
+    button: str
 
 
 def perform(action: str, target: str, operation: Callable[[], T], success: str) -> T | None:
@@ -35,21 +50,40 @@ def perform(action: str, target: str, operation: Callable[[], T], success: str) 
     return result
 
 
-def confirmation_page(form: ConfirmForm, question: str, consequence: str, button: str):
-    """The page asking the operator to confirm a destructive action (no script needed)."""
+def confirmation_page(form: ConfirmForm, ask: Confirmation, back: str) -> str:
+    """The page asking the operator to confirm; Cancel leads to back (a URL of this console)."""
     return render_template(
-        "confirm.html", form=form, question=question, consequence=consequence, button=button
+        "confirm.html", form=form, question=ask.question, consequence=ask.consequence,
+        button=ask.button, back=back,
     )
 
 
-def ask_first(form: ConfirmForm, ask: bool, question: str, consequence: str, button: str):
-    """None when the action may go ahead; else the response to send instead of acting.
+def confirmed(form: ConfirmForm, ask: Confirmation, back: str) -> str | None:
+    """None once the operator confirmed; else the confirmation page to send instead of acting."""
+    return None if form.is_confirmed else confirmation_page(form, ask, back)
 
-    With ask, the first POST gets the confirmation page; without (undoing something harmless),
-    a valid CSRF token is enough.
-    """
-    if ask:
-        return None if form.is_confirmed else confirmation_page(form, question, consequence, button)
+
+def confirm_then_perform(
+    form: ConfirmForm, ask: Confirmation, back: str,
+    action: str, target: str, operation: Callable[[], object], success: str,
+) -> str | Response:
+    """A destructive action: ask first, then perform it and go back."""
+    asking = confirmed(form, ask, back)
+    if asking is not None:
+        return asking
+    perform(action, target, operation, success)
+    return redirect(back)
+
+
+def toggle(
+    action: str, target: str, on: bool, switch: Callable[[bool], object],
+    ask: Confirmation, success: str, back: str,
+) -> str | Response:
+    """Switch something on (after confirmation) or off (at once), then go back."""
+    form = ConfirmForm()
+    if on:
+        return confirm_then_perform(form, ask, back, action, target, lambda: switch(True), success)
     if not form.validate_on_submit():
         abort(400)
-    return None
+    perform(action, target, lambda: switch(False), success)
+    return redirect(back)

@@ -1,16 +1,20 @@
-"""Operator login and logout (flask-login) with lockout; every other page requires a login."""
+"""Operator login and logout (flask-login) with lockout and session limits; every other page
+requires a login."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
-from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_login import LoginManager, current_user, login_url, login_user, logout_user
 
-from admin_console import audit, db, lockout, operators
+from admin_console import audit, db, lockout, operators, session_limits
+from admin_console.clock import now
 from admin_console.forms import LoginForm, LogoutForm
 
 bp = Blueprint("auth", __name__)
@@ -30,6 +34,13 @@ def require_login():
     """Every blueprint but this one runs this before each request."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    ended = session_limits.ended()
+    if ended:
+        audit.record("logout", current_user.username, True, f"session ended: {ended}")
+        _fresh_session()
+        flash(_ended_message(ended), "error")
+        return redirect(login_url(login_manager.login_view, request.url))
+    session_limits.note_activity()
     return None
 
 
@@ -37,10 +48,6 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     with db.connect(app.config["DATABASE"]) as connection:
         operators.ensure_first_operator(connection, Path(app.config["FIRST_OPERATOR_FILE"]))
-
-    @app.before_request
-    def _refresh_session_timeout():
-        session.permanent = True  # PERMANENT_SESSION_LIFETIME applies, renewed on activity
 
     @app.context_processor
     def _logout_form():
@@ -55,7 +62,12 @@ def safe_next(target: str | None) -> str:
     return url_for("health.page")
 
 
-def _locked_message(seconds: int) -> str:
+def client_address() -> str:
+    """Who is asking, for the lockout (behind nginx, see TRUSTED_PROXIES in create_app)."""
+    return lockout.client_key(request.remote_addr)
+
+
+def locked_message(seconds: int) -> str:
     minutes = max(1, (seconds + 59) // 60)
     return _(
         "Too many wrong passwords: this account is locked for %(minutes)d more minute(s). "
@@ -64,34 +76,66 @@ def _locked_message(seconds: int) -> str:
     )
 
 
+def _ended_message(reason: str) -> str:
+    if reason == "idle":
+        return _("You were logged out after %(minutes)d minutes without activity.",
+                 minutes=current_app.config["SESSION_TIMEOUT_MINUTES"])
+    return _("You were logged out: a login lasts %(hours)d hours at most.",
+             hours=session_limits.ABSOLUTE_LIFETIME_HOURS)
+
+
+def _fresh_session() -> None:
+    """Log out and forget the session, keeping only the language chosen."""
+    language = session.get("lang")
+    logout_user()
+    session.clear()
+    if language:
+        session["lang"] = language
+
+
+def _first_operator_file() -> Path:
+    return Path(current_app.config["FIRST_OPERATOR_FILE"])
+
+
+def _login_page(form: LoginForm, status: int = 200):
+    # The hint about the generated password only while it exists (see operators.store).
+    generated = _first_operator_file()
+    return render_template(
+        "login.html", form=form, first_operator=operators.FIRST_OPERATOR,
+        first_operator_file=generated if generated.exists() else None,
+    ), status
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("health.page"))
     form = LoginForm()
     if not form.validate_on_submit():
-        return render_template("login.html", form=form)
+        return _login_page(form)
     connection, username = db.get_db(), form.username.data
-    locked_for = lockout.seconds_locked(connection, username)
-    if locked_for:
+    try:
+        operator = lockout.guarded(
+            connection, username, client_address(),
+            lambda: operators.authenticate(connection, username, form.password.data), now(),
+        )
+    except lockout.Locked as locked:
         audit.record("login", username, False, "locked", operator=username)
-        flash(_locked_message(locked_for), "error")
-        return render_template("login.html", form=form), 429
-    operator = operators.authenticate(connection, username, form.password.data)
+        flash(locked_message(locked.seconds), "error")
+        return _login_page(form, 429)
     if operator is None:
-        lockout.record_failure(connection, username)
         audit.record("login", username, False, "wrong password", operator=username)
-        locked_for = lockout.seconds_locked(connection, username)
-        flash(_locked_message(locked_for) if locked_for else _("Wrong username or password."),
+        locked_for = lockout.seconds_locked(connection, username, client_address(), now())
+        flash(locked_message(locked_for) if locked_for else _("Wrong username or password."),
               "error")
-        return render_template("login.html", form=form), 429 if locked_for else 401
-    lockout.clear(connection, username)
-    language = session.get("lang")
-    session.clear()
-    if language:
-        session["lang"] = language
+        return _login_page(form, 429 if locked_for else 401)
+    _fresh_session()
     login_user(operator)
+    session_limits.start()
     audit.record("login", username, True)
+    if operators.first_operator_file_names(_first_operator_file(), username):
+        flash(_("Choose your own password now (My password): the generated one is kept in "
+                "plain text on the server until you do."), "warning")
     return redirect(safe_next(request.args.get("next")))
 
 
@@ -100,6 +144,5 @@ def logout():
     # CSRFProtect has already refused a POST without a valid token.
     if current_user.is_authenticated:
         audit.record("logout", current_user.username, True)
-    logout_user()
-    session.clear()
+    _fresh_session()
     return redirect(url_for("auth.login"))

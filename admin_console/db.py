@@ -1,4 +1,4 @@
-"""The console's own SQLite database: operators, login failures, the audit log, health samples.
+"""The console's own SQLite database: operators, login attempts, the audit log, health samples.
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -17,11 +17,17 @@ CREATE TABLE IF NOT EXISTS operators (
     password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))
 );
-CREATE TABLE IF NOT EXISTS login_failures (
+-- Replaced by login_attempts (which knows the client); its rows only ever lasted 15 minutes.
+DROP TABLE IF EXISTS login_failures;
+-- One row per password attempt, a failure until the password proved right (lockout.py).
+CREATE TABLE IF NOT EXISTS login_attempts (
     username TEXT NOT NULL,
-    failed_at REAL NOT NULL
+    client TEXT NOT NULL,
+    at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS login_failures_by_user ON login_failures (username, failed_at);
+CREATE INDEX IF NOT EXISTS login_attempts_by_client ON login_attempts (username, client, at);
+CREATE INDEX IF NOT EXISTS login_attempts_by_user ON login_attempts (username, at);
+CREATE INDEX IF NOT EXISTS login_attempts_by_time ON login_attempts (at);
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,

@@ -21,6 +21,9 @@ from appliance import health
 
 bp = Blueprint("health", __name__, url_prefix="/health")
 bp.before_request(require_login)
+# The page reloads itself (a meta refresh: the CSP allows no script), so a service going down
+# shows within seconds.
+REFRESH_SECONDS = 5
 
 
 def _service_token() -> str | None:
@@ -78,6 +81,7 @@ def page():
         evaluation=current_app.config["CLAMAV_SIGNATURES"] == "evaluation",
         warnings=warnings(checks),
         charts=charts(),
+        refresh=REFRESH_SECONDS,
     )
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import gettext as _
 
-from admin_console.media.signatures import signature_state, too_old
+from admin_console.media.signatures import too_old
 from appliance import health
 from appliance.clamd_signatures import describe_age
 
@@ -54,11 +54,14 @@ def warnings(checks: list[health.Check]) -> list[str]:
     if disk and disk.details.get("percent", 0) >= health.DISK_WARNING_PERCENT:
         found.append(_("The disk is %(percent)d %% full: free space before Synapse stops.",
                        percent=disk.details["percent"]))
-    if config.get("CLAMAV_SIGNATURES") == "freshclam":
-        state = signature_state()
-        if not isinstance(state, str) and too_old(state):
+    # The clamd check has just read the signatures' age: asking clamd (and hashing its
+    # databases) a second time per page would only cost.
+    clamd = next((check for check in checks if check.name == "clamd"), None)
+    if config.get("CLAMAV_SIGNATURES") == "freshclam" and clamd:
+        age = clamd.details.get("age_seconds")
+        if too_old(age):
             found.append(_("The antivirus signatures are %(age)s: check freshclam.",
-                           age=describe_age(state.age_seconds)))
+                           age=describe_age(age)))
     if config.get("MODE") == "production":
         message = tls_warning(config.get("PUBLIC_BASEURL", ""), config.get("TLS_CA_FILE"))
         if message:

@@ -1,8 +1,23 @@
-"""Mail sent by the console itself (invitations), through the box's SMTP relay."""
+"""Mail sent by the console itself (invitations), through the box's SMTP relay.
+
+Transport security, decided here once:
+
+* STARTTLS, when used, verifies the relay's certificate and host name
+  (`ssl.create_default_context()`, with SMTP_CA_FILE for a private CA), as Synapse's own mailer
+  does; a relay that fails the check gets nothing.
+* STARTTLS is used when SMTP_STARTTLS (`mail.require_transport_security`) says so, and also,
+  whatever it says, before a password is sent to a relay that is not on this host: the relay's
+  password only ever crosses a network encrypted. A relay off this host that wants a password
+  but offers no STARTTLS gets neither the password nor the mail.
+* A relay on this host (a loopback address, judged from the connected socket, not the name)
+  may get the password without TLS: it never leaves the machine.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
+import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -23,14 +38,31 @@ def send(to: str, subject: str, body: str) -> None:
     message["Subject"] = subject
     message["Message-ID"] = make_msgid(domain=config["SERVER_NAME_MATRIX"].split(":")[0])
     message.set_content(body)
+    relay = f"{config['SMTP_HOST']}:{config['SMTP_PORT']}"
     try:
-        with smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=TIMEOUT_SECONDS) as smtp:
-            if config.get("SMTP_STARTTLS"):
-                smtp.starttls()
-            if config.get("SMTP_USER"):
-                smtp.login(config["SMTP_USER"], config.get("SMTP_PASSWORD", ""))
+        with smtplib.SMTP(
+            config["SMTP_HOST"], config["SMTP_PORT"], timeout=TIMEOUT_SECONDS
+        ) as smtp:
+            _secure_and_log_in(smtp, config, relay)
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as error:
-        raise MailNotSent(
-            f"the mail relay {config['SMTP_HOST']}:{config['SMTP_PORT']} did not take it: {error}"
-        ) from None
+        raise MailNotSent(f"the mail relay {relay} did not take it: {error}") from None
+
+
+def _secure_and_log_in(smtp: smtplib.SMTP, config, relay: str) -> None:
+    user = config.get("SMTP_USER")
+    if config.get("SMTP_STARTTLS") or (user and not _on_this_host(smtp)):
+        smtp.ehlo()
+        if not smtp.has_extn("starttls"):
+            raise MailNotSent(
+                f"the mail relay {relay} offers no STARTTLS, and the console sends mail "
+                f"{'with a password ' if user else ''}only encrypted to it"
+            )
+        smtp.starttls(context=ssl.create_default_context(cafile=config.get("SMTP_CA_FILE")))
+    if user:
+        smtp.login(user, config.get("SMTP_PASSWORD") or "")
+
+
+def _on_this_host(smtp: smtplib.SMTP) -> bool:
+    peer = smtp.sock.getpeername()[0]
+    return ipaddress.ip_address(peer.split("%")[0]).is_loopback

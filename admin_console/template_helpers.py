@@ -8,6 +8,7 @@ from flask import Flask
 from flask_babel import format_datetime
 
 from admin_console.pagination import page_url
+from admin_console.session_limits import auto_refresh_url
 
 
 def datetime_from_ms(ms: int) -> datetime:
@@ -16,5 +17,6 @@ def datetime_from_ms(ms: int) -> datetime:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
-        page_url=page_url, datetime_from_ms=datetime_from_ms, format_datetime=format_datetime
+        page_url=page_url, auto_refresh_url=auto_refresh_url, datetime_from_ms=datetime_from_ms,
+        format_datetime=format_datetime,
     )

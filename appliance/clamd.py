@@ -1,4 +1,4 @@
-"""A small client for clamd's TCP protocol: PING, VERSION and INSTREAM scans.
+"""A small client for clamd's TCP protocol: PING, VERSION, RELOAD and INSTREAM scans.
 
 Every failure (refused, timed out, a reply we do not understand) raises ClamdUnavailable, so
 callers can fail closed: no verdict is never read as "clean".
@@ -11,18 +11,14 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from appliance.verdict import Verdict
+
 # clamd reads INSTREAM data in chunks; 1 MiB keeps syscalls few without buffering much.
 CHUNK_SIZE = 1 << 20
 
 
 class ClamdUnavailable(Exception):
     """clamd could not give an answer: down, slow, or confused."""
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    clean: bool
-    signature: str | None = None  # the name of what was found, when not clean
 
 
 @dataclass(frozen=True)
@@ -70,14 +66,28 @@ class ClamdClient:
             database_date=parts[2] if len(parts) > 2 else None,
         )
 
-    def scan_chunks(self, chunks: Iterable[bytes]) -> ScanResult:
+    def reload(self) -> None:
+        """Ask clamd to reload its signature databases.
+
+        clamd answers at once and loads them in the background (ConcurrentDatabaseReload, its
+        default); nothing in its protocol says when the new ones are in use. A RELOAD that comes
+        while a reload is running is merged into it. See clamd_signatures.SignatureWatch.
+        """
+        reply = self._command("RELOAD")
+        if reply != "RELOADING":
+            raise ClamdUnavailable(f"clamd answered RELOAD with {reply!r}")
+
+    def scan_chunks(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         """Stream the data to clamd and return its verdict."""
         with self._connect() as connection:
             try:
                 connection.sendall(b"zINSTREAM\0")
                 for chunk in chunks:
-                    for start in range(0, len(chunk), CHUNK_SIZE):
-                        piece = chunk[start : start + CHUNK_SIZE]
+                    view = memoryview(chunk)
+                    for start in range(0, len(view), CHUNK_SIZE):
+                        piece = view[start : start + CHUNK_SIZE]
+                        # One send per piece (a second small one would meet Nagle's delay);
+                        # the copy is one piece, never the whole file.
                         connection.sendall(struct.pack("!L", len(piece)) + piece)
                 connection.sendall(struct.pack("!L", 0))
                 reply = _read_reply(connection)
@@ -85,7 +95,7 @@ class ClamdClient:
                 raise ClamdUnavailable(f"clamd scan failed: {error}") from None
         return _parse_scan_reply(reply)
 
-    def scan_bytes(self, data: bytes) -> ScanResult:
+    def scan_bytes(self, data: bytes) -> Verdict:
         return self.scan_chunks([data])
 
 
@@ -101,11 +111,11 @@ def _read_reply(connection: socket.socket) -> str:
     return buffer.rstrip(b"\0").decode("utf-8", "replace").strip()
 
 
-def _parse_scan_reply(reply: str) -> ScanResult:
+def _parse_scan_reply(reply: str) -> Verdict:
     # "stream: OK", "stream: Eicar-Signature FOUND", "INSTREAM size limit exceeded. ERROR"
     if reply.endswith(" FOUND"):
         signature = reply.removesuffix(" FOUND").split(": ", 1)[-1]
-        return ScanResult(clean=False, signature=signature)
+        return Verdict(clean=False, signature=signature)
     if reply == "stream: OK":
-        return ScanResult(clean=True)
+        return Verdict(clean=True)
     raise ClamdUnavailable(f"clamd could not scan the file: {reply}")

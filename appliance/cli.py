@@ -62,7 +62,8 @@ def _print_access(settings, layout) -> None:
     print(f"  Matrix client API  {settings.synapse.listen.url}  (server name {settings.server_name})")
     print(f"  Admin console      {settings.console.listen.url}/")
     print(f"  Content scanner    {settings.content_scanner.listen.url}/_matrix/media_proxy/unstable")
-    print(f"  First operator     credentials in {layout.console_first_operator} (mode 0600)")
+    if layout.console_first_operator.exists():  # deleted once that operator sets a password
+        print(f"  First operator     credentials in {layout.console_first_operator} (mode 0600)")
     if settings.mail.run_local_sink:
         print(
             f"  Mail sink          smtp://{settings.mail.smtp_host}:{settings.mail.smtp_port}, "

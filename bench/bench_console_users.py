@@ -2,13 +2,19 @@
 Admin API call for the same page, in the same run (must stay flat).
 
 Set-up, BENCHMARK ONLY: the users are inserted straight into the SQLite database of a throwaway
-Synapse while it is stopped (`users` and `profiles` rows, as Synapse writes them), because
-registering 100,000 accounts through the API would take hours. Nothing else ever writes there.
+Synapse while it is stopped (`users`, `profiles`, `user_threepids`, `user_directory` and
+`user_directory_search` rows, as Synapse writes them), because registering 100,000 accounts
+through the API would take hours. Nothing else ever writes there.
 
-Measured, each the median of ROUNDS requests, the slowest first request dropped:
-- console: the server time of GET /users/ (first page, then a search), through the WSGI app
-  in-process, logged in; it includes the console's own Admin API call;
-- Admin API: GET /_synapse/admin/v3/users with the very parameters the console sends.
+Two throwaway Synapses run side by side, one with 10,000 users and one with 100,000, and every
+request takes its turn with the others (round after round), so that the growth from one size
+to the other is not the machine's load changing between two measurements. Measured, each the
+median of ROUNDS requests, after one request not counted:
+- console: the server time of GET /users/ (the first page, a Matrix ID prefix search matching
+  100 users, a display-name word search matching one, the server admins), through the WSGI
+  app in-process, logged in; it includes its call to the module's user list endpoint;
+- Admin API: GET /_synapse/admin/v3/users for the same page (same page size, same search text
+  as its `name`, `admins=true` for the admins), which counts every match and pages by offset.
 
     .venv/bin/python bench/bench_console_users.py
 """
@@ -21,9 +27,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from flask.testing import FlaskClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -41,9 +50,15 @@ from appliance.service_account import ensure_service_token  # noqa: E402
 from appliance.supervisor import start, stop, wait_until_ready  # noqa: E402
 
 SIZES = (10_000, 100_000)
-ROUNDS = 15
+ROUNDS = 21
 DOMAIN = "bench.example.fr"
-SEARCH = "agent0042"  # matches 10 (at 10k) or 11 (at 100k) of the inserted users
+# (label, the console's query string, the Admin API's query for the same page)
+QUERIES = (
+    ("first page", "", UserQuery(limit=PAGE_SIZE)),
+    ("ID prefix", "q=agent0042", UserQuery("agent0042", limit=PAGE_SIZE)),  # agent004200-299
+    ("name word", "q=nom004242", UserQuery("nom004242", limit=PAGE_SIZE)),  # one user
+    ("admins", "kind=admins", UserQuery(admins=True, deactivated=None, limit=PAGE_SIZE)),
+)
 
 
 class BenchSynapse:
@@ -72,26 +87,59 @@ class BenchSynapse:
             password_file=self.layout.secret("synapse-service-password"),
             token_file=self.layout.service_token,
         )
+        self.wait_for_background_updates()
+
+    def wait_for_background_updates(self, timeout: float = 300) -> None:
+        """A fresh database gets some of its indexes (e.g. profiles by full user ID) from
+        background updates: measure once they are there, as on any server in service."""
+        token = self.layout.service_token.read_text().strip()
+        deadline = time.monotonic() + timeout
+        while requests.get(
+            f"{self.url}/_synapse/admin/v1/background_updates/status", timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["current_updates"]:
+            if time.monotonic() > deadline:
+                raise SystemExit("synapse's background updates did not finish")
+            time.sleep(0.5)
 
     def insert_users(self, first: int, last: int) -> None:
         """BENCHMARK ONLY: rows written while Synapse is stopped."""
         self.stop()
         now = int(time.time())
         database = sqlite3.connect(self.layout.synapse_dir / "homeserver.db")
+        numbers = range(first, last)
         with database:
             database.executemany(
                 "INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, "
                 "deactivated, shadow_banned, approved, locked, suspended) "
                 "VALUES (?, '', ?, 0, 0, 0, 0, 1, 0, 0)",
-                ((self._user_id(n), now) for n in range(first, last)),
+                ((self._user_id(n), now) for n in numbers),
             )
             database.executemany(
                 "INSERT INTO profiles (user_id, displayname, full_user_id) VALUES (?, ?, ?)",
-                ((self._localpart(n), f"Agent {n} [{DOMAIN}]", self._user_id(n))
-                 for n in range(first, last)),
+                ((self._localpart(n), self._name(n), self._user_id(n)) for n in numbers),
+            )
+            database.executemany(
+                "INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)"
+                " VALUES (?, 'email', ?, ?, ?)",
+                ((self._user_id(n), f"agent{n:06d}@{DOMAIN}", now * 1000, now * 1000)
+                 for n in numbers),
+            )
+            database.executemany(
+                "INSERT INTO user_directory (user_id, room_id, display_name) VALUES (?, NULL, ?)",
+                ((self._user_id(n), self._name(n)) for n in numbers),
+            )
+            # Synapse's SQLite full-text row: the user ID, then the lower-cased display name.
+            database.executemany(
+                "INSERT INTO user_directory_search (user_id, value) VALUES (?, ?)",
+                ((self._user_id(n), f"{self._user_id(n)} {self._name(n).lower()}")
+                 for n in numbers),
             )
         database.close()
         self.start()
+
+    def _name(self, n: int) -> str:
+        return f"Agent Nom{n:06d} [{DOMAIN}]"
 
     def _localpart(self, n: int) -> str:
         return f"agent{n:06d}-{DOMAIN}"
@@ -113,59 +161,77 @@ def console_client(synapse: BenchSynapse, directory: Path):
     return client
 
 
-def median_ms(call) -> float:
-    call()  # warm caches; not counted
-    samples = []
-    for _ in range(ROUNDS):
-        began = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
+@dataclass
+class Server:
+    size: int
+    synapse: BenchSynapse
+    console: FlaskClient
+    admin_api: requests.Session
 
 
-def measure(synapse: BenchSynapse, client) -> dict[str, tuple[float, float]]:
-    token = synapse.layout.service_token.read_text().strip()
+def serve(size: int, directory: Path, started: list[BenchSynapse]) -> Server:
+    directory.mkdir()
+    synapse = BenchSynapse(directory)
+    started.append(synapse)
+    synapse.set_up()
+    synapse.insert_users(0, size)
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    results = {}
-    for label, search in (("first page", ""), (f"search {SEARCH!r}", SEARCH)):
-        params = UserQuery(search, limit=PAGE_SIZE).params()
+    session.headers["Authorization"] = f"Bearer {synapse.layout.service_token.read_text().strip()}"
+    return Server(size, synapse, console_client(synapse, directory), session)
 
-        def console_page() -> None:
-            response = client.get(f"/users/?q={search}")
-            assert response.status_code == 200
 
-        def admin_api() -> None:
-            response = session.get(f"{synapse.url}/_synapse/admin/v3/users", params=params)
-            assert response.status_code == 200 and response.json()["users"]
+def page_calls(server: Server, console_query: str, params: dict) -> dict[tuple, Callable]:
+    def console_page() -> None:
+        response = server.console.get(f"/users/?{console_query}")
+        assert response.status_code == 200 and b'class="list users"' in response.data
 
-        results[label] = (median_ms(console_page), median_ms(admin_api))
-    return results
+    def admin_api() -> None:
+        url = f"{server.synapse.url}/_synapse/admin/v3/users"
+        response = server.admin_api.get(url, params=params)
+        assert response.status_code == 200 and response.json()["users"]
+
+    return {(server.size, "console"): console_page, (server.size, "api"): admin_api}
+
+
+def medians_ms(calls: dict[tuple, Callable]) -> dict[tuple, float]:
+    """Each call ROUNDS times, taking turns, so that every figure sees the same machine load."""
+    for call in calls.values():
+        call()  # warm caches; not counted
+    samples: dict[tuple, list[float]] = {key: [] for key in calls}
+    for _ in range(ROUNDS):
+        for key, call in calls.items():
+            began = time.perf_counter()
+            call()
+            samples[key].append((time.perf_counter() - began) * 1000)
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as console_dir:
-        synapse = BenchSynapse(Path(state))
-        synapse.set_up()
+    started: list[BenchSynapse] = []
+    table: dict[str, dict[tuple, float]] = {}
+    with tempfile.TemporaryDirectory() as state:
         try:
-            client = console_client(synapse, Path(console_dir))
-            inserted, table = 0, {}
-            for size in SIZES:
-                synapse.insert_users(inserted, size)
-                inserted = size
-                table[size] = measure(synapse, client)
+            servers = [serve(size, Path(state) / str(size), started) for size in SIZES]
+            for label, console_query, admin_query in QUERIES:
+                calls = {}
+                for server in servers:
+                    calls.update(page_calls(server, console_query, admin_query.params()))
+                table[label] = medians_ms(calls)
         finally:
-            synapse.stop()
+            for synapse in started:
+                synapse.stop()
     print(f"user list page ({PAGE_SIZE} per page), median of {ROUNDS} requests, ms:")
-    print(f"{'users':>8}  {'query':<18} {'console':>9} {'Admin API':>10} {'ratio':>7}")
-    for size, rows in table.items():
-        for label, (console_ms, api_ms) in rows.items():
-            print(f"{size:>8,}  {label:<18} {console_ms:>9.1f} {api_ms:>10.1f} "
+    print(f"{'users':>8}  {'query':<12} {'console':>9} {'Admin API':>10} {'ratio':>7}")
+    print("(ratio: console / Admin API for the same page; growth: 100,000 / 10,000 users)")
+    for size in SIZES:
+        for label, figures in table.items():
+            console_ms, api_ms = figures[(size, "console")], figures[(size, "api")]
+            print(f"{size:>8,}  {label:<12} {console_ms:>9.1f} {api_ms:>10.1f} "
                   f"{console_ms / api_ms:>7.2f}")
     small, large = SIZES
-    for label in table[small]:
-        console_growth = table[large][label][0] / table[small][label][0]
-        api_growth = table[large][label][1] / table[small][label][1]
+    for label, figures in table.items():
+        console_growth = figures[(large, "console")] / figures[(small, "console")]
+        api_growth = figures[(large, "api")] / figures[(small, "api")]
         print(f"{label}: console {large:,} / {small:,} users = {console_growth:.2f}, "
               f"Admin API {api_growth:.2f}")
 

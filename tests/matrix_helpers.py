@@ -338,3 +338,134 @@ class SideSynapse:
         reason = wait_until_ready(spec, process)
         if reason is not None:
             raise RuntimeError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
+
+
+# --- rooms and people --------------------------------------------------------------------------
+# Appended for the rooms-and-people tests (rooms, externals, directories); plain client-server
+# API calls, as Element or Tchap make them.
+
+_QUOTE = {"!": "%21", "#": "%23", ":": "%3A", "@": "%40"}
+
+
+def _path_part(text: str) -> str:
+    """A room ID, alias or user ID as one path segment."""
+    return "".join(_QUOTE.get(ch, ch) for ch in text)
+
+
+@dataclass(frozen=True)
+class Person:
+    """A user with an access token, acting as a Matrix client would."""
+
+    client: MatrixClient
+    user_id: str
+    token: str
+
+    @classmethod
+    def register(cls, client: MatrixClient, address: str) -> Person:
+        account = client.register_account(address)
+        return cls(client, account.user_id, account.access_token)
+
+    def call(self, method: str, path: str, body: dict | None = None, **kwargs) -> requests.Response:
+        return self.client.request(method, path, token=self.token, json=body, **kwargs)
+
+    # rooms
+    def create_room(self, **body) -> requests.Response:
+        return self.call("POST", "/_matrix/client/v3/createRoom", body)
+
+    def new_room(self, **body) -> str:
+        response = self.create_room(**body)
+        assert response.status_code == 200, response.text
+        return response.json()["room_id"]
+
+    def state(self, room_id: str) -> dict[tuple[str, str], dict]:
+        """The room's current state: (type, state_key) -> content."""
+        response = self.call("GET", f"/_matrix/client/v3/rooms/{_path_part(room_id)}/state")
+        assert response.status_code == 200, response.text
+        return {(e["type"], e["state_key"]): e["content"] for e in response.json()}
+
+    def state_events(self, room_id: str) -> list[dict]:
+        response = self.call("GET", f"/_matrix/client/v3/rooms/{_path_part(room_id)}/state")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def put_state(
+        self, room_id: str, event_type: str, content: dict, state_key: str = ""
+    ) -> requests.Response:
+        path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/state/{event_type}/{state_key}"
+        return self.call("PUT", path, content)
+
+    def invite(self, room_id: str, user_id: str) -> requests.Response:
+        path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/invite"
+        return self.call("POST", path, {"user_id": user_id})
+
+    def join(self, room: str) -> requests.Response:
+        """Join by room ID or alias (a link to the room gives either)."""
+        return self.call("POST", f"/_matrix/client/v3/join/{_path_part(room)}", {})
+
+    def send_text(self, room_id: str, text: str) -> requests.Response:
+        path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/send/m.room.message/{secrets.token_hex(8)}"
+        return self.call("PUT", path, {"msgtype": "m.text", "body": text})
+
+    def joined_rooms(self) -> list[str]:
+        response = self.call("GET", "/_matrix/client/v3/joined_rooms")
+        assert response.status_code == 200, response.text
+        return response.json()["joined_rooms"]
+
+    def joined_members(self, room_id: str) -> list[str]:
+        path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/joined_members"
+        response = self.call("GET", path)
+        assert response.status_code == 200, response.text
+        return sorted(response.json()["joined"])
+
+    # directories
+    def publish(self, room_id: str, visibility: str = "public") -> requests.Response:
+        path = f"/_matrix/client/v3/directory/list/room/{_path_part(room_id)}"
+        return self.call("PUT", path, {"visibility": visibility})
+
+    def set_alias(self, alias: str, room_id: str) -> requests.Response:
+        path = f"/_matrix/client/v3/directory/room/{_path_part(alias)}"
+        return self.call("PUT", path, {"room_id": room_id})
+
+    def public_rooms(self, term: str | None = None) -> list[dict]:
+        body = {"limit": 100, **({"filter": {"generic_search_term": term}} if term else {})}
+        response = self.call("POST", "/_matrix/client/v3/publicRooms", body)
+        assert response.status_code == 200, response.text
+        return response.json()["chunk"]
+
+    def search_users(self, term: str) -> list[str]:
+        body = {"search_term": term, "limit": 50}
+        response = self.call("POST", "/_matrix/client/v3/user_directory/search", body)
+        assert response.status_code == 200, response.text
+        return [user["user_id"] for user in response.json()["results"]]
+
+    # invitations by email, through the appliance's endpoint
+    def invite_by_email(self, room_id: str, address: str) -> requests.Response:
+        return self.call(
+            "POST",
+            "/_synapse/client/appliance/v1/invite_external",
+            {"room_id": room_id, "email": address},
+        )
+
+
+def refusal(response: requests.Response) -> str:
+    """The message of an M_FORBIDDEN refusal (asserts it is one)."""
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert body["errcode"] == "M_FORBIDDEN", body
+    return body["error"]
+
+
+def wait_for_allowlist(client: MatrixClient, timeout: float = 30.0) -> None:
+    """A Synapse just started answers before its module has read the allowlist (the identity
+    lookup says 503 until then): wait for it before registering anyone."""
+    deadline = time.monotonic() + timeout
+    while client.identity_info("probe@example.org").status_code == 503:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the allowlist was not loaded within {timeout} s")
+        time.sleep(0.1)
+
+
+# What a Tchap client sends in createRoom's initial_state for a room open to externals.
+OPEN_TO_EXTERNALS = [
+    {"type": "im.vector.room.access_rules", "state_key": "", "content": {"rule": "unrestricted"}}
+]

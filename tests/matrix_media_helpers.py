@@ -13,7 +13,6 @@ import hmac
 import io
 import os
 import secrets
-import socket
 import time
 import zipfile
 from contextlib import contextmanager
@@ -168,30 +167,40 @@ def clamd_stopped(appliance):
             assert reason is None, f"clamd did not come back: {reason}"
 
 
-def reload_signatures(clamd: ClamdClient) -> None:
-    with socket.create_connection((clamd.host, clamd.port), timeout=TIMEOUT) as connection:
-        connection.sendall(b"zRELOAD\0")
-        assert connection.recv(64).startswith(b"RELOADING")
+def wait_until(condition, what: str, seconds: float = 60) -> None:
+    """Poll `condition` until it is true; fail, saying `what` did not happen, after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.2)
 
 
 def _wait_for_detection(clamd: ClamdClient, data: bytes, detected: bool) -> None:
     # clamd reloads in the background: wait until the new database is the one in use.
-    deadline = time.monotonic() + 60
-    while clamd.scan_bytes(data).clean == detected:
-        assert time.monotonic() < deadline, "clamd did not reload its signatures"
-        time.sleep(0.2)
+    wait_until(lambda: clamd.scan_bytes(data).clean != detected, "clamd's reload")
+
+
+@contextmanager
+def added_signature(appliance, marker: bytes):
+    """A signature file detecting `marker` is in clamd's directory inside the block, as an
+    administrator drops one in: nobody tells clamd (the module and the scanner must)."""
+    name = f"Appliance.Test.Marker-{marker.hex()[:12]}"
+    path = Path(appliance.layout.clamav_database_dir) / f"appliance-test-{marker.hex()[:12]}.ndb"
+    path.write_text(f"{name}:0:*:{marker.hex()}\n")
+    try:
+        yield name
+    finally:
+        path.unlink()
 
 
 @contextmanager
 def extra_signature(appliance, clamd: ClamdClient, marker: bytes):
     """A signature update: clamd also detects `marker` inside the block, and no longer after."""
-    path = Path(appliance.layout.clamav_database_dir) / f"appliance-test-{marker.hex()[:12]}.ndb"
-    path.write_text(f"Appliance.Test.Marker-{marker.hex()[:12]}:0:*:{marker.hex()}\n")
     try:
-        reload_signatures(clamd)
-        _wait_for_detection(clamd, marker, detected=True)
-        yield
+        with added_signature(appliance, marker):
+            clamd.reload()
+            _wait_for_detection(clamd, marker, detected=True)
+            yield
     finally:
-        path.unlink()
-        reload_signatures(clamd)
+        clamd.reload()
         _wait_for_detection(clamd, marker, detected=False)

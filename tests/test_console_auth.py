@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -107,8 +108,100 @@ def test_cookie_and_security_headers(csrf_app):
     assert "<script" not in page.get_data(as_text=True)
 
 
-def test_production_cookie_is_secure(console_app):
+def test_production_cookie_is_secure_and_no_remember_me_cookie(console_app):
     from admin_console import create_app
 
     app = create_app({**console_app.config, "SESSION_COOKIE_SECURE": True})
-    assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
+    assert app.config["SESSION_COOKIE_SECURE"]
+    credentials = first_operator(app)
+    cookies = login(app.test_client(), credentials["username"], credentials["password"]).headers
+    cookies = cookies.getlist("Set-Cookie")
+    assert cookies and all("; Secure" in cookie for cookie in cookies)
+    assert not any(cookie.startswith("remember_token=") for cookie in cookies)
+
+
+# Session limits: time moves through the config's CLOCK, never by sleeping ----------------------
+class Clock:
+    """Starts at the real time, so that logins made before it was set still make sense."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, minutes: float = 0, hours: float = 0) -> None:
+        self.now += minutes * 60 + hours * 3600
+
+
+@pytest.fixture
+def clock(csrf_app) -> Clock:
+    csrf_app.config["CLOCK"] = clock = Clock()
+    return clock
+
+
+@pytest.fixture
+def operator_client(csrf_app, clock):
+    """The first operator, logged in at clock's time (SESSION_TIMEOUT_MINUTES is 30)."""
+    client = csrf_app.test_client()
+    credentials = first_operator(csrf_app)
+    assert login(client, credentials["username"], credentials["password"]).status_code == 302
+    return client
+
+
+def ended_login_message(client, response) -> str:
+    """The login page a request was sent to, instead of its own page, once the login ended."""
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login"), (
+        response.status_code, response.headers.get("Location"))
+    return client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_thirty_minutes_without_activity_end_the_login(operator_client, clock):
+    for _ in range(3):  # activity every 29 minutes keeps it
+        clock.advance(minutes=29)
+        assert operator_client.get("/audit/").status_code == 200
+    clock.advance(minutes=31)
+    page = ended_login_message(operator_client, operator_client.get("/audit/"))
+    assert "logged out after 30 minutes without activity" in page
+    clock.advance(minutes=1)
+    assert operator_client.get("/audit/").status_code == 302  # over for good
+
+
+def test_the_health_pages_own_reload_is_not_activity(operator_client, clock):
+    page = operator_client.get("/health/").get_data(as_text=True)
+    reload_url = re.search(r'http-equiv="refresh" content="5; url=([^"]+)"', page).group(1)
+    reload_url = reload_url.replace("&amp;", "&")
+    clock.advance(minutes=20)
+    reloaded = operator_client.get(reload_url)
+    assert reloaded.status_code == 200
+    assert "Set-Cookie" not in reloaded.headers  # nor does it push the cookie's expiry back
+    clock.advance(minutes=11)  # 31 minutes after the last thing the operator did
+    page = ended_login_message(operator_client, operator_client.get(reload_url))
+    assert "without activity" in page
+
+
+def test_navigating_is_activity_that_the_reload_does_not_undo(operator_client, clock):
+    reload_url = "/health/?auto=1"
+    clock.advance(minutes=20)
+    assert operator_client.get("/audit/").status_code == 200
+    clock.advance(minutes=20)
+    assert operator_client.get(reload_url).status_code == 200
+    clock.advance(minutes=11)
+    assert operator_client.get(reload_url).status_code == 302
+
+
+def test_a_login_lasts_twelve_hours_at_most_however_active(operator_client, clock):
+    for _ in range(12 * 60 // 20):
+        clock.advance(minutes=20)
+        assert operator_client.get("/audit/").status_code == 200
+    clock.advance(minutes=1)
+    page = ended_login_message(operator_client, operator_client.get("/audit/"))
+    assert "a login lasts 12 hours at most" in page
+
+
+def test_the_end_of_a_login_is_in_the_audit_log(csrf_app, operator_client, clock):
+    clock.advance(minutes=31)
+    operator_client.get("/audit/")
+    credentials = first_operator(csrf_app)
+    login(operator_client, credentials["username"], credentials["password"])
+    assert "session ended: idle" in operator_client.get("/audit/?q=session").get_data(as_text=True)

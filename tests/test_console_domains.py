@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 
-from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
+from test_console_users import app, console, synapse, unique, user_path  # noqa: F401 (fixtures)
 
 DOMAINS_ENDPOINT = "/_synapse/client/appliance/v1/domains"
 
@@ -31,7 +33,7 @@ def test_list_shows_entries_with_account_counts(console, synapse):
     console.post("/domains/", entries=domain)
     for n in range(2):
         synapse.create_user(f"a{n}-{tag}", f"Agent {n} [{domain}]")
-    page = console.get("/domains/")
+    page = console.get(f"/domains/?q={domain}")
     row = page[page.index(f'data-domain="{domain}"') :]
     row = row[: row.index("</tr>")]
     assert ">2</a>" in row
@@ -63,3 +65,30 @@ def test_remove_asks_first_and_is_audited(console, synapse):
     assert domain not in allowed(synapse)
     audit = console.get(f"/audit/?q={domain}")
     assert "domain.remove" in audit and "domain.add" in audit
+
+
+def test_the_list_is_searched_and_paged_here(console, monkeypatch):
+    from admin_console.domains import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    tag = unique("paged")
+    entries = [f"{tag}-{n}.fr" for n in range(3)]
+    console.post("/domains/", entries="\n".join(entries))
+    first = console.get(f"/domains/?q={tag}")
+    assert first.count("data-domain=") == 2 and "1–2 of 3" in first
+    following = re.search(r'rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = console.get(following)
+    assert second.count("data-domain=") == 1 and "3–3 of 3" in second
+    assert all(f'data-domain="{entry}"' in first + second for entry in entries)
+    assert "No allowed domain matches this search." in console.get(f"/domains/?q={unique('no')}")
+
+
+def test_a_users_kind_follows_the_allowlist_live(console, synapse):
+    """The user page asks the module about the user's address (Tchap's domain lookup)."""
+    tag = unique("kind")
+    domain = f"{tag}.fr"
+    console.post("/domains/", entries=domain)
+    user_id = synapse.create_user(tag, f"Someone {tag}", f"someone@{domain}")
+    assert ">agent<" in console.get(user_path(user_id))
+    console.confirm(f"/domains/remove/{domain}")
+    assert 'class="tag external"' in console.get(user_path(user_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import secrets
 import socket
 import ssl
 import threading
@@ -29,6 +30,7 @@ PAGES = (
     "/media/",
     "/audit/",
     "/operators/",
+    "/operators/password",
 )
 
 
@@ -78,10 +80,28 @@ def test_disk_warning_above_ninety_percent(app):
         assert not any("disk" in w for w in health_warnings.warnings([roomy]))
 
 
-def _tls_server(tmp_path: Path, days: int) -> tuple[int, str]:
-    """A local TLS server whose certificate expires in `days`; returns (port, CA file)."""
+def test_stale_signatures_are_warned_from_the_clamd_checks_own_reading(app):
+    app.config["CLAMAV_SIGNATURES"] = "freshclam"
+    with app.test_request_context():
+        stale = health.Check("clamd", False, "stale", {"age_seconds": 3 * 86400})
+        fresh = health.Check("clamd", True, "fine", {"age_seconds": 3600})
+        assert any("check freshclam" in w for w in health_warnings.warnings([stale]))
+        assert not any("freshclam" in w for w in health_warnings.warnings([fresh]))
+
+
+def test_one_signature_hash_cache_per_directory(tmp_path):
+    from admin_console.media.signatures import signature_files
+
+    assert signature_files(str(tmp_path)) is signature_files(str(tmp_path))
+    assert signature_files(str(tmp_path)) is not signature_files(str(tmp_path / "other"))
+
+
+def self_signed_certificate(
+    tmp_path: Path, days: int, names: list[x509.GeneralName]
+) -> tuple[Path, Path]:
+    """A CA-flagged certificate for names, expiring in `days`; returns (cert file, key file)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "appliance test")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
@@ -91,11 +111,12 @@ def _tls_server(tmp_path: Path, days: int) -> tuple[int, str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_file, key_file = tmp_path / f"cert{days}.pem", tmp_path / f"key{days}.pem"
+    tag = secrets.token_hex(4)
+    cert_file, key_file = tmp_path / f"cert-{tag}.pem", tmp_path / f"key-{tag}.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
         key.private_bytes(
@@ -104,6 +125,12 @@ def _tls_server(tmp_path: Path, days: int) -> tuple[int, str]:
             serialization.NoEncryption(),
         )
     )
+    return cert_file, key_file
+
+
+def _tls_server(tmp_path: Path, days: int) -> tuple[int, str]:
+    """A local TLS server whose certificate expires in `days`; returns (port, CA file)."""
+    cert_file, key_file = self_signed_certificate(tmp_path, days, [x509.DNSName("localhost")])
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     listener = socket.create_server(("127.0.0.1", 0))

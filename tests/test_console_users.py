@@ -13,7 +13,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from matrix_helpers import Person, client_for
 from test_console_auth import csrf_token, first_operator, login
+
+from appliance.synapse_module.room_kinds import ACCESS_RULES
 
 PASSWORD = "Console-Test-Passw0rd"
 
@@ -26,14 +29,17 @@ def app(console_app):
 
 
 class Console:
-    """An operator's browser session on the console (Flask's test client, real CSRF)."""
+    """An operator's browser session on the console (Flask's test client, real CSRF); the first
+    operator's unless credentials are given."""
 
-    def __init__(self, app):
+    def __init__(self, app, username: str | None = None, password: str | None = None):
         self.client = app.test_client()
-        credentials = first_operator(app)
-        response = login(self.client, credentials["username"], credentials["password"])
+        if username is None:
+            credentials = first_operator(app)
+            username, password = credentials["username"], credentials["password"]
+        response = login(self.client, username, password)
         assert response.status_code == 302, response.get_data(as_text=True)
-        self.token = csrf_token(self.client.get("/health/").get_data(as_text=True))
+        self.token = csrf_token(self.client.get("/audit/").get_data(as_text=True))
 
     def get(self, path: str, status: int = 200) -> str:
         response = self.client.get(path)
@@ -131,8 +137,8 @@ def test_search_finds_by_name_and_pages_server_side(console, synapse):
     ]
     page = console.get(f"/users/?q={tag}")
     assert all(user_id in page for user_id in created)
-    assert "1–3 of 3" in page
-    # A page smaller than the matches links to the next one, at the Admin API's offset.
+    assert 'rel="next"' not in page and 'rel="prev"' not in page  # one page holds them all
+    # A page smaller than the matches links to the next one by the module's cursor, and back.
     from admin_console.users import views
 
     views_page_size, views.PAGE_SIZE = views.PAGE_SIZE, 2
@@ -142,22 +148,37 @@ def test_search_finds_by_name_and_pages_server_side(console, synapse):
         next_link = re.search(r'rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
         second = console.get(next_link)
         assert sum(user_id in second for user_id in created) == 1
+        prev_link = re.search(r'rel="prev" href="([^"]+)"', second).group(1).replace("&amp;", "&")
+        back = console.get(prev_link)
+        assert [u for u in created if u in back] == [u for u in created if u in first]
     finally:
         views.PAGE_SIZE = views_page_size
 
 
-def test_filters_externals_agents_admins(console, synapse):
+def test_filters_externals_agents_admins(console, synapse, appliance):
     tag = unique("filter")
     agent = synapse.create_user(f"{tag}-agent", f"Agent {tag} [ac-paris.fr]")
-    external = synapse.create_user(f"{tag}-guest", f"Guest {tag} [gmail.com] (external)")
+    external = register_external(appliance, tag)
     externals = console.get(f"/users/?kind=externals&q={tag}")
     assert external in externals and agent not in externals
+    assert 'class="tag external"' in externals
     agents = console.get(f"/users/?kind=agents&q={tag}")
     assert agent in agents and external not in agents
-    # Without search text, the externals filter is the Admin API's display-name search.
+    # Without search text, the externals filter lists the module's record of externals.
     assert external in console.get("/users/?kind=externals")
     admins = console.get("/users/?kind=admins")
     assert "@appliance-console:" in admins and agent not in admins
+
+
+def register_external(appliance, tag: str) -> str:
+    """An external as the module knows one: invited by email into a room open to externals,
+    then registered with that address."""
+    client = client_for(appliance)
+    host = Person.register(client, f"{tag}-host@ac-paris.fr")
+    open_to_externals = {"type": ACCESS_RULES, "state_key": "", "content": {"rule": "unrestricted"}}
+    room = host.new_room(preset="private_chat", initial_state=[open_to_externals])
+    assert host.invite_by_email(room, f"{tag}-guest@example.com").status_code == 200
+    return Person.register(client, f"{tag}-guest@example.com").user_id
 
 
 def test_empty_search_says_so(console):
@@ -201,6 +222,8 @@ def test_deactivate_asks_first_then_deactivates_with_erase_and_audits(console, s
     asked = console.post(f"{user_path(user_id)}/deactivate", erase="y")
     assert "Deactivate" in asked.get_data(as_text=True)
     assert not synapse.user(user_id)["deactivated"]  # only asked so far
+    cancel = re.search(r'<a href="([^"]+)">Cancel</a>', asked.get_data(as_text=True)).group(1)
+    assert f"Gone {tag}" in console.get(cancel)  # Cancel leads back to the user
     console.post(f"{user_path(user_id)}/deactivate", erase="y", confirmed="yes")
     state = synapse.user(user_id)
     assert state["deactivated"] and state["erased"]
@@ -221,6 +244,20 @@ def test_reactivate_with_new_password_and_email(console, synapse):
     assert not state["deactivated"]
     assert [t["address"] for t in state["threepids"]] == [f"{tag}@ac-paris.fr"]
     assert synapse.login(user_id, new_password)
+
+
+def test_reactivation_applies_synapses_password_policy_and_the_address_rules(console, synapse):
+    tag = unique("policy")
+    user_id = synapse.create_user(tag, f"Policy {tag} [ac-paris.fr]", f"{tag}@ac-paris.fr")
+    synapse.call("POST", f"/_synapse/admin/v1/deactivate/{quote(user_id)}", {"erase": False})
+    for password, email, reason in (
+        ("aaaaaaaaaa", "", "the password lacks a digit, an upper-case letter"),
+        ("Sh0rt-Pw", "", "Field must be between 10 and 256 characters long."),
+        ("Reactivated-Passw0rd", f"{tag} @ac-paris.fr", "the address contains whitespace"),
+    ):
+        console.post(f"{user_path(user_id)}/reactivate", password=password, email=email)
+        assert reason in console.get(user_path(user_id)), password
+        assert synapse.user(user_id)["deactivated"]
 
 
 def test_admin_suspend_shadow_ban_round_trips(console, synapse):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import sqlite3
 import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -14,13 +19,17 @@ from synapse.media._base import FileInfo, ThumbnailInfo
 from synapse.module_api.errors import ConfigError
 
 from appliance import health
-from appliance.clamd_signatures import SignatureFiles
+from appliance.clamd import ClamdClient
+from appliance.clamd_signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFiles, SignatureWatch
 from appliance.synapse_module.config import parse_module_config
 from appliance.synapse_module.media_scan import media_kind
+from appliance.synapse_module.scan_store import ScanStore, TablesNotReady
+from appliance.verdict import Verdict
 from matrix_media_helpers import (
     EICAR,
     TIMEOUT,
     User,
+    added_signature,
     clamd_stopped,
     download,
     extra_signature,
@@ -28,6 +37,7 @@ from matrix_media_helpers import (
     unique_bytes,
     upload,
     upload_ok,
+    wait_until,
     zipped,
 )
 
@@ -38,6 +48,19 @@ QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
 def uploader(appliance, synapse_url) -> User:
     secret = appliance.layout.secret("registration_shared_secret").read_text().strip()
     return register_user(synapse_url, secret, "uploader")
+
+
+@pytest.fixture
+def caching(synapse_url, uploader, appliance) -> None:
+    """The module stores verdicts: clamd has certainly loaded the current signatures (for a few
+    seconds after they change, it does not; each upload moves that along)."""
+
+    def probe_is_cached() -> bool:
+        data = unique_bytes(64)
+        upload_ok(synapse_url, uploader, data)
+        return bool(verdict_rows(appliance, data))
+
+    wait_until(probe_is_cached, "verdict caching in the module")
 
 
 def quarantine(synapse_url: str, token: str | None, **params) -> requests.Response:
@@ -95,13 +118,139 @@ def test_every_kind_of_stored_file_is_named(file_info, kind):
 
 def test_the_signature_files_fingerprint_follows_their_content(tmp_path):
     files = SignatureFiles(tmp_path)
-    empty, _ = files.fingerprint()
+    empty = files.fingerprint().files_hash
     (tmp_path / "custom.ndb").write_text("Sig.One:0:*:6162636465\n")
     (tmp_path / "freshclam.dat").write_bytes(b"not a signature file")
-    one, _ = files.fingerprint()
-    assert one != empty and files.fingerprint()[0] == one
+    one = files.fingerprint()
+    assert one.files_hash != empty and files.fingerprint().files_hash == one.files_hash
+    assert one.total_bytes == len("Sig.One:0:*:6162636465\n")
+    assert one.changed_at == (tmp_path / "custom.ndb").stat().st_ctime
     (tmp_path / "custom.ndb").write_text("Sig.Two:0:*:616263646566\n")
-    assert files.fingerprint()[0] not in (empty, one)
+    assert files.fingerprint().files_hash not in (empty, one.files_hash)
+
+
+@dataclass(frozen=True)
+class CountingClamd(ClamdClient):
+    """The real client, counting the RELOADs it sends."""
+
+    reloads: list = field(default_factory=list)
+
+    def reload(self) -> None:
+        super().reload()
+        self.reloads.append(time.time())
+
+
+def test_verdicts_are_cached_only_once_clamd_must_have_loaded_changed_signatures(clamd, tmp_path):
+    (tmp_path / "custom.ndb").write_text("Sig.One:0:*:6162636465\n")
+    client = CountingClamd(clamd.host, clamd.port, clamd.timeout)
+    now = [time.time()]
+    watch = SignatureWatch(client, SignatureFiles(tmp_path), clock=lambda: now[0])
+    bound = SignatureFiles(tmp_path).fingerprint().reload_bound_seconds + 0.01
+    steps = []
+    for elapsed in (0, 0, bound, 0, bound):
+        now[0] += elapsed
+        steps.append((watch.state().cacheable, len(client.reloads)))
+    # RELOAD when the change is seen; again once a reload running then must be over; cache
+    # once that second one must be over too.
+    assert steps == [(False, 1), (False, 1), (False, 2), (False, 2), (True, 2)]
+    (tmp_path / "custom.ndb").write_text("Sig.Two:0:*:616263646566\n")
+    assert (watch.state().cacheable, len(client.reloads)) == (False, 3)
+
+
+def test_signatures_older_than_clamds_own_check_are_trusted_at_once(clamd, tmp_path):
+    (tmp_path / "custom.ndb").write_text("Sig.One:0:*:6162636465\n")
+    client = CountingClamd(clamd.host, clamd.port, clamd.timeout)
+    later = time.time() + CLAMD_SELF_CHECK_SECONDS + 60
+    watch = SignatureWatch(client, SignatureFiles(tmp_path), clock=lambda: later)
+    assert watch.state().cacheable and client.reloads == []
+
+
+class SqliteModuleApi:
+    """What ScanStore asks of Synapse's ModuleApi, on a real SQLite database: a stand-in for
+    Synapse's plumbing (the store is what is tested)."""
+
+    def __init__(self, path: Path, runs_background_tasks: bool):
+        self._path = path
+        self._runs_background_tasks = runs_background_tasks
+        self.background: list = []  # what Synapse would run in the background, not yet run
+
+    def should_run_background_tasks(self) -> bool:
+        return self._runs_background_tasks
+
+    def run_as_background_process(self, desc: str, f, *args) -> None:
+        self.background.append(f(*args))
+
+    def delayed_background_call(self, msec: float, f, *args, desc: str | None = None) -> None:
+        self.background.append(f(*args))
+
+    async def run_db_interaction(self, desc: str, func, *args):
+        with closing(sqlite3.connect(self._path)) as db:
+            cursor = db.cursor()
+            txn = SimpleNamespace(
+                database_engine=SimpleNamespace(module=sqlite3),
+                execute=lambda sql, params=(): cursor.execute(sql, params),
+                fetchone=cursor.fetchone,
+                fetchall=cursor.fetchall,
+            )
+            result = func(txn, *args)
+            db.commit()
+            return result
+
+    def run_background(self) -> None:
+        """Run what is scheduled now (not what that schedules in turn)."""
+        scheduled, self.background = self.background, []
+        for coroutine in scheduled:
+            asyncio.run(coroutine)
+
+
+def table_names(path: Path) -> set[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+SCAN_TABLES = {"appliance_media_verdicts", "appliance_media_quarantine"}
+
+
+def test_scan_tables_are_made_at_start_up_and_reads_fail_closed_until_then(tmp_path):
+    api = SqliteModuleApi(tmp_path / "homeserver.db", runs_background_tasks=True)
+    store = ScanStore(api)
+    with pytest.raises(TablesNotReady):
+        asyncio.run(store.get_verdict("0" * 64, "version"))
+    assert table_names(tmp_path / "homeserver.db") == set()  # reading never creates them
+    store.start()
+    api.run_background()
+    assert table_names(tmp_path / "homeserver.db") == SCAN_TABLES
+    asyncio.run(store.record_verdict("0" * 64, "version", Verdict(False, "Sig"), 1))
+    assert asyncio.run(store.get_verdict("0" * 64, "version")) == Verdict(False, "Sig")
+
+
+def test_a_worker_never_creates_the_scan_tables_and_waits_for_the_main_process(tmp_path):
+    database = tmp_path / "homeserver.db"
+    worker_api = SqliteModuleApi(database, runs_background_tasks=False)
+    worker = ScanStore(worker_api)
+    worker.start()
+    assert worker_api.background == []
+    with pytest.raises(TablesNotReady):
+        asyncio.run(worker.list_quarantine(0, 10))
+    assert table_names(database) == set()
+    main_api = SqliteModuleApi(database, runs_background_tasks=True)
+    ScanStore(main_api).start()
+    main_api.run_background()
+    assert asyncio.run(worker.list_quarantine(0, 10)) == ([], 0)
+
+
+def test_a_failed_table_creation_is_retried(tmp_path):
+    database = tmp_path / "not-yet" / "homeserver.db"  # cannot be opened: creation fails
+    api = SqliteModuleApi(database, runs_background_tasks=True)
+    store = ScanStore(api)
+    store.start()
+    api.run_background()
+    assert len(api.background) == 1  # the retry, scheduled
+    with pytest.raises(TablesNotReady):
+        asyncio.run(store.get_verdict("0" * 64, "version"))
+    database.parent.mkdir()
+    api.run_background()
+    assert asyncio.run(store.get_verdict("0" * 64, "version")) is None
 
 
 def test_database_dir_must_be_a_path():
@@ -112,7 +261,11 @@ def test_database_dir_must_be_a_path():
 
 
 # Against the running appliance ---------------------------------------------------------------
-def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance):
+def test_the_scan_tables_were_made_when_synapse_started(appliance):
+    assert "scan tables ready" in appliance.layout.logfile("synapse").read_text()
+
+
+def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance, caching):
     data = unique_bytes()
     mxc = upload_ok(synapse_url, uploader, data)
     assert download(synapse_url, uploader, mxc).content == data
@@ -140,7 +293,7 @@ def test_eicar_inside_a_zip_is_refused(synapse_url, uploader, admin_token):
     assert "EICAR" in record["signature"]
 
 
-def test_thumbnails_are_scanned_before_they_are_served(synapse_url, uploader, appliance):
+def test_thumbnails_are_scanned_before_they_are_served(synapse_url, uploader, appliance, caching):
     mxc = upload_ok(synapse_url, uploader, png(), content_type="image/png")
     server_name, media_id = mxc.removeprefix("mxc://").split("/")
     response = requests.get(
@@ -153,7 +306,7 @@ def test_thumbnails_are_scanned_before_they_are_served(synapse_url, uploader, ap
     assert [row[0] for row in verdict_rows(appliance, response.content)] == ["clean"]
 
 
-def test_the_same_bytes_are_scanned_once(synapse_url, uploader, appliance):
+def test_the_same_bytes_are_scanned_once(synapse_url, uploader, appliance, caching):
     data = unique_bytes()
     upload_ok(synapse_url, uploader, data)
     [first] = verdict_rows(appliance, data)
@@ -172,6 +325,27 @@ def test_a_signature_update_rescans_formerly_clean_files(
         [record] = records_for(synapse_url, admin_token, data)
         assert record["signature"].startswith("Appliance.Test.Marker-")
     upload_ok(synapse_url, uploader, data)  # the signature is gone again: clean once more
+
+
+def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
+    synapse_url, uploader, admin_token, appliance, caching
+):
+    marker = b"appliance-marker-" + unique_bytes(8).hex().encode()
+    data = b"a report about nothing much " + marker
+    upload_ok(synapse_url, uploader, data)
+    assert [row[0] for row in verdict_rows(appliance, data)] == ["clean"]
+    with added_signature(appliance, marker) as name:
+        upload(synapse_url, uploader, data)  # at once: clamd may not have loaded the file yet
+        # The old "clean" is gone, and whatever clamd said is not stored under the new
+        # signatures.
+        assert verdict_rows(appliance, data) == []
+        # The module asked clamd to reload (clamd itself only looks every 10 minutes).
+        wait_until(
+            lambda: upload(synapse_url, uploader, data).status_code == 400,
+            "refusal with the new signature file",
+        )
+        signatures = {record["signature"] for record in records_for(synapse_url, admin_token, data)}
+        assert signatures == {f"{name}.UNOFFICIAL"}
 
 
 def test_quarantine_listing_is_for_admins_and_paginated(synapse_url, uploader, admin_token):

@@ -1,23 +1,30 @@
-"""The allowed-domains page. Changes go to the module's endpoints and are live at once."""
+"""The allowed-domains page. Changes go to the module's endpoints and are live at once.
+
+The list is searched and paged here, and only the shown page's accounts are counted (one Admin
+API count per entry shown), so the counting costs the same with 20 entries or 100,000. The list
+itself still comes whole, in one call, since the module's endpoint has no paging.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, render_template, request, url_for
 from flask_babel import gettext as _
 
 from admin_console import audit
-from admin_console.actions import confirmation_page, perform
+from admin_console.actions import Confirmation, confirm_then_perform
 from admin_console.auth import require_login
 from admin_console.domains.counts import account_counts
 from admin_console.domains.forms import AddDomainsForm
 from admin_console.forms import ConfirmForm
+from admin_console.pagination import offset_arg
 from admin_console.synapse_admin import SynapseRefused, appliance, client
 from appliance.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
 bp = Blueprint("domains", __name__, url_prefix="/domains")
 bp.before_request(require_login)
+PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,14 @@ class AddResult:
     entry: str | None
     ok: bool
     message: str
+
+
+@dataclass(frozen=True)
+class DomainPage:
+    entries: list[appliance.DomainEntry]
+    total: int  # entries matching the search
+    offset: int
+    next_offset: int | None
 
 
 def _add_one(raw: str) -> AddResult:
@@ -41,12 +56,23 @@ def _add_one(raw: str) -> AddResult:
     return AddResult(raw, entry, True, _("added") if created else _("already allowed"))
 
 
+def domain_page(entries: list[appliance.DomainEntry], search: str, offset: int) -> DomainPage:
+    """The entries containing search (all without one), PAGE_SIZE of them from offset."""
+    needle = search.lower()
+    matching = [e for e in entries if needle in e.entry] if needle else entries
+    end = offset + PAGE_SIZE
+    return DomainPage(
+        matching[offset:end], len(matching), offset, end if end < len(matching) else None
+    )
+
+
 def _render(form: AddDomainsForm, results: list[AddResult]):
-    entries = appliance.list_domains(client())
-    counts = account_counts(client(), [e.entry for e in entries])
+    search = request.args.get("q", "").strip()
+    shown = domain_page(appliance.list_domains(client()), search, offset_arg())
     return render_template(
-        "domains/list.html", entries=entries, counts=counts, form=form, results=results,
-        remove_form=ConfirmForm(),
+        "domains/list.html", page=shown, q=search, page_size=PAGE_SIZE,
+        counts=account_counts(client(), [e.entry for e in shown.entries]),
+        form=form, results=results, remove_form=ConfirmForm(),
     )
 
 
@@ -70,16 +96,15 @@ def add():
 
 @bp.post("/remove/<path:entry>")
 def remove(entry: str):
-    form = ConfirmForm()
-    if not form.is_confirmed:
-        return confirmation_page(
-            form, _("Stop allowing %(entry)s?", entry=entry),
+    return confirm_then_perform(
+        ConfirmForm(),
+        Confirmation(
+            _("Stop allowing %(entry)s?", entry=entry),
             _("Nobody can register with an address of this domain any more. Existing accounts "
               "are kept."),
             _("Remove"),
-        )
-    perform(
+        ),
+        url_for("domains.page"),
         "domain.remove", entry, lambda: appliance.remove_domain(client(), entry),
         _("%(entry)s is no longer allowed.", entry=entry),
     )
-    return redirect(url_for("domains.page"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from admin_console.actions import Refused, confirmation_page, perform
+from admin_console.actions import Confirmation, Refused, confirm_then_perform
 from admin_console.auth import require_login
 from admin_console.media.forms import MediaForm
 from admin_console.media.signatures import signature_state, too_old
@@ -25,20 +25,28 @@ ACTIONS = {
 }
 
 
-def _texts(action: str, ref: str) -> tuple[str, str, str, str]:
+def _texts(action: str, ref: str) -> tuple[Confirmation, str]:
+    """The confirmation of the action on ref, and the message once it is done."""
     return {
         "quarantine": (
-            _("Quarantine %(media)s?", media=ref),
-            _("Nobody can download the file from this server until it is released."),
-            _("Quarantine"), _("%(media)s is quarantined.", media=ref)),
+            Confirmation(
+                _("Quarantine %(media)s?", media=ref),
+                _("Nobody can download the file from this server until it is released."),
+                _("Quarantine")),
+            _("%(media)s is quarantined.", media=ref)),
         "release": (
-            _("Release %(media)s from quarantine?", media=ref),
-            _("Users can download the file again. Only release a file you know is safe."),
-            _("Release"), _("%(media)s is released.", media=ref)),
+            Confirmation(
+                _("Release %(media)s from quarantine?", media=ref),
+                _("Users can download the file again. Only release a file you know is safe."),
+                _("Release")),
+            _("%(media)s is released.", media=ref)),
         "delete": (
-            _("Delete %(media)s?", media=ref),
-            _("The file and its thumbnails are removed from the server. This cannot be undone."),
-            _("Delete"), _("%(media)s is deleted.", media=ref)),
+            Confirmation(
+                _("Delete %(media)s?", media=ref),
+                _("The file and its thumbnails are removed from the server. This cannot be "
+                  "undone."),
+                _("Delete")),
+            _("%(media)s is deleted.", media=ref)),
     }[action]
 
 
@@ -52,7 +60,8 @@ def page():
     state = signature_state()
     return render_template(
         "media/list.html", refused=refused, missing_endpoint=missing, state=state,
-        too_old=not isinstance(state, str) and too_old(state), describe_age=describe_age,
+        too_old=not isinstance(state, str) and too_old(state.age_seconds),
+        describe_age=describe_age,
         form=MediaForm(), page_size=PAGE_SIZE,
     )
 
@@ -63,9 +72,6 @@ def act(action: str):
     if not form.validate_on_submit():
         return redirect(url_for("media.page"))
     raw = form.media.data.strip()
-    question, consequence, button, success = _texts(action, raw)
-    if form.confirmed.data != "yes":
-        return confirmation_page(form, question, consequence, button)
 
     def run() -> None:
         try:
@@ -74,5 +80,7 @@ def act(action: str):
             raise Refused(str(error)) from None
         ACTIONS[action](client(), ref)
 
-    perform(f"media.{action}", raw, run, success)
-    return redirect(url_for("media.page"))
+    ask, success = _texts(action, raw)
+    return confirm_then_perform(
+        form, ask, url_for("media.page"), f"media.{action}", raw, run, success
+    )

@@ -9,8 +9,11 @@ from admin_console.operators.store import (
     create,
     ensure_first_operator,
     exists,
+    first_operator_file_names,
     list_all,
     remove,
+    retire_first_operator_file,
+    set_password,
 )
 
 __all__ = [
@@ -22,6 +25,9 @@ __all__ = [
     "create",
     "ensure_first_operator",
     "exists",
+    "first_operator_file_names",
     "list_all",
     "remove",
+    "retire_first_operator_file",
+    "set_password",
 ]

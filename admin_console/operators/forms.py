@@ -1,11 +1,23 @@
-"""Forms of the operators page."""
+"""Forms of the operators page and of an operator's own password."""
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+from wtforms import Field, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
+
+from admin_console.validators import MAX_PASSWORD_LENGTH, strong_password
 
 MIN_PASSWORD_LENGTH = 12
+PASSWORD_RULE = _l(
+    "at least %(count)d characters, upper and lower case, a digit", count=MIN_PASSWORD_LENGTH
+)
+
+
+def _confirmation() -> PasswordField:
+    return PasswordField(
+        _l("Password again"),
+        validators=[DataRequired(), EqualTo("password", message=_l("the passwords differ"))],
+    )
 
 
 class AddOperatorForm(FlaskForm):
@@ -17,10 +29,22 @@ class AddOperatorForm(FlaskForm):
         ],
     )
     password = PasswordField(
-        _l("Password (at least %(count)d characters)", count=MIN_PASSWORD_LENGTH),
-        validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=256)],
+        _l("Password (%(rule)s)", rule=PASSWORD_RULE),
+        validators=strong_password(MIN_PASSWORD_LENGTH),
     )
-    confirm = PasswordField(
-        _l("Password again"),
-        validators=[DataRequired(), EqualTo("password", message=_l("the passwords differ"))],
+    confirm = _confirmation()
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField(
+        _l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)]
     )
+    password = PasswordField(
+        _l("New password (%(rule)s)", rule=PASSWORD_RULE),
+        validators=strong_password(MIN_PASSWORD_LENGTH),
+    )
+    confirm = _confirmation()
+
+    def validate_password(self, field: Field) -> None:
+        if field.data == self.current.data:
+            raise ValidationError(_l("the new password must differ from the current one"))

@@ -1,7 +1,13 @@
-"""Console operators: the sysadmins who log in to the console (not Matrix users)."""
+"""Console operators: the sysadmins who log in to the console (not Matrix users).
+
+The first operator is created with a random password written to a 0600 file for the person
+installing the box (FIRST_OPERATOR_FILE). That file is deleted when that operator chooses their
+own password, so a live plaintext password does not stay on the disk.
+"""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -78,6 +84,32 @@ def ensure_first_operator(connection: sqlite3.Connection, credentials_file: Path
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def set_password(connection: sqlite3.Connection, operator_id: int, password: str) -> None:
+    connection.execute(
+        "UPDATE operators SET password_hash = ? WHERE id = ?",
+        (generate_password_hash(password), operator_id),
+    )
+
+
+def first_operator_file_names(credentials_file: Path, username: str) -> bool:
+    """Whether the generated credentials file exists and is username's."""
+    try:
+        return json.loads(credentials_file.read_text()).get("username") == username
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def retire_first_operator_file(credentials_file: Path, username: str) -> bool:
+    """Delete the generated credentials if they are username's; whether they were.
+
+    Called once username has chosen a password; raises OSError if the file cannot be deleted.
+    """
+    if not first_operator_file_names(credentials_file, username):
+        return False
+    credentials_file.unlink(missing_ok=True)
+    return True
 
 
 def list_all(connection: sqlite3.Connection) -> list[Operator]:

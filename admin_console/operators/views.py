@@ -1,17 +1,20 @@
-"""The operators page: who can log in to the console; add and remove."""
+"""The operators page: who can log in to the console; add and remove. And one's own password."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from admin_console import audit, db
-from admin_console.actions import Refused, confirmation_page, perform
-from admin_console.auth import require_login
+from admin_console import audit, db, lockout
+from admin_console.actions import Confirmation, Refused, confirm_then_perform
+from admin_console.auth import client_address, locked_message, require_login
+from admin_console.clock import now
 from admin_console.forms import ConfirmForm
 from admin_console.operators import store
-from admin_console.operators.forms import AddOperatorForm
+from admin_console.operators.forms import AddOperatorForm, ChangePasswordForm
 
 bp = Blueprint("operators", __name__, url_prefix="/operators")
 bp.before_request(require_login)
@@ -50,12 +53,6 @@ def remove(operator_id: int):
     operator = store.by_id(db.get_db(), str(operator_id))
     if operator is None:
         abort(404)
-    form = ConfirmForm()
-    if not form.is_confirmed:
-        return confirmation_page(
-            form, _("Remove the operator %(name)s?", name=operator.username),
-            _("They can no longer log in to the console."), _("Remove"),
-        )
 
     def run() -> None:
         if operator.id == current_user.id:
@@ -65,6 +62,57 @@ def remove(operator_id: int):
         except store.LastOperator:
             raise Refused(_("the last operator cannot be removed")) from None
 
-    perform("operator.remove", operator.username, run,
-            _("%(name)s can no longer log in.", name=operator.username))
+    return confirm_then_perform(
+        ConfirmForm(),
+        Confirmation(
+            _("Remove the operator %(name)s?", name=operator.username),
+            _("They can no longer log in to the console."), _("Remove"),
+        ),
+        url_for("operators.page"),
+        "operator.remove", operator.username, run,
+        _("%(name)s can no longer log in.", name=operator.username),
+    )
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def change_password():
+    """The logged-in operator's own password: the current one first, counted by the lockout."""
+    form = ChangePasswordForm()
+    if not form.validate_on_submit():
+        return _password_page(form, 400 if request.method == "POST" else 200)
+    connection, name = db.get_db(), current_user.username
+    try:
+        right = lockout.guarded(
+            connection, name, client_address(),
+            lambda: store.authenticate(connection, name, form.current.data), now(),
+        )
+    except lockout.Locked as locked:
+        audit.record("operator.password", name, False, "locked")
+        flash(locked_message(locked.seconds), "error")
+        return _password_page(form, 429)
+    if right is None:
+        audit.record("operator.password", name, False, "wrong current password")
+        form.current.errors.append(_("this is not your current password"))
+        return _password_page(form, 400)
+    store.set_password(connection, current_user.id, form.password.data)
+    audit.record("operator.password", name, True, _retire_generated_password(name))
+    flash(_("Your password is changed."), "success")
     return redirect(url_for("operators.page"))
+
+
+def _password_page(form: ChangePasswordForm, status: int):
+    return render_template("operators/password.html", form=form), status
+
+
+def _retire_generated_password(name: str) -> str:
+    """Delete the first operator's generated credentials once they are stale; the audit detail."""
+    generated = Path(current_app.config["FIRST_OPERATOR_FILE"])
+    try:
+        if store.retire_first_operator_file(generated, name):
+            return f"deleted {generated}"
+    except OSError as error:
+        flash(_("The file %(file)s, with your previous password, could not be deleted: "
+                "%(error)s. Delete it by hand.", file=str(generated), error=error.strerror),
+              "error")
+        return f"could not delete {generated}: {error.strerror}"
+    return ""

@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from admin_console.actions import ask_first, confirmation_page, perform
+from admin_console.actions import Confirmation, confirmed, perform, toggle
 from admin_console.auth import require_login
-from admin_console.forms import ActionForm, ConfirmForm
+from admin_console.forms import ActionForm
 from admin_console.pagination import offset_arg
 from admin_console.rooms.forms import DeleteRoomForm
 from admin_console.rooms.kinds import KIND_LABELS, room_kind
@@ -57,8 +57,8 @@ def detail(room_id: str):
     )
 
 
-def _back(room_id: str):
-    return redirect(url_for("rooms.detail", room_id=room_id))
+def _detail_url(room_id: str) -> str:
+    return url_for("rooms.detail", room_id=room_id)
 
 
 @bp.post("/<room_id>/<any(publish,unpublish):change>")
@@ -71,36 +71,39 @@ def publish(room_id: str, change: str):
         _("The room is listed in the directory.") if on
         else _("The room is no longer listed in the directory."),
     )
-    return _back(room_id)
+    return redirect(_detail_url(room_id))
 
 
 @bp.post("/<room_id>/<any(block,unblock):change>")
 def block(room_id: str, change: str):
     on = change == "block"
-    asking = ask_first(
-        ConfirmForm(), on, _("Block %(room)s?", room=room_id),
-        _("Nobody on this server can join the room any more; current members stay."),
-        _("Block"),
-    )
-    if asking:
-        return asking
-    perform(
-        f"room.{change}", room_id, lambda: rooms.set_blocked(client(), room_id, on),
+    return toggle(
+        f"room.{change}", room_id, on, lambda state: rooms.set_blocked(client(), room_id, state),
+        Confirmation(
+            _("Block %(room)s?", room=room_id),
+            _("Nobody on this server can join the room any more; current members stay."),
+            _("Block"),
+        ),
         _("The room is blocked.") if on else _("The room is no longer blocked."),
+        _detail_url(room_id),
     )
-    return _back(room_id)
 
 
 @bp.post("/<room_id>/delete")
 def delete(room_id: str):
     form = DeleteRoomForm()
-    if not form.is_confirmed:
-        return confirmation_page(
-            form, _("Delete %(room)s and purge it?", room=room_id),
+    asking = confirmed(
+        form,
+        Confirmation(
+            _("Delete %(room)s and purge it?", room=room_id),
             _("Every local member is removed and the room's history is purged from the "
               "server's database. This cannot be undone."),
             _("Delete and purge"),
-        )
+        ),
+        _detail_url(room_id),
+    )
+    if asking is not None:
+        return asking
     blocked = form.block.data
     delete_id = perform(
         "room.delete" + (".block" if blocked else ""), room_id,
@@ -108,7 +111,7 @@ def delete(room_id: str):
         _("Deletion started."),
     )
     if delete_id is None:
-        return _back(room_id)
+        return redirect(_detail_url(room_id))
     return redirect(url_for("rooms.delete_progress", delete_id=delete_id))
 
 

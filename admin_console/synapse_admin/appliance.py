@@ -1,18 +1,20 @@
-"""The appliance module's own admin endpoints (`/_synapse/client/appliance/v1/`).
+"""The appliance module's own endpoints.
 
-They cover what Synapse's Admin API does not: the allowlist of email domains and the files
-the antivirus refused. Same service token, same errors as the Admin API.
+Its admin endpoints (`/_synapse/client/appliance/v1/`) cover what Synapse's Admin API does not:
+the allowlist of email domains and the files the antivirus refused; same service token, same
+errors as the Admin API. Its Tchap domain lookup (`/_matrix/identity/api/v1/info`) answers for
+one address whether its domain is allowed, without the console downloading the allowlist.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from admin_console.synapse_admin.client import SynapseClient, segment
-from appliance.domain_allowlist import DomainAllowlist
+from admin_console.synapse_admin.client import SynapseClient, SynapseRefused, segment
 
 DOMAINS = "/_synapse/client/appliance/v1/domains"
 QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
+DOMAIN_LOOKUP = "/_matrix/identity/api/v1/info"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,19 @@ def list_refused(synapse: SynapseClient, offset: int = 0, limit: int = 50) -> Re
     )
 
 
-def allowlist(synapse: SynapseClient) -> DomainAllowlist:
-    """The allowlist as the module enforces it right now."""
-    return DomainAllowlist(entry.entry for entry in list_domains(synapse))
+def email_domain_allowed(synapse: SynapseClient, address: str) -> bool:
+    """Whether the module lets address register (its domain is allowed), as it decides now.
+
+    An address the module finds unusable (400 M_INVALID_PARAM) is not allowed. The lookup is
+    public (Tchap clients call it before their account exists), so no token is sent.
+    """
+    try:
+        body = synapse.get(
+            DOMAIN_LOOKUP, params={"medium": "email", "address": address}, token=False
+        )
+    except SynapseRefused as error:
+        if error.status == 400 and error.errcode == "M_INVALID_PARAM":
+            return False
+        raise
+    # Fail closed: only the answer for an allowed address, {"hs": ...} alone, says yes.
+    return "hs" in body and not body.get("requires_invite", False)

@@ -1,9 +1,10 @@
 """The one HTTP client of the console towards Synapse: Admin API and the module's endpoints.
 
-Every call carries the server-admin service token, read server-side from its 0600 file; the
-token never leaves this module. Errors come out as two exceptions a view can show as they are:
-`SynapseUnavailable` (Synapse cannot be reached or answered garbage) and `SynapseRefused`
-(Synapse answered with a Matrix error: errcode and message kept).
+Every call carries the server-admin service token, read server-side from its 0600 file, except
+the few any client may make (`token=False`); the token never leaves this module. Errors come
+out as two exceptions a view can show as they are: `SynapseUnavailable` (Synapse cannot be
+reached or answered garbage) and `SynapseRefused` (Synapse answered with a Matrix error:
+errcode and message kept).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class SynapseClient:
     token_file: Path
     timeout: float = TIMEOUT_SECONDS
 
-    def get(self, path: str, params: dict | list | None = None) -> dict:
-        return self._call("GET", path, params=params)
+    def get(self, path: str, params: dict | list | None = None, *, token: bool = True) -> dict:
+        """GET path; without token for the endpoints any client may call (no need to lend it)."""
+        return self._call("GET", path, params=params, token=token)
 
     def post(self, path: str, body: dict | None = None) -> dict:
         return self._call("POST", path, json=body if body is not None else {})
@@ -68,8 +70,8 @@ class SynapseClient:
                 f"the console's Synapse service token cannot be read ({error.strerror})"
             ) from None
 
-    def _call(self, method: str, path: str, **kwargs) -> dict:
-        headers = {"Authorization": f"Bearer {self._token()}"}
+    def _call(self, method: str, path: str, token: bool = True, **kwargs) -> dict:
+        headers = {"Authorization": f"Bearer {self._token()}"} if token else {}
         url = f"{self.base_url}{path}"
         try:
             response = requests.request(

@@ -112,11 +112,6 @@ def get_user(synapse: SynapseClient, user_id: str) -> UserDetails:
     )
 
 
-def user_for_email(synapse: SynapseClient, address: str) -> str:
-    body = synapse.get(f"/_synapse/admin/v1/threepid/email/users/{segment(address)}")
-    return body["user_id"]
-
-
 def devices(synapse: SynapseClient, user_id: str) -> list[Device]:
     body = synapse.get(f"/_synapse/admin/v2/users/{segment(user_id)}/devices")
     found = [

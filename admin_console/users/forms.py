@@ -6,6 +6,11 @@ from wtforms import BooleanField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from admin_console.forms import ConfirmForm
+from admin_console.validators import EmailAddress, strong_password
+
+# Synapse's password_config.policy (templates/synapse/homeserver.yaml.j2): its Admin API does
+# not apply it to a password an admin sets, so the console does, with the same rules.
+MATRIX_PASSWORD_MIN_LENGTH = 10
 
 
 class DeactivateForm(ConfirmForm):
@@ -17,12 +22,13 @@ class DeactivateForm(ConfirmForm):
 
 class ReactivateForm(FlaskForm):
     password = PasswordField(
-        _l("New password to give the user (at least 10 characters, upper and lower case, a digit)"),
-        validators=[DataRequired(), Length(min=10, max=256)],
+        _l("New password to give the user (at least %(count)d characters, upper and lower case, "
+           "a digit)", count=MATRIX_PASSWORD_MIN_LENGTH),
+        validators=strong_password(MATRIX_PASSWORD_MIN_LENGTH),
     )
     email = StringField(
         _l("Email address to bind again (deactivation removed it)"),
-        validators=[Optional(), Length(max=254)],
+        validators=[Optional(), Length(max=254), EmailAddress()],
     )
 
 

@@ -14,8 +14,8 @@ from flask import current_app, render_template
 from flask_babel import gettext as _
 
 from admin_console import mailer
-from admin_console.externals import email_domain_allowed
-from appliance.domain_allowlist import DomainAllowlist
+from admin_console.externals import DomainCheck
+from admin_console.synapse_admin import EndpointMissing, SynapseRefused, SynapseUnavailable
 from appliance.email_address import InvalidEmailAddress, parse_email
 
 
@@ -30,12 +30,22 @@ def parse_addresses(text: str) -> list[str]:
     return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
 
 
-def invite(raw_address: str, allowlist: DomainAllowlist) -> Outcome:
+def invite(raw_address: str, domain_allowed: DomainCheck) -> Outcome:
     try:
         address = parse_email(raw_address)
     except InvalidEmailAddress as error:
         return Outcome(raw_address, False, _("not a valid address: %(error)s", error=str(error)))
-    if not email_domain_allowed(address.address, allowlist):
+    try:
+        allowed = domain_allowed(address.address)
+    except EndpointMissing:
+        raise  # the whole page says the module is missing, not each address
+    except (SynapseRefused, SynapseUnavailable) as error:
+        return Outcome(
+            address.address, False,
+            _("whether %(domain)s is allowed cannot be known: %(error)s",
+              domain=address.domain, error=str(error)),
+        )
+    if not allowed:
         return Outcome(
             address.address, False,
             _("%(domain)s is not an allowed domain: add it first, or invite this person into "

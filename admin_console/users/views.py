@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import LazyString
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from admin_console import audit
-from admin_console.actions import Refused, ask_first, confirmation_page, perform
+from admin_console.actions import Confirmation, Refused, confirm_then_perform, perform, toggle
 from admin_console.auth import require_login
-from admin_console.externals import is_external
+from admin_console.externals import DomainCheck, is_external
 from admin_console.forms import ActionForm, ConfirmForm
-from admin_console.pagination import offset_arg
-from admin_console.synapse_admin import EndpointMissing, appliance, client, rooms, users
+from admin_console.pagination import this_page_url
+from admin_console.synapse_admin import (
+    EndpointMissing, SynapseClient, appliance, client, rooms, users,
+)
 from admin_console.users import invitation
 from admin_console.users.forms import DeactivateForm, InviteForm, ReactivateForm
-from admin_console.users.listing import FILTERS, list_page
+from admin_console.users.listing import CURSOR_ARG, FILTERS, cursor_arg, list_page
+from appliance.email_address import parse_email
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 bp.before_request(require_login)
@@ -28,18 +35,26 @@ ROOM_NAMES_SHOWN = 25
 def page():
     kind = request.args.get("kind", "active")
     search = request.args.get("q", "").strip()
-    listing = list_page(client(), kind, search, offset_arg(), PAGE_SIZE)
+    listing = list_page(client(), kind, search, cursor_arg(), PAGE_SIZE)
     return render_template(
         "users/list.html", listing=listing, kind=kind, q=search, filters=FILTERS,
-        page_size=PAGE_SIZE, is_external=is_external,
+        next_url=_page_url(listing.next_cursor), prev_url=_page_url(listing.prev_cursor),
     )
 
 
-def _allowlist_or_none():
+def _page_url(cursor: str | None) -> str | None:
+    return this_page_url(**{CURSOR_ARG: cursor}) if cursor else None
+
+
+def _domain_check(synapse: SynapseClient) -> DomainCheck:
+    return lambda address: appliance.email_domain_allowed(synapse, address)
+
+
+def _external(synapse: SynapseClient, details: users.UserDetails) -> bool:
     try:
-        return appliance.allowlist(client())
-    except EndpointMissing:
-        return None
+        return is_external(details.user.displayname, details.emails, _domain_check(synapse))
+    except EndpointMissing:  # a module without the domain lookup: the display name only
+        return is_external(details.user.displayname)
 
 
 def _room_names(room_ids: list[str]) -> dict[str, str | None]:
@@ -62,36 +77,35 @@ def detail(user_id: str):
         devices=users.devices(synapse, user_id),
         room_ids=room_ids,
         room_names=_room_names(room_ids),
-        external=is_external(details.user.displayname, details.emails, _allowlist_or_none()),
+        external=_external(synapse, details),
         action_form=ActionForm(),
         deactivate_form=DeactivateForm(),
         reactivate_form=ReactivateForm(),
     )
 
 
-def _back(user_id: str):
-    return redirect(url_for("users.detail", user_id=user_id))
+def _detail_url(user_id: str) -> str:
+    return url_for("users.detail", user_id=user_id)
 
 
 @bp.post("/<path:user_id>/deactivate")
 def deactivate(user_id: str):
     form = DeactivateForm()
-    if not form.is_confirmed:
-        return confirmation_page(
-            form,
+    erase = form.erase.data
+    return confirm_then_perform(
+        form,
+        Confirmation(
             _("Deactivate %(user)s?", user=user_id),
             _("The account can no longer log in, leaves every room and loses its email "
               "addresses. With erase, its profile is removed too. This cannot be undone "
               "except by reactivating with a new password."),
             _("Deactivate"),
-        )
-    erase = form.erase.data
-    perform(
+        ),
+        _detail_url(user_id),
         "user.deactivate" + (".erase" if erase else ""), user_id,
         lambda: users.deactivate(client(), user_id, erase=erase),
         _("%(user)s is deactivated.", user=user_id),
     )
-    return _back(user_id)
 
 
 @bp.post("/<path:user_id>/reactivate")
@@ -100,87 +114,99 @@ def reactivate(user_id: str):
     if not form.validate_on_submit():
         for errors in form.errors.values():
             flash(_("Not reactivated: %(reason)s", reason="; ".join(map(str, errors))), "error")
-        return _back(user_id)
+        return redirect(_detail_url(user_id))
+    # Bound as the registration would store it: the normalised form, never the raw text.
+    email = parse_email(form.email.data).address if form.email.data else None
     perform(
         "user.reactivate", user_id,
-        lambda: users.reactivate(client(), user_id, form.password.data, form.email.data),
+        lambda: users.reactivate(client(), user_id, form.password.data, email),
         _("%(user)s is active again; give them the new password.", user=user_id),
     )
-    return _back(user_id)
+    return redirect(_detail_url(user_id))
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One of a user's on/off states: the Admin API call, and the texts, "%(user)s" filled in."""
+
+    call: Callable[[SynapseClient, str, bool], None]
+    question: LazyString  # asked before switching on
+    consequence: LazyString
+    button: LazyString
+    done_on: LazyString
+    done_off: LazyString
+
+
+# Lazy texts: each request gets them in its operator's language.
+SWITCHES = {
+    "admin": Switch(
+        users.set_admin,
+        _l("Make %(user)s a server admin?"),
+        _l("A server admin can read and change every account and room through the Admin API."),
+        _l("Make server admin"),
+        _l("%(user)s is now a server admin."),
+        _l("%(user)s is no longer a server admin."),
+    ),
+    "suspend": Switch(
+        users.set_suspended,
+        _l("Suspend %(user)s?"),
+        _l("A suspended user can still log in and read, but cannot send, join, invite or "
+           "change their profile until unsuspended."),
+        _l("Suspend"),
+        _l("%(user)s is suspended."),
+        _l("%(user)s is no longer suspended."),
+    ),
+    "shadowban": Switch(
+        users.set_shadow_banned,
+        _l("Shadow-ban %(user)s?"),
+        _l("The user's messages and invitations silently reach nobody; they are not told."),
+        _l("Shadow-ban"),
+        _l("%(user)s is shadow-banned."),
+        _l("%(user)s is no longer shadow-banned."),
+    ),
+}
+
+
+def _switch(name: str, user_id: str, on: bool, action: str):
+    switch, user = SWITCHES[name], {"user": user_id}
+    return toggle(
+        action, user_id, on, lambda state: switch.call(client(), user_id, state),
+        Confirmation(str(switch.question) % user, str(switch.consequence), str(switch.button)),
+        str(switch.done_on if on else switch.done_off) % user,
+        _detail_url(user_id),
+    )
 
 
 @bp.post("/<path:user_id>/admin/<any(grant,revoke):change>")
 def set_admin(user_id: str, change: str):
-    grant = change == "grant"
-    asking = ask_first(
-        ConfirmForm(), grant, _("Make %(user)s a server admin?", user=user_id),
-        _("A server admin can read and change every account and room through the Admin API."),
-        _("Make server admin"),
-    )
-    if asking:
-        return asking
-    perform(
-        f"user.admin.{change}", user_id, lambda: users.set_admin(client(), user_id, grant),
-        _("%(user)s is now a server admin.", user=user_id) if grant
-        else _("%(user)s is no longer a server admin.", user=user_id),
-    )
-    return _back(user_id)
-
-
-@bp.post("/<path:user_id>/logout")
-def log_out(user_id: str):
-    asking = ask_first(
-        ConfirmForm(), True, _("Log %(user)s out of every session?", user=user_id),
-        _("Every device is removed; the user must log in again on each, and loses access to "
-          "encrypted history unless they kept a key backup."),
-        _("Log out everywhere"),
-    )
-    if asking:
-        return asking
-    perform(
-        "user.logout_all", user_id,
-        lambda: _("%(count)d session(s) ended", count=users.log_out_everywhere(client(), user_id)),
-        _("%(user)s is logged out of every session.", user=user_id),
-    )
-    return _back(user_id)
+    return _switch("admin", user_id, change == "grant", f"user.admin.{change}")
 
 
 @bp.post("/<path:user_id>/<any(suspend,unsuspend):change>")
 def suspend(user_id: str, change: str):
-    on = change == "suspend"
-    asking = ask_first(
-        ConfirmForm(), on, _("Suspend %(user)s?", user=user_id),
-        _("A suspended user can still log in and read, but cannot send, join, invite or "
-          "change their profile until unsuspended."),
-        _("Suspend"),
-    )
-    if asking:
-        return asking
-    perform(
-        f"user.{change}", user_id, lambda: users.set_suspended(client(), user_id, on),
-        _("%(user)s is suspended.", user=user_id) if on
-        else _("%(user)s is no longer suspended.", user=user_id),
-    )
-    return _back(user_id)
+    return _switch("suspend", user_id, change == "suspend", f"user.{change}")
 
 
 @bp.post("/<path:user_id>/<any(shadowban,unshadowban):change>")
 def shadow_ban(user_id: str, change: str):
-    on = change == "shadowban"
-    asking = ask_first(
-        ConfirmForm(), on, _("Shadow-ban %(user)s?", user=user_id),
-        _("The user's messages and invitations silently reach nobody; they are not told."),
-        _("Shadow-ban"),
+    return _switch("shadowban", user_id, change == "shadowban", f"user.{change}")
+
+
+@bp.post("/<path:user_id>/logout")
+def log_out(user_id: str):
+    return confirm_then_perform(
+        ConfirmForm(),
+        Confirmation(
+            _("Log %(user)s out of every session?", user=user_id),
+            _("Every device is removed; the user must log in again on each, and loses access "
+              "to encrypted history unless they kept a key backup."),
+            _("Log out everywhere"),
+        ),
+        _detail_url(user_id),
+        "user.logout_all", user_id,
+        lambda: _("%(count)d session(s) ended", count=users.log_out_everywhere(client(), user_id)),
+        _("%(user)s is logged out of every session.", user=user_id),
     )
-    if asking:
-        return asking
-    perform(
-        f"user.{change}", user_id,
-        lambda: users.set_shadow_banned(client(), user_id, on),
-        _("%(user)s is shadow-banned.", user=user_id) if on
-        else _("%(user)s is no longer shadow-banned.", user=user_id),
-    )
-    return _back(user_id)
 
 
 @bp.post("/<path:user_id>/password-reset")
@@ -197,7 +223,7 @@ def password_reset(user_id: str):
 
     perform("user.password_reset_mail", user_id, send,
             _("Synapse sent its password-reset link to the user's address."))
-    return _back(user_id)
+    return redirect(_detail_url(user_id))
 
 
 @bp.route("/invite", methods=["GET", "POST"])
@@ -205,9 +231,9 @@ def invite():
     form = InviteForm()
     outcomes: list[invitation.Outcome] = []
     if form.validate_on_submit():
-        allowlist = appliance.allowlist(client())
+        domain_allowed = _domain_check(client())
         for address in invitation.parse_addresses(form.emails.data):
-            outcome = invitation.invite(address, allowlist)
+            outcome = invitation.invite(address, domain_allowed)
             audit.record("user.invite", outcome.address, outcome.sent, outcome.reason)
             outcomes.append(outcome)
     return render_template("users/invite.html", form=form, outcomes=outcomes)

@@ -1,7 +1,10 @@
 """Encrypted attachments (the spec's EncryptedFile): validate the metadata, check, decrypt.
 
 AES-256 in CTR mode with the 16-byte IV as the initial counter block; ``hashes.sha256`` is the
-SHA-256 of the ciphertext, checked before decrypting so a tampered file is refused.
+SHA-256 of the ciphertext, checked before decrypting so a tampered file is refused. The
+plaintext is made a chunk at a time, as it is hashed or streamed to clamd, so it never sits in
+memory whole beside the ciphertext. Both are CPU work for a whole file: callers run them in a
+thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from appliance.clamd import CHUNK_SIZE
 from appliance.content_scanner.errors import bad_decryption, malformed
-from appliance.content_scanner.media_ref import MediaRef
+from appliance.media_ref import InvalidMediaRef, MediaRef
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,21 @@ class EncryptedFile:
     def identity(self) -> str:
         """What fixes the plaintext: the ciphertext's hash, the key and the IV (hashed: the
         key itself is never stored)."""
-        material = b"\0".join([self.media.path.encode(), self.sha256, self.key, self.iv])
+        material = b"\0".join([str(self.media).encode(), self.sha256, self.key, self.iv])
         return hashlib.sha256(material).hexdigest()
 
-    def decrypt(self, ciphertext: bytes) -> bytes:
+    def verify(self, ciphertext: bytes | bytearray) -> None:
+        """MCS_BAD_DECRYPTION unless these are the bytes the sender encrypted."""
         if not hmac.compare_digest(hashlib.sha256(ciphertext).digest(), self.sha256):
             raise bad_decryption("The file's SHA-256 does not match hashes.sha256")
+
+    def plaintext_chunks(self, ciphertext: bytes | bytearray) -> Iterator[bytes]:
+        """The plaintext of verified ciphertext, CHUNK_SIZE bytes at a time."""
         decryptor = Cipher(algorithms.AES(self.key), modes.CTR(self.iv)).decryptor()
-        return decryptor.update(ciphertext) + decryptor.finalize()
+        view = memoryview(ciphertext)
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield decryptor.update(view[start : start + CHUNK_SIZE])
+        decryptor.finalize()  # CTR is a stream mode: nothing is held back
 
 
 def parse_encrypted_file(body: object) -> EncryptedFile:
@@ -55,8 +67,12 @@ def parse_encrypted_file(body: object) -> EncryptedFile:
     url = file.get("url")
     if not isinstance(url, str):
         raise malformed("file.url must be an mxc:// URL")
+    try:
+        media = MediaRef.from_mxc(url)
+    except InvalidMediaRef as error:
+        raise malformed(f"file.url: {error}") from None
     return EncryptedFile(
-        media=MediaRef.from_mxc(url),
+        media=media,
         key=_decode(key.get("k"), "file.key.k", 32),
         iv=_decode(file.get("iv"), "file.iv", 16),
         sha256=_decode(hashes.get("sha256"), "file.hashes.sha256", 32),

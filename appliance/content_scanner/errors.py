@@ -10,6 +10,7 @@ class ErrCode(StrEnum):
     NOT_FOUND = "M_NOT_FOUND"
     MISSING_TOKEN = "M_MISSING_TOKEN"
     UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
+    TOO_LARGE = "M_TOO_LARGE"
     # The file was scanned and is not clean, or could not be scanned (we fail closed).
     NOT_CLEAN = "MCS_MEDIA_NOT_CLEAN"
     # Synapse could not be asked for the file, or answered with an error.

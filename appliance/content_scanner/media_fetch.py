@@ -1,5 +1,8 @@
 """Fetching media from Synapse's authenticated media API with the client's own access token,
 so Synapse decides who may read what; the scanner holds no token of its own.
+
+A file is read into one buffer, sized from Content-Length when Synapse sends it, and handed on
+as that buffer: it is held in memory once, never copied whole.
 """
 
 from __future__ import annotations
@@ -7,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict
 
+from appliance.clamd import CHUNK_SIZE
 from appliance.content_scanner.errors import ErrCode, ScannerError
-from appliance.content_scanner.media_ref import MediaRef
+from appliance.media_ref import MediaRef
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ ERROR_BODY_LIMIT = 64 * 1024
 
 @dataclass(frozen=True)
 class FetchedMedia:
-    content: bytes
+    content: bytearray
     headers: CIMultiDict
 
 
@@ -51,25 +54,32 @@ class MediaFetcher:
             await self._session.close()
 
     async def download(self, media: MediaRef, authorization: str | None) -> FetchedMedia:
-        return await self._get(f"download/{_quoted(media)}", {}, authorization)
+        return await self._request("GET", f"download/{media.url_path}", {}, authorization)
 
     async def thumbnail(
         self, media: MediaRef, query: dict[str, str], authorization: str | None
     ) -> FetchedMedia:
         params = {name: query[name] for name in THUMBNAIL_PARAMS if name in query}
-        return await self._get(f"thumbnail/{_quoted(media)}", params, authorization)
+        return await self._request("GET", f"thumbnail/{media.url_path}", params, authorization)
 
-    async def _get(self, path: str, params: dict, authorization: str | None) -> FetchedMedia:
+    async def check_access(self, media: MediaRef, authorization: str | None) -> None:
+        """Whether Synapse would give this client this media, without the file: a HEAD on the
+        download (Synapse answers HEAD as GET, with the same access checks, and no body)."""
+        await self._request("HEAD", f"download/{media.url_path}", {}, authorization)
+
+    async def _request(
+        self, method: str, path: str, params: dict, authorization: str | None
+    ) -> FetchedMedia:
         assert self._session is not None, "start() first"
         headers = {"Authorization": authorization} if authorization else {}
         url = f"{self._base}{MEDIA_PREFIX}/{path}"
         try:
-            async with self._session.get(
-                url, params=params, headers=headers, allow_redirects=False
+            async with self._session.request(
+                method, url, params=params, headers=headers, allow_redirects=False
             ) as response:
                 if response.status != 200:
-                    raise await _error_from(response)
-                content = await self._read_limited(response)
+                    raise await _error_from(response, authorization)
+                content = bytearray() if method == "HEAD" else await self._read(response)
                 passed = CIMultiDict(
                     (name, response.headers[name])
                     for name in PASSED_HEADERS
@@ -82,19 +92,23 @@ class MediaFetcher:
                 502, ErrCode.REQUEST_FAILED, "The media repository could not be reached"
             ) from None
 
-    async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
-        if (response.content_length or 0) > self._max_bytes:
+    async def _read(self, response: aiohttp.ClientResponse) -> bytearray:
+        declared = response.content_length
+        if (declared or 0) > self._max_bytes:
             raise _too_large(self._max_bytes)
-        content = bytearray()
-        async for chunk in response.content.iter_chunked(1 << 20):
-            content += chunk
-            if len(content) > self._max_bytes:
-                raise _too_large(self._max_bytes)
-        return bytes(content)
-
-
-def _quoted(media: MediaRef) -> str:
-    return f"{quote(media.server_name, safe='')}/{quote(media.media_id, safe='')}"
+        if declared is None:  # chunked transfer: grow the buffer in place
+            content = bytearray()
+            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                content += chunk
+                if len(content) > self._max_bytes:
+                    raise _too_large(self._max_bytes)
+            return content
+        # aiohttp's parser delivers exactly Content-Length bytes, or raises ClientPayloadError.
+        content, filled = bytearray(declared), 0
+        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            content[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return content
 
 
 def _too_large(limit: int) -> ScannerError:
@@ -103,7 +117,9 @@ def _too_large(limit: int) -> ScannerError:
     )
 
 
-async def _error_from(response: aiohttp.ClientResponse) -> ScannerError:
+async def _error_from(
+    response: aiohttp.ClientResponse, authorization: str | None
+) -> ScannerError:
     """Synapse's answer, said in the content scanner's terms."""
     body = await response.content.read(ERROR_BODY_LIMIT)
     try:
@@ -115,7 +131,10 @@ async def _error_from(response: aiohttp.ClientResponse) -> ScannerError:
     errcode, message = error.get("errcode"), error.get("error")
     if response.status == 404:
         return ScannerError(404, ErrCode.NOT_FOUND, "The media was not found")
-    if response.status == 401 and errcode in (ErrCode.MISSING_TOKEN, ErrCode.UNKNOWN_TOKEN):
+    if response.status == 401:
+        # An answer to HEAD has no body, hence no errcode: what was sent tells which it is.
+        if errcode not in (ErrCode.MISSING_TOKEN, ErrCode.UNKNOWN_TOKEN):
+            errcode = ErrCode.UNKNOWN_TOKEN if authorization else ErrCode.MISSING_TOKEN
         return ScannerError(401, ErrCode(errcode), message or "Access token missing or unknown")
     logger.error("the media repository answered %s %s", response.status, body[:200])
     return ScannerError(

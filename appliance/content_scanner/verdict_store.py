@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from appliance.verdict import Verdict
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -29,12 +30,6 @@ CREATE TABLE IF NOT EXISTS attachments (
     seen_at REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class Verdict:
-    clean: bool
-    signature: str | None = None
 
 
 class VerdictStore:

@@ -2,8 +2,10 @@
 
 Synapse calls `check_media_file_for_spam` for local uploads, remote media, thumbnails and URL
 previews, after writing the file to disk and before recording it, so a refused file is deleted
-and never served. Verdicts are cached by content hash and signature version; anything that
-stops a verdict from being reached (clamd down, slow or confused) refuses the file.
+and never served. Verdicts are cached by content hash and signature version, and only while
+clamd has certainly loaded the signatures that version names (clamd_signatures.SignatureWatch);
+anything that stops a verdict from being reached (clamd down, slow or confused, the scan tables
+not created yet) refuses the file.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import TYPE_CHECKING, Literal
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
-from appliance.clamd import CHUNK_SIZE, ClamdClient, ClamdUnavailable, ScanResult
-from appliance.clamd_signatures import SignatureFiles, SignatureState, current_state
+from appliance.clamd import CHUNK_SIZE, ClamdClient, ClamdUnavailable
+from appliance.clamd_signatures import SignatureFiles, SignatureState, SignatureWatch
 from appliance.synapse_module.config import ClamdConfig
-from appliance.synapse_module.scan_store import QuarantineRecord, ScanStore, Verdict
+from appliance.synapse_module.scan_store import QuarantineRecord, ScanStore, TablesNotReady
+from appliance.verdict import Verdict
 
 if TYPE_CHECKING:  # Synapse's own types of the callback's arguments
     from synapse.media._base import FileInfo
@@ -91,8 +94,8 @@ class MediaScanner:
         self._timeout = config.timeout_seconds
         # The socket timeout bounds each wait on clamd; file_chunks bounds the whole stream.
         self._clamd = ClamdClient(config.host, config.port, timeout=config.timeout_seconds)
-        self._signature_files = SignatureFiles(
-            Path(config.database_dir) if config.database_dir else None
+        self._signatures = SignatureWatch(
+            self._clamd, SignatureFiles(Path(config.database_dir) if config.database_dir else None)
         )
         self._last_version: str | None = None
 
@@ -103,7 +106,7 @@ class MediaScanner:
         user = requesting_user()
         try:
             return await self._check(file_wrapper.path, kind, media, user)
-        except ClamdUnavailable as error:
+        except (ClamdUnavailable, TablesNotReady) as error:
             logger.error("refused %s %s: it could not be scanned: %s", kind, media, error)
         except Exception:
             # Fail closed: an exception here would also refuse the file, but as a 500.
@@ -118,8 +121,9 @@ class MediaScanner:
         verdict = await self._store.get_verdict(sha256, state.version)
         if verdict is None:
             verdict = await self._scan(path)
-            now = self._api.get_current_time_msec()
-            await self._store.record_verdict(sha256, state.version, verdict, now)
+            if state.cacheable:
+                now = self._api.get_current_time_msec()
+                await self._store.record_verdict(sha256, state.version, verdict, now)
         else:
             logger.info("%s %s: verdict for %s from the cache", kind, media, sha256)
         if verdict.clean:
@@ -128,7 +132,7 @@ class MediaScanner:
         return INFECTED
 
     def _hash_and_state(self, path: str) -> tuple[str, SignatureState]:
-        return file_sha256(path), current_state(self._clamd, self._signature_files)
+        return file_sha256(path), self._signatures.state()
 
     async def _on_signature_version(self, version: str) -> None:
         if version != self._last_version:
@@ -139,10 +143,9 @@ class MediaScanner:
 
     async def _scan(self, path: str) -> Verdict:
         deadline = time.monotonic() + self._timeout
-        result: ScanResult = await self._api.defer_to_thread(
+        return await self._api.defer_to_thread(
             lambda: self._clamd.scan_chunks(file_chunks(path, deadline))
         )
-        return Verdict(clean=result.clean, signature=result.signature)
 
     async def _quarantine(
         self,
@@ -175,5 +178,7 @@ class MediaScanner:
 
 
 def register_media_scanning(api: ModuleApi, config: ClamdConfig, store: ScanStore) -> None:
+    """Scan every stored file; also starts the store (its tables are made once, at start-up)."""
+    store.start()
     scanner = MediaScanner(api, config, store)
     api.register_spam_checker_callbacks(check_media_file_for_spam=scanner.check_media_file_for_spam)

@@ -14,7 +14,9 @@ from appliance.synapse_module.identity_lookup import register_identity_lookup
 from appliance.synapse_module.media_scan import register_media_scanning
 from appliance.synapse_module.quarantine_api import register_quarantine_api
 from appliance.synapse_module.registration import register_registration_policy
+from appliance.synapse_module.rooms_and_people import register_rooms_and_people
 from appliance.synapse_module.scan_store import ScanStore
+from appliance.synapse_module.user_list_api import register_user_list_api
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +29,15 @@ class ApplianceModule:
         # registration policy (allowlist, identity), media scanning, room rules, admin endpoints.
         self._domains = DomainStore(api, config.allowed_domains)
         self._domains.start()
-        register_registration_policy(api, self._domains.current)
+        # Rooms, externals and email invitations; an invitation lets its address register.
+        invitations = register_rooms_and_people(api, self._domains.current)
+        register_registration_policy(api, self._domains.current, invitations.standing)
         register_domain_admin_api(api, self._domains)
         register_identity_lookup(api, self._domains.current)
         scan_store = ScanStore(api)
         register_media_scanning(api, config.clamd, scan_store)
         register_quarantine_api(api, scan_store)
+        register_user_list_api(api)
         logger.info(
             "appliance module %s loaded: %d allowed domain entries, clamd at %s:%d",
             __version__,

@@ -9,7 +9,8 @@ Admin API. Answer, newest first::
 ``next_token`` is present only when there is a next page. ``media`` is the file's mxc:// URI
 (a refused file was never stored, so it cannot be downloaded). ``user_id`` is the user whose
 request brought the file in (the uploader for uploads), or null when unknown.
-Every call needs a server admin's access token (see :mod:`.admin_auth`).
+Every call needs a server admin's access token (see :mod:`.admin_auth`). Until the module has
+created its tables (at start-up), the answer is 503 M_UNKNOWN: try again shortly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi, SynapseReques
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.admin_auth import require_server_admin
-from appliance.synapse_module.scan_store import ScanStore
+from appliance.synapse_module.scan_store import ScanStore, TablesNotReady
 
 QUARANTINE_PATH = "/_synapse/client/appliance/v1/quarantine"
 DEFAULT_LIMIT = 100
@@ -35,7 +36,12 @@ class QuarantineResource(DirectServeJsonResource):
         await require_server_admin(self._api, request)
         offset = _integer_arg(request, "from", 0, minimum=0)
         limit = _integer_arg(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
-        records, total = await self._store.list_quarantine(offset, limit)
+        try:
+            records, total = await self._store.list_quarantine(offset, limit)
+        except TablesNotReady:
+            raise SynapseError(
+                503, "The quarantine log is not ready yet; try again shortly", Codes.UNKNOWN
+            ) from None
         body: dict = {"records": [record.to_json() for record in records], "total": total}
         if offset + limit < total:
             body["next_token"] = str(offset + limit)

@@ -6,6 +6,9 @@ Synapse calls these callbacks (contracts as in Synapse 1.163's module API, check
   address to an account, and again when ``/register`` completes.  A refusal is Synapse's
   403 ``M_THREEPID_DENIED`` (its message cannot be changed; the domain is named by the
   identity lookup, ``GET /_matrix/identity/api/v1/info``, and in the log).
+  An address of a domain not on the list is admitted to register (never to be added to an
+  existing account) while an agent's email invitation waits for it (``invitations.py``); its
+  account is an external's, and its display name carries the "(external)" marker.
 * ``get_username_for_registration`` / ``get_displayname_for_registration``: the Matrix ID and
   display name come from the verified address, Tchap-style; a username proposed by the client
   is ignored (``inhibit_user_in_use_error`` keeps a taken one from failing early).
@@ -28,7 +31,7 @@ administrator act: deactivation, which also unbinds its addresses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
 
@@ -45,6 +48,8 @@ EMAIL_STAGE = "m.login.email.identity"
 MAX_USER_ID_LENGTH = 255  # the Matrix spec's limit, which Synapse enforces
 
 AllowlistSource = Callable[[], "DomainAllowlist | None"]
+# Whether an agent's email invitation waits for this (canonical) address: see invitations.py.
+InvitationCheck = Callable[[str], Awaitable[bool]]
 
 
 class Verdict(Enum):
@@ -134,10 +139,20 @@ def verified_email(uia_results: dict) -> EmailAddress | None:
         return None
 
 
+async def _no_invitation(address: str) -> bool:
+    return False
+
+
 class RegistrationPolicy:
-    def __init__(self, api: ModuleApi, allowlist: AllowlistSource) -> None:
+    def __init__(
+        self,
+        api: ModuleApi,
+        allowlist: AllowlistSource,
+        invited: InvitationCheck = _no_invitation,
+    ) -> None:
         self._api = api
         self._allowlist = allowlist
+        self._invited = invited
 
     def register(self) -> None:
         self._api.register_password_auth_provider_callbacks(
@@ -153,11 +168,23 @@ class RegistrationPolicy:
         server_name = self._api.server_name if registration else None
         return decide(address, self._allowlist(), server_name=server_name)
 
+    async def _admission(self, address: str, *, registration: bool) -> Admission:
+        """The allowlist's decision; an invitation also admits its address, to register only."""
+        admission = self._decide(address, registration=registration)
+        if (
+            registration
+            and admission.verdict is Verdict.NOT_ALLOWED
+            and await self._invited(admission.email.address)
+        ):
+            invited = f"{admission.email.address} is invited"
+            return Admission(Verdict.ADMITTED, invited, admission.email)
+        return admission
+
     async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
         if medium != "email":
             logger.info("refused a %s third-party identifier: only email is accepted", medium)
             return False
-        admission = self._decide(address, registration=registration)
+        admission = await self._admission(address, registration=registration)
         if not admission.allowed:
             what = "registration" if registration else "adding an address"
             logger.info("refused %s: %s", what, admission.reason)
@@ -182,7 +209,10 @@ class RegistrationPolicy:
 
     async def get_displayname_for_registration(self, uia_results: dict, params: dict) -> str | None:
         email = verified_email(uia_results)
-        return display_name_for(email) if email is not None else None
+        if email is None:
+            return None
+        external = self._decide(email.address, registration=True).verdict is Verdict.NOT_ALLOWED
+        return display_name_for(email, external=external)
 
     async def check_registration_for_spam(
         self,
@@ -196,7 +226,7 @@ class RegistrationPolicy:
                 return RegistrationBehaviour.ALLOW  # server-side: shared secret or admin token
             logger.warning("refused registration of %r: no verified email address", username)
             return RegistrationBehaviour.DENY
-        admission = self._decide(email_threepid.get("address", ""), registration=True)
+        admission = await self._admission(email_threepid.get("address", ""), registration=True)
         if not admission.allowed:
             logger.warning("refused registration of %r: %s", username, admission.reason)
             return RegistrationBehaviour.DENY
@@ -207,7 +237,9 @@ class RegistrationPolicy:
         return RegistrationBehaviour.ALLOW
 
 
-def register_registration_policy(api: ModuleApi, allowlist: AllowlistSource) -> RegistrationPolicy:
-    policy = RegistrationPolicy(api, allowlist)
+def register_registration_policy(
+    api: ModuleApi, allowlist: AllowlistSource, invited: InvitationCheck = _no_invitation
+) -> RegistrationPolicy:
+    policy = RegistrationPolicy(api, allowlist, invited)
     policy.register()
     return policy

@@ -43,7 +43,11 @@ ENCRYPTION = "m.room.encryption"
 THIRD_PARTY_INVITE = "m.room.third_party_invite"
 TOMBSTONE = "m.room.tombstone"
 
-PRIVATE_CHAT, TRUSTED_PRIVATE_CHAT, PUBLIC_CHAT = "private_chat", "trusted_private_chat", "public_chat"
+PRIVATE_CHAT, TRUSTED_PRIVATE_CHAT, PUBLIC_CHAT = (
+    "private_chat",
+    "trusted_private_chat",
+    "public_chat",
+)
 PRESETS = (PRIVATE_CHAT, TRUSTED_PRIVATE_CHAT, PUBLIC_CHAT)
 PRESENT = ("join", "invite")  # the memberships that count as being in a room
 
@@ -111,6 +115,13 @@ class RoomState:
     def content(self, event_type: str, state_key: str = "") -> dict | None:
         event = self._events.get((event_type, state_key))
         return event.content if event is not None else None
+
+    @property
+    def being_created(self) -> bool:
+        """Whether the room is being created: Synapse shows the events of a room's creation
+        only the create event and the creator's join (it persists the rest in one batch), and
+        every room gets its power levels in that batch."""
+        return (POWER_LEVELS, "") not in self._events
 
     @property
     def rule_content(self) -> dict | None:
@@ -219,7 +230,9 @@ def raised_users(old: Mapping | None, new: Mapping) -> list[str]:
     before = (old or {}).get("users", {})
     after = new.get("users", {})
     if not isinstance(after, Mapping):
-        return []
+        return []  # Synapse refuses malformed power levels after the module's check
+    if not isinstance(before, Mapping):
+        before = {}
     return [
         user
         for user, level in after.items()
@@ -242,9 +255,14 @@ def email_invite_problem(
     """A ``m.room.third_party_invite``; an empty content revokes it, which is always allowed."""
     if not content:
         return None
-    keys = {content.get("public_key")}
-    keys |= {k.get("public_key") for k in content.get("public_keys", []) if isinstance(k, Mapping)}
-    if our_public_key is None or keys - {None} != {our_public_key}:
+    listed = content.get("public_keys")
+    keys = [content.get("public_key")]
+    keys += (
+        [k.get("public_key") for k in listed if isinstance(k, Mapping)]
+        if isinstance(listed, list)
+        else []
+    )
+    if our_public_key is None or {k for k in keys if k is not None} != {our_public_key}:
         return FOREIGN_IDENTITY_SERVER
     if token not in state.pending_email_invites() and direct_chat_full(state):
         return DIRECT_FULL
@@ -307,7 +325,9 @@ def plan_creation(config: Mapping) -> CreationPlan:
             raise RoomRuleError("power levels must be an object", malformed=True)
         if problem := users_default_problem(levels):
             raise RoomRuleError(problem)
-    creation_content = config.get("creation_content") or {}
+    creation_content = config.get("creation_content")
+    if creation_content is None:
+        creation_content = {}
     if not isinstance(creation_content, Mapping):
         raise RoomRuleError("creation_content must be an object", malformed=True)
     # Invitees of trusted_private_chat become creators with unlimited power (room version
@@ -380,9 +400,7 @@ def _kind_asked(config: Mapping, supplied: Mapping, *, public: bool) -> RoomKind
     return kind
 
 
-def _check_shape(
-    kind: RoomKind, visibility: str, join_rule: str | None, supplied: Mapping
-) -> None:
+def _check_shape(kind: RoomKind, visibility: str, join_rule: str | None, supplied: Mapping) -> None:
     if visibility == "public" and kind is not RoomKind.FORUM:
         raise RoomRuleError(ONLY_FORUMS_LISTED)
     if kind is RoomKind.FORUM:
@@ -395,8 +413,9 @@ def _check_shape(
 
 
 def _initial_state(kind: RoomKind, supplied: Mapping[tuple[str, str], dict]) -> list[dict]:
-    """The access rule first, so that every later event of the creation is checked against
-    the room's kind; then the join rule (Synapse then skips its preset's own)."""
+    """The access rule, the join rule (Synapse then skips its preset's), the history
+    visibility unless the client chose one, the client's events, and encryption last (any the
+    client sent is replaced: Synapse would keep a malformed one)."""
     ours: dict[tuple[str, str], dict] = {
         (ACCESS_RULES, ""): {"rule": _rule_of(kind), "visibility": visibility_of(kind)},
         (JOIN_RULES, ""): {"join_rule": "public" if kind is RoomKind.FORUM else "invite"},

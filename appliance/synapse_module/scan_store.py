@@ -3,14 +3,26 @@
 Synapse owns the data (one backup holds it all, every worker sees it). SQL uses `?`
 placeholders and only syntax SQLite and PostgreSQL share; transaction functions are
 idempotent because Synapse may re-run them.
+
+The tables are created once, at start-up, by the process that runs background tasks (as
+DomainStore does), so that concurrent ``CREATE TABLE`` cannot race on PostgreSQL; a failed
+creation is retried. Until the tables are there, every read and write raises TablesNotReady:
+uploads are refused (fail closed), never scanned into a store that is not there.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction, ModuleApi
 
+from appliance.verdict import Verdict
+
+logger = logging.getLogger(__name__)
+
+CREATE_RETRY_MS = 5000
+_TABLES = ("appliance_media_verdicts", "appliance_media_quarantine")
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS appliance_media_verdicts (
         sha256 TEXT NOT NULL,
@@ -35,10 +47,8 @@ _SCHEMA = (
 )
 
 
-@dataclass(frozen=True)
-class Verdict:
-    clean: bool
-    signature: str | None = None
+class TablesNotReady(Exception):
+    """The scan tables have not been created yet (or their creation keeps failing)."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +74,41 @@ _QUARANTINE_COLUMNS = (
 class ScanStore:
     def __init__(self, api: ModuleApi):
         self._api = api
-        self._schema_ready = False
+        # Only one process creates the tables; the others find them (see _ensure_ready).
+        self._creates_tables = api.should_run_background_tasks()
+        self._ready = False
 
-    async def ensure_schema(self) -> None:
-        # Synapse has no migration hook for modules; IF NOT EXISTS makes a second run harmless.
-        if not self._schema_ready:
-            await self._api.run_db_interaction("appliance_scan_schema", _create_schema)
-            self._schema_ready = True
+    def start(self) -> None:
+        """Create the tables, in the background-tasks process only; once per start-up."""
+        if self._creates_tables:
+            self._api.run_as_background_process("appliance_scan_tables", self._create_tables)
+
+    async def _create_tables(self) -> None:
+        try:
+            await self._api.run_db_interaction("appliance_scan_tables", _create_schema)
+        except Exception:
+            logger.exception("cannot create the scan tables (retrying): uploads are refused")
+            self._api.delayed_background_call(
+                CREATE_RETRY_MS, self._create_tables, desc="appliance_scan_tables_retry"
+            )
+            return
+        self._ready = True
+        logger.info("scan tables ready")
+
+    async def _ensure_ready(self) -> None:
+        """Fail closed until the tables exist; never creates them (start() does, once)."""
+        if self._ready:
+            return
+        # Another process creates them: ask the database whether it has done so yet.
+        if not self._creates_tables and await self._api.run_db_interaction(
+            "appliance_scan_tables_exist", _tables_exist
+        ):
+            self._ready = True
+            return
+        raise TablesNotReady("the scan tables are not created yet")
 
     async def get_verdict(self, sha256: str, signature_version: str) -> Verdict | None:
-        await self.ensure_schema()
+        await self._ensure_ready()
         return await self._api.run_db_interaction(
             "appliance_get_verdict", _select_verdict, sha256, signature_version
         )
@@ -81,25 +116,25 @@ class ScanStore:
     async def record_verdict(
         self, sha256: str, signature_version: str, verdict: Verdict, now_ms: int
     ) -> None:
-        await self.ensure_schema()
+        await self._ensure_ready()
         await self._api.run_db_interaction(
             "appliance_record_verdict", _upsert_verdict, sha256, signature_version, verdict, now_ms
         )
 
     async def forget_verdicts_except(self, signature_version: str) -> None:
         """Drop verdicts made with other signatures: they can never be used again."""
-        await self.ensure_schema()
+        await self._ensure_ready()
         await self._api.run_db_interaction(
             "appliance_prune_verdicts", _delete_other_versions, signature_version
         )
 
     async def add_quarantine_record(self, record: QuarantineRecord) -> None:
-        await self.ensure_schema()
+        await self._ensure_ready()
         await self._api.run_db_interaction("appliance_quarantine_add", _insert_record, record)
 
     async def list_quarantine(self, offset: int, limit: int) -> tuple[list[QuarantineRecord], int]:
         """Newest first; returns (the page, the total count)."""
-        await self.ensure_schema()
+        await self._ensure_ready()
         return await self._api.run_db_interaction(
             "appliance_quarantine_list", _select_records, offset, limit
         )
@@ -108,6 +143,20 @@ class ScanStore:
 def _create_schema(txn: LoggingTransaction) -> None:
     for statement in _SCHEMA:
         txn.execute(statement)
+
+
+def _tables_exist(txn: LoggingTransaction) -> bool:
+    # Read from the catalogue, not by querying the tables: on PostgreSQL a failed statement
+    # would abort the transaction.
+    if txn.database_engine.module.__name__ == "sqlite3":
+        query = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)"
+    else:
+        query = (
+            "SELECT COUNT(*) FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_name IN (?, ?)"
+        )
+    txn.execute(query, _TABLES)
+    return txn.fetchone()[0] == len(_TABLES)
 
 
 def _select_verdict(txn: LoggingTransaction, sha256: str, version: str) -> Verdict | None:

@@ -1,6 +1,7 @@
 """The console in a real browser, against the evaluation appliance's gunicorn console: an
 operator adds a domain, an agent registers through the real email flow, the operator finds and
-deactivates them and sees it in the audit log; five wrong passwords lock a login."""
+deactivates them and sees it in the audit log; five wrong passwords lock a login; an operator
+changes their own password."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def test_domain_registration_find_deactivate_audit(browser_page: Page, console_u
     page.click("nav >> text=Domains")
     page.fill("#entries", domain)
     page.click("form.stacked button[type=submit]")
+    expect(page.locator(f'tr[data-entry="{domain}"].ok')).to_be_visible()
+    page.fill("#q", domain)  # the list is paged: search it
+    page.click("form.search button[type=submit]")
     expect(page.locator(f'tr[data-domain="{domain}"]')).to_be_visible()
 
     matrix_helpers = pytest.importorskip(
@@ -59,6 +63,17 @@ def test_five_wrong_passwords_lock_the_login(browser_page: Page, console_url, op
     page = browser_page
     log_in(page, console_url, operator["username"], operator["password"])
     name, password = f"e2e-{secrets.token_hex(3)}", "E2e-Operator-Passw0rd"
+    add_operator_and_log_out(page, name, password)
+
+    for attempt in range(5):
+        log_in(page, console_url, name, f"wrong-{attempt}")
+    expect(page.locator(".flash.error")).to_contain_text("this account is locked")
+    log_in(page, console_url, name, password)  # the right password, too late
+    expect(page.locator(".flash.error")).to_contain_text("this account is locked")
+    expect(page).to_have_url(re.compile(r"/login"))
+
+
+def add_operator_and_log_out(page: Page, name: str, password: str) -> None:
     page.click("nav >> text=Operators")
     page.fill("#username", name)
     page.fill("#password", password)
@@ -67,12 +82,25 @@ def test_five_wrong_passwords_lock_the_login(browser_page: Page, console_url, op
     expect(page.locator(f'tr[data-operator="{name}"]')).to_be_visible()
     page.click("header .logout button")
 
-    for attempt in range(5):
-        log_in(page, console_url, name, f"wrong-{attempt}")
-    expect(page.locator(".flash.error")).to_contain_text("this account is locked")
-    log_in(page, console_url, name, password)  # the right password, too late
-    expect(page.locator(".flash.error")).to_contain_text("this account is locked")
-    expect(page).to_have_url(re.compile(r"/login"))
+
+def test_an_operator_changes_their_own_password(browser_page: Page, console_url, operator):
+    page = browser_page
+    log_in(page, console_url, operator["username"], operator["password"])
+    name, password = f"e2e-{secrets.token_hex(3)}", "E2e-Operator-Passw0rd"
+    add_operator_and_log_out(page, name, password)
+
+    log_in(page, console_url, name, password)
+    page.click("header >> text=My password")
+    page.fill("#current", password)
+    page.fill("#password", "E2e-Chosen-Passw0rd")
+    page.fill("#confirm", "E2e-Chosen-Passw0rd")
+    page.click("form.stacked button[type=submit]")
+    expect(page.locator(".flash.success")).to_contain_text("Your password is changed.")
+    page.click("header .logout button")
+    log_in(page, console_url, name, password)
+    expect(page.locator(".flash.error")).to_contain_text("Wrong username or password.")
+    log_in(page, console_url, name, "E2e-Chosen-Passw0rd")
+    expect(page).to_have_url(re.compile(r"/health/$"))
 
 
 @pytest.mark.parametrize("browser_page", ["fr-FR"], indirect=True)

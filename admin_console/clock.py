@@ -1,0 +1,11 @@
+"""The console's clock: time.time, unless the config's CLOCK replaces it (tests move time)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import current_app
+
+
+def now() -> float:
+    return current_app.config.get("CLOCK", time.time)()

@@ -1,0 +1,38 @@
+"""Query-string arguments of the module's endpoints, each refusal a 400 ``M_INVALID_PARAM``
+that names the argument and says what it must be."""
+
+from __future__ import annotations
+
+from synapse.module_api import SynapseRequest
+from synapse.module_api.errors import Codes, SynapseError
+
+
+def string_arg(request: SynapseRequest, name: str, default: str = "", max_length: int = 256) -> str:
+    values = request.args.get(name.encode())
+    if not values:
+        return default
+    try:
+        value = values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SynapseError(400, f"{name} must be UTF-8 text", Codes.INVALID_PARAM) from None
+    if len(value) > max_length:
+        raise SynapseError(
+            400, f"{name} must be at most {max_length} characters", Codes.INVALID_PARAM
+        )
+    return value
+
+
+def integer_arg(
+    request: SynapseRequest, name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    text = string_arg(request, name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SynapseError(400, f"{name} must be an integer", Codes.INVALID_PARAM) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" + (f" and at most {maximum}" if maximum else "")
+        raise SynapseError(400, f"{name} must be {bounds}", Codes.INVALID_PARAM)
+    return value

@@ -1,0 +1,42 @@
+"""Wiring of the rooms-and-people concern: room kinds, externals, email invitations, the
+identity service and the agents' directory (one object each, sharing the externals' record)."""
+
+from __future__ import annotations
+
+from synapse.module_api import ModuleApi
+
+from appliance.synapse_module.external_store import ExternalStore
+from appliance.synapse_module.externals import ExternalDirectory, ExternalRegistration
+from appliance.synapse_module.identity_key import IdentityKey
+from appliance.synapse_module.identity_server import (
+    IdentityServiceResource,
+    IdentityTokens,
+    register_identity_service,
+)
+from appliance.synapse_module.invitation_mail import InvitationMail
+from appliance.synapse_module.invitations import Invitations
+from appliance.synapse_module.invite_api import register_invite_api
+from appliance.synapse_module.registration import AllowlistSource
+from appliance.synapse_module.room_rules import RoomRules
+from appliance.synapse_module.synapse_internals import SynapseInternals
+from appliance.synapse_module.user_directory_filter import DirectoryFilter
+
+
+def register_rooms_and_people(api: ModuleApi, allowlist: AllowlistSource) -> Invitations:
+    """Register every callback and endpoint; the invitations answer the registration policy."""
+    store, key, tokens = ExternalStore(api), IdentityKey(api), IdentityTokens(api)
+    for startable in (store, key, tokens):
+        startable.start()
+    internals = SynapseInternals(api)
+    directory = ExternalDirectory(api, store)
+    mail = InvitationMail(api)
+    invitations = Invitations(api, store, directory, allowlist, key, mail)
+    invitations.register()
+    ExternalRegistration(api, directory, allowlist, invitations.complete_for).register()
+    RoomRules(api, directory, invitations, key).register()
+    DirectoryFilter(api, directory, internals).register()
+    register_identity_service(
+        api, IdentityServiceResource(api, tokens, key, invitations, directory, internals)
+    )
+    register_invite_api(api, invitations, mail, internals)
+    return invitations

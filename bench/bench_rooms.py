@@ -1,0 +1,167 @@
+"""Room creation, invitation, join and messages with the appliance module, against Synapse without it.
+
+Two Synapses start side by side from the same rendered configuration (bench_registration's
+pair: one has its ``modules:`` section removed).  On each, agent A creates a private room the
+way Element does (``private_chat`` with ``m.room.encryption`` in its initial state), invites
+agent B, B joins, and each sends a message.  The servers take turns step by step (which goes
+first alternates), so that load on the machine hits both alike.
+
+Two ratios, both from this run:
+
+* wall time seen by the client: the ratio of the medians of whole rounds (and of each step);
+  this is the goal's figure, and on a shared machine it moves with the load;
+* Synapse's own CPU time for the same requests (``ru=`` in its request log, user + system):
+  what the module costs the server, which the machine's load barely moves.
+
+Run: .venv/bin/python bench/bench_rooms.py [rounds per server, default 60]
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from bench_registration import DOMAIN, start, without_module  # noqa: E402
+from matrix_helpers import MatrixClient, Person, SideSynapse, wait_for_allowlist  # noqa: E402
+
+GOAL = 1.10
+STEPS = ("create", "invite", "join", "send")
+# What Element sends for a new private room.
+ENCRYPTED = [
+    {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+]
+# A line of Synapse's request log: "... ru=(0.049sec, 0.001sec) ... "POST /_matrix/client/v3/createRoom ..."
+REQUEST_LOG = re.compile(
+    r"ru=\(([\d.]+)sec, ([\d.]+)sec\).*\"(?:POST|PUT) /_matrix/client/v3/"
+    r"(?P<path>createRoom|rooms/[^/ ]+/invite|join/|rooms/[^/ ]+/send/)"
+)
+STEP_OF_PATH = (
+    ("createRoom", "create"),
+    ("/invite", "invite"),
+    ("join/", "join"),
+    ("/send/", "send"),
+)
+
+
+def agent(client: MatrixClient, name: str) -> Person:
+    # The username is what the server without the module uses; the module derives its own.
+    account = client.register_account(f"{name}@{DOMAIN}", username=name)
+    return Person(client, account.user_id, account.access_token)
+
+
+def timed(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+def ok(response) -> None:
+    assert response.status_code == 200, response.text
+
+
+def round_steps(a: Person, b: Person, index: int) -> Iterator[tuple[str, Callable[[], object]]]:
+    """The steps of one round, each to be timed on its own."""
+    room: list[str] = []
+    yield "create", lambda: room.append(
+        a.new_room(name=f"Bench {index}", preset="private_chat", initial_state=ENCRYPTED)
+    )
+    yield "invite", lambda: ok(a.invite(room[0], b.user_id))
+    yield "join", lambda: ok(b.join(room[0]))
+    yield "send", lambda: (ok(a.send_text(room[0], "Bonjour")), ok(b.send_text(room[0], "Salut")))
+
+
+def rounds_side_by_side(people: dict[str, tuple[Person, Person]], index: int) -> dict:
+    """One round on every server, step by step in turns (who goes first alternates), so that
+    a burst of load on the machine hits the same step on both."""
+    steps = {name: round_steps(*pair, index) for name, pair in people.items()}
+    timings: dict[str, dict[str, float]] = {name: {} for name in people}
+    for position, step in enumerate(STEPS):
+        names = list(people) if (index + position) % 2 == 0 else list(reversed(people))
+        for name in names:
+            label, action = next(steps[name])
+            assert label == step
+            timings[name][step] = timed(action)
+    return timings
+
+
+def server_cpu(log: Path, offset: int) -> dict[str, float]:
+    """Synapse's CPU seconds per step, summed over the requests logged after ``offset``."""
+    totals = dict.fromkeys(STEPS, 0.0)
+    with log.open(encoding="utf-8", errors="replace") as lines:
+        lines.seek(offset)
+        for line in lines:
+            found = REQUEST_LOG.search(line)
+            if found:
+                step = next(step for marker, step in STEP_OF_PATH if marker in found["path"])
+                totals[step] += float(found[1]) + float(found[2])
+    return totals
+
+
+def print_row(label: str, with_module: float, without: float) -> None:
+    print(f"  {label:<8} {with_module:12.1f} {without:10.1f} {with_module / without:7.2f}")
+
+
+def report_wall(timings: dict[str, list[dict[str, float]]], rounds: int) -> float:
+    print(f"client wall time, median of {rounds} rounds per server (ms):")
+    print(f"  {'step':<8} {'with module':>12} {'without':>10} {'ratio':>7}")
+    medians = {}
+    for step in (*STEPS, "total"):
+        for name, rows in timings.items():
+            values = [sum(row.values()) if step == "total" else row[step] for row in rows]
+            medians[name, step] = statistics.median(values) * 1000
+        print_row(step, medians["with module", step], medians["without module", step])
+    return medians["with module", "total"] / medians["without module", "total"]
+
+
+def report_cpu(cpu: dict[str, dict[str, float]], rounds: int) -> float:
+    print(f"Synapse CPU time per round, mean of {rounds} rounds (ms):")
+    for step in (*STEPS, "total"):
+        values = [sum(c.values()) if step == "total" else c[step] for c in cpu.values()]
+        print_row(step, values[0] * 1000 / rounds, values[1] * 1000 / rounds)
+    return sum(cpu["with module"].values()) / sum(cpu["without module"].values())
+
+
+def measure(servers: dict[str, SideSynapse], rounds: int) -> tuple[dict, dict]:
+    wait_for_allowlist(servers["with module"].client())
+    people = {
+        name: (agent(server.client(), "anne"), agent(server.client(), "bert"))
+        for name, server in servers.items()
+    }
+    for index in range(3):  # warm-up, not counted
+        rounds_side_by_side(people, index)
+    logs = {name: server.layout.logfile("synapse") for name, server in servers.items()}
+    offsets = {name: log.stat().st_size for name, log in logs.items()}
+    timings: dict[str, list[dict[str, float]]] = {name: [] for name in people}
+    for index in range(rounds):
+        for name, row in rounds_side_by_side(people, index).items():
+            timings[name].append(row)
+    return timings, {name: server_cpu(logs[name], offsets[name]) for name in servers}
+
+
+def main() -> int:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
+    with tempfile.TemporaryDirectory() as temp:
+        with (
+            start(Path(temp, "with")) as with_module,
+            start(Path(temp, "without"), without_module) as bare,
+        ):
+            timings, cpu = measure({"with module": with_module, "without module": bare}, rounds)
+    print("create a private room, invite, join, one message each")
+    wall = report_wall(timings, rounds)
+    server = report_cpu(cpu, rounds)
+    verdict = "met" if wall <= GOAL else "NOT met"
+    print(f"ratio with/without module, wall time = {wall:.2f}x (goal <= {GOAL:.2f}: {verdict})")
+    print(f"ratio with/without module, Synapse CPU time = {server:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
