@@ -18,8 +18,9 @@ Answer, in user ID order::
 
 ``next`` is there only when there is a next page; ``prev`` only when the page did not start at
 the beginning.  There is no total: counting the matching users is what makes Synapse's own
-list slow on a large server, and a page here costs the same with ten thousand users or a
-million.  Timestamps are in milliseconds.  Guests are never listed.
+list slow on a large server.  A page costs the same with ten thousand users or a hundred
+thousand, but for the searches and kinds that :mod:`.user_list_query` names.  Timestamps are
+in milliseconds.  Guests are never listed.
 Every call needs a server admin's access token (see :mod:`.admin_auth`).
 """
 

@@ -1,7 +1,8 @@
 """Which users make up one page of the admin user list: user IDs in order, by keyset.
 
 A page starts strictly after (or, going back, strictly before) a user ID and nothing is
-counted, so its cost does not depend on how many users the server has.  Users come from:
+counted: a page of the user list reads a page's worth of an index, however many users the
+server has.  Users come from:
 
 * no search: the users table in the order of its unique index on ``name``, read from the
   page's start, ``WHERE name > ? ORDER BY name LIMIT ?``;
@@ -18,7 +19,8 @@ kept to the kind by the users table's index, a page's worth at a time: their cos
 the number of matches (the users of a common word, every external), not with the number of
 users.  Fetching the whole set, rather than ``ORDER BY ... LIMIT`` in SQL, keeps PostgreSQL
 from walking an index in ID order through every row when it underestimates how few match.
-The user directory leaves out deactivated users: those are found by ID or email only.
+The user directory leaves out deactivated users, and deactivation removes their addresses:
+those are found by their ID only.
 ``kind=admins`` and ``kind=deactivated`` read the ID index until a page is full: no index
 knows them, so a page of the few admins costs a pass over the users.
 
