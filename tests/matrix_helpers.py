@@ -6,7 +6,8 @@ address.  Each mail is found by the session id that Synapse returned for it, so 
 the same address several times never read each other's links.
 
 `SideSynapse` runs a second, short-lived Synapse with the appliance module for what the shared
-appliance must not be put through (an unreachable SMTP server, a loosened config).
+appliance must not be put through (an unreachable SMTP server, a loosened config); it is one
+case of `SideServices`, which the benchmarks also use to start throwaway services.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import mailbox
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
@@ -260,10 +262,12 @@ def _bearer(token: str | None) -> dict:
 # --- a second Synapse --------------------------------------------------------------------------
 
 
-class SideSynapse:
-    """A Synapse with the module (and optionally its own SMTP sink), started and stopped by a test.
+class SideServices:
+    """Some services of an evaluation appliance, started by a test or a benchmark beside the
+    shared appliance and stopped (in reverse order) when the block ends.
 
-    `edit_config` receives the rendered homeserver.yaml as a dict and changes it in place, for
+    Secrets and every config file are rendered as `make up` renders them; `edit_config`
+    receives the rendered homeserver.yaml as a dict and changes it in place, for
     configurations the renderer never produces (e.g. without the module, to compare).
     """
 
@@ -271,19 +275,17 @@ class SideSynapse:
         self,
         settings: Settings,
         layout: Layout,
+        specs: Sequence[ServiceSpec],
         *,
-        with_mail_sink: bool = True,
         edit_config: Callable[[dict], None] | None = None,
     ):
         self.settings = settings
         self.layout = layout
-        self.url = settings.synapse.listen.url
+        self._specs = list(specs)
         self._edit_config = edit_config
-        self._synapse = services.synapse(settings, layout)
-        self._sink = services.mail_sink(settings, layout) if with_mail_sink else None
         self._running: list[ServiceSpec] = []
 
-    def __enter__(self) -> SideSynapse:
+    def __enter__(self) -> Self:
         ensure_secrets(self.layout)
         write_all(render_all(self.settings, self.layout))
         if self._edit_config is not None:
@@ -291,9 +293,8 @@ class SideSynapse:
             self._edit_config(config)
             self.layout.homeserver_config.write_text(yaml.safe_dump(config))
         try:
-            if self._sink is not None:
-                self.start_mail_sink()
-            self._start(self._synapse)
+            for spec in self._specs:
+                self._start(spec)
         except BaseException:
             self.__exit__()
             raise
@@ -303,6 +304,35 @@ class SideSynapse:
         for spec in reversed(self._running):
             stop(spec)
         self._running.clear()
+
+    def _stop(self, spec: ServiceSpec) -> None:
+        stop(spec)
+        self._running.remove(spec)
+
+    def _start(self, spec: ServiceSpec) -> None:
+        process = start(spec)
+        self._running.append(spec)
+        reason = wait_until_ready(spec, process)
+        if reason is not None:
+            raise RuntimeError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
+
+
+class SideSynapse(SideServices):
+    """A Synapse with the module (and optionally its own SMTP sink)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        layout: Layout,
+        *,
+        with_mail_sink: bool = True,
+        edit_config: Callable[[dict], None] | None = None,
+    ):
+        self.url = settings.synapse.listen.url
+        self._synapse = services.synapse(settings, layout)
+        self._sink = services.mail_sink(settings, layout) if with_mail_sink else None
+        specs = [self._sink, self._synapse] if self._sink else [self._synapse]
+        super().__init__(settings, layout, specs, edit_config=edit_config)
 
     def client(self) -> MatrixClient:
         return MatrixClient(self.url, self.layout.mail_dir)
@@ -327,17 +357,6 @@ class SideSynapse:
     def restart_synapse(self) -> None:
         self._stop(self._synapse)
         self._start(self._synapse)
-
-    def _stop(self, spec: ServiceSpec) -> None:
-        stop(spec)
-        self._running.remove(spec)
-
-    def _start(self, spec: ServiceSpec) -> None:
-        process = start(spec)
-        self._running.append(spec)
-        reason = wait_until_ready(spec, process)
-        if reason is not None:
-            raise RuntimeError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
 
 
 # --- rooms and people --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from PIL import Image
 from appliance import health
 from appliance.clamd import ClamdClient
 from appliance.clamd_signatures import SignatureFiles
+from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.app import BODY_LIMIT, create_app
 from appliance.content_scanner.attachment import parse_encrypted_file
 from appliance.content_scanner.config import ConfigError, ScannerConfig
@@ -360,12 +361,15 @@ def test_encrypted_request_bodies(scanner_url, synapse_url, user):
     assert_error(response, 403, "MCS_BAD_DECRYPTION")
 
 
-def test_a_cached_verdict_still_needs_the_clients_access_to_the_media(
-    scanner_url, synapse_url, user, admin_token, caching
+def test_a_cached_verdict_needs_the_clients_access_and_bytes_always_do(
+    appliance, scanner_url, synapse_url, user, admin_token, caching
 ):
     file = upload_encrypted(synapse_url, user, unique_bytes())
+    # Synapse served the file to `user` for this scan: a grant remembered for a while.
     assert scanner_post(scanner_url, "scan_encrypted", {"file": file}, user).json()["clean"]
     hits = stats(scanner_url)["cache_hits"]
+    secret = appliance.layout.secret("registration_shared_secret").read_text().strip()
+    other = register_user(synapse_url, secret, "other-reader")
     stranger = User("@nobody:test", "not-a-token")
     anonymous = scanner_post(scanner_url, "scan_encrypted", {"file": file})
     assert_error(anonymous, 401, "M_MISSING_TOKEN")
@@ -377,10 +381,40 @@ def test_a_cached_verdict_still_needs_the_clients_access_to_the_media(
         timeout=TIMEOUT,
     )
     assert quarantined.status_code == 200, quarantined.text
-    gone = scanner_post(scanner_url, "scan_encrypted", {"file": file}, user)
-    assert_error(gone, 404, "M_NOT_FOUND")
-    # Each was a verdict the cache knew, and still Synapse was asked.
-    assert stats(scanner_url)["cache_hits"] == hits + 3
+    # A client without a recent grant is asked about: Synapse says the media is gone.
+    for _ in range(2):
+        gone = scanner_post(scanner_url, "scan_encrypted", {"file": file}, other)
+        assert_error(gone, 404, "M_NOT_FOUND")
+    # The remembered grant answers `user` the verdict (access_cache.TTL_SECONDS at most),
+    # never the bytes: a download always asks Synapse with the client's token.
+    assert scanner_post(scanner_url, "scan_encrypted", {"file": file}, user).json()["clean"]
+    withheld = scanner_post(scanner_url, "download_encrypted", {"file": file}, user)
+    assert_error(withheld, 404, "M_NOT_FOUND")
+    # Each scan_encrypted was a verdict the cache knew; only the access differed.
+    assert stats(scanner_url)["cache_hits"] == hits + 5
+
+
+def test_access_grants_are_per_token_and_media_and_expire():
+    now = [1000.0]
+    grants = AccessCache(ttl_seconds=30, max_entries=3, clock=lambda: now[0])
+    media, other_media = MediaRef("example.org", "abc"), MediaRef("example.org", "def")
+    grants.grant("Bearer alice", media)
+    assert grants.allows("Bearer alice", media)
+    assert not grants.allows("Bearer bob", media)
+    assert not grants.allows(None, media)
+    assert not grants.allows("Bearer alice", other_media)
+    now[0] += 29.9
+    assert grants.allows("Bearer alice", media)
+    now[0] += 0.1
+    assert not grants.allows("Bearer alice", media)
+
+
+def test_access_grants_are_bounded_oldest_first():
+    grants = AccessCache(ttl_seconds=30, max_entries=3)
+    media = [MediaRef("example.org", f"m{index}") for index in range(4)]
+    for item in media:
+        grants.grant("Bearer alice", item)
+    assert [grants.allows("Bearer alice", item) for item in media] == [False, True, True, True]
 
 
 # Verdicts: shared, kept, renewed -------------------------------------------------------------

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from appliance.clamd import ClamdClient
 from appliance.clamd_signatures import SignatureFiles, SignatureState
+from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.attachment import EncryptedFile, parse_encrypted_file
 from appliance.content_scanner.body_crypto import BodyDecryptor
 from appliance.content_scanner.config import ScannerConfig
@@ -119,7 +120,8 @@ async def scan_encrypted(request: web.Request) -> web.Response:
         verdict, _ = await _attachment(request, file, state)
         return _verdict_json(verdict)
     # Only the verdict comes from the cache: Synapse still says whether this client may read
-    # this media (token valid, media neither deleted nor quarantined).
+    # this media (token valid, media neither deleted nor quarantined), or said so within the
+    # last access_cache.TTL_SECONDS.
     await request.app[FETCHER].check_access(file.media, _authorization(request))
     return _verdict_json(known)
 
@@ -221,7 +223,7 @@ def create_app(config: ScannerConfig) -> web.Application:
         clamd, SignatureFiles(config.signature_dir), store, config.clamd_timeout_seconds
     )
     app[FETCHER] = MediaFetcher(
-        config.synapse_url, config.max_file_size_bytes, config.fetch_timeout_seconds
+        config.synapse_url, config.max_file_size_bytes, config.fetch_timeout_seconds, AccessCache()
     )
     app[DECRYPTOR] = BodyDecryptor(config.body_key_file)
     app[SCANS] = asyncio.Semaphore(config.concurrent_scans)

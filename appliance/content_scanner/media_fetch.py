@@ -1,5 +1,7 @@
 """Fetching media from Synapse's authenticated media API with the client's own access token,
-so Synapse decides who may read what; the scanner holds no token of its own.
+so Synapse decides who may read what; the scanner holds no token of its own. Every download
+asks Synapse; only `check_access` (a verdict without the file) may answer from the recent
+grants in access_cache.
 
 A file is read into one buffer, sized from Content-Length when Synapse sends it, and handed on
 as that buffer: it is held in memory once, never copied whole.
@@ -15,6 +17,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from appliance.clamd import CHUNK_SIZE
+from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.errors import ErrCode, ScannerError
 from appliance.media_ref import MediaRef
 
@@ -40,8 +43,9 @@ class FetchedMedia:
 
 
 class MediaFetcher:
-    def __init__(self, synapse_url: str, max_bytes: int, timeout: float):
+    def __init__(self, synapse_url: str, max_bytes: int, timeout: float, grants: AccessCache):
         self._base = synapse_url
+        self._grants = grants
         self._max_bytes = max_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -54,7 +58,9 @@ class MediaFetcher:
             await self._session.close()
 
     async def download(self, media: MediaRef, authorization: str | None) -> FetchedMedia:
-        return await self._request("GET", f"download/{media.url_path}", {}, authorization)
+        fetched = await self._request("GET", f"download/{media.url_path}", {}, authorization)
+        self._grants.grant(authorization, media)
+        return fetched
 
     async def thumbnail(
         self, media: MediaRef, query: dict[str, str], authorization: str | None
@@ -63,9 +69,13 @@ class MediaFetcher:
         return await self._request("GET", f"thumbnail/{media.url_path}", params, authorization)
 
     async def check_access(self, media: MediaRef, authorization: str | None) -> None:
-        """Whether Synapse would give this client this media, without the file: a HEAD on the
-        download (Synapse answers HEAD as GET, with the same access checks, and no body)."""
+        """Whether Synapse would give this client this media, without the file: a recent grant
+        (see access_cache), else a HEAD on the download (Synapse answers HEAD as GET, with the
+        same access checks, and no body). Raises ScannerError when it would not."""
+        if self._grants.allows(authorization, media):
+            return
         await self._request("HEAD", f"download/{media.url_path}", {}, authorization)
+        self._grants.grant(authorization, media)
 
     async def _request(
         self, method: str, path: str, params: dict, authorization: str | None
