@@ -19,6 +19,7 @@ from admin_console import (
     health,
     health_history,
     i18n,
+    invitations,
     media,
     rooms,
     security_headers,
@@ -87,7 +88,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     template_helpers.init_app(app)
     for blueprint in (
         auth.bp, health.bp, users.bp, domains.bp, rooms.bp, media.bp, audit_views.bp,
-        operator_views.bp,
+        operator_views.bp, invitations.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

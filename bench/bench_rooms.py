@@ -14,11 +14,20 @@ Two ratios, both from this run:
   what the module costs the server, which the machine's load barely moves.
 
 Run: .venv/bin/python bench/bench_rooms.py [rounds per server, default 60]
+
+``forum`` mode measures one message in a big forum instead: the creator of a forum with
+301 members (300 joined through the Admin API) sends messages on both servers in turns.  Once
+a module registers ``check_event_allowed``, Synapse loads the room's whole state for every
+event before calling it (the module returns at once for messages), so this is where that cost
+shows:
+
+    .venv/bin/python bench/bench_rooms.py forum [members, default 301] [messages, default 200]
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import statistics
 import sys
 import tempfile
@@ -31,6 +40,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from bench_registration import DOMAIN, start, without_module  # noqa: E402
 from matrix_helpers import MatrixClient, Person, SideSynapse, wait_for_allowlist  # noqa: E402
+from requests import Session  # noqa: E402
 
 GOAL = 1.10
 STEPS = ("create", "invite", "join", "send")
@@ -146,7 +156,68 @@ def measure(servers: dict[str, SideSynapse], rounds: int) -> tuple[dict, dict]:
     return timings, {name: server_cpu(logs[name], offsets[name]) for name in servers}
 
 
+def crowded_forum(server: SideSynapse, creator: Person, members: int) -> str:
+    """A forum of creator and members - 1 agents, who join through the Admin API (quicker than
+    registering each by email; the module's rules apply to their joins all the same)."""
+    room = creator.new_room(name="Forum", preset="public_chat")
+    admin = Session()
+    admin.headers["Authorization"] = f"Bearer {server.admin_token()}"
+    for n in range(members - 1):
+        user_id = f"@member{n}:{server.settings.server_name}"
+        created = admin.put(
+            f"{server.url}/_synapse/admin/v2/users/{user_id}",
+            json={"password": secrets.token_urlsafe(16), "displayname": f"Member {n} [{DOMAIN}]"},
+            timeout=30,
+        )
+        assert created.status_code in (200, 201), created.text
+        joined = admin.post(
+            f"{server.url}/_synapse/admin/v1/join/{room}", json={"user_id": user_id}, timeout=30
+        )
+        assert joined.status_code == 200, joined.text
+    return room
+
+
+def measure_forum(
+    servers: dict[str, SideSynapse], members: int, messages: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    wait_for_allowlist(servers["with module"].client())
+    senders = {name: agent(server.client(), "anne") for name, server in servers.items()}
+    rooms = {name: crowded_forum(servers[name], senders[name], members) for name in servers}
+    logs = {name: server.layout.logfile("synapse") for name, server in servers.items()}
+    offsets = {name: log.stat().st_size for name, log in logs.items()}
+    timings: dict[str, list[float]] = {name: [] for name in servers}
+    for index in range(messages):
+        names = list(servers) if index % 2 == 0 else list(reversed(servers))
+        for name in names:
+            sender, room = senders[name], rooms[name]
+            timings[name].append(timed(lambda: ok(sender.send_text(room, f"Message {index}"))))
+    cpu = {name: server_cpu(logs[name], offsets[name])["send"] for name in servers}
+    return timings, cpu
+
+
+def forum_main(members: int, messages: int) -> int:
+    with tempfile.TemporaryDirectory() as temp:
+        with (
+            start(Path(temp, "with")) as with_module,
+            start(Path(temp, "without"), without_module) as bare,
+        ):
+            servers = {"with module": with_module, "without module": bare}
+            timings, cpu = measure_forum(servers, members, messages)
+    print(f"one message in a forum of {members} members, {messages} messages per server (ms):")
+    print(f"  {'':<8} {'with module':>12} {'without':>10} {'ratio':>7}")
+    wall = [statistics.median(timings[name]) * 1000 for name in servers]
+    print_row("wall", *wall)
+    server = [cpu[name] * 1000 / messages for name in servers]
+    print_row("CPU", *server)
+    print(f"ratio with/without module per message: wall {wall[0] / wall[1]:.2f}x (median), "
+          f"Synapse CPU {server[0] / server[1]:.2f}x (mean)")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "forum":
+        members = int(sys.argv[2]) if len(sys.argv) > 2 else 301
+        return forum_main(members, int(sys.argv[3]) if len(sys.argv) > 3 else 200)
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     with tempfile.TemporaryDirectory() as temp:
         with (

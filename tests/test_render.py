@@ -7,12 +7,13 @@ import stat
 
 import pytest
 import yaml
+from netaddr import IPAddress
 from synapse.config.homeserver import HomeServerConfig
 
 from appliance.layout import Layout
 from appliance.render import render_all, write_all
 from appliance.secrets_store import ensure_secrets
-from appliance.settings import parse_settings
+from appliance.settings import SettingsError, parse_settings
 
 EVALUATION = {"registration": {"allowed_domains": ["ac-paris.fr", "*.gouv.fr"]}}
 PRODUCTION = {
@@ -134,3 +135,68 @@ def test_federation_is_served_only_in_production(tmp_path, data, resources):
     _, layout = rendered(tmp_path, data)
     (listener,) = synapse_config(layout).server.listeners
     assert {name for resource in listener.http_options.resources for name in resource.names} == resources
+
+
+def test_nginx_well_known_announces_the_servers_own_identity_service(tmp_path):
+    # Standard clients (Element, Tchap) take the identity server for email invitations from
+    # here; without it they cannot invite by email at all.
+    host = {"system_root": str(tmp_path), "service_user": "appliance"}
+    settings = parse_settings({**PRODUCTION, "host": host}, "test")
+    files = render_all(settings, Layout.from_settings(settings, tmp_path))
+    (site,) = [file.content for file in files if file.template == "nginx/appliance.conf.j2"]
+    body = re.search(r"location = /.well-known/matrix/client \{.*?return 200 '(.*?)';", site, re.S)
+    assert yaml.safe_load(body.group(1)) == {
+        "m.homeserver": {"base_url": "https://matrix.ac-paris.fr/"},
+        "m.identity_server": {"base_url": "https://matrix.ac-paris.fr/"},
+    }
+
+
+def test_own_private_addresses_let_synapse_reach_its_identity_service(tmp_path):
+    # Synapse calls its identity service at public_baseurl for email invitations through a
+    # client that refuses private addresses: on an intranet the host's own address must be let
+    # through, and nothing else (loopback holds services without authentication).
+    data = {**PRODUCTION, "synapse": {**PRODUCTION["synapse"], "own_addresses": ["10.1.2.3"]}}
+    _, layout = rendered(tmp_path, data)
+    server = synapse_config(layout).server
+    assert IPAddress("10.1.2.3") in server.federation_ip_range_allowlist
+    assert IPAddress("10.1.2.3") in server.federation_ip_range_blocklist  # overridden, not lifted
+    assert IPAddress("10.1.2.4") not in server.federation_ip_range_allowlist
+    assert IPAddress("127.0.0.1") not in server.federation_ip_range_allowlist
+
+
+def test_without_own_addresses_private_addresses_stay_refused(tmp_path):
+    _, layout = rendered(tmp_path, PRODUCTION)
+    server = synapse_config(layout).server
+    assert not server.federation_ip_range_allowlist
+    assert IPAddress("10.1.2.3") in server.federation_ip_range_blocklist
+
+
+@pytest.mark.parametrize(
+    "own, extra, problem",
+    [
+        ("127.0.0.1", {}, "synapse.own_addresses.0: 127.0.0.1 is not an address of this host on "
+         "a network"),
+        ("192.0.2.300", {}, "synapse.own_addresses.0: '192.0.2.300' is not an IP address"),
+        ("8.8.8.8", {}, "synapse.own_addresses.0: 8.8.8.8 is public: Synapse reaches it without "
+         "being told"),
+        (
+            "10.1.2.3",
+            {"nginx": {"bind_addresses": ["10.9.9.9"]}},
+            "synapse.own_addresses: nginx does not listen on 10.1.2.3 "
+            "(add it to nginx.bind_addresses)",
+        ),
+        (
+            "10.1.2.3",
+            {"mode": "evaluation", "public_baseurl": "http://127.0.0.1:8008/",
+             "clamav": {"signatures": "evaluation"}},
+            "synapse.own_addresses: only used with an https:// public_baseurl "
+            "(Synapse calls identity services over HTTPS)",
+        ),
+    ],
+    ids=["loopback", "not-an-address", "public", "nginx-not-there", "plain-http"],
+)
+def test_own_addresses_refuse_what_would_not_work_or_open_too_much(own, extra, problem):
+    data = {**PRODUCTION, **extra, "synapse": {**PRODUCTION["synapse"], "own_addresses": [own]}}
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(data, "test")
+    assert caught.value.problems == [problem]

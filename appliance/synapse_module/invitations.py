@@ -15,6 +15,9 @@ link to a page that says how to create the account.  While it waits, it lets its
 register (the registration policy asks :meth:`Invitations.standing`): an invitation the room
 has revoked, or one already used, does not.
 
+A server admin sees every invitation (:meth:`Invitations.describe`, for the console) and may
+revoke a pending one (:meth:`Invitations.revoke`): its address can no longer register.
+
 When the address lands on an account, :meth:`Invitations.complete_for` revokes the
 third-party invite, invites the account (as the inviter, or another member who may invite if
 the inviter cannot any more) and joins it.  This replaces Matrix's signed exchange through
@@ -48,6 +51,9 @@ from appliance.synapse_module.room_kinds import (
 logger = logging.getLogger(__name__)
 
 EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
+# What became of an invitation, as the console shows it.
+PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
+JOINED = "joined"  # the outcome of an invitation used by its person
 ONLY_EMAIL = "Only email addresses can be invited"
 NAME = "m.room.name"
 
@@ -186,6 +192,69 @@ class Invitations:
     async def by_link(self, link_id: str) -> Invitation | None:
         return await self._store.by_link(link_id)
 
+    # --- the administrators' view ----------------------------------------------------------------
+
+    async def describe(self, invitation: Invitation) -> dict:
+        """The invitation as the console lists it, with its room's name and its status."""
+        state = RoomState(
+            await self._api.get_room_state(
+                invitation.room_id,
+                [(NAME, ""), (MEMBER, invitation.inviter), (THIRD_PARTY_INVITE, invitation.token)],
+            )
+        )
+        return {
+            "id": invitation.token,
+            "address": invitation.address,
+            "room_id": invitation.room_id,
+            "room_name": (state.content(NAME) or {}).get("name"),
+            "inviter": invitation.inviter,
+            "inviter_name": (state.content(MEMBER, invitation.inviter) or {}).get("displayname"),
+            "created_at": invitation.created_at,
+            "status": _status(invitation, state.content(THIRD_PARTY_INVITE, invitation.token)),
+            "completed_at": invitation.completed_at,
+            "user_id": invitation.user_id,
+            "outcome": invitation.outcome,
+        }
+
+    async def revoke(self, token: str, admin: str) -> bool:
+        """Revoke a pending invitation for a server admin: its address can no longer register,
+        and the room's pending invitation is withdrawn. Return whether the room's was (someone
+        left in the room must be allowed to invite to withdraw it)."""
+        invitation = await self._store.by_token(token)
+        if invitation is None:
+            raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
+        if not invitation.pending:
+            raise SynapseError(
+                409, f"This invitation is no longer pending ({invitation.outcome})", Codes.UNKNOWN
+            )
+        # The record first: from now on the address cannot register, whatever the room does.
+        await self._store.complete(token, None, f"revoked by {admin}")
+        logger.info("%s revoked the invitation into %s", admin, invitation.room_id)
+        state = RoomState(await self._api.get_room_state(invitation.room_id))
+        if not state.content(THIRD_PARTY_INVITE, token):
+            return True
+        sender = await self._inviter(invitation, state)
+        if sender is None:
+            return False
+        try:
+            await self._withdraw_from_room(invitation, sender)
+        except SynapseError as error:
+            logger.warning("cannot withdraw it from %s: %s", invitation.room_id, error.msg)
+            return False
+        return True
+
+    async def _withdraw_from_room(self, invitation: Invitation, sender: str) -> None:
+        """Empty the room's m.room.third_party_invite: clients stop showing the invitation."""
+        await self._api.create_and_send_event_into_room(
+            {
+                "type": THIRD_PARTY_INVITE,
+                "room_id": invitation.room_id,
+                "sender": sender,
+                "state_key": invitation.token,
+                "content": {},
+            }
+        )
+
     # --- completion, when the address lands on an account ---------------------------------------
 
     async def complete_for(self, user_id: str, address: str) -> None:
@@ -204,22 +273,14 @@ class Invitations:
             if inviter is None:
                 return "failed: nobody left in the room may invite"
             # Revoked first: a direct chat has room for only one pending invitation or person.
-            await self._api.create_and_send_event_into_room(
-                {
-                    "type": THIRD_PARTY_INVITE,
-                    "room_id": room_id,
-                    "sender": inviter,
-                    "state_key": invitation.token,
-                    "content": {},
-                }
-            )
+            await self._withdraw_from_room(invitation, inviter)
             await self._api.update_room_membership(inviter, user_id, room_id, "invite")
             await self._api.update_room_membership(user_id, user_id, room_id, "join")
         except SynapseError as error:
             # This runs inside /register, which must succeed anyway: the console shows it.
             logger.warning("cannot complete the invitation into %s: %s", room_id, error.msg)
             return f"failed: {error.msg}"
-        return "joined"
+        return JOINED
 
     async def _inviter(self, invitation: Invitation, state: RoomState) -> str | None:
         """The inviter if they still may invite, else another member (not external) who may."""
@@ -232,6 +293,16 @@ class Invitations:
             ):
                 return candidate
         return None
+
+
+def _status(invitation: Invitation, in_room: dict | None) -> str:
+    """in_room: the room's m.room.third_party_invite for it (empty or None once withdrawn)."""
+    if invitation.pending:
+        # A room member may have revoked it in the room: it can no longer be used.
+        return PENDING if in_room else REVOKED
+    if invitation.outcome == JOINED:
+        return USED
+    return REVOKED if (invitation.outcome or "").startswith("revoked") else FAILED
 
 
 def canonical_email(address: object) -> EmailAddress:

@@ -13,6 +13,7 @@ from appliance.synapse_module.identity_server import (
     IdentityTokens,
     register_identity_service,
 )
+from appliance.synapse_module.invitation_admin_api import register_invitation_admin_api
 from appliance.synapse_module.invitation_mail import InvitationMail
 from appliance.synapse_module.invitations import Invitations
 from appliance.synapse_module.invite_api import register_invite_api
@@ -39,4 +40,5 @@ def register_rooms_and_people(api: ModuleApi, allowlist: AllowlistSource) -> Inv
         api, IdentityServiceResource(api, tokens, key, invitations, directory, internals)
     )
     register_invite_api(api, invitations, mail, internals)
+    register_invitation_admin_api(api, store, invitations)
     return invitations

@@ -1,0 +1,5 @@
+"""Email invitations: who invited which address into which room, what became of it; revoke."""
+
+from admin_console.invitations.views import bp
+
+__all__ = ["bp"]
