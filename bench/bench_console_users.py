@@ -4,17 +4,21 @@ Admin API call for the same page, in the same run (must stay flat).
 Set-up, BENCHMARK ONLY: the users are inserted straight into the SQLite database of a throwaway
 Synapse while it is stopped (`users`, `profiles`, `user_threepids`, `user_directory` and
 `user_directory_search` rows, as Synapse writes them), because registering 100,000 accounts
-through the API would take hours. Nothing else ever writes there.
+through the API would take hours. Nothing else ever writes there. At either size, ADMINS of
+them are server admins and DEACTIVATED are deactivated, spread evenly over the ID order: a
+fixed few among more and more users, the case an unindexed filter gets slower with.
 
 Two throwaway Synapses run side by side, one with 10,000 users and one with 100,000, and every
 request takes its turn with the others (round after round), so that the growth from one size
 to the other is not the machine's load changing between two measurements. Measured, each the
 median of ROUNDS requests, after one request not counted:
 - console: the server time of GET /users/ (the first page, a Matrix ID prefix search matching
-  100 users, a display-name word search matching one, the server admins), through the WSGI
-  app in-process, logged in; it includes its call to the module's user list endpoint;
+  100 users, a display-name word search matching one, the server admins, the deactivated
+  users), through the WSGI app in-process, logged in; it includes its call to the module's
+  user list endpoint;
 - Admin API: GET /_synapse/admin/v3/users for the same page (same page size, same search text
-  as its `name`, `admins=true` for the admins), which counts every match and pages by offset.
+  as its `name`, `admins=true` for the admins, `deactivated=true` for the deactivated), which
+  counts every match and pages by offset.
 
     .venv/bin/python bench/bench_console_users.py
 """
@@ -39,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from admin_console import create_app  # noqa: E402
-from admin_console.synapse_admin.users import UserQuery  # noqa: E402
 from admin_console.users.views import PAGE_SIZE  # noqa: E402
 from appliance import services  # noqa: E402
 from appliance.evaluation import EvaluationAppliance  # noqa: E402
@@ -52,12 +55,19 @@ from appliance.supervisor import start, stop, wait_until_ready  # noqa: E402
 SIZES = (10_000, 100_000)
 ROUNDS = 21
 DOMAIN = "bench.example.fr"
+ADMINS = 10  # and the service account
+DEACTIVATED = 100  # two pages' worth
+# Synapse's Admin API list as the console's list would be without the module: v3, where
+# `deactivated` filters (false: active only), guests left out, one page.
+ADMIN_API_PAGE = {"from": 0, "limit": PAGE_SIZE, "guests": "false"}
+ACTIVE = {**ADMIN_API_PAGE, "deactivated": "false"}
 # (label, the console's query string, the Admin API's query for the same page)
 QUERIES = (
-    ("first page", "", UserQuery(limit=PAGE_SIZE)),
-    ("ID prefix", "q=agent0042", UserQuery("agent0042", limit=PAGE_SIZE)),  # agent004200-299
-    ("name word", "q=nom004242", UserQuery("nom004242", limit=PAGE_SIZE)),  # one user
-    ("admins", "kind=admins", UserQuery(admins=True, deactivated=None, limit=PAGE_SIZE)),
+    ("first page", "", ACTIVE),
+    ("ID prefix", "q=agent0042", {**ACTIVE, "name": "agent0042"}),  # agent004200-299
+    ("name word", "q=nom004242", {**ACTIVE, "name": "nom004242"}),  # one user
+    ("admins", "kind=admins", {**ADMIN_API_PAGE, "admins": "true"}),
+    ("deactivated", "kind=deactivated", {**ADMIN_API_PAGE, "deactivated": "true"}),
 )
 
 
@@ -135,8 +145,18 @@ class BenchSynapse:
                 ((self._user_id(n), f"{self._user_id(n)} {self._name(n).lower()}")
                  for n in numbers),
             )
+            self._mark(database, "admin", ADMINS, last)
+            self._mark(database, "deactivated", DEACTIVATED, last)
         database.close()
         self.start()
+
+    def _mark(self, database: sqlite3.Connection, column: str, count: int, size: int) -> None:
+        """Set column (admin or deactivated) on count users spread evenly over the ID order."""
+        step = size // count
+        database.executemany(
+            f"UPDATE users SET {column} = 1 WHERE name = ?",
+            ((self._user_id(n),) for n in range(step // 2, size, step)),
+        )
 
     def _name(self, n: int) -> str:
         return f"Agent Nom{n:06d} [{DOMAIN}]"
@@ -183,7 +203,9 @@ def serve(size: int, directory: Path, started: list[BenchSynapse]) -> Server:
 def page_calls(server: Server, console_query: str, params: dict) -> dict[tuple, Callable]:
     def console_page() -> None:
         response = server.console.get(f"/users/?{console_query}")
-        assert response.status_code == 200 and b'class="list users"' in response.data
+        assert response.status_code == 200 and b'class="list users"' in response.data, (
+            f"{console_query or 'first page'}: {response.status_code} {response.data[-2000:]!r}"
+        )
 
     def admin_api() -> None:
         url = f"{server.synapse.url}/_synapse/admin/v3/users"
@@ -215,7 +237,7 @@ def main() -> None:
             for label, console_query, admin_query in QUERIES:
                 calls = {}
                 for server in servers:
-                    calls.update(page_calls(server, console_query, admin_query.params()))
+                    calls.update(page_calls(server, console_query, admin_query))
                 table[label] = medians_ms(calls)
         finally:
             for synapse in started:

@@ -112,6 +112,23 @@ def test_pager_links_keep_the_query_without_letting_it_build_the_url(app, consol
     assert "from=0" in back and "endpoint=x" in back
 
 
+def test_entries_past_the_retention_go_when_the_next_one_is_written(app, console, monkeypatch):
+    from admin_console import db
+    from admin_console.audit import store
+
+    monkeypatch.setitem(app.config, "AUDIT_RETENTION_DAYS", 30)
+    name, day = unique("aged"), 86400
+    with app.app_context():
+        for action, age_days in (("test.expired", 31), ("test.kept", 29)):
+            store.add(db.get_db(), "admin", action, name, True, at=time.time() - age_days * day)
+    assert "test.expired" in console.get(f"/audit/?q={name}")
+
+    add_operator(console, unique("next"))  # any action writes an entry
+
+    page = console.get(f"/audit/?q={name}")
+    assert "test.expired" not in page and "test.kept" in page
+
+
 def test_csv_cells_cannot_be_formulas(app, console):
     from admin_console import db
     from admin_console.audit import store

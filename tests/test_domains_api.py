@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from urllib.parse import quote
@@ -37,9 +38,15 @@ def _send(client, method: str, path: str, token: str | None):
 
 
 def entries(client, token: str) -> list[str]:
-    response = client.get(DOMAINS, token=token)
+    response = client.get(DOMAINS, token=token, params={"limit": 1000})  # the whole test list
     assert response.status_code == 200, response.text
     return [row["entry"] for row in response.json()["domains"]]
+
+
+def page(client, token: str, **params) -> dict:
+    response = client.get(DOMAINS, token=token, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def lookup(client, address: str) -> dict:
@@ -176,6 +183,74 @@ def test_malformed_paths_and_methods_are_refused(client, admin_token):
     ]
     for response, status, errcode in cases:
         assert (response.status_code, response.json()["errcode"]) == (status, errcode), response.url
+
+
+# --- the list, a page at a time, with its accounts --------------------------------------------------
+
+
+def test_the_list_is_searched_and_paged_in_order(client, admin_token):
+    tag = f"pg{secrets.token_hex(3)}"
+    added = [f"{tag}-{n}.fr" for n in (2, 0, 1)]
+    for entry in added:
+        assert put(client, entry, admin_token).status_code == 201
+    try:
+        first = page(client, admin_token, q=tag.upper(), limit=2)
+        second = page(client, admin_token, q=tag, limit=2, **{"from": first["next_token"]})
+    finally:
+        for entry in added:
+            delete(client, entry, admin_token)
+
+    assert [row["entry"] for row in first["domains"] + second["domains"]] == sorted(added)
+    assert first["total"] == second["total"] == 3
+    assert len(first["domains"]) == 2 and "next_token" not in second
+
+
+def test_a_search_is_text_not_a_pattern(client, admin_token):
+    # An entry never holds "_" or "%": unescaped, LIKE would take them for wildcards.
+    assert entries(client, admin_token)  # there is something a wildcard would match
+    for text in ("_", "%"):
+        assert page(client, admin_token, q=text) == {"domains": [], "total": 0}
+
+
+def test_each_entry_counts_the_active_accounts_it_admits(client, admin_token, appliance):
+    tag = f"ac{secrets.token_hex(3)}"
+    server_name = appliance.settings.server_name
+    for localpart, address in [
+        (f"{tag}-a", f"a@{tag}.fr"),
+        (f"{tag}-b", f"b@{tag}.fr"),
+        (f"{tag}-c", f"c@dept.{tag}.fr"),
+        (f"{tag}-gone", f"gone@{tag}.fr"),
+    ]:
+        user_id = f"@{localpart}:{server_name}"
+        created = client.request(
+            "PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", token=admin_token,
+            json={"password": PASSWORD, "threepids": [{"medium": "email", "address": address}]},
+        )
+        assert created.status_code == 201, created.text
+    gone = client.request(
+        "POST", f"/_synapse/admin/v1/deactivate/{quote(f'@{tag}-gone:{server_name}')}",
+        token=admin_token, json={"erase": False},
+    )
+    assert gone.status_code == 200, gone.text
+    for entry in (f"{tag}.fr", f"*.{tag}.fr"):
+        put(client, entry, admin_token)
+    try:
+        listed = page(client, admin_token, q=tag)["domains"]
+    finally:
+        for entry in (f"{tag}.fr", f"*.{tag}.fr"):
+            delete(client, entry, admin_token)
+
+    accounts = {row["entry"]: row["accounts"] for row in listed}
+    assert accounts == {f"{tag}.fr": 2, f"*.{tag}.fr": 1}  # the deactivated one lost its address
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": "0"}, {"limit": "1001"}, {"from": "-1"}, {"from": "x"}]
+)
+def test_bad_paging_is_refused_with_the_argument_named(client, admin_token, params):
+    response = client.get(DOMAINS, token=admin_token, params=params)
+    assert (response.status_code, response.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    assert next(iter(params)) in response.json()["error"]
 
 
 # --- effect on registration, live -----------------------------------------------------------------

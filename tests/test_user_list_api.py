@@ -8,6 +8,7 @@ through the real invitation and registration flow, so that the module records it
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 from test_console_users import Synapse, register_external
 
 from appliance.synapse_module.user_list_api import USERS_PATH
+from appliance.synapse_module.user_list_query import page_of_user_ids
 
 
 class Api(Synapse):
@@ -171,3 +173,43 @@ def test_search_by_display_name_words(api, people, tag):
     assert names(api.users(q=f"Lenoir{tag[:-1]}")) == [people["agent"]]
     assert names(api.users(q=f"camille lenoir{tag}")) == [people["agent"]]
     assert api.users(q=f"durand lenoir{tag}")["users"] == []
+
+
+# Cost ------------------------------------------------------------------------------------------
+class PlannedTransaction:
+    """A read-only SQLite cursor on the appliance's Synapse database, standing for Synapse's
+    transaction (SQLite engine), which keeps SQLite's plan of every query it runs."""
+
+    database_engine = None  # not PostgreSQL
+
+    def __init__(self, database: sqlite3.Connection) -> None:
+        self._cursor = database.cursor()
+        self.plans: list[str] = []
+
+    def execute(self, sql: str, args: tuple = ()) -> None:
+        plan = self._cursor.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+        self.plans += [row[3] for row in plan]
+        self._cursor.execute(sql, args)
+
+    def fetchall(self) -> list[tuple]:
+        return self._cursor.fetchall()
+
+
+@pytest.mark.parametrize(
+    "kind, person, index",
+    [("admins", "admin", "appliance_users_admins"),
+     ("deactivated", "gone", "appliance_users_deactivated")],
+)
+def test_admins_and_deactivated_pages_read_only_their_own_index(
+    appliance, api, people, kind, person, index
+):
+    """The module's start-up created a partial index for the kind, and the very query of a
+    page reads it (so a page of the few admins does not walk every user's ID)."""
+    database = appliance.layout.synapse_dir / "homeserver.db"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
+        transaction = PlannedTransaction(connection)
+        found = page_of_user_ids(transaction, "", kind, None, 50)
+
+    assert people[person] in found
+    assert found == names(api.users(kind=kind, limit=51))
+    assert transaction.plans and all(index in plan for plan in transaction.plans)

@@ -1,6 +1,7 @@
 """The audit log: every operator action with who, what, on what, when and the result.
 
-Rows are only ever added. Search is a substring match on operator, action, target and detail.
+Rows are never changed; they are deleted once older than the retention period (`prune`).
+Search is a substring match on operator, action, target and detail.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ def add(
     target: str,
     ok: bool,
     detail: str = "",
+    at: float | None = None,
 ) -> None:
     connection.execute(
         "INSERT INTO audit_log (at, operator, action, target, ok, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (time.time(), operator, action, target, int(ok), detail),
+        (time.time() if at is None else at, operator, action, target, int(ok), detail),
     )
+
+
+def prune(connection: sqlite3.Connection, older_than: float) -> int:
+    """Delete the entries made before older_than (Unix time); return how many went."""
+    return connection.execute("DELETE FROM audit_log WHERE at < ?", (older_than,)).rowcount
 
 
 def _where(search: str) -> tuple[str, tuple]:

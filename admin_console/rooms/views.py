@@ -36,7 +36,7 @@ def page():
     search = request.args.get("q", "").strip()
     result = rooms.list_rooms(client(), search, offset_arg(), PAGE_SIZE)
     return render_template(
-        "rooms/list.html", result=result, kinds=_kinds(result.rooms), labels=KIND_LABELS,
+        "rooms/list.html", result=result, kinds=_kinds(result.rows), labels=KIND_LABELS,
         q=search, page_size=PAGE_SIZE,
     )
 

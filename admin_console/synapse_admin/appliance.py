@@ -1,8 +1,9 @@
 """The appliance module's own endpoints.
 
 Its admin endpoints (`/_synapse/client/appliance/v1/`) cover what Synapse's Admin API does not:
-the allowlist of email domains and the files the antivirus refused; same service token, same
-errors as the Admin API. Its Tchap domain lookup (`/_matrix/identity/api/v1/info`) answers for
+the allowlist of email domains (paged and searched there, each entry with its number of
+accounts) and the files the antivirus refused; same service token, same errors as the Admin
+API. Its Tchap domain lookup (`/_matrix/identity/api/v1/info`) answers for
 one address whether its domain is allowed, without the console downloading the allowlist.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from admin_console.synapse_admin.client import SynapseClient, SynapseRefused, segment
+from admin_console.synapse_admin.offset_page import OffsetPage, offset_page
 
 DOMAINS = "/_synapse/client/appliance/v1/domains"
 QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
@@ -22,6 +24,11 @@ class DomainEntry:
     entry: str  # "ac-paris.fr" or "*.gouv.fr"
     added_at: int | None  # ms
     added_by: str | None
+    accounts: int | None  # active accounts with an address it admits; None: not counted
+
+    @classmethod
+    def from_json(cls, row: dict) -> DomainEntry:
+        return cls(row["entry"], row.get("added_at"), row.get("added_by"), row.get("accounts"))
 
 
 @dataclass(frozen=True)
@@ -34,21 +41,28 @@ class RefusedFile:
     sha256: str
     detected_ts: int  # ms
 
+    @classmethod
+    def from_json(cls, row: dict) -> RefusedFile:
+        return cls(
+            record_id=row["record_id"],
+            media=row["media"],
+            kind=row.get("kind", "upload"),
+            user_id=row.get("user_id"),
+            signature=row.get("signature", ""),
+            sha256=row.get("sha256", ""),
+            detected_ts=int(row.get("detected_ts", 0)),
+        )
 
-@dataclass(frozen=True)
-class RefusedPage:
-    records: list[RefusedFile]
-    total: int
-    offset: int
-    next_offset: int | None
 
-
-def list_domains(synapse: SynapseClient) -> list[DomainEntry]:
-    body = synapse.get(DOMAINS)
-    return [
-        DomainEntry(row["entry"], row.get("added_at"), row.get("added_by"))
-        for row in body.get("domains", [])
-    ]
+def list_domains(
+    synapse: SynapseClient, search: str = "", offset: int = 0, limit: int = 50
+) -> OffsetPage[DomainEntry]:
+    """One page of the entries containing search (all without one), in order."""
+    params: dict = {"from": offset, "limit": limit}
+    if search:
+        params["q"] = search
+    body = synapse.get(DOMAINS, params=params)
+    return offset_page(body, "domains", DomainEntry.from_json, offset)
 
 
 def add_domain(synapse: SynapseClient, entry: str) -> tuple[str, bool]:
@@ -61,26 +75,11 @@ def remove_domain(synapse: SynapseClient, entry: str) -> None:
     synapse.delete(f"{DOMAINS}/{segment(entry)}")
 
 
-def list_refused(synapse: SynapseClient, offset: int = 0, limit: int = 50) -> RefusedPage:
+def list_refused(
+    synapse: SynapseClient, offset: int = 0, limit: int = 50
+) -> OffsetPage[RefusedFile]:
     body = synapse.get(QUARANTINE, params={"from": offset, "limit": limit})
-    next_token = body.get("next_token")
-    return RefusedPage(
-        records=[
-            RefusedFile(
-                record_id=row["record_id"],
-                media=row["media"],
-                kind=row.get("kind", "upload"),
-                user_id=row.get("user_id"),
-                signature=row.get("signature", ""),
-                sha256=row.get("sha256", ""),
-                detected_ts=int(row.get("detected_ts", 0)),
-            )
-            for row in body.get("records", [])
-        ],
-        total=int(body.get("total", 0)),
-        offset=offset,
-        next_offset=int(next_token) if next_token is not None else None,
-    )
+    return offset_page(body, "records", RefusedFile.from_json, offset)
 
 
 def email_domain_allowed(synapse: SynapseClient, address: str) -> bool:

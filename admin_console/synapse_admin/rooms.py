@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from admin_console.synapse_admin.client import SynapseClient, segment
+from admin_console.synapse_admin.offset_page import OffsetPage, offset_page
 
 # Tchap's state event naming the kind of a room (restricted, unrestricted, direct).
 ACCESS_RULES_EVENT = "im.vector.room.access_rules"
@@ -39,14 +40,6 @@ class Room:
 
 
 @dataclass(frozen=True)
-class RoomPage:
-    rooms: list[Room]
-    total: int
-    offset: int
-    next_offset: int | None
-
-
-@dataclass(frozen=True)
 class DeleteStatus:
     delete_id: str
     room_id: str
@@ -61,17 +54,13 @@ class DeleteStatus:
 
 def list_rooms(
     synapse: SynapseClient, search: str = "", offset: int = 0, limit: int = 25
-) -> RoomPage:
+) -> OffsetPage[Room]:
     params: dict = {"from": offset, "limit": limit, "order_by": "name"}
     if search:
         params["search_term"] = search  # name, canonical alias or room ID
     body = synapse.get("/_synapse/admin/v1/rooms", params=params)
-    next_batch = body.get("next_batch")
-    return RoomPage(
-        rooms=[Room.from_json(row) for row in body.get("rooms", [])],
-        total=int(body.get("total_rooms", 0)),
-        offset=offset,
-        next_offset=int(next_batch) if next_batch is not None else None,
+    return offset_page(
+        body, "rooms", Room.from_json, offset, total_key="total_rooms", next_key="next_batch"
     )
 
 

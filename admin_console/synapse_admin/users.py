@@ -1,4 +1,7 @@
-"""Users through Synapse's Admin API: one page at a time, never the whole list."""
+"""One user through Synapse's Admin API: details, devices, rooms, and the actions on them.
+
+The user list comes from the appliance module (`user_list.py`), by keyset pages.
+"""
 
 from __future__ import annotations
 
@@ -36,14 +39,6 @@ class User:
 
 
 @dataclass(frozen=True)
-class UserPage:
-    users: list[User]
-    total: int
-    offset: int
-    next_offset: int | None
-
-
-@dataclass(frozen=True)
 class Device:
     device_id: str
     display_name: str | None
@@ -58,44 +53,6 @@ class UserDetails:
     suspended: bool
     erased: bool
     emails: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class UserQuery:
-    """What the user list asks Synapse for; the fields map onto /_synapse/admin/v3/users."""
-
-    search: str = ""
-    admins: bool | None = None
-    deactivated: bool | None = False
-    limit: int = 50
-    offset: int = 0
-
-    def params(self) -> dict:
-        params: dict = {"from": self.offset, "limit": self.limit, "guests": "false"}
-        if self.search:
-            params["name"] = self.search  # substring of the user ID or the display name
-        if self.admins is not None:
-            params["admins"] = str(self.admins).lower()
-        if self.deactivated is not None:
-            params["deactivated"] = str(self.deactivated).lower()
-        return params
-
-
-def list_users(synapse: SynapseClient, query: UserQuery) -> UserPage:
-    # v3: `deactivated` is a real filter (true: only deactivated, false: only active).
-    body = synapse.get("/_synapse/admin/v3/users", params=query.params())
-    next_token = body.get("next_token")
-    return UserPage(
-        users=[User.from_json(row) for row in body.get("users", [])],
-        total=int(body.get("total", 0)),
-        offset=query.offset,
-        next_offset=int(next_token) if next_token is not None else None,
-    )
-
-
-def count_users(synapse: SynapseClient, query: UserQuery) -> int:
-    """How many users match, without listing them (one row is fetched)."""
-    return list_users(synapse, UserQuery(query.search, query.admins, query.deactivated, 1)).total
 
 
 def get_user(synapse: SynapseClient, user_id: str) -> UserDetails:

@@ -1,9 +1,18 @@
 """Admin endpoints for the allowlist: ``/_synapse/client/appliance/v1/domains[/<entry>]``.
 
-``GET    .../domains``           the entries: ``{"domains": [{"entry", "added_at", "added_by"}], "total"}``
+``GET    .../domains``           a page of the entries, in order (see below)
 ``GET    .../domains/<entry>``   one entry, or 404 ``M_NOT_FOUND``
 ``PUT    .../domains/<entry>``   add it: 201 if new, 200 if it was already there
 ``DELETE .../domains/<entry>``   remove it, or 404 ``M_NOT_FOUND``
+
+The list takes ``q`` (entries containing it), ``from`` (offset, default 0) and ``limit``
+(1-1000, default 100), as Synapse's own Admin API lists do, and answers::
+
+    {"domains": [{"entry", "added_at", "added_by", "accounts"}], "total": N, "next_token": "<from>"}
+
+``total`` counts the entries matching ``q``; ``next_token`` is there only when a next page is.
+``accounts`` is how many accounts have an email address the entry admits (active accounts:
+deactivation removes the addresses); it is counted for the entries of the page only.
 
 ``<entry>`` is a domain or a ``*.`` wildcard, percent-encoded as any path segment; it is
 normalised (``AC-Paris.FR`` is ``ac-paris.fr``) and a bad one gets 400 ``M_INVALID_PARAM`` with
@@ -23,10 +32,13 @@ from synapse.module_api.errors import Codes, SynapseError
 from appliance.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 from appliance.synapse_module.admin_auth import require_server_admin
 from appliance.synapse_module.domain_store import DomainStore
+from appliance.synapse_module.request_args import integer_arg, string_arg
 
 logger = logging.getLogger(__name__)
 
 DOMAINS_PATH = "/_synapse/client/appliance/v1/domains"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
 class DomainsResource(DirectServeJsonResource):
@@ -42,13 +54,28 @@ class DomainsResource(DirectServeJsonResource):
         await require_server_admin(self._api, request)
         raw = _raw_entry(request)
         if raw is None:
-            entries = await self._store.list_entries()
-            return 200, {"domains": [e.as_json() for e in entries], "total": len(entries)}
+            return 200, await self._page(request)
         entry = _normalised(raw)
         found = await self._store.get(entry)
         if found is None:
             raise _not_listed(entry)
         return 200, found.as_json()
+
+    async def _page(self, request: SynapseRequest) -> dict:
+        # Entries are stored in lower case (A-labels for international domains).
+        search = string_arg(request, "q").strip().lower()
+        offset = integer_arg(request, "from", 0, minimum=0)
+        limit = integer_arg(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        page = await self._store.page(search, offset, limit)
+        body: dict = {
+            "domains": [
+                {**e.as_json(), "accounts": page.accounts[e.entry]} for e in page.entries
+            ],
+            "total": page.total,
+        }
+        if offset + limit < page.total:
+            body["next_token"] = str(offset + limit)
+        return body
 
     async def _async_render_PUT(self, request: SynapseRequest) -> tuple[int, dict]:
         admin = await require_server_admin(self._api, request)

@@ -11,13 +11,18 @@ The table is seeded from the module config (``allowed_domains`` in appliance.yam
 time Synapse starts; afterwards the database is the reference and the config is not read again
 (the admin endpoints change the list).
 
+The admin list (:meth:`DomainStore.page`) is read a page at a time, with the number of
+accounts each entry of the page admits: one pass over the email addresses, grouped by domain
+in SQL, whatever the length of the list.
+
 Each process holds a :class:`DomainAllowlist` in memory, so a decision never waits on the
 database.  It checks the generation every :data:`REFRESH_SECONDS` and rebuilds the list only
 when it moved; a local write refreshes at once.  Fail closed: until the list has been read, or
 when it could not be confirmed for :data:`MAX_AGE_SECONDS` (so that a removed domain cannot
 linger beyond that), :meth:`DomainStore.current` returns None and registration is refused.
 
-SQL uses ``?`` placeholders only, which Synapse converts for PostgreSQL.
+SQL uses ``?`` placeholders only, which Synapse converts for PostgreSQL.  The account counts
+read Synapse's own ``user_threepids`` table, which the module API does not expose.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction, ModuleApi
 
-from appliance.domain_allowlist import DomainAllowlist
+# Not in the module API: the only way to tell which SQL dialect the database speaks.
+from synapse.storage.engines import PostgresEngine
+
+from appliance.domain_allowlist import WILDCARD_PREFIX, DomainAllowlist
+from appliance.email_address import InvalidDomain, normalise_domain
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,13 @@ class DomainEntry:
 
     def as_json(self) -> dict:
         return {"entry": self.entry, "added_at": self.added_at, "added_by": self.added_by}
+
+
+@dataclass(frozen=True)
+class DomainPage:
+    entries: list[DomainEntry]
+    accounts: dict[str, int]  # entry -> active accounts with an address it admits
+    total: int  # entries matching the search, on every page
 
 
 @dataclass(frozen=True)
@@ -111,11 +127,54 @@ def _read_if_changed(txn: LoggingTransaction, known_generation: int | None) -> _
     return _Snapshot(generation, [entry for (entry,) in txn.fetchall()])
 
 
-def _list_entries(txn: LoggingTransaction) -> list[DomainEntry]:
-    txn.execute("SELECT entry, added_at, added_by FROM appliance_allowed_domains ORDER BY entry")
-    return [
+def _page(txn: LoggingTransaction, search: str, offset: int, limit: int) -> DomainPage:
+    """The entries containing search (every entry for ""), limit of them from offset."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    where, args = ("WHERE entry LIKE ? ESCAPE '\\'", (f"%{escaped}%",)) if search else ("", ())
+    txn.execute(f"SELECT COUNT(*) FROM appliance_allowed_domains {where}", args)
+    total = int(txn.fetchone()[0])
+    txn.execute(
+        f"SELECT entry, added_at, added_by FROM appliance_allowed_domains {where}"
+        " ORDER BY entry LIMIT ? OFFSET ?",
+        args + (limit, offset),
+    )
+    entries = [
         DomainEntry(entry, int(added_at), added_by) for entry, added_at, added_by in txn.fetchall()
     ]
+    return DomainPage(entries, _accounts(txn, [e.entry for e in entries]), total)
+
+
+def _accounts(txn: LoggingTransaction, entries: list[str]) -> dict[str, int]:
+    """entry -> how many accounts have an email address it admits, for the given entries.
+
+    Deactivation removes an account's addresses, so only active accounts count.  The addresses
+    are grouped by domain in SQL: one pass over them, and one row per domain to go through.
+    """
+    counts = dict.fromkeys(entries, 0)
+    if not entries:
+        return counts
+    position = "strpos" if isinstance(txn.database_engine, PostgresEngine) else "instr"
+    txn.execute(
+        f"SELECT substr(address, {position}(address, '@') + 1) AS domain, COUNT(*)"
+        " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
+    )
+    for domain, accounts in txn.fetchall():
+        for entry in _entries_admitting(domain):
+            if entry in counts:
+                counts[entry] += int(accounts)
+    return counts
+
+
+def _entries_admitting(domain: str) -> list[str]:
+    """The entries that would admit domain: itself and a wildcard on each parent suffix
+    (``a.gouv.fr``: ``a.gouv.fr``, ``*.gouv.fr``, ``*.fr``), in the stored (A-label) form."""
+    if not domain.isascii():  # Synapse keeps an address as given: Unicode domains happen
+        try:
+            domain = normalise_domain(domain)
+        except InvalidDomain:
+            return []
+    labels = domain.split(".")
+    return [domain] + [WILDCARD_PREFIX + ".".join(labels[i:]) for i in range(1, len(labels))]
 
 
 def _get_entry(txn: LoggingTransaction, entry: str) -> DomainEntry | None:
@@ -263,8 +322,11 @@ class DomainStore:
             "allowlist generation %d loaded: %d entries", snapshot.generation, len(allowlist)
         )
 
-    async def list_entries(self) -> list[DomainEntry]:
-        return await self._api.run_db_interaction("appliance_allowlist_list", _list_entries)
+    async def page(self, search: str, offset: int, limit: int) -> DomainPage:
+        """A page of the entries containing search (normalised form), with their accounts."""
+        return await self._api.run_db_interaction(
+            "appliance_allowlist_page", _page, search, offset, limit
+        )
 
     async def get(self, entry: str) -> DomainEntry | None:
         return await self._api.run_db_interaction("appliance_allowlist_get", _get_entry, entry)

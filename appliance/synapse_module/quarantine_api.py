@@ -19,6 +19,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi, SynapseReques
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.admin_auth import require_server_admin
+from appliance.synapse_module.request_args import integer_arg
 from appliance.synapse_module.scan_store import ScanStore, TablesNotReady
 
 QUARANTINE_PATH = "/_synapse/client/appliance/v1/quarantine"
@@ -34,8 +35,8 @@ class QuarantineResource(DirectServeJsonResource):
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         await require_server_admin(self._api, request)
-        offset = _integer_arg(request, "from", 0, minimum=0)
-        limit = _integer_arg(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        offset = integer_arg(request, "from", 0, minimum=0)
+        limit = integer_arg(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
         try:
             records, total = await self._store.list_quarantine(offset, limit)
         except TablesNotReady:
@@ -46,22 +47,6 @@ class QuarantineResource(DirectServeJsonResource):
         if offset + limit < total:
             body["next_token"] = str(offset + limit)
         return 200, body
-
-
-def _integer_arg(
-    request: SynapseRequest, name: str, default: int, minimum: int, maximum: int | None = None
-) -> int:
-    values = request.args.get(name.encode())
-    if not values:
-        return default
-    try:
-        value = int(values[0].decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        raise SynapseError(400, f"{name} must be an integer", Codes.INVALID_PARAM) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" + (f" and at most {maximum}" if maximum else "")
-        raise SynapseError(400, f"{name} must be {bounds}", Codes.INVALID_PARAM)
-    return value
 
 
 def register_quarantine_api(api: ModuleApi, store: ScanStore) -> None:

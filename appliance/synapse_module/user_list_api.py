@@ -19,7 +19,7 @@ Answer, in user ID order::
 ``next`` is there only when there is a next page; ``prev`` only when the page did not start at
 the beginning.  There is no total: counting the matching users is what makes Synapse's own
 list slow on a large server.  A page costs the same with ten thousand users or a hundred
-thousand, but for the searches and kinds that :mod:`.user_list_query` names.  Timestamps are
+thousand, but for the searches that :mod:`.user_list_query` names.  Timestamps are
 in milliseconds.  Guests are never listed.
 Every call needs a server admin's access token (see :mod:`.admin_auth`).
 """
@@ -38,8 +38,9 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.admin_auth import require_server_admin
+from appliance.synapse_module.module_tables import ModuleTables
 from appliance.synapse_module.request_args import integer_arg, string_arg
-from appliance.synapse_module.user_list_query import KINDS, Position, page_of_user_ids
+from appliance.synapse_module.user_list_query import INDEXES, KINDS, Position, page_of_user_ids
 from appliance.synapse_module.user_list_rows import UserRow, rows_for
 
 USERS_PATH = "/_synapse/client/appliance/v1/users"
@@ -113,4 +114,6 @@ def _page(
 
 
 def register_user_list_api(api: ModuleApi) -> None:
+    # The list does not wait for its indexes: without them a page is slower, never wrong.
+    ModuleTables(api, "appliance_user_list_indexes", INDEXES).start()
     api.register_web_resource(USERS_PATH, UserListResource(api))

@@ -1,12 +1,13 @@
 """The console in a real browser, against the evaluation appliance's gunicorn console: an
 operator adds a domain, an agent registers through the real email flow, the operator finds and
 deactivates them and sees it in the audit log; five wrong passwords lock a login; an operator
-changes their own password."""
+changes their own password; long IDs wrap on a laptop screen."""
 
 from __future__ import annotations
 
 import re
 import secrets
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -110,3 +111,48 @@ def test_french_interface_from_the_browser_language(browser_page: Page, console_
     expect(page.locator("h1")).to_have_text("Se connecter")
     page.click("header .languages button[value=en]")
     expect(page.locator("h1")).to_have_text("Log in")
+
+
+def test_long_ids_wrap_instead_of_widening_the_page(browser_page: Page, console_url, operator,
+                                                    appliance):
+    """A Matrix ID or a name can be one word of a hundred characters and more: on a laptop
+    screen the user list, a user's page and a room's page stay within the window."""
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 720})
+    matrix_helpers = pytest.importorskip("matrix_helpers")
+    client = matrix_helpers.client_for(appliance)
+    admin_token = appliance.layout.service_token.read_text().strip()
+    localpart = f"e2e-long-{secrets.token_hex(60)}"
+    user_id = f"@{localpart}:{appliance.settings.server_name}"
+    created = client.request(
+        "PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", token=admin_token,
+        json={"password": matrix_helpers.PASSWORD, "displayname": localpart.upper(),
+              "threepids": [{"medium": "email", "address": f"{localpart}@ac-paris.fr"}]},
+    )
+    assert created.status_code == 201, created.text
+    room = client.request(
+        "POST", "/_matrix/client/v3/createRoom", token=admin_token,
+        json={"preset": "private_chat", "invite": [user_id]},
+    )
+    assert room.status_code == 200, room.text
+    login = client.post("/_matrix/client/v3/login", {
+        "type": "m.login.password", "password": matrix_helpers.PASSWORD,
+        "identifier": {"type": "m.id.user", "user": user_id},
+    })
+    joined = client.request(
+        "POST", f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}",
+        token=login.json()["access_token"], json={},
+    )
+    assert joined.status_code == 200, joined.text  # the room's page lists joined members
+
+    log_in(page, console_url, operator["username"], operator["password"])
+    for path, shown in [
+        (f"/users/?q={quote(user_id)}", f'tr[data-user="{user_id}"]'),
+        (f"/users/{quote(user_id)}", "dl.facts"),
+        (f"/rooms/{quote(room.json()['room_id'])}", "ul.members"),
+    ]:
+        page.goto(console_url + path)
+        expect(page.locator(shown)).to_contain_text(user_id)
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        ), f"{path} is wider than the window"
