@@ -1,4 +1,5 @@
-"""The `appliance` command: up, down, status (evaluation), check and render (both modes)."""
+"""The `appliance` command: up, down, status (evaluation); check, render, service-token, probe
+and version (both modes; the Ansible roles run them on the host)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import argparse
 import json
 import sys
 
+from appliance import __version__, health
 from appliance.evaluation import EvaluationAppliance, StartError, is_root
-from appliance.layout import Layout
-from appliance.render import render_all, write_all
+from appliance.layout import SOURCE_ROOT, Layout
+from appliance.render import give_secrets_to_owners, render_all, write_all
 from appliance.secrets_store import ensure_secrets
+from appliance.service_account import ServiceAccountError, ensure_console_token
 from appliance.settings import SettingsError, load_settings
 
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
+EXIT_SERVICE_ACCOUNT = 4
+# `appliance probe NAME`: the checks of appliance.health, as the console's health page runs them.
+PROBES = sorted(name for name in dir(health) if name.startswith("check_"))
 
 
 def _load(args) -> tuple:
@@ -30,8 +36,38 @@ def cmd_check(args) -> int:
 def cmd_render(args) -> int:
     settings, layout = _load(args)
     ensure_secrets(layout)
-    changed = write_all(render_all(settings, layout, clamav_user=args.clamav_user))
+    changed = give_secrets_to_owners(settings, layout)
+    changed += write_all(render_all(settings, layout, clamav_user=args.clamav_user))
     print(json.dumps({"changed": [str(path) for path in changed]}))
+    return 0
+
+
+def cmd_service_token(args) -> int:
+    """Create or recover the console's Synapse token the way `up` does (Synapse must run)."""
+    settings, layout = _load(args)
+    changed = [layout.service_token] if ensure_console_token(settings, layout) else []
+    # Run as root in production: the account's password, if just made, goes to Synapse's user.
+    changed += give_secrets_to_owners(settings, layout)
+    print(json.dumps({"changed": [str(path) for path in changed]}))
+    return 0
+
+
+def cmd_probe(args) -> int:
+    """One check of appliance.health; prints its summary, exit status 1 when it fails."""
+    arguments = [int(value) if value.isdigit() else value for value in args.arguments]
+    check = getattr(health, args.check)(*arguments)
+    print(check.summary)
+    return 0 if check.ok else 1
+
+
+def cmd_version(args) -> int:
+    import synapse  # only here: the other commands need not load it
+
+    print(
+        json.dumps(
+            {"appliance": __version__, "synapse": synapse.__version__, "source": str(SOURCE_ROOT)}
+        )
+    )
     return 0
 
 
@@ -101,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render every config file from templates/")
     render.add_argument("--clamav-user", help="run clamd as this user (production)")
     render.set_defaults(func=cmd_render)
+    commands.add_parser(
+        "service-token",
+        help="create or recover the console's Synapse admin token (Synapse must be running); "
+        "prints the files changed as JSON",
+    ).set_defaults(func=cmd_service_token)
+    probe = commands.add_parser("probe", help="run one health check; exit status 1 if it fails")
+    probe.add_argument("check", choices=PROBES)
+    probe.add_argument("arguments", nargs="*", help="the check's arguments (host, port, ...)")
+    probe.set_defaults(func=cmd_probe)
+    commands.add_parser(
+        "version", help="print the appliance's and Synapse's versions and the source tree (JSON)"
+    ).set_defaults(func=cmd_version)
     commands.add_parser("up", help="start the evaluation appliance").set_defaults(func=cmd_up)
     commands.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     commands.add_parser("status", help="show each service").set_defaults(func=cmd_status)
@@ -119,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"appliance {args.command}: {error}", file=sys.stderr)
         print("What this run started has been stopped again.", file=sys.stderr)
         return EXIT_START_FAILED
+    except ServiceAccountError as error:
+        print(f"appliance {args.command}: {error}", file=sys.stderr)
+        return EXIT_SERVICE_ACCOUNT
 
 
 if __name__ == "__main__":

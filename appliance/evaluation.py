@@ -17,7 +17,7 @@ from appliance import health, preflight, services
 from appliance.layout import Layout
 from appliance.render import render_all, write_all
 from appliance.secrets_store import ensure_secrets
-from appliance.service_account import ServiceAccountError, ensure_service_token
+from appliance.service_account import ServiceAccountError, ensure_console_token
 from appliance.settings import SettingsError, Settings
 from appliance.supervisor import (
     ServiceSpec,
@@ -98,7 +98,7 @@ class EvaluationAppliance:
                 if reason is not None:
                     raise StartError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
                 report.started[spec.name] = time.monotonic() - began
-            self._ensure_service_token()
+            ensure_console_token(self.settings, self.layout)
         except (StartError, ServiceAccountError) as error:
             for spec, _, _ in reversed(started):
                 stop(spec)
@@ -109,14 +109,6 @@ class EvaluationAppliance:
         problems += preflight.check_ports(self.settings, services_to_start)
         if problems:
             raise SettingsError("the settings", problems)
-
-    def _ensure_service_token(self) -> None:
-        ensure_service_token(
-            self.settings.synapse.listen.url,
-            shared_secret_file=self.layout.secret("registration_shared_secret"),
-            password_file=self.layout.secret("synapse-service-password"),
-            token_file=self.layout.service_token,
-        )
 
     # down and status -------------------------------------------------------------------------
     def down(self) -> list[str]:

@@ -1,4 +1,14 @@
-"""Where every file of the appliance lives, derived from the settings' state directory."""
+"""Where every file of the appliance lives, derived from the settings' state directory.
+
+Each service's secrets live in its own directory, so that in production (one system user per
+service) directory ownership alone keeps a service out of the others' secrets:
+- secrets/: Synapse's (signing key, macaroon, registration and form secrets) and the console
+  service account's password; only Synapse's user reads them.
+- console/: the console's session key, its database and the first operator's credentials.
+- content-scanner/: the scanner's key for encrypted request bodies and its verdicts.
+- service-token/: the console's Synapse admin token, written by root (`appliance
+  service-token`), readable by the console's group.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +24,15 @@ TEMPLATES_DIR = SOURCE_ROOT / "templates"
 class Layout:
     state_dir: Path
     venv_dir: Path
+    # Evaluation: one user runs every service. Production (host.service_user set): one user each.
+    one_user: bool = True
 
     @classmethod
     def from_settings(cls, settings, base_dir: Path) -> Layout:
         return cls(
             state_dir=(base_dir / settings.paths.state_dir).resolve(),
             venv_dir=(base_dir / settings.paths.venv_dir).resolve(),
+            one_user=settings.host.service_user is None,
         )
 
     # Directories -----------------------------------------------------------------------------
@@ -69,6 +82,10 @@ class Layout:
         """The content scanner's config and its verdict database."""
         return self.state_dir / "content-scanner"
 
+    @property
+    def service_token_dir(self) -> Path:
+        return self.state_dir / "service-token"
+
     def writable_dirs(self) -> dict[str, Path]:
         """Every directory a service writes to, by what it is for (used in preflight errors)."""
         return {
@@ -82,6 +99,7 @@ class Layout:
             "clamav_database": self.clamav_database_dir,
             "console": self.console_dir,
             "content_scanner": self.content_scanner_dir,
+            "service_token": self.service_token_dir,
         }
 
     # Files -----------------------------------------------------------------------------------
@@ -115,15 +133,41 @@ class Layout:
 
     @property
     def console_first_operator(self) -> Path:
-        return self.secrets_dir / "console-admin.json"
+        """The first operator's generated credentials; the console deletes them when replaced.
+
+        Evaluation keeps them where its contract says, var/secrets/; with a user per service the
+        console may not enter Synapse's secrets directory, so they live in the console's own."""
+        home = self.secrets_dir if self.one_user else self.console_dir
+        return home / "console-admin.json"
+
+    @property
+    def console_secret_key(self) -> Path:
+        """The key that signs the console's session cookies."""
+        return self.console_dir / "secret-key"
+
+    @property
+    def content_scanner_body_key(self) -> Path:
+        """The scanner's private key for encrypted request bodies (it makes it on first start)."""
+        return self.content_scanner_dir / "body-key"
 
     @property
     def service_token(self) -> Path:
         """The console's Synapse admin access token."""
-        return self.secrets_dir / "synapse-service-token"
+        return self.service_token_dir / "synapse-service-token"
+
+    @property
+    def service_account_password(self) -> Path:
+        """The password of the console's service account, to get a new token if one is revoked."""
+        return self.secrets_dir / "synapse-service-password"
 
     def secret(self, name: str) -> Path:
-        return self.secrets_dir / name
+        """Where the secret `name` lives: in its service's own directory if it is the console's
+        or the scanner's, else with Synapse's."""
+        own = {
+            "console_secret_key": self.console_secret_key,
+            "content_scanner_body_key": self.content_scanner_body_key,
+        }
+        return own.get(name, self.secrets_dir / name)
 
     def pidfile(self, service: str) -> Path:
         return self.run_dir / f"{service}.pid"

@@ -16,7 +16,7 @@ import jinja2
 
 from appliance import __version__
 from appliance.layout import TEMPLATES_DIR, Layout
-from appliance.secrets_store import write_private_file
+from appliance.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
 from appliance.settings import Settings
 
 
@@ -27,7 +27,7 @@ class RenderedFile:
     content: str
     # Files that may hold a secret (a database or SMTP password) are private.
     mode: int = 0o644
-    # Production: the service user owns the files (and new directories) of the services it runs.
+    # Production: each service's user owns its files (and new directories); see `_owner`.
     owner: str | None = None
 
 
@@ -98,12 +98,34 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
 
 
 def _owner(settings: Settings, layout: Layout, path: Path) -> str | None:
-    # The services read their own (private) configs and write beside them; clamd and freshclam
-    # run as Debian's clamav user and only read theirs, so those stay root's.
-    inside_state = path.is_relative_to(layout.state_dir)
-    if inside_state and not path.is_relative_to(layout.clamav_dir):
-        return settings.host.service_user
-    return None
+    """The user who owns `path` in production: the service whose directory holds it.
+
+    The services read their own (private) configs and write beside them; clamd and freshclam
+    run as Debian's clamav user and only read theirs, and the service token is handed over by
+    `appliance service-token`, so those stay root's.
+    """
+    host = settings.host
+    if host.service_user is None or not path.is_relative_to(layout.state_dir):
+        return None
+    if path.is_relative_to(layout.clamav_dir) or path.is_relative_to(layout.service_token_dir):
+        return None
+    if path.is_relative_to(layout.console_dir):
+        return host.console_user
+    if path.is_relative_to(layout.content_scanner_dir):
+        return host.content_scanner_user
+    return host.service_user
+
+
+def give_secrets_to_owners(settings: Settings, layout: Layout) -> list[Path]:
+    """Production: hand the secrets `ensure_secrets` made (as root) to the user who reads each;
+    return those whose owner changed."""
+    paths = [layout.secret(name) for name in (*SYNAPSE_SECRETS, CONSOLE_SECRET_KEY)]
+    paths += [layout.synapse_signing_key, layout.service_account_password]
+    return [
+        path
+        for path in paths
+        if path.exists() and _give_to_owner(path, _owner(settings, layout, path))
+    ]
 
 
 def render_all(
@@ -139,7 +161,7 @@ def write_all(files: list[RenderedFile]) -> list[Path]:
     for file in files:
         if file.path.exists() and file.path.read_text(encoding="utf-8") == file.content:
             os.chmod(file.path, file.mode)
-            if _give_to_owner(file):
+            if _give_to_owner(file.path, file.owner):
                 changed.append(file.path)
             continue
         if file.owner:
@@ -150,7 +172,7 @@ def write_all(files: list[RenderedFile]) -> list[Path]:
             file.path.parent.mkdir(parents=True, exist_ok=True)
             file.path.write_text(file.content, encoding="utf-8")
             os.chmod(file.path, file.mode)
-        _give_to_owner(file)
+        _give_to_owner(file.path, file.owner)
         changed.append(file.path)
     return changed
 
@@ -160,15 +182,15 @@ def _ids(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _give_to_owner(file: RenderedFile) -> bool:
+def _give_to_owner(path: Path, owner: str | None) -> bool:
     """chown the file to its owner (user and primary group); True if it was someone else's."""
-    if file.owner is None:
+    if owner is None:
         return False
-    uid, gid = _ids(file.owner)
-    current = file.path.stat()
+    uid, gid = _ids(owner)
+    current = path.stat()
     if (current.st_uid, current.st_gid) == (uid, gid):
         return False
-    os.chown(file.path, uid, gid)
+    os.chown(path, uid, gid)
     return True
 
 

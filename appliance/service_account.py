@@ -1,19 +1,26 @@
 """The console's service account on Synapse: a server admin created with the shared secret.
 
-Its access token is kept in a 0600 file on the box; the console reads it server-side and it
-never reaches a browser.
+Its access token is kept in a private file on the box (0600; in production 0640 for the
+console's group, which reads nothing else of Synapse's); the console reads it server-side and
+it never reaches a browser. `appliance up` and `appliance service-token` both go through
+`ensure_console_token`.
 """
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import hmac
+import os
 import secrets
+import stat
 from pathlib import Path
 
 import requests
 
+from appliance.layout import Layout
 from appliance.secrets_store import read_secret, write_private_file
+from appliance.settings import Settings
 
 SERVICE_LOCALPART = "appliance-console"
 TIMEOUT = 10
@@ -75,6 +82,38 @@ def _login(base_url: str, password: str) -> str | None:
             f"{response.text[:200]}"
         )
     return response.json()["access_token"]
+
+
+def ensure_console_token(settings: Settings, layout: Layout) -> bool:
+    """Make sure the console has a working token; whether the token file changed.
+
+    In production (run as root) the token is then made readable by the console's group only.
+    """
+    before = _fingerprint(layout.service_token)
+    ensure_service_token(
+        settings.synapse.listen.url,
+        shared_secret_file=layout.secret("registration_shared_secret"),
+        password_file=layout.service_account_password,
+        token_file=layout.service_token,
+    )
+    if settings.host.service_user is not None:
+        _share_with_group(layout.service_token, settings.host.console_user)
+    return _fingerprint(layout.service_token) != before
+
+
+def _fingerprint(path: Path) -> tuple | None:
+    """The file's content, owner and mode, without keeping the secret itself around."""
+    if not path.exists():
+        return None
+    status = path.stat()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest, status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)
+
+
+def _share_with_group(path: Path, group: str) -> None:
+    """Read-only for the group, nothing for others; the owner (root) stays the writer."""
+    os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    os.chmod(path, 0o640)
 
 
 def ensure_service_token(

@@ -60,6 +60,16 @@ def _ip_address(value: str) -> str:
         raise ValueError(f"{value!r} is not an IP address") from None
     return value
 
+
+def _own_address(value: str) -> str:
+    address = ipaddress.ip_address(_ip_address(value))
+    if address.is_loopback or address.is_unspecified or address.is_multicast:
+        raise ValueError(f"{value} is not an address of this host on a network")
+    if address.is_global:
+        raise ValueError(f"{value} is public: Synapse reaches it without being told")
+    return str(address)
+
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -117,12 +127,23 @@ class SynapseSettings(_Section):
     # Synapse refuses larger uploads; clamd's StreamMaxLength is rendered from the same value,
     # so a file can never be too big to be scanned.
     max_upload_size_mb: Annotated[int, Field(ge=1, le=4000)] = 100
+    # Intranet hosts: this host's own private addresses (10.x, 172.16-31.x, 192.168.x, fc00::/7)
+    # that public_baseurl's name resolves to. Synapse calls its own identity service there for
+    # email invitations, and refuses private addresses it is not told about. They become
+    # Synapse's ip_range_whitelist, which federation and push also use: list only this host's
+    # own addresses, never loopback (internal services listen there without authentication).
+    own_addresses: list[Annotated[str, AfterValidator(_own_address)]] = Field(
+        default_factory=list
+    )
 
 
 class ConsoleSettings(_Section):
     listen: Listener = Listener(port=8080)
     # Idle time after which an operator must log in again.
     session_timeout_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 30
+    # The audit log forgets entries older than this (about 13 months by default, so that a
+    # yearly review still sees the whole previous year).
+    audit_retention_days: Annotated[int, Field(ge=30, le=3650)] = 400
 
 
 class ContentScannerSettings(_Section):
@@ -202,11 +223,27 @@ class HostSettings(_Section):
     # site, PostgreSQL and nftables settings, the backup script) are written: / on a host the
     # Ansible roles provision. null renders none of them (evaluation).
     system_root: Path | None = None
-    # The system user that runs Synapse, the console and the content scanner and owns their
-    # files; null leaves files to whoever runs `appliance render` (evaluation).
+    # The system user that runs Synapse and owns its files: its database role, the media and
+    # the Synapse secrets (signing key, macaroon and registration secrets). null leaves every
+    # file to whoever runs `appliance render` (evaluation: one user runs everything).
     service_user: str | None = None
+    # Production (with service_user): the console and the content scanner each run as their own
+    # user, who can read neither Synapse's secrets nor the other's files. The console's user
+    # (and its group) may read the service token, nothing else of Synapse's.
+    console_user: str = "appliance-console"
+    content_scanner_user: str = "appliance-scanner"
     # The firewall keeps this SSH port open beside nginx's ports.
     ssh_port: Port = 22
+
+    @model_validator(mode="after")
+    def _users_apart(self) -> HostSettings:
+        users = (self.service_user, self.console_user, self.content_scanner_user)
+        if self.service_user is not None and len(set(users)) < len(users):
+            raise ValueError(
+                "service_user, console_user and content_scanner_user must be three different "
+                "users: a shared user would let the console or the scanner read Synapse's secrets"
+            )
+        return self
 
 
 class Settings(_Section):
@@ -261,11 +298,27 @@ class Settings(_Section):
                 raise ValueError(
                     "clamav.signatures: production mode needs real signatures (freshclam)"
                 )
+        self._own_addresses_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
             )
         return self
+
+    def _own_addresses_rules(self) -> None:
+        if self.synapse.own_addresses and not self.public_baseurl.startswith("https://"):
+            raise ValueError(
+                "synapse.own_addresses: only used with an https:// public_baseurl "
+                "(Synapse calls identity services over HTTPS)"
+            )
+        listened = {str(ipaddress.ip_address(a)) for a in self.nginx.bind_addresses}
+        for address in self.synapse.own_addresses:
+            wildcard = "::" if ":" in address else "0.0.0.0"
+            if not {address, wildcard} & listened:
+                raise ValueError(
+                    f"synapse.own_addresses: nginx does not listen on {address} "
+                    "(add it to nginx.bind_addresses)"
+                )
 
     def _listeners(self) -> dict[str, Listener]:
         return {

@@ -3,10 +3,13 @@ built the same way, and the inventory variables mapped onto keys the settings mo
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -120,3 +123,82 @@ def test_inventory_variables_map_onto_valid_settings():
     assert settings.public_baseurl == inventory["appliance_public_baseurl"]
     assert settings.clamav.evaluation_fallback is True
     assert settings.nginx.https_port == 443 and settings.host.service_user == "appliance"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_is_in_the_roles_readme(role):
+    path = ANSIBLE_DIR / "roles" / role
+    defaults = yaml.safe_load((path / "defaults/main.yml").read_text()) or {}
+    readme = (path / "README.md").read_text()
+    for section in ("## Requirements", "## Role Variables", "## Example Playbook"):
+        assert section in readme, f"{role}: README has no {section}"
+    missing = [name for name in defaults if f"`{name}`" not in readme]
+    assert not missing, f"{role}: README does not describe {missing}"
+
+
+# Loads the Vagrantfile with a stand-in for Vagrant that records what the file configures:
+# Vagrant itself cannot run here (no VirtualBox or libvirt), Ruby can.
+VAGRANT_RECORDER = r"""
+require "json"
+RECORD = {"ports" => [], "provisioners" => []}
+class Settings
+  attr_reader :values
+  def initialize; @values = {}; end
+  def method_missing(name, *args)
+    @values[name.to_s.chomp("=")] = args.first
+  end
+  def respond_to_missing?(*) = true
+end
+class VM < Settings
+  def network(kind, **options)
+    RECORD["ports"] << options if kind == "forwarded_port"
+  end
+  def provision(name, type:, **options)
+    settings = Settings.new
+    yield settings if block_given?
+    RECORD["provisioners"] << {"name" => name, "type" => type, **options, **settings.values}
+  end
+  def provider(*) = nil
+  def synced_folder(*, **) = nil
+end
+class Config
+  def vm = (@vm ||= VM.new)
+end
+module Vagrant
+  def self.configure(version)
+    config = Config.new
+    yield config
+    RECORD["box"] = config.vm.values["box"]
+  end
+end
+load ARGV.fetch(0)
+puts JSON.generate(RECORD)
+"""
+
+
+def test_vagrantfile_provisions_the_box_with_site_yml_and_prints_the_console_url(tmp_path):
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        pytest.skip("ruby is not installed (apt-get install ruby): the Vagrantfile is not checked")
+    recorder = tmp_path / "recorder.rb"
+    recorder.write_text(VAGRANT_RECORDER)
+    result = subprocess.run(
+        [ruby, str(recorder), str(SOURCE_ROOT / "Vagrantfile")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    vagrant = json.loads(result.stdout)
+    assert vagrant["box"] == "debian/bookworm64"
+    provisioners = {p["name"]: p for p in vagrant["provisioners"]}
+    ansible = provisioners["appliance"]
+    assert ansible["type"] == "ansible_local" and ansible["playbook"] == "site.yml"
+    assert ansible["provisioning_path"] == "/vagrant/ansible"
+    assert (ANSIBLE_DIR / ansible["inventory_path"] / "hosts.yml").is_file()
+    # The URL the inventory gives clients is the forwarded HTTPS port, and is printed last.
+    inventory_vars = ANSIBLE_DIR / "inventories/vagrant/group_vars/appliance/vars.yml"
+    inventory = yaml.safe_load(inventory_vars.read_text())
+    public = urlsplit(inventory["appliance_public_baseurl"])
+    assert {"guest": 443, "host": public.port, "host_ip": "127.0.0.1"} in vagrant["ports"]
+    printed = vagrant["provisioners"][-1]
+    assert printed["type"] == "shell" and printed["run"] == "always"
+    assert f"{inventory['appliance_public_baseurl']}console/" in printed["inline"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -375,7 +376,11 @@ def test_well_known_files_name_this_server(provisioned):
     http = provisioned.https()
     client = http.get(f"{provisioned.public_url}/.well-known/matrix/client", timeout=10).json()
     server = http.get(f"{provisioned.public_url}/.well-known/matrix/server", timeout=10).json()
-    assert client == {"m.homeserver": {"base_url": f"{provisioned.public_url}/"}}
+    # The identity service (email invitations) is the module's, on the same public URL.
+    assert client == {
+        "m.homeserver": {"base_url": f"{provisioned.public_url}/"},
+        "m.identity_server": {"base_url": f"{provisioned.public_url}/"},
+    }
     assert server == {"m.server": f"127.0.0.1:{provisioned.ports.federation}"}
 
 
@@ -439,12 +444,119 @@ def test_content_scanner_is_served_and_reaches_clamd(provisioned):
     assert health.status_code == 200, health.text
 
 
-def test_services_run_as_the_service_user_under_systemd(provisioned):
-    for unit in ("appliance-synapse", "appliance-console", "appliance-content-scanner"):
-        shown = provisioned.container.run("systemctl", "show", unit, "--property=User,ActiveState")
-        assert shown.stdout.split() == ["User=appliance", "ActiveState=active"], unit
-    clamd = provisioned.container.run("systemctl", "show", "appliance-clamd", "--property=User")
-    assert clamd.stdout.strip() == "User=clamav"
+# Each service's user (the common role's defaults), and the secrets only it may read.
+SYNAPSE_USER, CONSOLE_USER, SCANNER_USER = "appliance", "appliance-console", "appliance-scanner"
+UNIT_USERS = {
+    "appliance-synapse": SYNAPSE_USER,
+    "appliance-console": CONSOLE_USER,
+    "appliance-content-scanner": SCANNER_USER,
+    "appliance-clamd": "clamav",
+}
+STATE = "/var/lib/appliance"
+SYNAPSE_SECRETS = (
+    f"{STATE}/secrets/macaroon_secret_key",
+    f"{STATE}/secrets/registration_shared_secret",
+    f"{STATE}/secrets/synapse.signing.key",
+    f"{STATE}/secrets/synapse-service-password",
+    f"{STATE}/synapse/homeserver.yaml",  # the database and SMTP passwords
+)
+TOKEN = f"{STATE}/service-token/synapse-service-token"
+CONSOLE_FILES = (f"{STATE}/console/secret-key", f"{STATE}/console/console.json")
+SCANNER_KEY = f"{STATE}/content-scanner/body-key"
+
+
+def test_each_service_runs_as_its_own_user_under_systemd(provisioned):
+    for unit, user in UNIT_USERS.items():
+        shown = provisioned.container.run(
+            "systemctl", "show", unit, "--property=User,ActiveState,MainPID"
+        )
+        properties = dict(line.split("=", 1) for line in shown.stdout.split())
+        assert (properties["User"], properties["ActiveState"]) == (user, "active"), unit
+        # The process itself, not only the unit's word for it.
+        owner = provisioned.container.run("stat", "--format=%U", f"/proc/{properties['MainPID']}")
+        assert owner.stdout.strip() == user, unit
+
+
+def test_secret_files_belong_to_the_service_that_reads_them(provisioned):
+    expected = {
+        f"{STATE}/secrets": f"{SYNAPSE_USER} {SYNAPSE_USER} 700",
+        f"{STATE}/secrets/macaroon_secret_key": f"{SYNAPSE_USER} {SYNAPSE_USER} 600",
+        f"{STATE}/secrets/synapse-service-password": f"{SYNAPSE_USER} {SYNAPSE_USER} 600",
+        f"{STATE}/service-token": f"root {CONSOLE_USER} 750",
+        TOKEN: f"root {CONSOLE_USER} 640",
+        f"{STATE}/console": f"{CONSOLE_USER} {CONSOLE_USER} 750",
+        f"{STATE}/console/secret-key": f"{CONSOLE_USER} {CONSOLE_USER} 600",
+        f"{STATE}/content-scanner": f"{SCANNER_USER} {SCANNER_USER} 750",
+        SCANNER_KEY: f"{SCANNER_USER} {SCANNER_USER} 600",
+    }
+    shown = provisioned.container.run("stat", "--format=%U %G %a", *expected)
+    assert dict(zip(expected, shown.stdout.splitlines())) == expected
+
+
+def can_read(provisioned: Provisioned, user: str, path: str) -> bool:
+    read = provisioned.container.run("runuser", "-u", user, "--", "cat", path, check=False)
+    return read.returncode == 0
+
+
+def test_the_scanner_user_reads_its_key_and_no_other_secret(provisioned):
+    assert can_read(provisioned, SCANNER_USER, SCANNER_KEY)
+    for secret in (*SYNAPSE_SECRETS, TOKEN, *CONSOLE_FILES):
+        assert not can_read(provisioned, SCANNER_USER, secret), secret
+
+
+def test_the_console_user_reads_the_token_only_and_cannot_change_it(provisioned):
+    assert can_read(provisioned, CONSOLE_USER, TOKEN)
+    for own in CONSOLE_FILES:
+        assert can_read(provisioned, CONSOLE_USER, own), own
+    for secret in (*SYNAPSE_SECRETS, SCANNER_KEY):
+        assert not can_read(provisioned, CONSOLE_USER, secret), secret
+    append = provisioned.container.run(
+        "runuser", "-u", CONSOLE_USER, "--", "sh", "-c", f"echo x >> {TOKEN}", check=False
+    )
+    assert append.returncode != 0
+    assert can_read(provisioned, SYNAPSE_USER, f"{STATE}/secrets/macaroon_secret_key")
+
+
+def test_running_console_and_scanner_do_not_even_see_synapses_secrets(provisioned):
+    """Beyond file modes: each unit's own mount namespace hides the others' directories."""
+
+    def listing(unit: str, directory: str) -> str:
+        pid = provisioned.container.run("systemctl", "show", unit, "--property=MainPID", "--value")
+        seen = provisioned.container.run(
+            "nsenter", f"--target={pid.stdout.strip()}", "--mount", "ls", "-A", directory,
+            check=False,
+        )
+        return seen.stdout
+
+    assert "macaroon_secret_key" in listing("appliance-synapse", f"{STATE}/secrets")
+    for unit in ("appliance-console", "appliance-content-scanner"):
+        assert listing(unit, f"{STATE}/secrets") == "", unit
+    assert listing("appliance-content-scanner", f"{STATE}/service-token") == ""
+    assert listing("appliance-console", f"{STATE}/content-scanner") == ""
+    assert "synapse-service-token" in listing("appliance-console", f"{STATE}/service-token")
+
+
+def test_the_console_calls_synapse_with_the_token_it_may_read(provisioned):
+    """Logged in through nginx, the console shows a user it fetched with the service token."""
+    credentials = json.loads(
+        provisioned.container.run("cat", f"{STATE}/console/console-admin.json").stdout
+    )
+    http = provisioned.https()
+    console = f"{provisioned.public_url}/console"
+    form = http.get(f"{console}/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    login = http.post(
+        f"{console}/login",
+        data={"csrf_token": csrf, **credentials},
+        # Over HTTPS Flask-WTF also wants the page the form came from, as a browser sends it.
+        headers={"Referer": f"{console}/login"},
+        timeout=30,
+    )
+    assert login.status_code == 200 and "/console/login" not in login.url, login.text[:500]
+    service_account = "@appliance-console:appliance.test"
+    page = http.get(f"{console}/users/{service_account}", timeout=30)
+    assert page.status_code == 200, page.text[:500]
+    assert service_account in page.text and "service account" in page.text
 
 
 def test_database_has_c_collation(provisioned):
@@ -473,6 +585,7 @@ def test_backup_holds_database_signing_key_and_settings(provisioned):
         "sh", "-c", "tar --list --gzip --file /var/backups/appliance/*/files.tar.gz"
     ).stdout.splitlines()
     assert "var/lib/appliance/secrets/synapse.signing.key" in members
+    assert "var/lib/appliance/content-scanner/body-key" in members
     assert "etc/appliance/appliance.yaml" in members
 
 
