@@ -14,6 +14,7 @@ from appliance.clamd import ClamdClient
 from appliance.evaluation import EvaluationAppliance
 from appliance.layout import Layout
 from harness import TEST_DOMAINS, MailSink, evaluation_settings, free_port  # noqa: F401
+from matrix_helpers import SideSynapse
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +87,18 @@ def console_app(appliance, tmp_path):
 def http() -> requests.Session:
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def synapse_without_tables(tmp_path_factory):
+    """A Synapse whose background tasks (which create the module's tables) run elsewhere, as on
+    a worker that starts before the main process has created them."""
+    state_dir = tmp_path_factory.mktemp("no-tables")
+    settings = evaluation_settings(state_dir)
+    layout = Layout.from_settings(settings, state_dir)
+
+    def background_tasks_elsewhere(config: dict) -> None:
+        config["run_background_tasks_on"] = "background_worker"
+
+    with SideSynapse(settings, layout, edit_config=background_tasks_elsewhere) as side:
+        yield side

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from harness import evaluation_settings
-from matrix_helpers import OPEN_TO_EXTERNALS, MatrixClient, Person, SideSynapse, client_for
+from matrix_helpers import OPEN_TO_EXTERNALS, MatrixClient, Person, client_for
 
-from appliance.layout import Layout
 from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 INVITATIONS = "/_synapse/client/appliance/v1/invitations"
@@ -215,21 +213,6 @@ def test_the_page_is_in_french_too(console, host, room):
 
 
 # --- before the tables exist ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def synapse_without_tables(tmp_path_factory):
-    """A Synapse whose background tasks (which create the module's tables) run elsewhere, as on
-    a worker that starts before the main process has created them."""
-    state_dir = tmp_path_factory.mktemp("no-tables")
-    settings = evaluation_settings(state_dir)
-    layout = Layout.from_settings(settings, state_dir)
-
-    def background_tasks_elsewhere(config: dict) -> None:
-        config["run_background_tasks_on"] = "background_worker"
-
-    with SideSynapse(settings, layout, edit_config=background_tasks_elsewhere) as side:
-        yield side
 
 
 def test_before_its_tables_exist_the_endpoint_says_try_again_not_500(synapse_without_tables):

@@ -3,7 +3,8 @@
 On the shared appliance the invitation goes through the appliance's endpoint (its Synapse
 speaks plain HTTP, and Synapse calls identity servers over HTTPS only); the last test runs a
 standard client's email invite end to end against a second Synapse with a TLS listener, through
-the identity service the module serves on the homeserver itself.
+the identity service the module serves on the homeserver itself; and that service on a Synapse
+whose module tables are not created yet answers 503 "try again", never a 500.
 """
 
 from __future__ import annotations
@@ -343,3 +344,24 @@ def test_an_email_invite_refused_by_the_rules_says_why(tls_synapse):
 
     assert "Only a room open to externals" in refusal(response)
     assert client.mails_to("nobody@example.org") == []
+
+
+def test_before_its_tables_exist_the_identity_service_says_try_again_not_500(
+    synapse_without_tables,
+):
+    side = synapse_without_tables
+    client = side.client()
+    token = side.admin_token()
+    user_id = client.whoami(token).json()["user_id"]
+    openid = client.post(f"/_matrix/client/v3/user/{user_id}/openid/request_token", {}, token=token)
+    assert openid.status_code == 200, openid.text
+
+    # What a client does first: trade its OpenID token for one of the identity service.
+    registered = client.post("/_matrix/identity/v2/account/register", openid.json())
+    # What it does with that token: every call that reads the token table.
+    account = client.get("/_matrix/identity/v2/account", token="any-identity-token")
+
+    for response in (registered, account):
+        assert response.status_code == 503, response.text
+        assert response.json()["errcode"] == "M_UNKNOWN"
+        assert "try again" in response.json()["error"]

@@ -16,13 +16,14 @@ import pytest
 import requests
 from PIL import Image
 from synapse.media._base import FileInfo, ThumbnailInfo
-from synapse.module_api.errors import ConfigError
+from synapse.module_api.errors import ConfigError, SynapseError
 
 from appliance import health
 from appliance.clamd import ClamdClient
 from appliance.clamd_signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFiles, SignatureWatch
 from appliance.synapse_module.config import parse_module_config
 from appliance.synapse_module.media_scan import media_kind
+from appliance.synapse_module.module_tables import ModuleTables
 from appliance.synapse_module.scan_store import ScanStore, TablesNotReady
 from appliance.verdict import Verdict
 from matrix_media_helpers import (
@@ -166,8 +167,8 @@ def test_signatures_older_than_clamds_own_check_are_trusted_at_once(clamd, tmp_p
 
 
 class SqliteModuleApi:
-    """What ScanStore asks of Synapse's ModuleApi, on a real SQLite database: a stand-in for
-    Synapse's plumbing (the store is what is tested)."""
+    """What ScanStore and ModuleTables ask of Synapse's ModuleApi, on a real SQLite database: a
+    stand-in for Synapse's plumbing (the store or the tables are what is tested)."""
 
     def __init__(self, path: Path, runs_background_tasks: bool):
         self._path = path
@@ -251,6 +252,31 @@ def test_a_failed_table_creation_is_retried(tmp_path):
     database.parent.mkdir()
     api.run_background()
     assert asyncio.run(store.get_verdict("0" * 64, "version")) is None
+
+
+def test_a_worker_says_try_again_until_all_its_module_tables_are_there(tmp_path):
+    database = tmp_path / "homeserver.db"
+    names = ("appliance_one", "appliance_two")
+    schema = tuple(f"CREATE TABLE IF NOT EXISTS {name} (k TEXT)" for name in names)
+    worker_api = SqliteModuleApi(database, runs_background_tasks=False)
+    worker = ModuleTables(worker_api, "appliance_test", schema)
+    worker.start()
+    assert worker_api.background == []  # a worker never creates them
+
+    def refusal() -> SynapseError:
+        with pytest.raises(SynapseError) as caught:
+            asyncio.run(worker.ensure(names, "try again in a moment"))
+        return caught.value
+
+    assert (refusal().code, refusal().errcode) == (503, "M_UNKNOWN")
+    main_api = SqliteModuleApi(database, runs_background_tasks=True)
+    ModuleTables(main_api, "appliance_test", schema[:1]).start()
+    main_api.run_background()
+    assert refusal().msg == "try again in a moment"  # one table of two is not enough
+    ModuleTables(main_api, "appliance_test", schema).start()
+    main_api.run_background()
+    asyncio.run(worker.ensure(names, "try again in a moment"))
+    assert table_names(database) == set(names)
 
 
 def test_database_dir_must_be_a_path():

@@ -13,6 +13,10 @@ Two tables in Synapse's database, beside its own (one backup holds everything):
   and ``outcome`` how it went.
 
 SQL uses ``?`` placeholders only; Synapse converts them for PostgreSQL.
+
+The main process creates the tables at start-up (:class:`.ModuleTables`).  A process that finds
+them missing (a worker started first, or their creation failed) answers 503 ``M_UNKNOWN``
+(:data:`NOT_READY`) until they are there, rather than failing on a missing table.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import TypeVar
 from synapse.module_api import LoggingTransaction, ModuleApi
 
 from appliance.synapse_module.module_tables import ModuleTables
+
+_TABLES = ("appliance_externals", "appliance_external_invitations")
 
 _SCHEMA = (
     """
@@ -50,9 +56,16 @@ _SCHEMA = (
     CREATE INDEX IF NOT EXISTS appliance_external_invitations_address
         ON appliance_external_invitations (address)
     """,
+    # The console's list: newest first, by keyset.
+    """
+    CREATE INDEX IF NOT EXISTS appliance_external_invitations_created
+        ON appliance_external_invitations (created_at, token)
+    """,
 )
 
 T = TypeVar("T")
+
+NOT_READY = "Rooms and invitations are starting up on this server: try again in a moment"
 
 _INVITATION_COLUMNS = (
     "token, link_id, address, room_id, inviter, created_at, completed_at, user_id, outcome"
@@ -132,7 +145,28 @@ def _select_invitations(txn: LoggingTransaction, where: str, args: tuple) -> lis
     return [_invitation(row) for row in txn.fetchall()]
 
 
-def _complete(txn: LoggingTransaction, token: str, user_id: str, outcome: str, now_ms: int) -> None:
+def _select_page(
+    txn: LoggingTransaction, pending_only: bool, before: tuple[int, str] | None, limit: int
+) -> list[Invitation]:
+    """Up to limit invitations, newest first, older than before (created_at, token)."""
+    conditions, args = [], []
+    if pending_only:
+        conditions.append("completed_at IS NULL")
+    if before is not None:
+        conditions.append("(created_at < ? OR (created_at = ? AND token < ?))")
+        args += [before[0], before[0], before[1]]
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    txn.execute(
+        f"SELECT {_INVITATION_COLUMNS} FROM appliance_external_invitations{where}"
+        " ORDER BY created_at DESC, token DESC LIMIT ?",
+        (*args, limit),
+    )
+    return [_invitation(row) for row in txn.fetchall()]
+
+
+def _complete(
+    txn: LoggingTransaction, token: str, user_id: str | None, outcome: str, now_ms: int
+) -> None:
     txn.execute(
         "UPDATE appliance_external_invitations SET completed_at = ?, user_id = ?, outcome = ?"
         " WHERE token = ? AND completed_at IS NULL",
@@ -149,7 +183,7 @@ class ExternalStore:
         self._tables.start()
 
     async def _run(self, desc: str, func: Callable[..., T], *args: object) -> T:
-        await self._tables.ready()
+        await self._tables.ensure(_TABLES, NOT_READY)
         return await self._api.run_db_interaction(desc, func, *args)
 
     async def record_external(self, user_id: str, address: str) -> None:
@@ -179,6 +213,20 @@ class ExternalStore:
         )
         return found[0] if found else None
 
-    async def complete(self, token: str, user_id: str, outcome: str) -> None:
+    async def by_token(self, token: str) -> Invitation | None:
+        found = await self._run(
+            "appliance_invitation_by_token", _select_invitations, "token = ?", (token,)
+        )
+        return found[0] if found else None
+
+    async def page(
+        self, pending_only: bool, before: tuple[int, str] | None, limit: int
+    ) -> list[Invitation]:
+        """Newest first: up to limit invitations created before `before` (created_at, token)."""
+        return await self._run(
+            "appliance_invitation_page", _select_page, pending_only, before, limit
+        )
+
+    async def complete(self, token: str, user_id: str | None, outcome: str) -> None:
         now = self._api.get_current_time_msec()
         await self._run("appliance_complete_invitation", _complete, token, user_id, outcome, now)

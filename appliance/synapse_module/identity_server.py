@@ -21,6 +21,8 @@ Tokens are random, stored hashed (SHA-256) with their user, and accepted as
 from ``lookup``: they must not learn which addresses have an account.  Refusals in
 ``store-invite`` come too late for a clear message (Synapse turns them into a 500): the same
 rules already refused in ``user_may_send_3pid_invite``; here they only guard the endpoint.
+Until the token table is there (a worker may start before the main process has created it),
+the calls that use a token answer 503 ``M_UNKNOWN`` "try again in a moment", not a 500.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ logger = logging.getLogger(__name__)
 IDENTITY_PATH = "/_matrix/identity/v2"
 PEPPER = "appliance"  # required by the API; unused by the "none" algorithm
 MAX_LOOKUPS = 100
+NOT_READY = "The identity service is starting up on this server: try again in a moment"
+
+_TABLES = ("appliance_identity_tokens",)
 
 _SCHEMA = (
     """
@@ -99,7 +104,7 @@ class IdentityTokens:
 
     async def issue(self, user_id: str) -> str:
         token = secrets.token_urlsafe(32)
-        await self._tables.ready()
+        await self._tables.ensure(_TABLES, NOT_READY)
         now = self._api.get_current_time_msec()
         await self._api.run_db_interaction(
             "appliance_identity_token_issue", _insert_token, _hash(token), user_id, now
@@ -107,13 +112,13 @@ class IdentityTokens:
         return token
 
     async def user_of(self, token: str) -> str | None:
-        await self._tables.ready()
+        await self._tables.ensure(_TABLES, NOT_READY)
         return await self._api.run_db_interaction(
             "appliance_identity_token_user", _user_of_token, _hash(token)
         )
 
     async def revoke(self, token: str) -> None:
-        await self._tables.ready()
+        await self._tables.ensure(_TABLES, NOT_READY)
         await self._api.run_db_interaction(
             "appliance_identity_token_revoke", _delete_token, _hash(token)
         )

@@ -1,9 +1,12 @@
-"""Creation of a module's own tables in Synapse's database (SQLite or PostgreSQL).
+"""Creation of a module's own tables and indexes in Synapse's database (SQLite or PostgreSQL).
 
 Synapse has no schema hook for modules.  The process that runs background tasks (the main
 process) creates the tables when the module starts; the others use them as they find them.
-Every store calls :meth:`ModuleTables.ready` before a query, so a query that comes in before
-the start-up creation has finished waits for it instead of failing on a missing table.
+A store calls :meth:`ModuleTables.ready` before a query, so a query that comes in before
+the start-up creation has finished waits for it instead of failing on a missing table.  A
+process that does not create them may start before the one that does (or that one may have
+failed): a store that calls :meth:`ModuleTables.ensure` instead answers 503 ``M_UNKNOWN``
+("try again in a moment") until they are there, rather than a 500 on a missing table.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from synapse.module_api import LoggingTransaction, ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +24,22 @@ def _create(txn: LoggingTransaction, statements: tuple[str, ...]) -> None:
         txn.execute(statement)  # every statement is "... IF NOT EXISTS": safe to repeat
 
 
+def tables_exist(txn: LoggingTransaction, names: tuple[str, ...]) -> bool:
+    """Whether every named table is in the database."""
+    # From the catalogue, not by querying the tables: on PostgreSQL a failed statement would
+    # abort the transaction.
+    marks = ", ".join("?" for _ in names)
+    if txn.database_engine.module.__name__ == "sqlite3":
+        query = f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})"
+    else:
+        query = (
+            "SELECT COUNT(*) FROM information_schema.tables"
+            f" WHERE table_schema = current_schema() AND table_name IN ({marks})"
+        )
+    txn.execute(query, names)
+    return txn.fetchone()[0] == len(names)
+
+
 class ModuleTables:
     def __init__(self, api: ModuleApi, name: str, schema: tuple[str, ...]) -> None:
         self._api = api
@@ -27,6 +47,7 @@ class ModuleTables:
         self._schema = schema
         # Only one process creates tables, so that concurrent DDL cannot race on PostgreSQL.
         self._created = not api.should_run_background_tasks()
+        self._found = False  # tables are never dropped: once found, no need to look again
 
     def start(self) -> None:
         if not self._created:
@@ -39,3 +60,20 @@ class ModuleTables:
         if not self._created:
             self._created = True
             logger.info("module tables ready: %s", self._name)
+
+    async def ensure(self, names: tuple[str, ...], refusal: str) -> None:
+        """Return once the named tables are there (after this process's own creation, if it
+        makes them); until then refuse with 503 M_UNKNOWN and `refusal`, which should say to
+        try again in a moment."""
+        if self._found:
+            return
+        try:
+            await self.ready()
+            self._found = await self._api.run_db_interaction(
+                f"{self._name}_exist", tables_exist, names
+            )
+        except Exception:
+            logger.exception("module tables cannot be created or read: %s", self._name)
+            raise SynapseError(503, refusal, Codes.UNKNOWN) from None
+        if not self._found:
+            raise SynapseError(503, refusal, Codes.UNKNOWN)

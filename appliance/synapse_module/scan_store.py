@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction, ModuleApi
 
+from appliance.synapse_module.module_tables import tables_exist
 from appliance.verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class ScanStore:
             return
         # Another process creates them: ask the database whether it has done so yet.
         if not self._creates_tables and await self._api.run_db_interaction(
-            "appliance_scan_tables_exist", _tables_exist
+            "appliance_scan_tables_exist", tables_exist, _TABLES
         ):
             self._ready = True
             return
@@ -143,20 +144,6 @@ class ScanStore:
 def _create_schema(txn: LoggingTransaction) -> None:
     for statement in _SCHEMA:
         txn.execute(statement)
-
-
-def _tables_exist(txn: LoggingTransaction) -> bool:
-    # Read from the catalogue, not by querying the tables: on PostgreSQL a failed statement
-    # would abort the transaction.
-    if txn.database_engine.module.__name__ == "sqlite3":
-        query = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)"
-    else:
-        query = (
-            "SELECT COUNT(*) FROM information_schema.tables"
-            " WHERE table_schema = current_schema() AND table_name IN (?, ?)"
-        )
-    txn.execute(query, _TABLES)
-    return txn.fetchone()[0] == len(_TABLES)
 
 
 def _select_verdict(txn: LoggingTransaction, sha256: str, version: str) -> Verdict | None:
