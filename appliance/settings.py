@@ -63,7 +63,17 @@ def _ip_address(value: str) -> str:
 
 def _own_address(value: str) -> str:
     address = ipaddress.ip_address(_ip_address(value))
-    if address.is_loopback or address.is_unspecified or address.is_multicast:
+    # ::ffff:127.0.0.1 is 127.0.0.1, yet on Python 3.11 its properties are the IPv6 ones.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        # Link-local holds the clouds' metadata services (169.254.169.254), never a host's own.
+        or address.is_link_local
+    ):
         raise ValueError(f"{value} is not an address of this host on a network")
     if address.is_global:
         raise ValueError(f"{value} is public: Synapse reaches it without being told")

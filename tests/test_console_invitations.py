@@ -4,6 +4,10 @@ tables are not created yet (503, never a 500)."""
 
 from __future__ import annotations
 
+import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 from matrix_helpers import OPEN_TO_EXTERNALS, MatrixClient, Person, client_for
@@ -11,6 +15,7 @@ from matrix_helpers import OPEN_TO_EXTERNALS, MatrixClient, Person, client_for
 from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 INVITATIONS = "/_synapse/client/appliance/v1/invitations"
+REVOKERS = 6
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +114,8 @@ def test_the_list_is_for_server_admins_only(client, synapse, host):  # noqa: F81
     "params, message",
     [
         ({"from": "not-a-cursor"}, "from must be a cursor"),
+        # A cursor of the right shape whose time would overflow the database's bigint.
+        ({"from": base64.urlsafe_b64encode(f"{2**63}:x".encode()).decode()}, "from must be a"),
         ({"limit": "0"}, "limit must be at least 1"),
         ({"status": "expired"}, "status must be one of pending, all"),
     ],
@@ -196,6 +203,31 @@ def test_an_invitation_cannot_be_revoked_twice(console, synapse, host, room):  #
     assert again.status_code == 409 and "no longer pending" in again.json()["error"]
     console.confirm(f"/invitations/{token}/revoke")
     assert "no longer pending" in console.get("/invitations/")
+
+
+def test_of_concurrent_revokes_only_one_succeeds(synapse, host, room):  # noqa: F811
+    address = invite(host, room)
+    token = find(synapse, address)["id"]
+    together = threading.Barrier(REVOKERS)
+
+    def revoke(_: int) -> requests.Response:
+        together.wait()  # every request leaves at once: they overlap inside Synapse
+        return requests.post(
+            f"{synapse.url}{INVITATIONS}/{token}/revoke",
+            json={},
+            timeout=60,
+            headers={"Authorization": f"Bearer {synapse.token}"},
+        )
+
+    with ThreadPoolExecutor(REVOKERS) as pool:
+        answers = list(pool.map(revoke, range(REVOKERS)))
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] + [409] * (REVOKERS - 1), [a.text for a in answers]
+    refused = [answer.json()["error"] for answer in answers if answer.status_code == 409]
+    assert all("no longer pending (revoked by @" in error for error in refused)
+    assert find(synapse, address)["status"] == "revoked"
+    assert not third_party_invite(host, room, token)  # withdrawn by the one that won
 
 
 def test_an_unknown_invitation_cannot_be_revoked(console):

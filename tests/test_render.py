@@ -176,6 +176,14 @@ def test_without_own_addresses_private_addresses_stay_refused(tmp_path):
     [
         ("127.0.0.1", {}, "synapse.own_addresses.0: 127.0.0.1 is not an address of this host on "
          "a network"),
+        ("::ffff:127.0.0.1", {}, "synapse.own_addresses.0: ::ffff:127.0.0.1 is not an address "
+         "of this host on a network"),
+        ("169.254.169.254", {}, "synapse.own_addresses.0: 169.254.169.254 is not an address of "
+         "this host on a network"),
+        ("fe80::1", {}, "synapse.own_addresses.0: fe80::1 is not an address of this host on a "
+         "network"),
+        ("240.0.0.1", {}, "synapse.own_addresses.0: 240.0.0.1 is not an address of this host on "
+         "a network"),
         ("192.0.2.300", {}, "synapse.own_addresses.0: '192.0.2.300' is not an IP address"),
         ("8.8.8.8", {}, "synapse.own_addresses.0: 8.8.8.8 is public: Synapse reaches it without "
          "being told"),
@@ -193,7 +201,8 @@ def test_without_own_addresses_private_addresses_stay_refused(tmp_path):
             "(Synapse calls identity services over HTTPS)",
         ),
     ],
-    ids=["loopback", "not-an-address", "public", "nginx-not-there", "plain-http"],
+    ids=["loopback", "mapped-loopback", "link-local", "link-local-v6", "reserved",
+         "not-an-address", "public", "nginx-not-there", "plain-http"],
 )
 def test_own_addresses_refuse_what_would_not_work_or_open_too_much(own, extra, problem):
     data = {**PRODUCTION, **extra, "synapse": {**PRODUCTION["synapse"], "own_addresses": [own]}}

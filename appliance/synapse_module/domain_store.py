@@ -149,13 +149,18 @@ def _accounts(txn: LoggingTransaction, entries: list[str]) -> dict[str, int]:
 
     Deactivation removes an account's addresses, so only active accounts count.  The addresses
     are grouped by domain in SQL: one pass over them, and one row per domain to go through.
+    An account counts once per domain however many addresses it has there; a wildcard entry
+    sums its domains, so an account with addresses in two of them (``a.gouv.fr`` and
+    ``b.gouv.fr`` under ``*.gouv.fr``) counts twice there: rare, and counting it once would
+    need a row per account instead of per domain.
     """
     counts = dict.fromkeys(entries, 0)
     if not entries:
         return counts
     position = "strpos" if isinstance(txn.database_engine, PostgresEngine) else "instr"
     txn.execute(
-        f"SELECT substr(address, {position}(address, '@') + 1) AS domain, COUNT(*)"
+        f"SELECT substr(address, {position}(address, '@') + 1) AS domain,"
+        " COUNT(DISTINCT user_id)"
         " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
     )
     for domain, accounts in txn.fetchall():

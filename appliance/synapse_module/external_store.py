@@ -166,11 +166,18 @@ def _select_page(
 
 def _complete(
     txn: LoggingTransaction, token: str, user_id: str | None, outcome: str, now_ms: int
-) -> None:
+) -> int:
     txn.execute(
         "UPDATE appliance_external_invitations SET completed_at = ?, user_id = ?, outcome = ?"
         " WHERE token = ? AND completed_at IS NULL",
         (now_ms, user_id, outcome, token),
+    )
+    return txn.rowcount
+
+
+def _set_outcome(txn: LoggingTransaction, token: str, outcome: str) -> None:
+    txn.execute(
+        "UPDATE appliance_external_invitations SET outcome = ? WHERE token = ?", (outcome, token)
     )
 
 
@@ -227,6 +234,15 @@ class ExternalStore:
             "appliance_invitation_page", _select_page, pending_only, before, limit
         )
 
-    async def complete(self, token: str, user_id: str | None, outcome: str) -> None:
+    async def complete(self, token: str, user_id: str | None, outcome: str) -> bool:
+        """Record the invitation's outcome; False if it was no longer pending (someone else
+        completed it first: the UPDATE is the only arbiter between concurrent completions)."""
         now = self._api.get_current_time_msec()
-        await self._run("appliance_complete_invitation", _complete, token, user_id, outcome, now)
+        completed = await self._run(
+            "appliance_complete_invitation", _complete, token, user_id, outcome, now
+        )
+        return completed == 1
+
+    async def set_outcome(self, token: str, outcome: str) -> None:
+        """Correct the outcome of an invitation already completed."""
+        await self._run("appliance_invitation_outcome", _set_outcome, token, outcome)

@@ -39,7 +39,7 @@ from synapse.module_api.errors import Codes, SynapseError
 from appliance.synapse_module.admin_auth import require_server_admin
 from appliance.synapse_module.external_store import ExternalStore
 from appliance.synapse_module.invitations import Invitations
-from appliance.synapse_module.request_args import integer_arg, string_arg
+from appliance.synapse_module.request_args import MAX_INTEGER, integer_arg, string_arg
 
 INVITATIONS_PATH = "/_synapse/client/appliance/v1/invitations"
 STATUSES = ("pending", "all")
@@ -54,8 +54,11 @@ def encode_cursor(created_at: int, token: str) -> str:
 def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, token = text.split(":", 1)
-        return int(created_at), token
+        created_text, token = text.split(":", 1)
+        created_at = int(created_text)
+        if not 0 <= created_at <= MAX_INTEGER:  # beyond, the database would overflow
+            raise ValueError(created_text)
+        return created_at, token
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise SynapseError(
             400, "from must be a cursor given by this endpoint (next)", Codes.INVALID_PARAM

@@ -224,11 +224,13 @@ class Invitations:
         if invitation is None:
             raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
         if not invitation.pending:
-            raise SynapseError(
-                409, f"This invitation is no longer pending ({invitation.outcome})", Codes.UNKNOWN
-            )
+            raise _no_longer_pending(invitation.outcome)
         # The record first: from now on the address cannot register, whatever the room does.
-        await self._store.complete(token, None, f"revoked by {admin}")
+        # Only one completion claims it: a revoke that loses to another, or to the address's
+        # registration, leaves the room alone.
+        if not await self._store.complete(token, None, f"revoked by {admin}"):
+            latest = await self._store.by_token(token)
+            raise _no_longer_pending(latest.outcome if latest else None)
         logger.info("%s revoked the invitation into %s", admin, invitation.room_id)
         state = RoomState(await self._api.get_room_state(invitation.room_id))
         if not state.content(THIRD_PARTY_INVITE, token):
@@ -259,8 +261,13 @@ class Invitations:
 
     async def complete_for(self, user_id: str, address: str) -> None:
         for invitation in await self._store.pending_for(address):
+            # Claimed before the room is touched, as a revoke does: of the two, only the one
+            # that claims the record acts in the room.
+            if not await self._store.complete(invitation.token, user_id, JOINED):
+                continue  # revoked meanwhile
             outcome = await self._complete(invitation, user_id)
-            await self._store.complete(invitation.token, user_id, outcome)
+            if outcome != JOINED:
+                await self._store.set_outcome(invitation.token, outcome)
             logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
 
     async def _complete(self, invitation: Invitation, user_id: str) -> str:
@@ -293,6 +300,10 @@ class Invitations:
             ):
                 return candidate
         return None
+
+
+def _no_longer_pending(outcome: str | None) -> SynapseError:
+    return SynapseError(409, f"This invitation is no longer pending ({outcome})", Codes.UNKNOWN)
 
 
 def _status(invitation: Invitation, in_room: dict | None) -> str:

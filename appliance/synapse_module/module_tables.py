@@ -12,11 +12,20 @@ failed): a store that calls :meth:`ModuleTables.ensure` instead answers 503 ``M_
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
-from synapse.module_api import LoggingTransaction, ModuleApi
+from synapse.module_api import (
+    LoggingTransaction,
+    ModuleApi,
+    make_deferred_yieldable,
+    run_in_background,
+)
 from synapse.module_api.errors import Codes, SynapseError
+from twisted.internet.defer import Deferred
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _create(txn: LoggingTransaction, statements: tuple[str, ...]) -> None:
@@ -48,6 +57,9 @@ class ModuleTables:
         # Only one process creates tables, so that concurrent DDL cannot race on PostgreSQL.
         self._created = not api.should_run_background_tasks()
         self._found = False  # tables are never dropped: once found, no need to look again
+        # The creation under way, which every caller waits for: on PostgreSQL a second
+        # CREATE ... IF NOT EXISTS running beside it can fail (unique violation on pg_type).
+        self._creation: Deferred[Exception | None] | None = None
 
     def start(self) -> None:
         if not self._created:
@@ -56,10 +68,24 @@ class ModuleTables:
     async def ready(self) -> None:
         if self._created:
             return
-        await self._api.run_db_interaction(f"{self._name}_create", _create, self._schema)
-        if not self._created:
-            self._created = True
-            logger.info("module tables ready: %s", self._name)
+        creation = self._creation
+        if creation is None:
+            creation = self._creation = run_in_background(self._create)
+        error = await make_deferred_yieldable(_waiter(creation))
+        if error is not None:
+            if self._creation is creation:
+                self._creation = None  # the next caller tries again
+            raise error
+
+    async def _create(self) -> Exception | None:
+        """Create the tables; the error, if that failed, for every waiting caller to raise."""
+        try:
+            await self._api.run_db_interaction(f"{self._name}_create", _create, self._schema)
+        except Exception as error:
+            return error
+        self._created = True
+        logger.info("module tables ready: %s", self._name)
+        return None
 
     async def ensure(self, names: tuple[str, ...], refusal: str) -> None:
         """Return once the named tables are there (after this process's own creation, if it
@@ -77,3 +103,16 @@ class ModuleTables:
             raise SynapseError(503, refusal, Codes.UNKNOWN) from None
         if not self._found:
             raise SynapseError(503, refusal, Codes.UNKNOWN)
+
+
+def _waiter(shared: Deferred[T]) -> Deferred[T]:
+    """A Deferred of its own that fires with shared's result (a Deferred's result goes down
+    one chain of callbacks: several callers cannot all await the same one)."""
+    waiter: Deferred[T] = Deferred()
+
+    def relay(result: T) -> T:
+        waiter.callback(result)
+        return result
+
+    shared.addCallback(relay)
+    return waiter

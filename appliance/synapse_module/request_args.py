@@ -22,8 +22,13 @@ def string_arg(request: SynapseRequest, name: str, default: str = "", max_length
     return value
 
 
+# Below PostgreSQL's bigint (2**63 - 1) with room for additions such as offset + limit; a
+# larger value would overflow in the database (or in SQLite's driver) and answer 500.
+MAX_INTEGER = 2**62
+
+
 def integer_arg(
-    request: SynapseRequest, name: str, default: int, minimum: int, maximum: int | None = None
+    request: SynapseRequest, name: str, default: int, minimum: int, maximum: int = MAX_INTEGER
 ) -> int:
     text = string_arg(request, name)
     if not text:
@@ -32,7 +37,8 @@ def integer_arg(
         value = int(text)
     except ValueError:
         raise SynapseError(400, f"{name} must be an integer", Codes.INVALID_PARAM) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" + (f" and at most {maximum}" if maximum else "")
-        raise SynapseError(400, f"{name} must be {bounds}", Codes.INVALID_PARAM)
+    if not minimum <= value <= maximum:
+        raise SynapseError(
+            400, f"{name} must be at least {minimum} and at most {maximum}", Codes.INVALID_PARAM
+        )
     return value
