@@ -4,8 +4,9 @@
 from a release pinning the previous Synapse, then from this tree (an upgrade in place); then the
 appliance is used as a client would use it, through nginx with TLS: /health, the client API,
 registration through the mail flow, the EICAR refusal, the console, the content scanner; a backup
-is made and put back with restore.yml; `--tags self-check` passes; and a last converge must
-change nothing. The container shares the machine's network namespace, so
+is made and put back with restore.yml; `--tags self-check` passes; the host is put back as a
+release with one user for every service left it, and converging moves its secrets; and a last
+converge must change nothing. The container shares the machine's network namespace, so
 every service gets a free loopback port from the inventory and the firewall stays off (loading
 it there would replace the machine's own rules).
 
@@ -462,6 +463,8 @@ SYNAPSE_SECRETS = (
 )
 TOKEN = f"{STATE}/service-token/synapse-service-token"
 CONSOLE_FILES = (f"{STATE}/console/secret-key", f"{STATE}/console/console.json")
+FIRST_OPERATOR = f"{STATE}/console/console-admin.json"
+CONSOLE_DATABASE = f"{STATE}/console/console.sqlite3"
 SCANNER_KEY = f"{STATE}/content-scanner/body-key"
 
 
@@ -536,11 +539,9 @@ def test_running_console_and_scanner_do_not_even_see_synapses_secrets(provisione
     assert "synapse-service-token" in listing("appliance-console", f"{STATE}/service-token")
 
 
-def test_the_console_calls_synapse_with_the_token_it_may_read(provisioned):
-    """Logged in through nginx, the console shows a user it fetched with the service token."""
-    credentials = json.loads(
-        provisioned.container.run("cat", f"{STATE}/console/console-admin.json").stdout
-    )
+def console_login(provisioned: Provisioned) -> requests.Session:
+    """A session of the first operator, logged in through nginx with the generated password."""
+    credentials = json.loads(provisioned.container.run("cat", FIRST_OPERATOR).stdout)
     http = provisioned.https()
     console = f"{provisioned.public_url}/console"
     form = http.get(f"{console}/login", timeout=10).text
@@ -553,10 +554,20 @@ def test_the_console_calls_synapse_with_the_token_it_may_read(provisioned):
         timeout=30,
     )
     assert login.status_code == 200 and "/console/login" not in login.url, login.text[:500]
+    return http
+
+
+def assert_console_shows_the_service_account(provisioned: Provisioned, http: requests.Session):
+    """The page of a user the console fetched from Synapse with the service token."""
     service_account = "@appliance-console:appliance.test"
-    page = http.get(f"{console}/users/{service_account}", timeout=30)
-    assert page.status_code == 200, page.text[:500]
+    page = http.get(f"{provisioned.public_url}/console/users/{service_account}", timeout=30)
+    assert page.status_code == 200 and "/console/login" not in page.url, page.text[:500]
     assert service_account in page.text and "service account" in page.text
+
+
+def test_the_console_calls_synapse_with_the_token_it_may_read(provisioned):
+    """Logged in through nginx, the console shows a user it fetched with the service token."""
+    assert_console_shows_the_service_account(provisioned, console_login(provisioned))
 
 
 def test_database_has_c_collation(provisioned):
@@ -615,8 +626,79 @@ def test_self_check_passes(provisioned):
     assert checked.changed == 0
 
 
+# --- a host converged when one user ran every service, upgraded by converging again -------------
+# Where that layout kept the console's and the scanner's files: in Synapse's secrets/.
+ONE_USER_LAYOUT = {
+    FIRST_OPERATOR: f"{STATE}/secrets/console-admin.json",
+    TOKEN: f"{STATE}/secrets/synapse-service-token",
+    f"{STATE}/console/secret-key": f"{STATE}/secrets/console_secret_key",
+    SCANNER_KEY: f"{STATE}/secrets/content_scanner_body_key",
+}
+
+
+def plant_one_user_layout(provisioned: Provisioned) -> None:
+    """Put the host back as the one-user layout left it, its services running: the console's and
+    the scanner's secrets in secrets/, theirs and their databases Synapse's user's, that user's
+    home the state directory, no service-token/ directory."""
+    moves = "".join(
+        f"mv {new} {old} && chown {SYNAPSE_USER}: {old} && chmod 0600 {old}\n"
+        for new, old in ONE_USER_LAYOUT.items()
+    )
+    provisioned.container.run(
+        "sh",
+        "-ec",
+        f"{moves}rmdir {STATE}/service-token\n"
+        f"chown -R {SYNAPSE_USER}: {STATE}/console {STATE}/content-scanner\n"
+        # usermod refuses while Synapse runs as that user, which is the very case to converge.
+        f"sed -i '/^{SYNAPSE_USER}:/ s#:/nonexistent:#:{STATE}:#' /etc/passwd\n",
+    )
+
+
+def scanner_public_key(provisioned: Provisioned) -> str:
+    url = f"{provisioned.public_url}/_matrix/media_proxy/unstable/public_key"
+    return provisioned.https().get(url, timeout=10).json()["public_key"]
+
+
+def test_converging_a_host_of_the_one_user_layout_moves_its_secrets_out_of_synapses(provisioned):
+    operator = console_login(provisioned)
+    public_key = scanner_public_key(provisioned)
+    old_token = provisioned.container.run("cat", TOKEN).stdout.strip()
+    plant_one_user_layout(provisioned)
+
+    converge(provisioned.inventory, provisioned.logs / "5-one-user-layout-upgrade.log")
+
+    secrets = provisioned.container.run("ls", "-A", f"{STATE}/secrets").stdout.split()
+    assert not {Path(old).name for old in ONE_USER_LAYOUT.values()} & set(secrets)
+    owners = provisioned.container.run(
+        "stat", "--format=%n %U %G %a", FIRST_OPERATOR, CONSOLE_DATABASE
+    ).stdout.splitlines()
+    assert owners[0] == f"{FIRST_OPERATOR} {CONSOLE_USER} {CONSOLE_USER} 600"
+    assert owners[1].startswith(f"{CONSOLE_DATABASE} {CONSOLE_USER} {CONSOLE_USER} ")
+    # Nothing else either: the database's journal, the scanner's verdicts.
+    strays = provisioned.container.run(
+        "sh",
+        "-c",
+        f"find {STATE}/console ! -user {CONSOLE_USER}; "
+        f"find {STATE}/content-scanner ! -user {SCANNER_USER}",
+    )
+    assert strays.stdout == ""
+    # The keys moved, not made anew: the operator's session and the clients' cached key hold.
+    assert_console_shows_the_service_account(provisioned, operator)
+    assert scanner_public_key(provisioned) == public_key
+    # The moved password logs in; the console's new token works, the old one opens nothing.
+    assert_console_shows_the_service_account(provisioned, console_login(provisioned))
+    whoami = requests.get(
+        f"http://127.0.0.1:{provisioned.ports.synapse}/_matrix/client/v3/account/whoami",
+        headers={"Authorization": f"Bearer {old_token}"},
+        timeout=10,
+    )
+    assert (whoami.status_code, whoami.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    home = provisioned.container.run("getent", "passwd", SYNAPSE_USER).stdout.split(":")[5]
+    assert home == STATE  # left alone: usermod cannot change it while Synapse runs
+
+
 def test_second_converge_changes_nothing(provisioned):
-    again = converge(provisioned.inventory, provisioned.logs / "5-idempotent-converge.log")
+    again = converge(provisioned.inventory, provisioned.logs / "6-idempotent-converge.log")
     print(
         f"full converge {provisioned.converges['full'].seconds:.0f} s, "
         f"idempotent converge {again.seconds:.0f} s: {again.recap}"
