@@ -54,6 +54,8 @@ EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
 # What became of an invitation, as the console shows it.
 PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
 JOINED = "joined"  # the outcome of an invitation used by its person
+# Its outcome while the person is being joined; still there after a crash or restart meanwhile.
+INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
 NAME = "m.room.name"
 
@@ -262,12 +264,12 @@ class Invitations:
     async def complete_for(self, user_id: str, address: str) -> None:
         for invitation in await self._store.pending_for(address):
             # Claimed before the room is touched, as a revoke does: of the two, only the one
-            # that claims the record acts in the room.
-            if not await self._store.complete(invitation.token, user_id, JOINED):
+            # that claims the record acts in the room. Claimed as interrupted, so that a crash
+            # or a restart before the join leaves the console an honest record.
+            if not await self._store.complete(invitation.token, user_id, INTERRUPTED):
                 continue  # revoked meanwhile
             outcome = await self._complete(invitation, user_id)
-            if outcome != JOINED:
-                await self._store.set_outcome(invitation.token, outcome)
+            await self._store.set_outcome(invitation.token, outcome)
             logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
 
     async def _complete(self, invitation: Invitation, user_id: str) -> str:
@@ -287,6 +289,9 @@ class Invitations:
             # This runs inside /register, which must succeed anyway: the console shows it.
             logger.warning("cannot complete the invitation into %s: %s", room_id, error.msg)
             return f"failed: {error.msg}"
+        except Exception:
+            logger.exception("cannot complete the invitation into %s", room_id)
+            return "failed: internal error (see Synapse's log)"
         return JOINED
 
     async def _inviter(self, invitation: Invitation, state: RoomState) -> str | None:
