@@ -14,7 +14,7 @@ from appliance.clamd import ClamdClient
 from appliance.evaluation import EvaluationAppliance
 from appliance.layout import Layout
 from harness import TEST_DOMAINS, MailSink, evaluation_settings, free_port  # noqa: F401
-from matrix_helpers import SideSynapse
+from matrix_helpers import MatrixClient, SideSynapse, client_for
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +102,9 @@ def synapse_without_tables(tmp_path_factory):
 
     with SideSynapse(settings, layout, edit_config=background_tasks_elsewhere) as side:
         yield side
+
+
+@pytest.fixture(scope="module")
+def client(appliance) -> MatrixClient:
+    """A Matrix client of the shared appliance, over plain HTTP, reading its mail sink."""
+    return client_for(appliance)

@@ -10,17 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from matrix_helpers import OPEN_TO_EXTERNALS, MatrixClient, Person, client_for
+from matrix_helpers import OPEN_TO_EXTERNALS, Person
 
 from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 INVITATIONS = "/_synapse/client/appliance/v1/invitations"
 REVOKERS = 6
-
-
-@pytest.fixture(scope="module")
-def client(appliance) -> MatrixClient:
-    return client_for(appliance)
 
 
 @pytest.fixture(scope="module")

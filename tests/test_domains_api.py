@@ -16,11 +16,6 @@ from appliance.synapse_module.domain_store import insert_entry_txn
 DOMAINS = "/_synapse/client/appliance/v1/domains"
 
 
-@pytest.fixture
-def client(appliance):
-    return client_for(appliance)
-
-
 def domain_path(entry: str) -> str:
     return f"{DOMAINS}/{quote(entry, safe='')}"
 

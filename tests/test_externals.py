@@ -25,7 +25,6 @@ from matrix_helpers import (
     MatrixClient,
     Person,
     SideSynapse,
-    client_for,
     plain_text,
     refusal,
     wait_for_allowlist,
@@ -45,11 +44,6 @@ from appliance.synapse_module.room_rules import (
 )
 
 INVITE_ISVALID = "/_matrix/identity/v2/pubkey/isvalid"
-
-
-@pytest.fixture(scope="module")
-def client(appliance) -> MatrixClient:
-    return client_for(appliance)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +284,7 @@ def tls_synapse(tmp_path_factory):
 
     settings = evaluation_settings(state_dir, public_baseurl=public_baseurl)
     layout = Layout.from_settings(settings, state_dir)
-    with SideSynapse(settings, layout, edit_config=with_tls_listener) as synapse:
+    with SideSynapse(settings, layout, edit_config=with_tls_listener):
         http = requests.Session()
         http.trust_env = False  # a CA bundle from the environment would replace ours
         http.verify = str(cert)

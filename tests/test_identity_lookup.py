@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import pytest
 from matrix_helpers import IDENTITY_INFO_PATH as INFO
-from matrix_helpers import client_for
-
-
-@pytest.fixture
-def client(appliance):
-    return client_for(appliance)
 
 
 @pytest.fixture

@@ -17,18 +17,13 @@ import pytest
 from harness import TEST_DOMAINS, evaluation_settings
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from matrix_helpers import PASSWORD, SideSynapse, client_for, plain_text
+from matrix_helpers import PASSWORD, SideSynapse, plain_text
 
 from appliance.domain_allowlist import DomainAllowlist
 from appliance.layout import Layout
 from appliance.synapse_module.registration import decide
 
 # --- the shared appliance ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(appliance):
-    return client_for(appliance)
 
 
 @pytest.fixture

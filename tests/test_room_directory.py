@@ -11,14 +11,9 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from matrix_helpers import OPEN_TO_EXTERNALS, Person, client_for, refusal
+from matrix_helpers import OPEN_TO_EXTERNALS, Person, refusal
 
 from appliance.synapse_module.room_kinds import ONLY_FORUMS_LISTED
-
-
-@pytest.fixture(scope="module")
-def client(appliance):
-    return client_for(appliance)
 
 
 @pytest.fixture(scope="module")

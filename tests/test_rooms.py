@@ -9,7 +9,7 @@ why, and a refused creation must leave no room behind.
 from __future__ import annotations
 
 import pytest
-from matrix_helpers import OPEN_TO_EXTERNALS, Person, client_for, refusal
+from matrix_helpers import OPEN_TO_EXTERNALS, Person, refusal
 
 from appliance.synapse_module.room_kinds import (
     ACCESS_RULES,
@@ -24,11 +24,6 @@ from appliance.synapse_module.room_kinds import (
 )
 
 MEGOLM = {"algorithm": "m.megolm.v1.aes-sha2"}
-
-
-@pytest.fixture(scope="module")
-def client(appliance):
-    return client_for(appliance)
 
 
 @pytest.fixture(scope="module")

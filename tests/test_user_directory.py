@@ -11,12 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from matrix_helpers import OPEN_TO_EXTERNALS, Person, client_for
-
-
-@pytest.fixture(scope="module")
-def client(appliance):
-    return client_for(appliance)
+from matrix_helpers import OPEN_TO_EXTERNALS, Person
 
 
 @pytest.fixture(scope="module")
