@@ -1,6 +1,6 @@
 """Who is an external guest, decided in this one place.
 
-The appliance marks externals in their display name (`appliance.identity.EXTERNAL_MARKER`,
+The appliance marks externals in their display name (`appliance.addresses.identity.EXTERNAL_MARKER`,
 "Pierre Dupont [gmail.com] (external)"), so the user list can filter them server-side with the
 Admin API's display-name search. Until the rooms-and-externals module decides it for every
 account, a user with an email address whose domain is not allowed counts as external too.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from appliance.identity import EXTERNAL_MARKER
+from appliance.addresses.identity import EXTERNAL_MARKER
 
 __all__ = ["EXTERNAL_MARKER", "DomainCheck", "is_external"]
 

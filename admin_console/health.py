@@ -17,7 +17,7 @@ from admin_console import db, health_history
 from admin_console.auth import require_login
 from admin_console.charts import line_chart
 from admin_console.health_warnings import warnings
-from appliance import health
+from appliance.operations import health
 
 bp = Blueprint("health", __name__, url_prefix="/health")
 bp.before_request(require_login)

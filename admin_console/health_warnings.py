@@ -16,8 +16,8 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from admin_console.media.signatures import too_old
-from appliance import health
-from appliance.clamd_signatures import describe_age
+from appliance.operations import health
+from appliance.antivirus.signatures import describe_age
 
 TLS_WARNING_DAYS = 14
 TLS_TIMEOUT = 5.0

@@ -8,7 +8,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import Field, Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from appliance.email_address import InvalidEmailAddress, parse_email
+from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 
 MAX_PASSWORD_LENGTH = 256
 # Synapse's own character classes (synapse/handlers/password_policy.py): ASCII only.
@@ -34,7 +34,7 @@ def strong_password(min_length: int) -> list:
 
 
 class EmailAddress:
-    """An address appliance.email_address.parse_email accepts (the registration's own rules)."""
+    """An address appliance.addresses.email_address.parse_email accepts (the registration's own rules)."""
 
     def __call__(self, form: Form, field: Field) -> None:
         if not field.data:

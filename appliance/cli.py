@@ -7,18 +7,19 @@ import argparse
 import json
 import sys
 
-from appliance import __version__, health
-from appliance.evaluation import EvaluationAppliance, StartError, is_root
-from appliance.layout import SOURCE_ROOT, Layout
-from appliance.render import give_secrets_to_owners, render_all, write_all
-from appliance.secrets_store import ensure_secrets
-from appliance.service_account import ServiceAccountError, ensure_console_token
-from appliance.settings import SettingsError, load_settings
+from appliance import __version__
+from appliance.operations import health
+from appliance.evaluation.lifecycle import EvaluationAppliance, StartError, is_root
+from appliance.config.layout import SOURCE_ROOT, Layout
+from appliance.config.render import give_secrets_to_owners, render_all, write_all
+from appliance.config.secrets_store import ensure_secrets
+from appliance.operations.service_account import ServiceAccountError, ensure_console_token
+from appliance.config.settings import SettingsError, load_settings
 
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
 EXIT_SERVICE_ACCOUNT = 4
-# `appliance probe NAME`: the checks of appliance.health, as the console's health page runs them.
+# `appliance probe NAME`: the checks of appliance.operations.health, as the console's health page runs them.
 PROBES = sorted(name for name in dir(health) if name.startswith("check_"))
 
 
@@ -53,7 +54,7 @@ def cmd_service_token(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    """One check of appliance.health; prints its summary, exit status 1 when it fails."""
+    """One check of appliance.operations.health; prints its summary, exit status 1 when it fails."""
     arguments = [int(value) if value.isdigit() else value for value in args.arguments]
     check = getattr(health, args.check)(*arguments)
     print(check.summary)

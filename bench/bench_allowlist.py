@@ -27,8 +27,8 @@ from types import SimpleNamespace
 from synapse.handlers.auth import PasswordAuthProvider
 from synapse.util.threepids import check_3pid_allowed
 
-from appliance.domain_allowlist import DomainAllowlist
-from appliance.synapse_module.registration import RegistrationPolicy, decide
+from appliance.addresses.domain_allowlist import DomainAllowlist
+from appliance.synapse_module.accounts.registration import RegistrationPolicy, decide
 
 SIZES = (10, 1_000, 100_000)
 SERVER_NAME = "appliance.example"

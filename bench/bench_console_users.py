@@ -44,13 +44,13 @@ from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from admin_console import create_app  # noqa: E402
 from admin_console.users.views import PAGE_SIZE  # noqa: E402
-from appliance import services  # noqa: E402
-from appliance.evaluation import EvaluationAppliance  # noqa: E402
-from appliance.layout import Layout  # noqa: E402
-from appliance.render import render_all, write_all  # noqa: E402
-from appliance.secrets_store import ensure_secrets  # noqa: E402
-from appliance.service_account import ensure_service_token  # noqa: E402
-from appliance.supervisor import start, stop, wait_until_ready  # noqa: E402
+from appliance.evaluation import services  # noqa: E402
+from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
+from appliance.config.layout import Layout  # noqa: E402
+from appliance.config.render import render_all, write_all  # noqa: E402
+from appliance.config.secrets_store import ensure_secrets  # noqa: E402
+from appliance.operations.service_account import ensure_service_token  # noqa: E402
+from appliance.evaluation.supervisor import start, stop, wait_until_ready  # noqa: E402
 
 SIZES = (10_000, 100_000)
 ROUNDS = 21

@@ -35,8 +35,8 @@ import requests
 import yaml
 from media_bench_support import Services, median, percentile
 
-from appliance.clamd import ClamdClient
-from appliance.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
+from appliance.antivirus.clamd import ClamdClient
+from appliance.evaluation.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
 from harness import free_port
 from matrix_media_helpers import MEDIA_PROXY, User, upload_encrypted
 

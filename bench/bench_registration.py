@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from harness import evaluation_settings  # noqa: E402  (the test harness's free-port settings)
 from matrix_helpers import MatrixClient, SideSynapse  # noqa: E402
 
-from appliance.layout import Layout  # noqa: E402
+from appliance.config.layout import Layout  # noqa: E402
 
 DOMAIN = "ac-paris.fr"
 

@@ -19,12 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
-from appliance import services  # noqa: E402
-from appliance.evaluation import EvaluationAppliance  # noqa: E402
-from appliance.layout import Layout  # noqa: E402
-from appliance.render import render_all, write_all  # noqa: E402
-from appliance.secrets_store import ensure_secrets  # noqa: E402
-from appliance.supervisor import start, stop, wait_until_ready  # noqa: E402
+from appliance.evaluation import services  # noqa: E402
+from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
+from appliance.config.layout import Layout  # noqa: E402
+from appliance.config.render import render_all, write_all  # noqa: E402
+from appliance.config.secrets_store import ensure_secrets  # noqa: E402
+from appliance.evaluation.supervisor import start, stop, wait_until_ready  # noqa: E402
 
 ROUNDS = 3
 
@@ -36,9 +36,9 @@ def fresh_appliance(directory: Path) -> EvaluationAppliance:
 
 def time_synapse_alone(directory: Path) -> float:
     appliance = fresh_appliance(directory)
-    ensure_secrets(appliance.layout)
-    write_all(render_all(appliance.settings, appliance.layout))
-    spec = services.synapse(appliance.settings, appliance.layout)
+    ensure_secrets(appliance.config.layout)
+    write_all(render_all(appliance.config.settings, appliance.config.layout))
+    spec = services.synapse(appliance.config.settings, appliance.config.layout)
     began = time.monotonic()
     process = start(spec)
     reason = wait_until_ready(spec, process)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from media_bench_support import Services, median
 
-from appliance.clamd import ClamdClient
+from appliance.antivirus.clamd import ClamdClient
 from matrix_media_helpers import User, upload
 
 ROUNDS = {1: 12, 10: 6, 50: 4}  # size in MB -> uploads to each Synapse

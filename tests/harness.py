@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from appliance.settings import Settings, parse_settings
+from appliance.config.settings import Settings, parse_settings
 
 TEST_DOMAINS = ["ac-paris.fr", "*.gouv.fr"]
 

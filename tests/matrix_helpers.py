@@ -26,13 +26,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import requests
 import yaml
 
-from appliance import services
-from appliance.layout import Layout
-from appliance.render import render_all, write_all
-from appliance.secrets_store import ensure_secrets
-from appliance.service_account import ensure_service_token
-from appliance.settings import Settings
-from appliance.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
+from appliance.evaluation import services
+from appliance.config.layout import Layout
+from appliance.config.render import render_all, write_all
+from appliance.config.secrets_store import ensure_secrets
+from appliance.operations.service_account import ensure_service_token
+from appliance.config.settings import Settings
+from appliance.evaluation.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
 
 # Meets the appliance's password policy (10+ characters, upper, lower, digit).
 PASSWORD = "Correct-Horse-Battery-42"
@@ -251,8 +251,8 @@ def _session_link(message: email.message.Message, session: EmailSession) -> str 
 
 def client_for(appliance) -> MatrixClient:
     """A client of the shared evaluation appliance (the `appliance` fixture), reading its sink."""
-    mail_dir = appliance.layout.mail_dir
-    return MatrixClient(appliance.settings.synapse.listen.url, mail_dir)
+    mail_dir = appliance.config.layout.mail_dir
+    return MatrixClient(appliance.config.settings.synapse.listen.url, mail_dir)
 
 
 def _bearer(token: str | None) -> dict:

@@ -22,8 +22,8 @@ from pathlib import Path
 import requests
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from appliance.clamd import ClamdClient
-from appliance.supervisor import running_process, start, stop, wait_until_ready
+from appliance.antivirus.clamd import ClamdClient
+from appliance.evaluation.supervisor import running_process, start, stop, wait_until_ready
 
 TIMEOUT = 30
 MEDIA_PROXY = "/_matrix/media_proxy/unstable"
@@ -185,7 +185,7 @@ def added_signature(appliance, marker: bytes):
     """A signature file detecting `marker` is in clamd's directory inside the block, as an
     administrator drops one in: nobody tells clamd (the module and the scanner must)."""
     name = f"Appliance.Test.Marker-{marker.hex()[:12]}"
-    path = Path(appliance.layout.clamav_database_dir) / f"appliance-test-{marker.hex()[:12]}.ndb"
+    path = Path(appliance.config.layout.clamav_database_dir) / f"appliance-test-{marker.hex()[:12]}.ndb"
     path.write_text(f"{name}:0:*:{marker.hex()}\n")
     try:
         yield name

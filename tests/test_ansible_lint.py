@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from appliance.layout import SOURCE_ROOT
-from appliance.settings import parse_settings
+from appliance.config.layout import SOURCE_ROOT
+from appliance.config.settings import parse_settings
 
 ANSIBLE_DIR = SOURCE_ROOT / "ansible"
 ROLES = sorted(path.name for path in (ANSIBLE_DIR / "roles").iterdir() if path.is_dir())

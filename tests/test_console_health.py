@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from admin_console import charts, db, health_history, health_warnings
-from appliance import health
+from appliance.operations import health
 from test_console_users import app, console  # noqa: F401 (fixtures)
 
 PAGES = (

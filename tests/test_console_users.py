@@ -16,7 +16,7 @@ import requests
 from matrix_helpers import Person, client_for
 from test_console_auth import csrf_token, first_operator, login
 
-from appliance.synapse_module.room_kinds import ACCESS_RULES
+from appliance.synapse_module.rooms.kinds import ACCESS_RULES
 
 PASSWORD = "Console-Test-Passw0rd"
 
@@ -117,7 +117,7 @@ class Synapse:
 
 @pytest.fixture
 def synapse(appliance, admin_token) -> Synapse:
-    settings = appliance.settings
+    settings = appliance.config.settings
     return Synapse(settings.synapse.listen.url, admin_token, settings.server_name)
 
 

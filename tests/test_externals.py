@@ -30,10 +30,10 @@ from matrix_helpers import (
     wait_for_allowlist,
 )
 
-from appliance.layout import Layout
-from appliance.synapse_module.invitations import EXTERNALS_CANNOT_INVITE_BY_EMAIL
-from appliance.synapse_module.room_kinds import ACCESS_RULES
-from appliance.synapse_module.room_rules import (
+from appliance.config.layout import Layout
+from appliance.synapse_module.externals.invitations import EXTERNALS_CANNOT_INVITE_BY_EMAIL
+from appliance.synapse_module.rooms.kinds import ACCESS_RULES
+from appliance.synapse_module.rooms.rules import (
     EXTERNAL_NAME,
     EXTERNALS_CANNOT_CREATE,
     EXTERNALS_CANNOT_PUBLISH,

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from appliance.supervisor import running_process
+from appliance.evaluation.supervisor import running_process
 
 from test_console_auth import first_operator, login
 

@@ -35,7 +35,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 
-from appliance.layout import SOURCE_ROOT
+from appliance.config.layout import SOURCE_ROOT
 from harness import TEST_DOMAINS, free_port
 from matrix_helpers import MatrixClient
 from matrix_media_helpers import EICAR, unique_bytes

@@ -19,16 +19,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from matrix_helpers import PASSWORD, SideSynapse, plain_text
 
-from appliance.domain_allowlist import DomainAllowlist
-from appliance.layout import Layout
-from appliance.synapse_module.registration import decide
+from appliance.addresses.domain_allowlist import DomainAllowlist
+from appliance.config.layout import Layout
+from appliance.synapse_module.accounts.registration import decide
 
 # --- the shared appliance ------------------------------------------------------------------------
 
 
 @pytest.fixture
 def server_name(appliance) -> str:
-    return appliance.settings.server_name
+    return appliance.config.settings.server_name
 
 
 def user_count(client, admin_token) -> int:

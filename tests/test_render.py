@@ -10,10 +10,10 @@ import yaml
 from netaddr import IPAddress
 from synapse.config.homeserver import HomeServerConfig
 
-from appliance.layout import Layout
-from appliance.render import render_all, write_all
-from appliance.secrets_store import ensure_secrets
-from appliance.settings import SettingsError, parse_settings
+from appliance.config.layout import Layout
+from appliance.config.render import render_all, write_all
+from appliance.config.secrets_store import ensure_secrets
+from appliance.config.settings import SettingsError, parse_settings
 
 EVALUATION = {"registration": {"allowed_domains": ["ac-paris.fr", "*.gouv.fr"]}}
 PRODUCTION = {

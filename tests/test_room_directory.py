@@ -13,7 +13,7 @@ import secrets
 import pytest
 from matrix_helpers import OPEN_TO_EXTERNALS, Person, refusal
 
-from appliance.synapse_module.room_kinds import ONLY_FORUMS_LISTED
+from appliance.synapse_module.rooms.kinds import ONLY_FORUMS_LISTED
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from matrix_helpers import OPEN_TO_EXTERNALS, Person, refusal
 
-from appliance.synapse_module.room_kinds import (
+from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     DIRECT_FULL,
     FORUM_NOT_OPEN,

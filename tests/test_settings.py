@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from appliance.layout import SOURCE_ROOT, Layout
-from appliance.preflight import check_paths, check_ports
-from appliance.settings import Settings, SettingsError, load_settings, parse_settings
+from appliance.config.layout import SOURCE_ROOT, Layout
+from appliance.config.preflight import check_paths, check_ports
+from appliance.config.settings import Settings, SettingsError, load_settings, parse_settings
 from harness import free_port
 
 EXAMPLE = SOURCE_ROOT / "appliance.example.yaml"

@@ -18,7 +18,7 @@ from admin_console.domains.forms import AddDomainsForm
 from admin_console.forms import ConfirmForm
 from admin_console.pagination import offset_arg
 from admin_console.synapse_admin import SynapseRefused, appliance, client
-from appliance.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
 bp = Blueprint("domains", __name__, url_prefix="/domains")
 bp.before_request(require_login)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flask import current_app
 
-from appliance.clamd import ClamdClient, ClamdUnavailable
-from appliance.clamd_signatures import SignatureFiles, SignatureState, current_state
+from appliance.antivirus.clamd import ClamdClient, ClamdUnavailable
+from appliance.antivirus.signatures import SignatureFiles, SignatureState, current_state
 
 PROBE_TIMEOUT = 3.0
 MAX_AGE_SECONDS = 48 * 3600

@@ -11,7 +11,7 @@ from admin_console.media.forms import MediaForm
 from admin_console.media.signatures import signature_state, too_old
 from admin_console.pagination import offset_arg
 from admin_console.synapse_admin import EndpointMissing, appliance, client, media
-from appliance.clamd_signatures import describe_age
+from appliance.antivirus.signatures import describe_age
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 bp.before_request(require_login)

@@ -16,7 +16,7 @@ from pathlib import Path
 from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from appliance.secrets_store import write_json_secret
+from appliance.config.secrets_store import write_json_secret
 
 FIRST_OPERATOR = "admin"
 # Compared against when the username is unknown, so a login takes as long either way.

@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from admin_console import mailer
 from admin_console.externals import DomainCheck
 from admin_console.synapse_admin import EndpointMissing, SynapseRefused, SynapseUnavailable
-from appliance.email_address import InvalidEmailAddress, parse_email
+from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from admin_console.synapse_admin import (
 from admin_console.users import invitation
 from admin_console.users.forms import DeactivateForm, InviteForm, ReactivateForm
 from admin_console.users.listing import CURSOR_ARG, FILTERS, cursor_arg, list_page
-from appliance.email_address import parse_email
+from appliance.addresses.email_address import parse_email
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 bp.before_request(require_login)

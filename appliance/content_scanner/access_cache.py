@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from appliance.media_ref import MediaRef
+from appliance.addresses.media_ref import MediaRef
 
 TTL_SECONDS = 30.0
 # Each entry is about 200 bytes: 10,000 grants stay well under 5 MB.

@@ -22,8 +22,8 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from appliance.clamd import ClamdClient
-from appliance.clamd_signatures import SignatureFiles, SignatureState
+from appliance.antivirus.clamd import ClamdClient
+from appliance.antivirus.signatures import SignatureFiles, SignatureState
 from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.attachment import EncryptedFile, parse_encrypted_file
 from appliance.content_scanner.body_crypto import BodyDecryptor
@@ -32,8 +32,8 @@ from appliance.content_scanner.errors import ErrCode, ScannerError, malformed
 from appliance.content_scanner.media_fetch import FetchedMedia, MediaFetcher
 from appliance.content_scanner.scanner import Scanner, whole
 from appliance.content_scanner.verdict_store import VerdictStore
-from appliance.media_ref import InvalidMediaRef, MediaRef
-from appliance.verdict import Verdict
+from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
+from appliance.antivirus.verdict import Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import vodozemac
 
 from appliance.content_scanner.errors import bad_decryption, malformed
-from appliance.secrets_store import read_secret, write_private_file
+from appliance.config.secrets_store import read_secret, write_private_file
 
 
 class BodyDecryptor:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
-from appliance.clamd import CHUNK_SIZE
+from appliance.antivirus.clamd import CHUNK_SIZE
 from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.errors import ErrCode, ScannerError
-from appliance.media_ref import MediaRef
+from appliance.addresses.media_ref import MediaRef
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from appliance.clamd import ClamdClient, ClamdUnavailable
-from appliance.clamd_signatures import SignatureFiles, SignatureState, SignatureWatch
+from appliance.antivirus.clamd import ClamdClient, ClamdUnavailable
+from appliance.antivirus.signatures import SignatureFiles, SignatureState, SignatureWatch
 from appliance.content_scanner.attachment import EncryptedFile
 from appliance.content_scanner.errors import not_scanned
 from appliance.content_scanner.verdict_store import VerdictStore
-from appliance.verdict import Verdict
+from appliance.antivirus.verdict import Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from appliance.verdict import Verdict
+from appliance.antivirus.verdict import Verdict
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (

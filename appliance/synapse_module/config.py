@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from synapse.module_api.errors import ConfigError
 
-from appliance.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
 _KNOWN_KEYS = {"allowed_domains", "clamd"}
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}

@@ -1,4 +1,4 @@
-"""Tests for appliance.domain_allowlist, including end-to-end admission attacks."""
+"""Tests for appliance.addresses.domain_allowlist, including end-to-end admission attacks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.domain_allowlist import (
+from appliance.addresses.domain_allowlist import (
     DomainAllowlist,
     InvalidDomainEntry,
     normalise_domain_entry,
 )
-from appliance.email_address import InvalidEmailAddress, parse_email
+from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 
 LISTED = "ac-paris.fr"
 ALLOWLIST = DomainAllowlist([LISTED, "*.gouv.fr"])

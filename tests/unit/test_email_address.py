@@ -1,4 +1,4 @@
-"""Tests for appliance.email_address: strict parsing and normalisation."""
+"""Tests for appliance.addresses.email_address: strict parsing and normalisation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from appliance.email_address import (
+from appliance.addresses.email_address import (
     EmailAddress,
     InvalidDomain,
     InvalidEmailAddress,

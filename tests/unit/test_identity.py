@@ -1,4 +1,4 @@
-"""Tests for appliance.identity: Matrix localparts and display names."""
+"""Tests for appliance.addresses.identity: Matrix localparts and display names."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.email_address import EmailAddress, InvalidEmailAddress, parse_email
-from appliance.identity import (
+from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
+from appliance.addresses.identity import (
     DEFAULT_MAX_CANDIDATES,
     EXTERNAL_MARKER,
     candidate_localparts,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.synapse_module.room_kinds import (
+from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     DIRECT_FULL,
     FORUM_NOT_OPEN,

@@ -1,0 +1,1 @@
+"""The antivirus client: clamd's protocol, which signatures it runs, and the verdict type."""

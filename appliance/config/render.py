@@ -1,0 +1,206 @@
+"""The one config renderer: every file on the box comes from `templates/` through `render_all`.
+
+The `appliance` CLI calls it in evaluation and the Ansible roles call it (through
+`appliance render`) in production, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+
+from appliance import __version__
+from appliance.config.layout import TEMPLATES_DIR, Layout
+from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
+from appliance.config.settings import Settings
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    template: str
+    path: Path
+    content: str
+    # Files that may hold a secret (a database or SMTP password) are private.
+    mode: int = 0o644
+    # Production: each service's user owns its files (and new directories); see `_owner`.
+    owner: str | None = None
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # config files, not HTML
+    )
+
+
+def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
+    targets = [
+        ("synapse/homeserver.yaml.j2", layout.homeserver_config, 0o600),
+        ("synapse/log_config.yaml.j2", layout.synapse_log_config, 0o644),
+        ("clamav/clamd.conf.j2", layout.clamd_config, 0o644),
+        ("console/console.json.j2", layout.console_config, 0o600),
+        ("content_scanner/content-scanner.json.j2", layout.content_scanner_config, 0o644),
+    ]
+    # Synapse's mails and confirmation pages, in French and English (Synapse fills them in).
+    targets += [
+        (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
+        for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
+    ]
+    if settings.clamav.signatures == "evaluation" or settings.clamav.evaluation_fallback:
+        targets.append(
+            (
+                "clamav/evaluation-eicar.ndb.j2",
+                layout.clamav_database_dir / "appliance-evaluation-eicar.ndb",
+                0o644,
+            )
+        )
+    if settings.host.system_root is not None:
+        targets += _system_targets(settings, layout, settings.host.system_root)
+    return targets
+
+
+def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tuple[str, Path, int]]:
+    """The production host's own files: units, nginx site, PostgreSQL and firewall settings."""
+    units = root / "etc/systemd/system"
+    targets = [
+        ("systemd/appliance-synapse.service.j2", units / "appliance-synapse.service", 0o644),
+        ("systemd/appliance-console.service.j2", units / "appliance-console.service", 0o644),
+        (
+            "systemd/appliance-content-scanner.service.j2",
+            units / "appliance-content-scanner.service",
+            0o644,
+        ),
+        ("systemd/appliance-clamd.service.j2", units / "appliance-clamd.service", 0o644),
+        ("systemd/appliance-freshclam.service.j2", units / "appliance-freshclam.service", 0o644),
+        ("clamav/freshclam.conf.j2", layout.clamav_dir / "freshclam.conf", 0o644),
+        ("nginx/appliance.conf.j2", root / "etc/nginx/conf.d/appliance.conf", 0o644),
+        ("nftables/nftables.conf.j2", root / "etc/nftables.conf", 0o644),
+        ("backup/appliance-backup.sh.j2", root / "usr/local/sbin/appliance-backup", 0o755),
+        ("backup/appliance-restore.sh.j2", root / "usr/local/sbin/appliance-restore", 0o755),
+        ("backup/appliance-backup.service.j2", units / "appliance-backup.service", 0o644),
+        ("backup/appliance-backup.timer.j2", units / "appliance-backup.timer", 0o644),
+    ]
+    if settings.synapse.database.engine == "postgresql":
+        # Debian 12's PostgreSQL; the file may exist before the package: the cluster it creates
+        # then starts with these settings (socket only, the port) from its first start.
+        conf_d = root / "etc/postgresql/15/main/conf.d"
+        targets.append(("postgresql/appliance.conf.j2", conf_d / "appliance.conf", 0o644))
+    return targets
+
+
+def _owner(settings: Settings, layout: Layout, path: Path) -> str | None:
+    """The user who owns `path` in production: the service whose directory holds it.
+
+    The services read their own (private) configs and write beside them; clamd and freshclam
+    run as Debian's clamav user and only read theirs, and the service token is handed over by
+    `appliance service-token`, so those stay root's.
+    """
+    host = settings.host
+    if host.service_user is None or not path.is_relative_to(layout.state_dir):
+        return None
+    if path.is_relative_to(layout.clamav_dir) or path.is_relative_to(layout.service_token_dir):
+        return None
+    if path.is_relative_to(layout.console_dir):
+        return host.console_user
+    if path.is_relative_to(layout.content_scanner_dir):
+        return host.content_scanner_user
+    return host.service_user
+
+
+def give_secrets_to_owners(settings: Settings, layout: Layout) -> list[Path]:
+    """Production: hand the secrets `ensure_secrets` made (as root) to the user who reads each;
+    return those whose owner changed."""
+    paths = [layout.secret(name) for name in (*SYNAPSE_SECRETS, CONSOLE_SECRET_KEY)]
+    paths += [layout.synapse_signing_key, layout.service_account_password]
+    return [
+        path
+        for path in paths
+        if path.exists() and _give_to_owner(path, _owner(settings, layout, path))
+    ]
+
+
+def render_all(
+    settings: Settings, layout: Layout, *, clamav_user: str | None = None
+) -> list[RenderedFile]:
+    """Render every config file for these settings; nothing is written."""
+    environment = _environment()
+    context = {
+        "settings": settings,
+        "layout": layout,
+        "version": __version__,
+        "clamav_database_dir": layout.clamav_database_dir,
+        # Production runs clamd as Debian's clamav user; evaluation as whoever runs `make up`.
+        "clamav_user": clamav_user,
+        # The host name nginx serves and the self-signed certificate names.
+        "public_host": urlsplit(settings.public_baseurl).hostname,
+    }
+    return [
+        RenderedFile(
+            name,
+            path,
+            environment.get_template(name).render(context),
+            mode,
+            _owner(settings, layout, path),
+        )
+        for name, path, mode in _targets(settings, layout)
+    ]
+
+
+def write_all(files: list[RenderedFile]) -> list[Path]:
+    """Write the rendered files; return those whose content changed (for restarts and Ansible)."""
+    changed = []
+    for file in files:
+        if file.path.exists() and file.path.read_text(encoding="utf-8") == file.content:
+            os.chmod(file.path, file.mode)
+            if _give_to_owner(file.path, file.owner):
+                changed.append(file.path)
+            continue
+        if file.owner:
+            _make_parents(file.path.parent, file.owner)
+        if file.mode == 0o600:
+            write_private_file(file.path, file.content)
+        else:
+            file.path.parent.mkdir(parents=True, exist_ok=True)
+            file.path.write_text(file.content, encoding="utf-8")
+            os.chmod(file.path, file.mode)
+        _give_to_owner(file.path, file.owner)
+        changed.append(file.path)
+    return changed
+
+
+def _ids(user: str) -> tuple[int, int]:
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _give_to_owner(path: Path, owner: str | None) -> bool:
+    """chown the file to its owner (user and primary group); True if it was someone else's."""
+    if owner is None:
+        return False
+    uid, gid = _ids(owner)
+    current = path.stat()
+    if (current.st_uid, current.st_gid) == (uid, gid):
+        return False
+    os.chown(path, uid, gid)
+    return True
+
+
+def _make_parents(directory: Path, owner: str) -> None:
+    """Create the missing directories up to `directory`, owned by `owner`."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    uid, gid = _ids(owner)
+    for path in reversed(missing):
+        path.mkdir(mode=0o750)
+        os.chown(path, uid, gid)

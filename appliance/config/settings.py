@@ -1,0 +1,392 @@
+"""The settings model: `appliance.yaml`, the one input every config file is rendered from.
+
+Validation happens here, before anything starts: an unknown key or a bad value is refused with
+the key's dotted path and the reason (see `SettingsError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+
+DEFAULT_SETTINGS_FILE = "appliance.yaml"
+SETTINGS_ENV = "APPLIANCE_CONFIG"
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; `problems` holds one "key.path: reason" line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} is not valid:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _domain_entry(value: str) -> str:
+    try:
+        return normalise_domain_entry(value)
+    except InvalidDomainEntry as error:
+        raise ValueError(str(error)) from None
+
+
+DomainEntry = Annotated[str, AfterValidator(_domain_entry)]
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+def _own_address(value: str) -> str:
+    address = ipaddress.ip_address(_ip_address(value))
+    # ::ffff:127.0.0.1 is 127.0.0.1, yet on Python 3.11 its properties are the IPv6 ones.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        # Link-local holds the clouds' metadata services (169.254.169.254), never a host's own.
+        or address.is_link_local
+    ):
+        raise ValueError(f"{value} is not an address of this host on a network")
+    if address.is_global:
+        raise ValueError(f"{value} is public: Synapse reaches it without being told")
+    return str(address)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are refused: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listener(_Section):
+    bind_address: str = "127.0.0.1"
+    port: Port
+
+    @field_validator("bind_address")
+    @classmethod
+    def _is_ip(cls, value: str) -> str:
+        return _ip_address(value)
+
+    @property
+    def is_loopback(self) -> bool:
+        return ipaddress.ip_address(self.bind_address).is_loopback
+
+    @property
+    def connect_host(self) -> str:
+        """The address a client on this host connects to (a wildcard bind means loopback)."""
+        if self.bind_address in ("0.0.0.0", "::"):
+            return "127.0.0.1"
+        return self.bind_address
+
+    @property
+    def url(self) -> str:
+        host = self.connect_host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+
+class SqliteDatabase(_Section):
+    engine: Literal["sqlite"] = "sqlite"
+
+
+class PostgresDatabase(_Section):
+    engine: Literal["postgresql"]
+    host: str = "/var/run/postgresql"
+    port: Port = 5432
+    name: str = "synapse"
+    user: str = "synapse"
+    password: SecretStr | None = None
+    # Synapse opens this many connections per process; PostgreSQL's default max is 100.
+    pool_max: Annotated[int, Field(ge=1, le=50)] = 10
+
+
+class SynapseSettings(_Section):
+    listen: Listener = Listener(port=8008)
+    database: SqliteDatabase | PostgresDatabase = Field(
+        default_factory=SqliteDatabase, discriminator="engine"
+    )
+    # Synapse refuses larger uploads; clamd's StreamMaxLength is rendered from the same value,
+    # so a file can never be too big to be scanned.
+    max_upload_size_mb: Annotated[int, Field(ge=1, le=4000)] = 100
+    # Intranet hosts: this host's own private addresses (10.x, 172.16-31.x, 192.168.x, fc00::/7)
+    # that public_baseurl's name resolves to. Synapse calls its own identity service there for
+    # email invitations, and refuses private addresses it is not told about. They become
+    # Synapse's ip_range_whitelist, which federation and push also use: list only this host's
+    # own addresses, never loopback (internal services listen there without authentication).
+    own_addresses: list[Annotated[str, AfterValidator(_own_address)]] = Field(
+        default_factory=list
+    )
+
+
+class ConsoleSettings(_Section):
+    listen: Listener = Listener(port=8080)
+    # Idle time after which an operator must log in again.
+    session_timeout_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 30
+    # The audit log forgets entries older than this (about 13 months by default, so that a
+    # yearly review still sees the whole previous year).
+    audit_retention_days: Annotated[int, Field(ge=30, le=3650)] = 400
+
+
+class ContentScannerSettings(_Section):
+    listen: Listener = Listener(port=8090)
+
+
+class ClamavSettings(_Section):
+    listen: Listener = Listener(port=3310)
+    # evaluation: a signature file made from the EICAR test string, and nothing else.
+    # freshclam: the real signature databases, kept up to date by freshclam (production).
+    signatures: Literal["evaluation", "freshclam"] = "evaluation"
+    scan_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # freshclam only: download from this mirror (http(s)://host[:port]) instead of ClamAV's.
+    private_mirror: str | None = None
+    # freshclam only: also install the EICAR-only evaluation signatures, so clamd can start on
+    # a host that cannot reach any mirror yet (real viruses are not detected until freshclam's
+    # first download succeeds).
+    evaluation_fallback: bool = False
+
+
+class MailSettings(_Section):
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Port = 2525
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    require_transport_security: bool = False
+    notif_from: str = "Messagerie <noreply@appliance.localhost>"
+    # evaluation runs a local SMTP sink on smtp_host:smtp_port that stores every message
+    # under <state_dir>/mail (Maildir); production relays through a real SMTP server.
+    run_local_sink: bool = True
+
+
+class RegistrationSettings(_Section):
+    # Seed of the allowlist: entries are exact domains (ac-paris.fr) or subdomain wildcards
+    # (*.gouv.fr). Once Synapse runs, the list lives in its database and the console edits it.
+    allowed_domains: list[DomainEntry] = Field(default_factory=lambda: ["example.org"])
+    # Lifetime of the link sent by email to verify an address.
+    validation_token_lifetime: str = "1h"
+
+
+class PathSettings(_Section):
+    # Relative paths are taken from the directory of the settings file
+    # (or the current directory when there is no settings file).
+    state_dir: Path = Path("var")
+    # Where the Python environment that runs every service lives.
+    venv_dir: Path = Path(".venv")
+
+
+class NginxSettings(_Section):
+    # Production: the addresses nginx listens on (every IPv4 and IPv6 address by default).
+    bind_addresses: list[Annotated[str, AfterValidator(_ip_address)]] = Field(
+        default_factory=lambda: ["0.0.0.0", "::"]
+    )
+    # The ports nginx serves on (the firewall opens these and SSH, nothing else).
+    https_port: Port = 443
+    http_port: Port = 80
+    federation_port: Port = 8448
+    # The certificate chain and private key nginx serves (from Let's Encrypt, given files or
+    # self-signed: the Ansible nginx role puts them at these paths).
+    certificate: Path = Path("/etc/appliance/tls/fullchain.pem")
+    private_key: Path = Path("/etc/appliance/tls/privkey.pem")
+    # Served at /.well-known/acme-challenge/ for Let's Encrypt's HTTP-01 challenge.
+    acme_webroot: Path = Path("/var/lib/appliance-acme")
+
+
+class BackupSettings(_Section):
+    # Production: where the nightly backups are kept (copy them off the host too).
+    directory: Path = Path("/var/backups/appliance")
+    # When the backup runs, in systemd's OnCalendar syntax.
+    schedule: str = "*-*-* 03:15:00"
+    # How many backups are kept; older ones are deleted.
+    keep: Annotated[int, Field(ge=1, le=365)] = 14
+
+
+class HostSettings(_Section):
+    # Production: the directory under which the host's system files (systemd units, the nginx
+    # site, PostgreSQL and nftables settings, the backup script) are written: / on a host the
+    # Ansible roles provision. null renders none of them (evaluation).
+    system_root: Path | None = None
+    # The system user that runs Synapse and owns its files: its database role, the media and
+    # the Synapse secrets (signing key, macaroon and registration secrets). null leaves every
+    # file to whoever runs `appliance render` (evaluation: one user runs everything).
+    service_user: str | None = None
+    # Production (with service_user): the console and the content scanner each run as their own
+    # user, who can read neither Synapse's secrets nor the other's files. The console's user
+    # (and its group) may read the service token, nothing else of Synapse's.
+    console_user: str = "appliance-console"
+    content_scanner_user: str = "appliance-scanner"
+    # The firewall keeps this SSH port open beside nginx's ports.
+    ssh_port: Port = 22
+
+    @model_validator(mode="after")
+    def _users_apart(self) -> HostSettings:
+        users = (self.service_user, self.console_user, self.content_scanner_user)
+        if self.service_user is not None and len(set(users)) < len(users):
+            raise ValueError(
+                "service_user, console_user and content_scanner_user must be three different "
+                "users: a shared user would let the console or the scanner read Synapse's secrets"
+            )
+        return self
+
+
+class Settings(_Section):
+    mode: Literal["evaluation", "production"] = "evaluation"
+    # The Matrix server name: the part after ':' in every user ID. Cannot change later.
+    server_name: str = "appliance.localhost"
+    # The URL clients and email links use to reach Synapse.
+    public_baseurl: str = "http://127.0.0.1:8008/"
+    synapse: SynapseSettings = SynapseSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    content_scanner: ContentScannerSettings = ContentScannerSettings()
+    clamav: ClamavSettings = ClamavSettings()
+    mail: MailSettings = MailSettings()
+    registration: RegistrationSettings = RegistrationSettings()
+    paths: PathSettings = PathSettings()
+    nginx: NginxSettings = NginxSettings()
+    backup: BackupSettings = BackupSettings()
+    host: HostSettings = HostSettings()
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name(cls, value: str) -> str:
+        host = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+        try:
+            _domain_entry(host)
+        except ValueError as error:
+            if host != "localhost" and not host.endswith(".localhost"):
+                raise ValueError(f"{value!r} is not a DNS name: {error}") from None
+        return value
+
+    @field_validator("public_baseurl")
+    @classmethod
+    def _baseurl(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _mode_rules(self) -> Settings:
+        # Synapse (its Admin API), the console, the scanner and clamd (no authentication at
+        # all) are never exposed directly: nginx is the only public listener in production.
+        for key, listener in self._listeners().items():
+            if not listener.is_loopback:
+                raise ValueError(
+                    f"{key}.bind_address: {self.mode} mode listens on loopback only "
+                    f"(nginx is the public entry), not {listener.bind_address}"
+                )
+        if self.mode == "production":
+            if not self.public_baseurl.startswith("https://"):
+                raise ValueError("public_baseurl: production mode needs an https:// URL")
+            if self.clamav.signatures == "evaluation":
+                raise ValueError(
+                    "clamav.signatures: production mode needs real signatures (freshclam)"
+                )
+        self._own_addresses_rules()
+        if self.host.system_root is not None and self.host.service_user is None:
+            raise ValueError(
+                "host.service_user: needed with host.system_root (the user the services run as)"
+            )
+        return self
+
+    def _own_addresses_rules(self) -> None:
+        if self.synapse.own_addresses and not self.public_baseurl.startswith("https://"):
+            raise ValueError(
+                "synapse.own_addresses: only used with an https:// public_baseurl "
+                "(Synapse calls identity services over HTTPS)"
+            )
+        listened = {str(ipaddress.ip_address(a)) for a in self.nginx.bind_addresses}
+        for address in self.synapse.own_addresses:
+            wildcard = "::" if ":" in address else "0.0.0.0"
+            if not {address, wildcard} & listened:
+                raise ValueError(
+                    f"synapse.own_addresses: nginx does not listen on {address} "
+                    "(add it to nginx.bind_addresses)"
+                )
+
+    def _listeners(self) -> dict[str, Listener]:
+        return {
+            "synapse.listen": self.synapse.listen,
+            "console.listen": self.console.listen,
+            "content_scanner.listen": self.content_scanner.listen,
+            "clamav.listen": self.clamav.listen,
+        }
+
+
+def _format_location(location: tuple) -> str:
+    # Pydantic adds the union member's tag ("postgresql") to the path; readers want the key.
+    parts = [str(part) for part in location if part not in ("sqlite", "postgresql")]
+    return ".".join(parts) or "(top level)"
+
+
+def _format_error(error: dict) -> str:
+    where = _format_location(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return message  # model-level rules already name their key
+    return f"{where}: {message}"
+
+
+def parse_settings(data: object, source: str) -> Settings:
+    """Validate a settings mapping; raise SettingsError listing every problem with its key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(source, ["(top level): must be a mapping of keys to values"])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise SettingsError(source, [_format_error(e) for e in error.errors()]) from None
+
+
+def settings_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The settings file in use: explicit, else $APPLIANCE_CONFIG, else ./appliance.yaml."""
+    return Path(explicit or os.environ.get(SETTINGS_ENV) or DEFAULT_SETTINGS_FILE).absolute()
+
+
+def load_settings(path: str | os.PathLike | None = None) -> tuple[Settings, Path]:
+    """Read and validate the settings; return them with the base directory for relative paths.
+
+    The file is optional unless named explicitly: without it every default applies.
+    """
+    file = settings_path(path)
+    named = path is not None or SETTINGS_ENV in os.environ
+    if not file.exists():
+        if named:
+            raise SettingsError(str(file), ["the settings file does not exist"])
+        return parse_settings({}, "defaults"), Path.cwd()
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(str(file), [f"cannot be read: {error}"]) from None
+    except yaml.YAMLError as error:
+        raise SettingsError(str(file), [f"is not valid YAML: {error}"]) from None
+    return parse_settings(data, str(file)), file.parent

@@ -1,0 +1,1 @@
+"""The all-in-one evaluation appliance: its services, their supervision, `up`/`down`/`status`."""

@@ -1,0 +1,1 @@
+"""Accounts: the registration policy, the allowlist of domains, Tchap's domain lookup."""

@@ -1,0 +1,1 @@
+"""The agents' directory: who may find whom in user directory searches."""

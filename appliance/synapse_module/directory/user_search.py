@@ -1,0 +1,40 @@
+"""The agents' directory (``/user_directory/search``): agents find everyone, externals only
+the people they share a room with.
+
+Synapse searches every local user (``user_directory.search_all_users``) by display name and
+Matrix ID, which holds the address (``pierre.dupont-ac-paris.fr``), so an agent finds another
+by name or by email address; deactivated users leave the directory.  It then asks
+``check_username_for_spam`` about each result, with who is searching: True hides the result.
+
+Filtering comes after Synapse's limit, so an external may get fewer results than the limit
+while room-mates rank further down; clients search again as the person types.
+"""
+
+from __future__ import annotations
+
+from synapse.module_api import ModuleApi, UserProfile
+
+from appliance.synapse_module.externals.policy import ExternalDirectory
+from appliance.synapse_module.synapse_internals import SynapseInternals
+
+
+class DirectoryFilter:
+    def __init__(
+        self, api: ModuleApi, directory: ExternalDirectory, internals: SynapseInternals
+    ) -> None:
+        self._api = api
+        self._directory = directory
+        self._internals = internals
+
+    def register(self) -> None:
+        self._api.register_spam_checker_callbacks(
+            check_username_for_spam=self.check_username_for_spam
+        )
+
+    async def check_username_for_spam(self, user_profile: UserProfile, requester_id: str) -> bool:
+        # Synapse passes requester_id only to a callback that declares both parameters.
+        found = user_profile["user_id"]
+        if found == requester_id or not await self._directory.is_external(requester_id):
+            return False
+        their_rooms = await self._internals.rooms_of(requester_id)
+        return their_rooms.isdisjoint(await self._internals.rooms_of(found))

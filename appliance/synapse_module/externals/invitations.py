@@ -1,0 +1,333 @@
+"""Email invitations: who may invite which address where, and what happens to an invitation.
+
+An invitation comes in through either door, with the same rules and the same effects:
+
+* a standard client's email invite (``POST /rooms/{id}/invite`` with ``medium: email``):
+  Synapse asks ``user_may_send_3pid_invite`` (here), then this server's identity service
+  (:mod:`.identity_server`) stores the invitation, and Synapse sends the room's
+  ``m.room.third_party_invite``;
+* the appliance's endpoint (:mod:`.invite_api`), which does the same without Synapse's call to
+  an identity server over HTTPS.
+
+An address whose domain is not allowed may be invited only into a room open to externals; an
+allowed address anywhere.  The invitation is stored (:mod:`.external_store`) and mailed with a
+link to a page that says how to create the account.  While it waits, it lets its address
+register (the registration policy asks :meth:`Invitations.standing`): an invitation the room
+has revoked, or one already used, does not.
+
+A server admin sees every invitation (:meth:`Invitations.describe`, for the console) and may
+revoke a pending one (:meth:`Invitations.revoke`): its address can no longer register.
+
+When the address lands on an account, :meth:`Invitations.complete_for` revokes the
+third-party invite, invites the account (as the inviter, or another member who may invite if
+the inviter cannot any more) and joins it.  This replaces Matrix's signed exchange through
+the identity server, which would need a second HTTPS call from Synapse to itself and a binding
+that Synapse's registration never makes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from synapse.module_api import NOT_SPAM, ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
+
+from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
+from appliance.synapse_module.externals.store import ExternalStore, Invitation
+from appliance.synapse_module.externals.policy import ExternalDirectory
+from appliance.synapse_module.externals.identity_key import IdentityKey
+from appliance.synapse_module.externals.invitation_mail import InvitationMail
+from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
+from appliance.synapse_module.rooms.kinds import (
+    ACCESS_RULES,
+    JOIN_RULES,
+    MEMBER,
+    THIRD_PARTY_INVITE,
+    RoomKind,
+    RoomState,
+)
+
+logger = logging.getLogger(__name__)
+
+EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
+# What became of an invitation, as the console shows it.
+PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
+JOINED = "joined"  # the outcome of an invitation used by its person
+# Its outcome while the person is being joined; still there after a crash or restart meanwhile.
+INTERRUPTED = "failed: interrupted before the room was joined"
+ONLY_EMAIL = "Only email addresses can be invited"
+NAME = "m.room.name"
+
+
+def masked(email: EmailAddress) -> str:
+    """How room members see a pending invitation: ``j...@gmail.com``."""
+    return f"{email.local[:1]}...@{email.unicode_domain}"
+
+
+def new_token() -> str:
+    # Synapse accepts [0-9a-zA-Z.=_-]{1,255} as a third-party invite token.
+    return secrets.token_urlsafe(32)
+
+
+class Invitations:
+    def __init__(
+        self,
+        api: ModuleApi,
+        store: ExternalStore,
+        directory: ExternalDirectory,
+        allowlist: AllowlistSource,
+        key: IdentityKey,
+        mail: InvitationMail,
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._directory = directory
+        self._allowlist = allowlist
+        self._key = key
+        self._mail = mail
+
+    def register(self) -> None:
+        self._api.register_spam_checker_callbacks(
+            user_may_send_3pid_invite=self.user_may_send_3pid_invite
+        )
+
+    # --- who may invite whom -------------------------------------------------------------------
+
+    def address_problem(self, address: str, kind: RoomKind) -> str | None:
+        """Why this address cannot be invited into a room of this kind, or None."""
+        admission = decide(address, self._allowlist())
+        if admission.verdict is Verdict.INVALID_ADDRESS:
+            return f"This address cannot be invited: {admission.reason}"
+        if admission.verdict is Verdict.UNAVAILABLE:
+            return f"Invitations by email are unavailable: {admission.reason}"
+        if admission.verdict is Verdict.NOT_ALLOWED and kind is not RoomKind.OPEN:
+            return (
+                f"Only a room open to externals can invite {admission.email.address}: its "
+                f"domain {admission.email.domain} is not among the domains allowed on this server"
+            )
+        return None
+
+    async def problem_with(self, inviter: str, address: str, room_id: str) -> str | None:
+        """Why ``inviter`` may not invite this address into this room, or None."""
+        if await self._directory.is_external(inviter):
+            return EXTERNALS_CANNOT_INVITE_BY_EMAIL
+        state = RoomState(
+            await self._api.get_room_state(room_id, [(ACCESS_RULES, ""), (JOIN_RULES, "")])
+        )
+        return self.address_problem(address, state.kind)
+
+    async def user_may_send_3pid_invite(
+        self, inviter: str, medium: str, address: str, room_id: str
+    ) -> str | tuple[str, dict]:
+        problem = (
+            ONLY_EMAIL if medium != "email" else await self.problem_with(inviter, address, room_id)
+        )
+        if problem is None or await self._api.is_user_admin(inviter):
+            return NOT_SPAM
+        logger.info("refused %s's email invitation into %s: %s", inviter, room_id, problem)
+        return Codes.FORBIDDEN, {"error": problem}
+
+    # --- invitations -------------------------------------------------------------------------
+
+    def third_party_invite_content(self, email: EmailAddress) -> dict:
+        """The content of the room's ``m.room.third_party_invite``, as Synapse writes it."""
+        keys = self._key.public_keys()
+        return {
+            "display_name": masked(email),
+            "public_keys": keys,
+            "key_validity_url": keys[0]["key_validity_url"],
+            "public_key": keys[0]["public_key"],
+        }
+
+    async def create(
+        self, inviter: str, email: EmailAddress, room_id: str, token: str
+    ) -> Invitation:
+        """Store the invitation and mail it; if the mail cannot go, nothing is kept."""
+        invitation = Invitation(
+            token=token,
+            link_id=secrets.token_urlsafe(24),
+            address=email.address,
+            room_id=room_id,
+            inviter=inviter,
+            created_at=self._api.get_current_time_msec(),
+        )
+        await self._store.add_invitation(invitation)
+        try:
+            room_name, inviter_name = await self.names(invitation)
+            await self._mail.send(invitation, room_name, inviter_name)
+        except Exception:
+            logger.exception("cannot mail the invitation of %s into %s", email.domain, room_id)
+            await self._store.delete_invitation(token)
+            raise SynapseError(
+                502,
+                "The invitation mail could not be sent; nothing was kept: try again later",
+                Codes.UNKNOWN,
+            ) from None
+        logger.info("%s invited an address of %s into %s", inviter, email.domain, room_id)
+        return invitation
+
+    async def names(self, invitation: Invitation) -> tuple[str, str]:
+        """The room's name and the inviter's display name, as the room shows them."""
+        state = RoomState(
+            await self._api.get_room_state(
+                invitation.room_id, [(NAME, ""), (MEMBER, invitation.inviter)]
+            )
+        )
+        room_name = (state.content(NAME) or {}).get("name") or invitation.room_id
+        member = state.content(MEMBER, invitation.inviter) or {}
+        return room_name, member.get("displayname") or invitation.inviter
+
+    async def standing(self, address: str) -> bool:
+        """Whether an invitation waits for this (canonical) address and its room still has it."""
+        for invitation in await self._store.pending_for(address):
+            if await self._still_in_room(invitation):
+                return True
+        return False
+
+    async def _still_in_room(self, invitation: Invitation) -> bool:
+        state = await self._api.get_room_state(
+            invitation.room_id, [(THIRD_PARTY_INVITE, invitation.token)]
+        )
+        return bool(RoomState(state).content(THIRD_PARTY_INVITE, invitation.token))
+
+    async def by_link(self, link_id: str) -> Invitation | None:
+        return await self._store.by_link(link_id)
+
+    # --- the administrators' view ----------------------------------------------------------------
+
+    async def describe(self, invitation: Invitation) -> dict:
+        """The invitation as the console lists it, with its room's name and its status."""
+        state = RoomState(
+            await self._api.get_room_state(
+                invitation.room_id,
+                [(NAME, ""), (MEMBER, invitation.inviter), (THIRD_PARTY_INVITE, invitation.token)],
+            )
+        )
+        return {
+            "id": invitation.token,
+            "address": invitation.address,
+            "room_id": invitation.room_id,
+            "room_name": (state.content(NAME) or {}).get("name"),
+            "inviter": invitation.inviter,
+            "inviter_name": (state.content(MEMBER, invitation.inviter) or {}).get("displayname"),
+            "created_at": invitation.created_at,
+            "status": _status(invitation, state.content(THIRD_PARTY_INVITE, invitation.token)),
+            "completed_at": invitation.completed_at,
+            "user_id": invitation.user_id,
+            "outcome": invitation.outcome,
+        }
+
+    async def revoke(self, token: str, admin: str) -> bool:
+        """Revoke a pending invitation for a server admin: its address can no longer register,
+        and the room's pending invitation is withdrawn. Return whether the room's was (someone
+        left in the room must be allowed to invite to withdraw it)."""
+        invitation = await self._store.by_token(token)
+        if invitation is None:
+            raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
+        if not invitation.pending:
+            raise _no_longer_pending(invitation.outcome)
+        # The record first: from now on the address cannot register, whatever the room does.
+        # Only one completion claims it: a revoke that loses to another, or to the address's
+        # registration, leaves the room alone.
+        if not await self._store.complete(token, None, f"revoked by {admin}"):
+            latest = await self._store.by_token(token)
+            raise _no_longer_pending(latest.outcome if latest else None)
+        logger.info("%s revoked the invitation into %s", admin, invitation.room_id)
+        state = RoomState(await self._api.get_room_state(invitation.room_id))
+        if not state.content(THIRD_PARTY_INVITE, token):
+            return True
+        sender = await self._inviter(invitation, state)
+        if sender is None:
+            return False
+        try:
+            await self._withdraw_from_room(invitation, sender)
+        except SynapseError as error:
+            logger.warning("cannot withdraw it from %s: %s", invitation.room_id, error.msg)
+            return False
+        return True
+
+    async def _withdraw_from_room(self, invitation: Invitation, sender: str) -> None:
+        """Empty the room's m.room.third_party_invite: clients stop showing the invitation."""
+        await self._api.create_and_send_event_into_room(
+            {
+                "type": THIRD_PARTY_INVITE,
+                "room_id": invitation.room_id,
+                "sender": sender,
+                "state_key": invitation.token,
+                "content": {},
+            }
+        )
+
+    # --- completion, when the address lands on an account ---------------------------------------
+
+    async def complete_for(self, user_id: str, address: str) -> None:
+        for invitation in await self._store.pending_for(address):
+            # Claimed before the room is touched, as a revoke does: of the two, only the one
+            # that claims the record acts in the room. Claimed as interrupted, so that a crash
+            # or a restart before the join leaves the console an honest record.
+            if not await self._store.complete(invitation.token, user_id, INTERRUPTED):
+                continue  # revoked meanwhile
+            outcome = await self._complete(invitation, user_id)
+            await self._store.set_outcome(invitation.token, outcome)
+            logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+
+    async def _complete(self, invitation: Invitation, user_id: str) -> str:
+        room_id = invitation.room_id
+        try:
+            state = RoomState(await self._api.get_room_state(room_id))
+            if not state.content(THIRD_PARTY_INVITE, invitation.token):
+                return "revoked by the room"
+            inviter = await self._inviter(invitation, state)
+            if inviter is None:
+                return "failed: nobody left in the room may invite"
+            # Revoked first: a direct chat has room for only one pending invitation or person.
+            await self._withdraw_from_room(invitation, inviter)
+            await self._api.update_room_membership(inviter, user_id, room_id, "invite")
+            await self._api.update_room_membership(user_id, user_id, room_id, "join")
+        except SynapseError as error:
+            # This runs inside /register, which must succeed anyway: the console shows it.
+            logger.warning("cannot complete the invitation into %s: %s", room_id, error.msg)
+            return f"failed: {error.msg}"
+        except Exception:
+            logger.exception("cannot complete the invitation into %s", room_id)
+            return "failed: internal error (see Synapse's log)"
+        return JOINED
+
+    async def _inviter(self, invitation: Invitation, state: RoomState) -> str | None:
+        """The inviter if they still may invite, else another member (not external) who may."""
+        members = [p for p in state.people() if state.membership(p) == "join"]
+        for candidate in [invitation.inviter, *members]:
+            if (
+                state.membership(candidate) == "join"
+                and state.power_of(candidate) >= state.invite_level()
+                and not await self._directory.is_external(candidate)
+            ):
+                return candidate
+        return None
+
+
+def _no_longer_pending(outcome: str | None) -> SynapseError:
+    return SynapseError(409, f"This invitation is no longer pending ({outcome})", Codes.UNKNOWN)
+
+
+def _status(invitation: Invitation, in_room: dict | None) -> str:
+    """in_room: the room's m.room.third_party_invite for it (empty or None once withdrawn)."""
+    if invitation.pending:
+        # A room member may have revoked it in the room: it can no longer be used.
+        return PENDING if in_room else REVOKED
+    if invitation.outcome == JOINED:
+        return USED
+    return REVOKED if (invitation.outcome or "").startswith("revoked") else FAILED
+
+
+def canonical_email(address: object) -> EmailAddress:
+    """The address in the form the server stores and binds, or a 400 saying what is wrong."""
+    if not isinstance(address, str):
+        raise SynapseError(400, "email must be a string", Codes.INVALID_PARAM)
+    try:
+        return parse_email(address)
+    except InvalidEmailAddress as error:
+        raise SynapseError(
+            400, f"This address cannot be invited: {error}", Codes.INVALID_PARAM
+        ) from None

@@ -1,0 +1,121 @@
+"""Invitation by email without a standard client's identity-server dance, and its mailed page.
+
+``POST /_synapse/client/appliance/v1/invite_external`` with the agent's own access token and
+``{"room_id": "!room:server", "email": "jane@example.com"}`` does what a standard client's
+email invite does (:mod:`.invitations`), without Synapse calling an identity server over
+HTTPS, which a homeserver reachable only over plain HTTP (the evaluation appliance) cannot do:
+
+* an address that already has an account: that account is invited;
+  ``200 {"room_id", "email", "user_id": "@...", "pending": false}``;
+* otherwise the room gets an ``m.room.third_party_invite`` from the inviter (so the room's
+  members see it, and may revoke it, as with any email invitation), the invitation is stored
+  and mailed; ``200 {"room_id", "email", "user_id": null, "pending": true}``.
+
+Refusals: 400 ``M_INVALID_PARAM`` / ``M_MISSING_PARAM`` for a bad body or address, 403
+``M_FORBIDDEN`` with the reason (an external inviting, an address of a domain not allowed into
+a room not open to externals, an inviter who is not in the room or may not invite), 502 if the
+mail cannot be sent (nothing is kept).
+
+``GET /_synapse/client/appliance/v1/invitation?id=<link id>``: the page the mail links to,
+which tells the invited person how to create the account (HTML, no token needed).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from synapse.module_api import (
+    DirectServeHtmlResource,
+    DirectServeJsonResource,
+    ModuleApi,
+    SynapseRequest,
+    parse_json_object_from_request,
+)
+from synapse.module_api.errors import Codes, SynapseError
+
+from appliance.addresses.email_address import EmailAddress
+from appliance.synapse_module.externals.invitation_mail import PAGE_PATH, InvitationMail
+from appliance.synapse_module.externals.invitations import Invitations, canonical_email, new_token
+from appliance.synapse_module.rooms.kinds import THIRD_PARTY_INVITE
+from appliance.synapse_module.synapse_internals import SynapseInternals
+
+logger = logging.getLogger(__name__)
+
+INVITE_PATH = "/_synapse/client/appliance/v1/invite_external"
+
+
+class InviteExternalResource(DirectServeJsonResource):
+    def __init__(
+        self, api: ModuleApi, invitations: Invitations, internals: SynapseInternals
+    ) -> None:
+        super().__init__()
+        self._api = api
+        self._invitations = invitations
+        self._internals = internals
+
+    async def _async_render_POST(self, request: SynapseRequest) -> tuple[int, dict]:
+        inviter = (await self._api.get_user_by_req(request)).user.to_string()
+        body = parse_json_object_from_request(request)
+        room_id = body.get("room_id")
+        if not isinstance(room_id, str) or not room_id:
+            raise SynapseError(400, "room_id is required", Codes.MISSING_PARAM)
+        email = canonical_email(body.get("email"))
+        problem = await self._invitations.problem_with(inviter, email.address, room_id)
+        if problem is not None and not await self._api.is_user_admin(inviter):
+            raise SynapseError(403, problem, Codes.FORBIDDEN)
+        answer = {"room_id": room_id, "email": email.address}
+        existing = await self._internals.user_of_email(email.address)
+        if existing is not None:
+            await self._api.update_room_membership(inviter, existing, room_id, "invite")
+            return 200, {**answer, "user_id": existing, "pending": False}
+        await self._invite(inviter, email, room_id)
+        return 200, {**answer, "user_id": None, "pending": True}
+
+    async def _invite(self, inviter: str, email: EmailAddress, room_id: str) -> None:
+        token = new_token()
+        # The room event first: Synapse's auth rules decide there whether the inviter is in
+        # the room and may invite, before anything is stored or mailed.
+        await self._api.create_and_send_event_into_room(
+            {
+                "type": THIRD_PARTY_INVITE,
+                "room_id": room_id,
+                "sender": inviter,
+                "state_key": token,
+                "content": self._invitations.third_party_invite_content(email),
+            }
+        )
+        try:
+            await self._invitations.create(inviter, email, room_id, token)
+        except Exception:
+            await self._api.create_and_send_event_into_room(
+                {
+                    "type": THIRD_PARTY_INVITE,
+                    "room_id": room_id,
+                    "sender": inviter,
+                    "state_key": token,
+                    "content": {},
+                }
+            )
+            raise
+
+
+class InvitationPage(DirectServeHtmlResource):
+    def __init__(self, invitations: Invitations, mail: InvitationMail) -> None:
+        super().__init__()
+        self._invitations = invitations
+        self._mail = mail
+
+    async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, bytes]:
+        values = (request.args or {}).get(b"id") or [b""]
+        invitation = await self._invitations.by_link(values[0].decode("ascii", errors="replace"))
+        if invitation is None:
+            raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
+        room_name, inviter_name = await self._invitations.names(invitation)
+        return 200, self._mail.page(invitation, room_name, inviter_name).encode("utf-8")
+
+
+def register_invite_api(
+    api: ModuleApi, invitations: Invitations, mail: InvitationMail, internals: SynapseInternals
+) -> None:
+    api.register_web_resource(INVITE_PATH, InviteExternalResource(api, invitations, internals))
+    api.register_web_resource(PAGE_PATH, InvitationPage(invitations, mail))

@@ -1,0 +1,1 @@
+"""Media: the upload-time antivirus scan and its verdict and quarantine tables."""

@@ -1,0 +1,184 @@
+"""Upload-time antivirus: every file Synapse stores is streamed to clamd before anyone gets it.
+
+Synapse calls `check_media_file_for_spam` for local uploads, remote media, thumbnails and URL
+previews, after writing the file to disk and before recording it, so a refused file is deleted
+and never served. Verdicts are cached by content hash and signature version, and only while
+clamd has certainly loaded the signatures that version names (clamd_signatures.SignatureWatch);
+anything that stops a verdict from being reached (clamd down, slow or confused, the scan tables
+not created yet) refuses the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from synapse.module_api import NOT_SPAM, ModuleApi
+from synapse.module_api.errors import Codes
+
+from appliance.antivirus.clamd import CHUNK_SIZE, ClamdClient, ClamdUnavailable
+from appliance.antivirus.signatures import SignatureFiles, SignatureState, SignatureWatch
+from appliance.synapse_module.config import ClamdConfig
+from appliance.synapse_module.media.scan_store import QuarantineRecord, ScanStore, TablesNotReady
+from appliance.antivirus.verdict import Verdict
+
+if TYPE_CHECKING:  # Synapse's own types of the callback's arguments
+    from synapse.media._base import FileInfo
+    from synapse.media.media_storage import ReadableFileWrapper
+
+logger = logging.getLogger(__name__)
+
+# Synapse turns a refused upload into 400 "Bad content" whatever we return; these errcodes
+# reach clients for remote media and thumbnails (404 with this errcode).
+INFECTED = Codes.FORBIDDEN
+NOT_SCANNED = Codes.UNKNOWN
+
+
+def media_kind(file_info: FileInfo) -> str:
+    """What Synapse is storing: a local upload, remote media, a thumbnail or a URL preview."""
+    if file_info.thumbnail is not None:
+        return "thumbnail"
+    if file_info.url_cache:
+        return "url_preview"
+    if file_info.server_name is not None:
+        return "remote"
+    return "upload"
+
+
+def media_uri(file_info: FileInfo, local_server: str) -> str:
+    """The mxc:// URI of the media (for a thumbnail: of the media it was made from)."""
+    return f"mxc://{file_info.server_name or local_server}/{file_info.file_id}"
+
+
+def requesting_user() -> str | None:
+    """The user whose request is storing the file (the uploader, for an upload).
+
+    FileInfo carries no uploader and the module API offers no way to get one, so this reads
+    the request that Synapse's logging context is attached to: an internal but long-stable
+    part of Synapse (synapse.logging.context), read defensively. None when there is no
+    authenticated request (e.g. media fetched in the background).
+    """
+    from synapse.logging.context import current_context
+
+    request = getattr(current_context(), "request", None)
+    user = getattr(request, "requester", None)
+    return user if isinstance(user, str) and user.startswith("@") else None
+
+
+def file_chunks(path: str, deadline: float) -> Iterator[bytes]:
+    """The file in clamd-sized chunks, giving up once the scan has taken too long."""
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            if time.monotonic() > deadline:
+                raise ClamdUnavailable("clamd is too slow: the scan ran out of time")
+            yield chunk
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class MediaScanner:
+    def __init__(self, api: ModuleApi, config: ClamdConfig, store: ScanStore):
+        self._api = api
+        self._store = store
+        self._timeout = config.timeout_seconds
+        # The socket timeout bounds each wait on clamd; file_chunks bounds the whole stream.
+        self._clamd = ClamdClient(config.host, config.port, timeout=config.timeout_seconds)
+        self._signatures = SignatureWatch(
+            self._clamd, SignatureFiles(Path(config.database_dir) if config.database_dir else None)
+        )
+        self._last_version: str | None = None
+
+    async def check_media_file_for_spam(
+        self, file_wrapper: ReadableFileWrapper, file_info: FileInfo
+    ) -> Literal["NOT_SPAM"] | Codes:
+        kind, media = media_kind(file_info), media_uri(file_info, self._api.server_name)
+        user = requesting_user()
+        try:
+            return await self._check(file_wrapper.path, kind, media, user)
+        except (ClamdUnavailable, TablesNotReady) as error:
+            logger.error("refused %s %s: it could not be scanned: %s", kind, media, error)
+        except Exception:
+            # Fail closed: an exception here would also refuse the file, but as a 500.
+            logger.exception("refused %s %s: scanning it failed", kind, media)
+        return NOT_SCANNED
+
+    async def _check(
+        self, path: str, kind: str, media: str, user: str | None
+    ) -> Literal["NOT_SPAM"] | Codes:
+        sha256, state = await self._api.defer_to_thread(self._hash_and_state, path)
+        await self._on_signature_version(state.version)
+        verdict = await self._store.get_verdict(sha256, state.version)
+        if verdict is None:
+            verdict = await self._scan(path)
+            if state.cacheable:
+                now = self._api.get_current_time_msec()
+                await self._store.record_verdict(sha256, state.version, verdict, now)
+        else:
+            logger.info("%s %s: verdict for %s from the cache", kind, media, sha256)
+        if verdict.clean:
+            return NOT_SPAM
+        await self._quarantine(sha256, kind, media, user, verdict, state)
+        return INFECTED
+
+    def _hash_and_state(self, path: str) -> tuple[str, SignatureState]:
+        return file_sha256(path), self._signatures.state()
+
+    async def _on_signature_version(self, version: str) -> None:
+        if version != self._last_version:
+            if self._last_version is not None:
+                logger.info("signatures changed: earlier verdicts will not be reused")
+            await self._store.forget_verdicts_except(version)
+            self._last_version = version
+
+    async def _scan(self, path: str) -> Verdict:
+        deadline = time.monotonic() + self._timeout
+        return await self._api.defer_to_thread(
+            lambda: self._clamd.scan_chunks(file_chunks(path, deadline))
+        )
+
+    async def _quarantine(
+        self,
+        sha256: str,
+        kind: str,
+        media: str,
+        user: str | None,
+        verdict: Verdict,
+        state: SignatureState,
+    ) -> None:
+        record = QuarantineRecord(
+            record_id=secrets.token_hex(12),
+            sha256=sha256,
+            media=media,
+            kind=kind,
+            user_id=user,
+            signature=verdict.signature or "unknown",
+            signature_version=state.version,
+            detected_ts=self._api.get_current_time_msec(),
+        )
+        await self._store.add_quarantine_record(record)
+        logger.warning(
+            "refused infected %s %s (sha256 %s, from %s): %s",
+            kind,
+            media,
+            sha256,
+            record.user_id or "unknown user",
+            record.signature,
+        )
+
+
+def register_media_scanning(api: ModuleApi, config: ClamdConfig, store: ScanStore) -> None:
+    """Scan every stored file; also starts the store (its tables are made once, at start-up)."""
+    store.start()
+    scanner = MediaScanner(api, config, store)
+    api.register_spam_checker_callbacks(check_media_file_for_spam=scanner.check_media_file_for_spam)

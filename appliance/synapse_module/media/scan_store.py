@@ -1,0 +1,203 @@
+"""The module's scan tables in Synapse's database: verdicts by content, and the quarantine log.
+
+Synapse owns the data (one backup holds it all, every worker sees it). SQL uses `?`
+placeholders and only syntax SQLite and PostgreSQL share; transaction functions are
+idempotent because Synapse may re-run them.
+
+The tables are created once, at start-up, by the process that runs background tasks (as
+DomainStore does), so that concurrent ``CREATE TABLE`` cannot race on PostgreSQL; a failed
+creation is retried. Until the tables are there, every read and write raises TablesNotReady:
+uploads are refused (fail closed), never scanned into a store that is not there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from synapse.module_api import LoggingTransaction, ModuleApi
+
+from appliance.synapse_module.module_tables import tables_exist
+from appliance.antivirus.verdict import Verdict
+
+logger = logging.getLogger(__name__)
+
+CREATE_RETRY_MS = 5000
+_TABLES = ("appliance_media_verdicts", "appliance_media_quarantine")
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS appliance_media_verdicts (
+        sha256 TEXT NOT NULL,
+        signature_version TEXT NOT NULL,
+        verdict TEXT NOT NULL,          -- 'clean' or 'infected'
+        signature TEXT,                 -- what clamd found, when infected
+        scanned_ts BIGINT NOT NULL,
+        PRIMARY KEY (sha256, signature_version)
+    )""",
+    """CREATE TABLE IF NOT EXISTS appliance_media_quarantine (
+        record_id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        media TEXT NOT NULL,            -- mxc://server/media_id (a thumbnail's: its source's)
+        kind TEXT NOT NULL,             -- upload, remote, thumbnail, url_preview
+        user_id TEXT,                   -- whose request brought the file in, when known
+        signature TEXT NOT NULL,
+        signature_version TEXT NOT NULL,
+        detected_ts BIGINT NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS appliance_media_quarantine_detected
+        ON appliance_media_quarantine (detected_ts)""",
+)
+
+
+class TablesNotReady(Exception):
+    """The scan tables have not been created yet (or their creation keeps failing)."""
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    record_id: str
+    sha256: str
+    media: str
+    kind: str
+    user_id: str | None
+    signature: str
+    signature_version: str
+    detected_ts: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+_QUARANTINE_COLUMNS = (
+    "record_id, sha256, media, kind, user_id, signature, signature_version, detected_ts"
+)
+
+
+class ScanStore:
+    def __init__(self, api: ModuleApi):
+        self._api = api
+        # Only one process creates the tables; the others find them (see _ensure_ready).
+        self._creates_tables = api.should_run_background_tasks()
+        self._ready = False
+
+    def start(self) -> None:
+        """Create the tables, in the background-tasks process only; once per start-up."""
+        if self._creates_tables:
+            self._api.run_as_background_process("appliance_scan_tables", self._create_tables)
+
+    async def _create_tables(self) -> None:
+        try:
+            await self._api.run_db_interaction("appliance_scan_tables", _create_schema)
+        except Exception:
+            logger.exception("cannot create the scan tables (retrying): uploads are refused")
+            self._api.delayed_background_call(
+                CREATE_RETRY_MS, self._create_tables, desc="appliance_scan_tables_retry"
+            )
+            return
+        self._ready = True
+        logger.info("scan tables ready")
+
+    async def _ensure_ready(self) -> None:
+        """Fail closed until the tables exist; never creates them (start() does, once)."""
+        if self._ready:
+            return
+        # Another process creates them: ask the database whether it has done so yet.
+        if not self._creates_tables and await self._api.run_db_interaction(
+            "appliance_scan_tables_exist", tables_exist, _TABLES
+        ):
+            self._ready = True
+            return
+        raise TablesNotReady("the scan tables are not created yet")
+
+    async def get_verdict(self, sha256: str, signature_version: str) -> Verdict | None:
+        await self._ensure_ready()
+        return await self._api.run_db_interaction(
+            "appliance_get_verdict", _select_verdict, sha256, signature_version
+        )
+
+    async def record_verdict(
+        self, sha256: str, signature_version: str, verdict: Verdict, now_ms: int
+    ) -> None:
+        await self._ensure_ready()
+        await self._api.run_db_interaction(
+            "appliance_record_verdict", _upsert_verdict, sha256, signature_version, verdict, now_ms
+        )
+
+    async def forget_verdicts_except(self, signature_version: str) -> None:
+        """Drop verdicts made with other signatures: they can never be used again."""
+        await self._ensure_ready()
+        await self._api.run_db_interaction(
+            "appliance_prune_verdicts", _delete_other_versions, signature_version
+        )
+
+    async def add_quarantine_record(self, record: QuarantineRecord) -> None:
+        await self._ensure_ready()
+        await self._api.run_db_interaction("appliance_quarantine_add", _insert_record, record)
+
+    async def list_quarantine(self, offset: int, limit: int) -> tuple[list[QuarantineRecord], int]:
+        """Newest first; returns (the page, the total count)."""
+        await self._ensure_ready()
+        return await self._api.run_db_interaction(
+            "appliance_quarantine_list", _select_records, offset, limit
+        )
+
+
+def _create_schema(txn: LoggingTransaction) -> None:
+    for statement in _SCHEMA:
+        txn.execute(statement)
+
+
+def _select_verdict(txn: LoggingTransaction, sha256: str, version: str) -> Verdict | None:
+    txn.execute(
+        "SELECT verdict, signature FROM appliance_media_verdicts"
+        " WHERE sha256 = ? AND signature_version = ?",
+        (sha256, version),
+    )
+    row = txn.fetchone()
+    return None if row is None else Verdict(clean=row[0] == "clean", signature=row[1])
+
+
+def _upsert_verdict(
+    txn: LoggingTransaction, sha256: str, version: str, verdict: Verdict, now_ms: int
+) -> None:
+    txn.execute(
+        "INSERT INTO appliance_media_verdicts"
+        " (sha256, signature_version, verdict, signature, scanned_ts) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (sha256, signature_version) DO UPDATE"
+        " SET verdict = excluded.verdict, signature = excluded.signature,"
+        " scanned_ts = excluded.scanned_ts",
+        (sha256, version, "clean" if verdict.clean else "infected", verdict.signature, now_ms),
+    )
+
+
+def _delete_other_versions(txn: LoggingTransaction, version: str) -> None:
+    txn.execute("DELETE FROM appliance_media_verdicts WHERE signature_version <> ?", (version,))
+
+
+def _insert_record(txn: LoggingTransaction, record: QuarantineRecord) -> None:
+    txn.execute(
+        f"INSERT INTO appliance_media_quarantine ({_QUARANTINE_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id) DO NOTHING",
+        (
+            record.record_id,
+            record.sha256,
+            record.media,
+            record.kind,
+            record.user_id,
+            record.signature,
+            record.signature_version,
+            record.detected_ts,
+        ),
+    )
+
+
+def _select_records(
+    txn: LoggingTransaction, offset: int, limit: int
+) -> tuple[list[QuarantineRecord], int]:
+    txn.execute("SELECT COUNT(*) FROM appliance_media_quarantine")
+    total = txn.fetchone()[0]
+    txn.execute(
+        f"SELECT {_QUARANTINE_COLUMNS} FROM appliance_media_quarantine"
+        " ORDER BY detected_ts DESC, record_id LIMIT ? OFFSET ?",
+        (limit, offset),
+    )
+    return [QuarantineRecord(*row) for row in txn.fetchall()], total

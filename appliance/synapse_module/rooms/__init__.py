@@ -1,0 +1,1 @@
+"""Rooms: the kinds of rooms (pure rules) and their enforcement on Synapse's callbacks."""

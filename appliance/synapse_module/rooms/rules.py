@@ -1,0 +1,265 @@
+"""The room rules, enforced server-side whatever a client sends (kinds in :mod:`.room_kinds`).
+
+* ``on_create_room`` runs first, before anything is written: it decides the room's kind, gives
+  it its access rule, join rule, history visibility and encryption, and refuses a request the
+  rules do not allow (an external creating a room, an external invited into a private room or
+  a forum, a direct chat for three, a private room listed in the directory...).  A refusal
+  there leaves nothing half-created.
+* ``check_event_allowed`` is the backstop every later local event passes through (client API,
+  module API, upgrades): it keeps each kind's promises event by event.  The events of a
+  creation are those ``on_create_room`` decided.  Messages and other non-state events leave at
+  once, so the cost per message stays negligible.
+* ``user_may_publish_room`` and ``user_may_create_room_alias`` keep private rooms out of the
+  directory and externals from publishing anything.
+
+Every refusal is a 403 ``M_FORBIDDEN`` whose message says why (400 ``M_INVALID_PARAM`` for a
+malformed request).  Server administrators bypass every refusal.  Room upgrades are refused:
+Synapse does not carry the access rule over to the new room.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, Requester, RoomAlias, StateMap
+from synapse.module_api.errors import Codes, SynapseError
+
+from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
+from appliance.synapse_module.externals.identity_key import IdentityKey
+from appliance.synapse_module.externals.invitations import EXTERNALS_CANNOT_INVITE_BY_EMAIL, Invitations
+from appliance.synapse_module.rooms.kinds import (
+    ACCESS_RULES,
+    CREATE,
+    DIRECT_FULL,
+    ENCRYPTION,
+    JOIN_RULES,
+    MEMBER,
+    ONLY_FORUMS_LISTED,
+    POWER_LEVELS,
+    PRIVATE_CHAT,
+    THIRD_PARTY_INVITE,
+    TOMBSTONE,
+    TRUSTED_PRIVATE_CHAT,
+    UNRESTRICTED,
+    UPGRADES_REFUSED,
+    CreationPlan,
+    RoomKind,
+    RoomRuleError,
+    RoomState,
+    access_rule_problem,
+    direct_chat_full,
+    email_invite_problem,
+    encryption_problem,
+    join_rule_problem,
+    plan_creation,
+    raised_users,
+    users_default_problem,
+    users_in,
+)
+
+logger = logging.getLogger(__name__)
+
+EXTERNALS_CANNOT_CREATE = "Externals cannot create rooms or direct chats"
+EXTERNALS_NO_FORUMS = "Externals cannot join forums"
+EXTERNALS_NOT_IN_PRIVATE = (
+    "Externals cannot be invited into private rooms: open the room to externals first"
+)
+EXTERNALS_BY_INVITATION = "Externals can join a room open to externals only by invitation"
+EXTERNALS_LEVEL = "Externals keep power level 0: they cannot be moderators or administrators"
+EXTERNALS_NOT_CREATORS = "Externals cannot be creators of a room"
+EXTERNALS_CANNOT_PUBLISH = "Externals cannot publish rooms in the directory"
+EXTERNALS_NO_ALIASES = "Externals cannot create room addresses"
+EXTERNAL_NAME = "An external's name always ends with (external)"
+
+PER_USER = (MEMBER, THIRD_PARTY_INVITE)  # the state events that have a state key
+Check = Callable[[EventBase, RoomState], Awaitable["str | None"]]
+
+
+def _error(problem: RoomRuleError | str) -> SynapseError:
+    if isinstance(problem, RoomRuleError) and problem.malformed:
+        return SynapseError(400, problem.message, Codes.INVALID_PARAM)
+    return SynapseError(403, str(problem), Codes.FORBIDDEN)
+
+
+class RoomRules:
+    def __init__(
+        self,
+        api: ModuleApi,
+        directory: ExternalDirectory,
+        invitations: Invitations,
+        key: IdentityKey,
+    ) -> None:
+        self._api = api
+        self._directory = directory
+        self._invitations = invitations
+        self._key = key
+        self._checks: dict[str, Check] = {
+            CREATE: self._create,
+            TOMBSTONE: self._tombstone,
+            ACCESS_RULES: self._access_rule,
+            JOIN_RULES: self._join_rule,
+            ENCRYPTION: self._encryption,
+            POWER_LEVELS: self._power_levels,
+            MEMBER: self._member,
+            THIRD_PARTY_INVITE: self._third_party_invite,
+        }
+
+    def register(self) -> None:
+        self._api.register_third_party_rules_callbacks(
+            check_event_allowed=self.check_event_allowed, on_create_room=self.on_create_room
+        )
+        self._api.register_spam_checker_callbacks(
+            user_may_publish_room=self.user_may_publish_room,
+            user_may_create_room_alias=self.user_may_create_room_alias,
+        )
+
+    # --- room creation -----------------------------------------------------------------------
+
+    async def on_create_room(
+        self, requester: Requester, config: dict, is_requester_admin: bool
+    ) -> None:
+        creator = requester.user.to_string()
+        try:
+            plan = await self._people_checked(creator, plan_creation(config))
+        except RoomRuleError as error:
+            if is_requester_admin and not error.malformed:
+                logger.info("administrator %s bypassed a room rule: %s", creator, error.message)
+                return
+            logger.info("refused a room for %s: %s", creator, error.message)
+            raise _error(error) from None
+        plan.apply_to(config)
+
+    async def _people_checked(self, creator: str, plan: CreationPlan) -> CreationPlan:
+        """Check the people the request names; raise :class:`RoomRuleError`."""
+        if await self._directory.is_external(creator):
+            raise RoomRuleError(EXTERNALS_CANNOT_CREATE)
+        named = {*plan.invitees, *plan.additional_creators, *users_in(plan.power_levels)}
+        externals = await self._directory.externals_among(named)
+        if externals & set(plan.additional_creators):
+            raise RoomRuleError(EXTERNALS_NOT_CREATORS)
+        if externals & users_in(plan.power_levels):
+            raise RoomRuleError(EXTERNALS_LEVEL)
+        invited = externals & set(plan.invitees)
+        if invited and plan.kind is RoomKind.FORUM:
+            raise RoomRuleError(EXTERNALS_NO_FORUMS)
+        if invited and plan.kind is RoomKind.PRIVATE:
+            raise RoomRuleError(EXTERNALS_NOT_IN_PRIVATE)
+        for address in plan.email_invitees:
+            if problem := self._invitations.address_problem(address, plan.kind):
+                raise RoomRuleError(problem)
+        if invited and plan.preset == TRUSTED_PRIVATE_CHAT:
+            # An agent may start a direct chat with an external, who must not become one of
+            # its creators (with unlimited power).
+            return plan.with_preset(PRIVATE_CHAT)
+        return plan
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def check_event_allowed(
+        self, event: EventBase, state_events: StateMap[EventBase]
+    ) -> tuple[bool, dict | None]:
+        if not event.is_state():
+            return True, None
+        check = self._checks.get(event.type)
+        if check is None or (event.state_key != "" and event.type not in PER_USER):
+            return True, None  # (a join rule or power levels under another key do nothing)
+        state = RoomState(state_events)
+        if state.being_created and event.type != CREATE:
+            # The events of a room's creation come from a request on_create_room has checked.
+            return True, None
+        problem = await check(event, state)
+        if problem is not None and not await self._api.is_user_admin(event.sender):
+            logger.info(
+                "refused %s in %s from %s: %s", event.type, event.room_id, event.sender, problem
+            )
+            raise _error(problem)
+        return True, None
+
+    async def _create(self, event: EventBase, state: RoomState) -> str | None:
+        if "predecessor" in event.content:
+            return UPGRADES_REFUSED
+        creators = event.content.get("additional_creators", [])
+        if isinstance(creators, list) and await self._directory.externals_among(
+            c for c in creators if isinstance(c, str)
+        ):
+            return EXTERNALS_NOT_CREATORS
+        return None
+
+    async def _tombstone(self, event: EventBase, state: RoomState) -> str | None:
+        return UPGRADES_REFUSED
+
+    async def _access_rule(self, event: EventBase, state: RoomState) -> str | None:
+        listed = event.content.get("rule") == UNRESTRICTED and (
+            await self._api.public_room_list_manager.room_is_in_public_room_list(event.room_id)
+        )
+        return access_rule_problem(state, event.content, listed=listed)
+
+    async def _join_rule(self, event: EventBase, state: RoomState) -> str | None:
+        return join_rule_problem(state, event.content)
+
+    async def _encryption(self, event: EventBase, state: RoomState) -> str | None:
+        return encryption_problem(state, event.content)
+
+    async def _power_levels(self, event: EventBase, state: RoomState) -> str | None:
+        if problem := users_default_problem(event.content):
+            return problem
+        raised = raised_users(state.content(POWER_LEVELS), event.content)
+        return EXTERNALS_LEVEL if await self._directory.externals_among(raised) else None
+
+    async def _member(self, event: EventBase, state: RoomState) -> str | None:
+        membership = event.content.get("membership")
+        if membership not in ("join", "invite"):
+            return None
+        target = event.state_key
+        if direct_chat_full(state, target):
+            return DIRECT_FULL
+        if not await self._directory.is_external(target):
+            return None
+        name = event.content.get("displayname")
+        if isinstance(name, str) and not has_marker(name):
+            return EXTERNAL_NAME
+        if state.membership(target) == "join":
+            return None  # already in the room: a profile update
+        return _external_entry_problem(state, membership, target)
+
+    async def _third_party_invite(self, event: EventBase, state: RoomState) -> str | None:
+        if event.content and await self._directory.is_external(event.sender):
+            return EXTERNALS_CANNOT_INVITE_BY_EMAIL
+        return email_invite_problem(state, event.state_key, event.content, self._key.public_key)
+
+    # --- directory -----------------------------------------------------------------------------
+
+    async def user_may_publish_room(self, user_id: str, room_id: str) -> str | tuple[str, dict]:
+        # Synapse does not say whether the room is being listed or unlisted: a room that is
+        # not a forum may only leave the directory (it can be listed from before the rules).
+        if await self._directory.is_external(user_id):
+            problem = EXTERNALS_CANNOT_PUBLISH
+        else:
+            state = RoomState(
+                await self._api.get_room_state(room_id, [(ACCESS_RULES, ""), (JOIN_RULES, "")])
+            )
+            listed = await self._api.public_room_list_manager.room_is_in_public_room_list(room_id)
+            problem = None if state.kind is RoomKind.FORUM or listed else ONLY_FORUMS_LISTED
+        if problem is None or await self._api.is_user_admin(user_id):
+            return NOT_SPAM
+        return Codes.FORBIDDEN, {"error": problem}
+
+    async def user_may_create_room_alias(
+        self, user_id: str, alias: RoomAlias
+    ) -> str | tuple[str, dict]:
+        if await self._directory.is_external(user_id):
+            return Codes.FORBIDDEN, {"error": EXTERNALS_NO_ALIASES}
+        return NOT_SPAM
+
+
+def _external_entry_problem(state: RoomState, membership: str, target: str) -> str | None:
+    """Whether an external may be invited into, or join, this room."""
+    kind = state.kind
+    if kind is RoomKind.FORUM:
+        return EXTERNALS_NO_FORUMS
+    if kind is RoomKind.PRIVATE:
+        return EXTERNALS_NOT_IN_PRIVATE
+    if membership == "join" and state.membership(target) != "invite":
+        return EXTERNALS_BY_INVITATION
+    return None
