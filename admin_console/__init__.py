@@ -87,8 +87,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     template_helpers.init_app(app)
     for blueprint in (
-        auth.bp, health.bp, users.bp, domains.bp, rooms.bp, media.bp, audit_views.bp,
-        operator_views.bp, invitations.bp,
+        auth.bp,
+        health.bp,
+        users.bp,
+        domains.bp,
+        rooms.bp,
+        media.bp,
+        audit_views.bp,
+        operator_views.bp,
+        invitations.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

@@ -53,8 +53,12 @@ def perform(action: str, target: str, operation: Callable[[], T], success: str) 
 def confirmation_page(form: ConfirmForm, ask: Confirmation, back: str) -> str:
     """The page asking the operator to confirm; Cancel leads to back (a URL of this console)."""
     return render_template(
-        "confirm.html", form=form, question=ask.question, consequence=ask.consequence,
-        button=ask.button, back=back,
+        "confirm.html",
+        form=form,
+        question=ask.question,
+        consequence=ask.consequence,
+        button=ask.button,
+        back=back,
     )
 
 
@@ -64,8 +68,13 @@ def confirmed(form: ConfirmForm, ask: Confirmation, back: str) -> str | None:
 
 
 def confirm_then_perform(
-    form: ConfirmForm, ask: Confirmation, back: str,
-    action: str, target: str, operation: Callable[[], object], success: str,
+    form: ConfirmForm,
+    ask: Confirmation,
+    back: str,
+    action: str,
+    target: str,
+    operation: Callable[[], object],
+    success: str,
 ) -> str | Response:
     """A destructive action: ask first, then perform it and go back."""
     asking = confirmed(form, ask, back)
@@ -76,8 +85,13 @@ def confirm_then_perform(
 
 
 def toggle(
-    action: str, target: str, on: bool, switch: Callable[[bool], object],
-    ask: Confirmation, success: str, back: str,
+    action: str,
+    target: str,
+    on: bool,
+    switch: Callable[[bool], object],
+    ask: Confirmation,
+    success: str,
+    back: str,
 ) -> str | Response:
     """Switch something on (after confirmation) or off (at once), then go back."""
     form = ConfirmForm()

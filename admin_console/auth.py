@@ -7,7 +7,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (
-    Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for,
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
@@ -78,10 +86,14 @@ def locked_message(seconds: int) -> str:
 
 def _ended_message(reason: str) -> str:
     if reason == "idle":
-        return _("You were logged out after %(minutes)d minutes without activity.",
-                 minutes=current_app.config["SESSION_TIMEOUT_MINUTES"])
-    return _("You were logged out: a login lasts %(hours)d hours at most.",
-             hours=session_limits.ABSOLUTE_LIFETIME_HOURS)
+        return _(
+            "You were logged out after %(minutes)d minutes without activity.",
+            minutes=current_app.config["SESSION_TIMEOUT_MINUTES"],
+        )
+    return _(
+        "You were logged out: a login lasts %(hours)d hours at most.",
+        hours=session_limits.ABSOLUTE_LIFETIME_HOURS,
+    )
 
 
 def _fresh_session() -> None:
@@ -101,7 +113,9 @@ def _login_page(form: LoginForm, status: int = 200):
     # The hint about the generated password only while it exists (see operators.store).
     generated = _first_operator_file()
     return render_template(
-        "login.html", form=form, first_operator=operators.FIRST_OPERATOR,
+        "login.html",
+        form=form,
+        first_operator=operators.FIRST_OPERATOR,
         first_operator_file=generated if generated.exists() else None,
     ), status
 
@@ -116,8 +130,11 @@ def login():
     connection, username = db.get_db(), form.username.data
     try:
         operator = lockout.guarded(
-            connection, username, client_address(),
-            lambda: operators.authenticate(connection, username, form.password.data), now(),
+            connection,
+            username,
+            client_address(),
+            lambda: operators.authenticate(connection, username, form.password.data),
+            now(),
         )
     except lockout.Locked as locked:
         audit.record("login", username, False, "locked", operator=username)
@@ -126,16 +143,22 @@ def login():
     if operator is None:
         audit.record("login", username, False, "wrong password", operator=username)
         locked_for = lockout.seconds_locked(connection, username, client_address(), now())
-        flash(locked_message(locked_for) if locked_for else _("Wrong username or password."),
-              "error")
+        flash(
+            locked_message(locked_for) if locked_for else _("Wrong username or password."), "error"
+        )
         return _login_page(form, 429 if locked_for else 401)
     _fresh_session()
     login_user(operator)
     session_limits.start()
     audit.record("login", username, True)
     if operators.first_operator_file_names(_first_operator_file(), username):
-        flash(_("Choose your own password now (My password): the generated one is kept in "
-                "plain text on the server until you do."), "warning")
+        flash(
+            _(
+                "Choose your own password now (My password): the generated one is kept in "
+                "plain text on the server until you do."
+            ),
+            "warning",
+        )
     return redirect(safe_next(request.args.get("next")))
 
 

@@ -91,7 +91,6 @@ def checks_json():
     return jsonify(
         ok=all(check.ok for check in checks),
         checks=[
-            {"name": c.name, "ok": c.ok, "summary": c.summary, "details": c.details}
-            for c in checks
+            {"name": c.name, "ok": c.ok, "summary": c.summary, "details": c.details} for c in checks
         ],
     )

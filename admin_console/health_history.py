@@ -55,8 +55,13 @@ def take_sample(synapse_url: str, state_dir: Path, now: float | None = None) -> 
 def store(connection, sample: Sample) -> None:
     connection.execute(
         "INSERT OR IGNORE INTO health_samples VALUES (?, ?, ?, ?, ?)",
-        (sample.minute, sample.cpu_percent, sample.memory_percent, sample.disk_percent,
-         sample.synapse_ms),
+        (
+            sample.minute,
+            sample.cpu_percent,
+            sample.memory_percent,
+            sample.disk_percent,
+            sample.synapse_ms,
+        ),
     )
     connection.execute(
         "DELETE FROM health_samples WHERE minute < ?", (sample.minute - KEEP_SECONDS // 60,)
@@ -72,7 +77,9 @@ def last_day(connection, now: float | None = None) -> list[Sample]:
     return [Sample(*row) for row in rows]
 
 
-def start_sampler(database: str, synapse_url: str, state_dir: Path, every: float) -> threading.Thread:
+def start_sampler(
+    database: str, synapse_url: str, state_dir: Path, every: float
+) -> threading.Thread:
     def loop() -> None:
         while True:
             try:

@@ -16,8 +16,8 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from admin_console.media.signatures import too_old
-from appliance.operations import health
 from appliance.antivirus.signatures import describe_age
+from appliance.operations import health
 
 TLS_WARNING_DAYS = 14
 TLS_TIMEOUT = 5.0
@@ -39,11 +39,17 @@ def tls_warning(public_baseurl: str, cafile: str | None = None) -> str | None:
     try:
         days = tls_days_left(url.hostname, url.port or 443, cafile)
     except (OSError, ssl.SSLError) as error:
-        return _("The TLS certificate of %(host)s cannot be checked: %(error)s",
-                 host=url.hostname, error=str(error))
+        return _(
+            "The TLS certificate of %(host)s cannot be checked: %(error)s",
+            host=url.hostname,
+            error=str(error),
+        )
     if days < TLS_WARNING_DAYS:
-        return _("The TLS certificate of %(host)s expires in %(days)d day(s): renew it.",
-                 host=url.hostname, days=max(0, int(days)))
+        return _(
+            "The TLS certificate of %(host)s expires in %(days)d day(s): renew it.",
+            host=url.hostname,
+            days=max(0, int(days)),
+        )
     return None
 
 
@@ -52,16 +58,21 @@ def warnings(checks: list[health.Check]) -> list[str]:
     found = []
     disk = next((check for check in checks if check.name == "disk"), None)
     if disk and disk.details.get("percent", 0) >= health.DISK_WARNING_PERCENT:
-        found.append(_("The disk is %(percent)d %% full: free space before Synapse stops.",
-                       percent=disk.details["percent"]))
+        found.append(
+            _(
+                "The disk is %(percent)d %% full: free space before Synapse stops.",
+                percent=disk.details["percent"],
+            )
+        )
     # The clamd check has just read the signatures' age: asking clamd (and hashing its
     # databases) a second time per page would only cost.
     clamd = next((check for check in checks if check.name == "clamd"), None)
     if config.get("CLAMAV_SIGNATURES") == "freshclam" and clamd:
         age = clamd.details.get("age_seconds")
         if too_old(age):
-            found.append(_("The antivirus signatures are %(age)s: check freshclam.",
-                           age=describe_age(age)))
+            found.append(
+                _("The antivirus signatures are %(age)s: check freshclam.", age=describe_age(age))
+            )
     if config.get("MODE") == "production":
         message = tls_warning(config.get("PUBLIC_BASEURL", ""), config.get("TLS_CA_FILE"))
         if message:

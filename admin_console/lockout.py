@@ -54,7 +54,10 @@ def client_key(remote_addr: str | None) -> str:
 
 
 def guarded(
-    connection: sqlite3.Connection, username: str, client: str, verify: Callable[[], T | None],
+    connection: sqlite3.Connection,
+    username: str,
+    client: str,
+    verify: Callable[[], T | None],
     now: float,
 ) -> T | None:
     """verify()'s result, the attempt being counted as a failure unless that is not None.
@@ -91,8 +94,9 @@ def _count_attempt(connection: sqlite3.Connection, username: str, client: str, n
 def seconds_locked(connection: sqlite3.Connection, username: str, client: str, now: float) -> int:
     """Seconds until username may try again from client; 0 when it may now."""
     return max(
-        _locked_for(connection, "username = ? AND client = ?", (username, client), MAX_FAILURES,
-                    now),
+        _locked_for(
+            connection, "username = ? AND client = ?", (username, client), MAX_FAILURES, now
+        ),
         _locked_for(connection, "username = ?", (username,), MAX_FAILURES_ANYWHERE, now),
     )
 

@@ -8,13 +8,13 @@ import json
 import sys
 
 from appliance import __version__
-from appliance.operations import health
-from appliance.evaluation.lifecycle import EvaluationAppliance, StartError, is_root
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.render import give_secrets_to_owners, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
-from appliance.operations.service_account import ServiceAccountError, ensure_console_token
 from appliance.config.settings import SettingsError, load_settings
+from appliance.evaluation.lifecycle import EvaluationAppliance, StartError, is_root
+from appliance.operations import health
+from appliance.operations.service_account import ServiceAccountError, ensure_console_token
 
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
@@ -96,9 +96,13 @@ def cmd_up(args) -> int:
 
 def _print_access(settings, layout) -> None:
     print()
-    print(f"  Matrix client API  {settings.synapse.listen.url}  (server name {settings.server_name})")
+    print(
+        f"  Matrix client API  {settings.synapse.listen.url}  (server name {settings.server_name})"
+    )
     print(f"  Admin console      {settings.console.listen.url}/")
-    print(f"  Content scanner    {settings.content_scanner.listen.url}/_matrix/media_proxy/unstable")
+    print(
+        f"  Content scanner    {settings.content_scanner.listen.url}/_matrix/media_proxy/unstable"
+    )
     if layout.console_first_operator.exists():  # deleted once that operator sets a password
         print(f"  First operator     credentials in {layout.console_first_operator} (mode 0600)")
     if settings.mail.run_local_sink:

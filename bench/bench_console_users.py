@@ -44,13 +44,13 @@ from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from admin_console import create_app  # noqa: E402
 from admin_console.users.views import PAGE_SIZE  # noqa: E402
-from appliance.evaluation import services  # noqa: E402
-from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
 from appliance.config.layout import Layout  # noqa: E402
 from appliance.config.render import render_all, write_all  # noqa: E402
 from appliance.config.secrets_store import ensure_secrets  # noqa: E402
-from appliance.operations.service_account import ensure_service_token  # noqa: E402
+from appliance.evaluation import services  # noqa: E402
+from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
 from appliance.evaluation.supervisor import start, stop, wait_until_ready  # noqa: E402
+from appliance.operations.service_account import ensure_service_token  # noqa: E402
 
 SIZES = (10_000, 100_000)
 ROUNDS = 21
@@ -93,7 +93,8 @@ class BenchSynapse:
         write_all(render_all(self.appliance.settings, self.layout))
         self.start()
         ensure_service_token(
-            self.url, shared_secret_file=self.layout.secret("registration_shared_secret"),
+            self.url,
+            shared_secret_file=self.layout.secret("registration_shared_secret"),
             password_file=self.layout.secret("synapse-service-password"),
             token_file=self.layout.service_token,
         )
@@ -105,7 +106,8 @@ class BenchSynapse:
         token = self.layout.service_token.read_text().strip()
         deadline = time.monotonic() + timeout
         while requests.get(
-            f"{self.url}/_synapse/admin/v1/background_updates/status", timeout=30,
+            f"{self.url}/_synapse/admin/v1/background_updates/status",
+            timeout=30,
             headers={"Authorization": f"Bearer {token}"},
         ).json()["current_updates"]:
             if time.monotonic() > deadline:
@@ -132,8 +134,10 @@ class BenchSynapse:
             database.executemany(
                 "INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)"
                 " VALUES (?, 'email', ?, ?, ?)",
-                ((self._user_id(n), f"agent{n:06d}@{DOMAIN}", now * 1000, now * 1000)
-                 for n in numbers),
+                (
+                    (self._user_id(n), f"agent{n:06d}@{DOMAIN}", now * 1000, now * 1000)
+                    for n in numbers
+                ),
             )
             database.executemany(
                 "INSERT INTO user_directory (user_id, room_id, display_name) VALUES (?, NULL, ?)",
@@ -142,8 +146,10 @@ class BenchSynapse:
             # Synapse's SQLite full-text row: the user ID, then the lower-cased display name.
             database.executemany(
                 "INSERT INTO user_directory_search (user_id, value) VALUES (?, ?)",
-                ((self._user_id(n), f"{self._user_id(n)} {self._name(n).lower()}")
-                 for n in numbers),
+                (
+                    (self._user_id(n), f"{self._user_id(n)} {self._name(n).lower()}")
+                    for n in numbers
+                ),
             )
             self._mark(database, "admin", ADMINS, last)
             self._mark(database, "deactivated", DEACTIVATED, last)
@@ -169,12 +175,18 @@ class BenchSynapse:
 
 
 def console_client(synapse: BenchSynapse, directory: Path):
-    app = create_app({
-        "TESTING": True, "SECRET_KEY": "bench", "SESSION_TIMEOUT_MINUTES": 30,
-        "SYNAPSE_URL": synapse.url, "SERVICE_TOKEN_FILE": str(synapse.layout.service_token),
-        "DATABASE": str(directory / "console.sqlite3"),
-        "FIRST_OPERATOR_FILE": str(directory / "operator.json"), "WTF_CSRF_ENABLED": False,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "bench",
+            "SESSION_TIMEOUT_MINUTES": 30,
+            "SYNAPSE_URL": synapse.url,
+            "SERVICE_TOKEN_FILE": str(synapse.layout.service_token),
+            "DATABASE": str(directory / "console.sqlite3"),
+            "FIRST_OPERATOR_FILE": str(directory / "operator.json"),
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
     client = app.test_client()
     credentials = json.loads((directory / "operator.json").read_text())
     assert client.post("/login", data=credentials).status_code == 302
@@ -248,14 +260,18 @@ def main() -> None:
     for size in SIZES:
         for label, figures in table.items():
             console_ms, api_ms = figures[(size, "console")], figures[(size, "api")]
-            print(f"{size:>8,}  {label:<12} {console_ms:>9.1f} {api_ms:>10.1f} "
-                  f"{console_ms / api_ms:>7.2f}")
+            print(
+                f"{size:>8,}  {label:<12} {console_ms:>9.1f} {api_ms:>10.1f} "
+                f"{console_ms / api_ms:>7.2f}"
+            )
     small, large = SIZES
     for label, figures in table.items():
         console_growth = figures[(large, "console")] / figures[(small, "console")]
         api_growth = figures[(large, "api")] / figures[(small, "api")]
-        print(f"{label}: console {large:,} / {small:,} users = {console_growth:.2f}, "
-              f"Admin API {api_growth:.2f}")
+        print(
+            f"{label}: console {large:,} / {small:,} users = {console_growth:.2f}, "
+            f"Admin API {api_growth:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import requests
 import yaml
+from harness import free_port
+from matrix_media_helpers import MEDIA_PROXY, User, upload_encrypted
 from media_bench_support import Services, median, percentile
 
 from appliance.antivirus.clamd import ClamdClient
 from appliance.evaluation.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
-from harness import free_port
-from matrix_media_helpers import MEDIA_PROXY, User, upload_encrypted
 
 ROOT = Path(__file__).resolve().parent.parent
 MCS_VENV = Path(os.environ.get("MCS_VENV", ROOT / "var" / "bench" / "mcs-1.0.8"))

@@ -80,8 +80,11 @@ def ok(response) -> None:
 def round_steps(a: Person, b: Person, index: int) -> Iterator[tuple[str, Callable[[], object]]]:
     """The steps of one round, each to be timed on its own."""
     room: list[str] = []
-    yield "create", lambda: room.append(
-        a.new_room(name=f"Bench {index}", preset="private_chat", initial_state=ENCRYPTED)
+    yield (
+        "create",
+        lambda: room.append(
+            a.new_room(name=f"Bench {index}", preset="private_chat", initial_state=ENCRYPTED)
+        ),
     )
     yield "invite", lambda: ok(a.invite(room[0], b.user_id))
     yield "join", lambda: ok(b.join(room[0]))
@@ -209,8 +212,10 @@ def forum_main(members: int, messages: int) -> int:
     print_row("wall", *wall)
     server = [cpu[name] * 1000 / messages for name in servers]
     print_row("CPU", *server)
-    print(f"ratio with/without module per message: wall {wall[0] / wall[1]:.2f}x (median), "
-          f"Synapse CPU {server[0] / server[1]:.2f}x (mean)")
+    print(
+        f"ratio with/without module per message: wall {wall[0] / wall[1]:.2f}x (median), "
+        f"Synapse CPU {server[0] / server[1]:.2f}x (mean)"
+    )
     return 0
 
 

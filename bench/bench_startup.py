@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
-from appliance.evaluation import services  # noqa: E402
-from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
 from appliance.config.layout import Layout  # noqa: E402
 from appliance.config.render import render_all, write_all  # noqa: E402
 from appliance.config.secrets_store import ensure_secrets  # noqa: E402
+from appliance.evaluation import services  # noqa: E402
+from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
 from appliance.evaluation.supervisor import start, stop, wait_until_ready  # noqa: E402
 
 ROUNDS = 3

@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from matrix_media_helpers import User, upload
 from media_bench_support import Services, median
 
 from appliance.antivirus.clamd import ClamdClient
-from matrix_media_helpers import User, upload
 
 ROUNDS = {1: 12, 10: 6, 50: 4}  # size in MB -> uploads to each Synapse
 

@@ -15,8 +15,8 @@ from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 from matrix_helpers import SideServices  # noqa: E402
 from matrix_media_helpers import User, register_user  # noqa: E402
 
-from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
 from appliance.config.layout import Layout  # noqa: E402
+from appliance.evaluation.lifecycle import EvaluationAppliance  # noqa: E402
 
 
 class Services(SideServices):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 import requests
-
-from appliance.antivirus.clamd import ClamdClient
-from appliance.evaluation.lifecycle import EvaluationAppliance
-from appliance.config.layout import Layout
 from harness import TEST_DOMAINS, MailSink, evaluation_settings, free_port  # noqa: F401
 from matrix_helpers import MatrixClient, SideSynapse, client_for
+
+from appliance.antivirus.clamd import ClamdClient
+from appliance.config.layout import Layout
+from appliance.evaluation.lifecycle import EvaluationAppliance
 
 
 @pytest.fixture(scope="session")

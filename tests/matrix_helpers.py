@@ -26,13 +26,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import requests
 import yaml
 
-from appliance.evaluation import services
 from appliance.config.layout import Layout
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
-from appliance.operations.service_account import ensure_service_token
 from appliance.config.settings import Settings
+from appliance.evaluation import services
 from appliance.evaluation.supervisor import ServiceSpec, start, stop, tail, wait_until_ready
+from appliance.operations.service_account import ensure_service_token
 
 # Meets the appliance's password policy (10+ characters, upper, lower, digit).
 PASSWORD = "Correct-Horse-Battery-42"

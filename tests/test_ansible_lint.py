@@ -91,9 +91,9 @@ def test_every_default_is_prefixed_documented_and_validated(role):
             name in spec.get("options", {}) for spec in specs.values()
         ), f"{role}: {name} has no argument spec"
         index = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:"))
-        assert any(
-            line.startswith("#") for line in lines[max(0, index - 6) : index]
-        ), f"{role}: {name} has no comment above it in defaults/main.yml"
+        assert any(line.startswith("#") for line in lines[max(0, index - 6) : index]), (
+            f"{role}: {name} has no comment above it in defaults/main.yml"
+        )
 
 
 def test_inventory_variables_map_onto_valid_settings():
@@ -184,7 +184,9 @@ def test_vagrantfile_provisions_the_box_with_site_yml_and_prints_the_console_url
     recorder.write_text(VAGRANT_RECORDER)
     result = subprocess.run(
         [ruby, str(recorder), str(SOURCE_ROOT / "Vagrantfile")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     vagrant = json.loads(result.stdout)

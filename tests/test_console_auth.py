@@ -89,9 +89,7 @@ def test_open_redirect_after_login_is_refused(csrf_app):
     client = csrf_app.test_client()
     credentials = first_operator(csrf_app)
     token = csrf_token(client.get("/login").get_data(as_text=True))
-    response = client.post(
-        "/login?next=//evil.example/", data={"csrf_token": token, **credentials}
-    )
+    response = client.post("/login?next=//evil.example/", data={"csrf_token": token, **credentials})
     assert response.headers["Location"] == "/health/"
 
 
@@ -152,7 +150,9 @@ def operator_client(csrf_app, clock):
 def ended_login_message(client, response) -> str:
     """The login page a request was sent to, instead of its own page, once the login ended."""
     assert response.status_code == 302 and response.headers["Location"].startswith("/login"), (
-        response.status_code, response.headers.get("Location"))
+        response.status_code,
+        response.headers.get("Location"),
+    )
     return client.get(response.headers["Location"]).get_data(as_text=True)
 
 

@@ -16,10 +16,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_console_users import app, console  # noqa: F401 (fixtures)
 
 from admin_console import charts, db, health_history, health_warnings
 from appliance.operations import health
-from test_console_users import app, console  # noqa: F401 (fixtures)
 
 PAGES = (
     "/health/",
@@ -102,7 +102,7 @@ def self_signed_certificate(
     """A CA-flagged certificate for names, expiring in `days`; returns (cert file, key file)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "appliance test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

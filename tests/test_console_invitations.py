@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from matrix_helpers import OPEN_TO_EXTERNALS, Person
-
 from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 INVITATIONS = "/_synapse/client/appliance/v1/invitations"
@@ -163,7 +162,11 @@ def test_the_console_lists_pending_invitations(console, synapse, host, room):  #
 
 
 def test_the_console_revokes_an_invitation_after_confirmation(
-    client, console, synapse, host, room  # noqa: F811
+    client,
+    console,
+    synapse,
+    host,
+    room,  # noqa: F811
 ):
     address = invite(host, room)
     token = find(synapse, address)["id"]

@@ -13,10 +13,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from cryptography import x509
-
-from admin_console import create_app, mailer
 from harness import free_port
 from test_console_health import self_signed_certificate
+
+from admin_console import create_app, mailer
 
 USER, PASSWORD = "relay-user", "relay-Passw0rd"
 
@@ -46,9 +46,10 @@ def this_hosts_other_address() -> str:
     console, while the traffic stays on the machine."""
     for addresses in psutil.net_if_addrs().values():
         for address in addresses:
-            if address.family == socket.AF_INET and not ipaddress.ip_address(
-                address.address
-            ).is_loopback:
+            if (
+                address.family == socket.AF_INET
+                and not ipaddress.ip_address(address.address).is_loopback
+            ):
                 return address.address
     pytest.skip("this machine has no non-loopback IPv4 address to put a relay on")
 
@@ -65,8 +66,7 @@ def start_relay(tmp_path):
         ca_file = None
         if tls:
             name = (
-                x509.IPAddress(ipaddress.ip_address(tls)) if tls[0].isdigit()
-                else x509.DNSName(tls)
+                x509.IPAddress(ipaddress.ip_address(tls)) if tls[0].isdigit() else x509.DNSName(tls)
             )
             cert_file, key_file = self_signed_certificate(tmp_path, 30, [name])
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -74,8 +74,12 @@ def start_relay(tmp_path):
             options.update(tls_context=context, require_starttls=True)
             ca_file = str(cert_file)
         controller = Controller(
-            relay, hostname=host, port=relay.port, server_hostname="relay.test",
-            authenticator=relay.authenticate, **options,
+            relay,
+            hostname=host,
+            port=relay.port,
+            server_hostname="relay.test",
+            authenticator=relay.authenticate,
+            **options,
         )
         controller.start()
         controllers.append(controller)
@@ -87,26 +91,34 @@ def start_relay(tmp_path):
 
 
 def send(tmp_path, relay: Relay, **config) -> None:
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test",
-        "DATABASE": str(tmp_path / "console.sqlite3"),
-        "FIRST_OPERATOR_FILE": str(tmp_path / "operator.json"),
-        "SESSION_TIMEOUT_MINUTES": 30,
-        "SERVER_NAME_MATRIX": "test.appliance.localhost",
-        "MAIL_FROM": "Console <noreply@test.appliance.localhost>",
-        "SMTP_HOST": relay.host,
-        "SMTP_PORT": relay.port,
-        **config,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "DATABASE": str(tmp_path / "console.sqlite3"),
+            "FIRST_OPERATOR_FILE": str(tmp_path / "operator.json"),
+            "SESSION_TIMEOUT_MINUTES": 30,
+            "SERVER_NAME_MATRIX": "test.appliance.localhost",
+            "MAIL_FROM": "Console <noreply@test.appliance.localhost>",
+            "SMTP_HOST": relay.host,
+            "SMTP_PORT": relay.port,
+            **config,
+        }
+    )
     with app.app_context():
         mailer.send("agent@ac-paris.fr", "Invitation", "Hello")
 
 
 def test_starttls_checks_the_certificate_then_logs_in_and_sends(tmp_path, start_relay):
     relay, ca_file = start_relay("127.0.0.1", tls="127.0.0.1")
-    send(tmp_path, relay, SMTP_STARTTLS=True, SMTP_CA_FILE=ca_file, SMTP_USER=USER,
-         SMTP_PASSWORD=PASSWORD)
+    send(
+        tmp_path,
+        relay,
+        SMTP_STARTTLS=True,
+        SMTP_CA_FILE=ca_file,
+        SMTP_USER=USER,
+        SMTP_PASSWORD=PASSWORD,
+    )
     assert relay.logins == [(USER, PASSWORD, True)]
     assert relay.mails == [(["agent@ac-paris.fr"], True)]
 
@@ -118,8 +130,14 @@ def test_a_relay_whose_certificate_fails_gets_neither_password_nor_mail(
     """Not signed by a trusted CA, or for another name than the relay's: refused alike."""
     relay, ca_file = start_relay("127.0.0.1", tls=certified)
     with pytest.raises(mailer.MailNotSent, match="CERTIFICATE_VERIFY_FAILED"):
-        send(tmp_path, relay, SMTP_STARTTLS=True, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD,
-             SMTP_CA_FILE=ca_file if trusted else None)
+        send(
+            tmp_path,
+            relay,
+            SMTP_STARTTLS=True,
+            SMTP_USER=USER,
+            SMTP_PASSWORD=PASSWORD,
+            SMTP_CA_FILE=ca_file if trusted else None,
+        )
     assert relay.logins == [] and relay.mails == []
 
 
@@ -128,8 +146,14 @@ def test_a_password_for_a_relay_off_this_host_goes_over_tls_even_if_not_required
 ):
     address = this_hosts_other_address()
     relay, ca_file = start_relay(address, tls=address)
-    send(tmp_path, relay, SMTP_STARTTLS=False, SMTP_CA_FILE=ca_file, SMTP_USER=USER,
-         SMTP_PASSWORD=PASSWORD)
+    send(
+        tmp_path,
+        relay,
+        SMTP_STARTTLS=False,
+        SMTP_CA_FILE=ca_file,
+        SMTP_USER=USER,
+        SMTP_PASSWORD=PASSWORD,
+    )
     assert relay.logins == [(USER, PASSWORD, True)]
     assert relay.mails == [(["agent@ac-paris.fr"], True)]
 

@@ -6,7 +6,6 @@ import secrets
 
 import pytest
 import requests
-
 from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 QUARANTINE_ENDPOINT = "/_synapse/client/appliance/v1/quarantine"

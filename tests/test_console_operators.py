@@ -12,7 +12,6 @@ from pathlib import Path
 
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-
 from test_console_auth import csrf_token, first_operator, login
 from test_console_users import Console, app, console, unique  # noqa: F401 (fixtures)
 
@@ -173,9 +172,7 @@ def test_compiled_catalogue_matches_the_po_file():
         with open(po_path, "rb") as po, open(po_path.with_suffix(".mo"), "rb") as mo:
             source, compiled = read_po(po), read_mo(mo)
         expected = {m.id: m.string for m in source if m.id and m.string and not m.fuzzy}
-        assert {
-            m.id: m.string for m in compiled if m.id
-        } == expected, (
+        assert {m.id: m.string for m in compiled if m.id} == expected, (
             f"{po_path.with_suffix('.mo')} is stale: run pybabel compile -d {TRANSLATIONS}"
         )
         untranslated = [m.id for m in source if m.id and not m.string]
@@ -230,8 +227,9 @@ def test_one_ipv6_network_is_one_client():
 
 
 def test_the_lock_ends_after_a_quarter_of_an_hour_and_old_attempts_are_deleted(app, console):
-    from admin_console import db
     from test_console_auth import Clock
+
+    from admin_console import db
 
     app.config["CLOCK"] = clock = Clock()
     name, other = unique("later"), unique("other")
@@ -243,9 +241,11 @@ def test_the_lock_ends_after_a_quarter_of_an_hour_and_old_attempts_are_deleted(a
 
     def attempts_of(username: str) -> int:
         with app.app_context():
-            return db.get_db().execute(
-                "SELECT COUNT(*) FROM login_attempts WHERE username = ?", (username,)
-            ).fetchone()[0]
+            return (
+                db.get_db()
+                .execute("SELECT COUNT(*) FROM login_attempts WHERE username = ?", (username,))
+                .fetchone()[0]
+            )
 
     assert attempts_of(name) == 5
     clock.advance(minutes=1.1)
@@ -263,9 +263,13 @@ def test_concurrent_guesses_are_counted_before_any_is_checked(app, console):
 
     def guess(n: int) -> int:
         start.wait()
-        return clients[n].post(
-            "/login", data={"csrf_token": tokens[n], "username": name, "password": f"wrong{n}"}
-        ).status_code
+        return (
+            clients[n]
+            .post(
+                "/login", data={"csrf_token": tokens[n], "username": name, "password": f"wrong{n}"}
+            )
+            .status_code
+        )
 
     with ThreadPoolExecutor(max_workers=guesses) as pool:
         statuses = list(pool.map(guess, range(guesses)))
@@ -281,7 +285,9 @@ NEW_PASSWORD = "Chosen-Passw0rd-2"
 
 def change_password(console: Console, current: str, new: str, confirm: str | None = None):
     return console.post(
-        "/operators/password", current=current, password=new,
+        "/operators/password",
+        current=current,
+        password=new,
         confirm=new if confirm is None else confirm,
     )
 
@@ -301,8 +307,10 @@ def test_an_operator_changes_their_own_password(app, console):
     assert "the passwords differ" in change_password(
         me, OPERATOR_PASSWORD, NEW_PASSWORD, "Other-Passw0rd-3"
     ).get_data(as_text=True)
-    no_csrf = me.client.post("/operators/password", data={
-        "current": OPERATOR_PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    no_csrf = me.client.post(
+        "/operators/password",
+        data={"current": OPERATOR_PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+    )
     assert no_csrf.status_code == 400
     assert login(app.test_client(), name, OPERATOR_PASSWORD).status_code == 302  # unchanged
     assert change_password(me, OPERATOR_PASSWORD, NEW_PASSWORD).status_code == 302
@@ -318,8 +326,9 @@ def test_wrong_current_passwords_count_towards_the_lock(app, console):
     name = unique("guess")
     add_operator(console, name)
     me = Console(app, name, OPERATOR_PASSWORD)
-    statuses = [change_password(me, f"Wrong-Passw0rd-{n}", NEW_PASSWORD).status_code
-                for n in range(5)]
+    statuses = [
+        change_password(me, f"Wrong-Passw0rd-{n}", NEW_PASSWORD).status_code for n in range(5)
+    ]
     assert statuses == [400, 400, 400, 400, 400]
     locked = change_password(me, OPERATOR_PASSWORD, NEW_PASSWORD)
     assert locked.status_code == 429 and "this account is locked" in locked.get_data(as_text=True)

@@ -8,7 +8,6 @@ from urllib.parse import quote
 
 import pytest
 import requests
-
 from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 

@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import pytest
 import requests
-
 from matrix_helpers import Person, client_for
 from test_console_auth import csrf_token, first_operator, login
 

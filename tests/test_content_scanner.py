@@ -17,23 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import vodozemac
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from PIL import Image
-
-from appliance.operations import health
-from appliance.antivirus.clamd import ClamdClient
-from appliance.antivirus.signatures import SignatureFiles
-from appliance.content_scanner.access_cache import AccessCache
-from appliance.content_scanner.app import BODY_LIMIT, create_app
-from appliance.content_scanner.attachment import parse_encrypted_file
-from appliance.content_scanner.config import ConfigError, ScannerConfig
-from appliance.content_scanner.errors import ScannerError
-from appliance.content_scanner.scanner import Scanner, whole
-from appliance.content_scanner.verdict_store import VerdictStore
-from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from matrix_media_helpers import (
     EICAR,
     MEDIA_PROXY,
@@ -53,6 +40,19 @@ from matrix_media_helpers import (
     wait_until,
     zipped,
 )
+from PIL import Image
+
+from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
+from appliance.antivirus.clamd import ClamdClient
+from appliance.antivirus.signatures import SignatureFiles
+from appliance.content_scanner.access_cache import AccessCache
+from appliance.content_scanner.app import BODY_LIMIT, create_app
+from appliance.content_scanner.attachment import parse_encrypted_file
+from appliance.content_scanner.config import ConfigError, ScannerConfig
+from appliance.content_scanner.errors import ScannerError
+from appliance.content_scanner.scanner import Scanner, whole
+from appliance.content_scanner.verdict_store import VerdictStore
+from appliance.operations import health
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +165,23 @@ def test_the_cache_identity_depends_on_the_key_not_only_the_ciphertext():
 # Media references ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "server_name",
-    ["..", ".", "", "a..b", ".example.org", "example.org.", "-", "exa mple.org",
-     "example.org:", "example.org:99999", "example.org:8a", "[::1", "[not-ipv6]", "a/b", "%2E%2E"],
+    [
+        "..",
+        ".",
+        "",
+        "a..b",
+        ".example.org",
+        "example.org.",
+        "-",
+        "exa mple.org",
+        "example.org:",
+        "example.org:99999",
+        "example.org:8a",
+        "[::1",
+        "[not-ipv6]",
+        "a/b",
+        "%2E%2E",
+    ],
 )
 def test_server_names_outside_the_grammar_are_refused(server_name):
     with pytest.raises(InvalidMediaRef):
@@ -181,13 +196,22 @@ def test_media_ids_outside_the_grammar_are_refused(media_id):
 
 @pytest.mark.parametrize(
     "server_name",
-    ["example.org", "matrix.example.org:8448", "127.0.0.1:8008", "localhost", "[::1]:8448",
-     "[2001:db8::1]", "x-1.example.org"],
+    [
+        "example.org",
+        "matrix.example.org:8448",
+        "127.0.0.1:8008",
+        "localhost",
+        "[::1]:8448",
+        "[2001:db8::1]",
+        "x-1.example.org",
+    ],
 )
 def test_real_server_names_are_accepted(server_name):
     ref = MediaRef.from_mxc(f"mxc://{server_name}/AbC_d-9")
     assert (ref.server_name, ref.media_id, str(ref)) == (
-        server_name, "AbC_d-9", f"mxc://{server_name}/AbC_d-9"
+        server_name,
+        "AbC_d-9",
+        f"mxc://{server_name}/AbC_d-9",
     )
 
 
@@ -318,8 +342,17 @@ def test_tampered_ciphertext_is_a_bad_decryption(scanner_url, synapse_url, user)
         lambda file: file.update(url="mxc://%2E%2E/config"),
         lambda file: file.update(url="mxc://example.org/../config"),
     ],
-    ids=["no-hashes", "v1", "alg", "key-not-base64", "short-iv", "not-mxc", "dot-dot-server",
-         "encoded-dot-dot", "dot-dot-media"],
+    ids=[
+        "no-hashes",
+        "v1",
+        "alg",
+        "key-not-base64",
+        "short-iv",
+        "not-mxc",
+        "dot-dot-server",
+        "encoded-dot-dot",
+        "dot-dot-media",
+    ],
 )
 def test_malformed_metadata_is_refused(scanner_url, synapse_url, user, change):
     file = upload_encrypted(synapse_url, user, unique_bytes())
@@ -462,8 +495,17 @@ def test_an_attachment_is_held_in_memory_once(appliance, clamd, tmp_path):
 def test_the_default_concurrency_fits_the_files_in_memory(tmp_path):
     def config(max_file_size_bytes: int, max_concurrent_scans: int | None = None):
         return ScannerConfig(
-            "127.0.0.1", 0, "http://127.0.0.1:9", "127.0.0.1", 3310, 10, None, tmp_path,
-            tmp_path / "key", max_file_size_bytes, max_concurrent_scans=max_concurrent_scans,
+            "127.0.0.1",
+            0,
+            "http://127.0.0.1:9",
+            "127.0.0.1",
+            3310,
+            10,
+            None,
+            tmp_path,
+            tmp_path / "key",
+            max_file_size_bytes,
+            max_concurrent_scans=max_concurrent_scans,
         )
 
     assert config(100 << 20).concurrent_scans == 5  # 512 MiB of 100 MiB files
@@ -474,10 +516,16 @@ def test_the_default_concurrency_fits_the_files_in_memory(tmp_path):
     path.write_text(
         json.dumps(
             {
-                "listen_host": "127.0.0.1", "listen_port": 0, "synapse_url": "http://x",
-                "clamd_host": "127.0.0.1", "clamd_port": 3310, "clamd_timeout_seconds": 10,
-                "state_dir": str(tmp_path), "body_key_file": str(tmp_path / "key"),
-                "max_file_size_bytes": 1 << 20, "max_concurrent_scans": 0,
+                "listen_host": "127.0.0.1",
+                "listen_port": 0,
+                "synapse_url": "http://x",
+                "clamd_host": "127.0.0.1",
+                "clamd_port": 3310,
+                "clamd_timeout_seconds": 10,
+                "state_dir": str(tmp_path),
+                "body_key_file": str(tmp_path / "key"),
+                "max_file_size_bytes": 1 << 20,
+                "max_concurrent_scans": 0,
             }
         )
     )
@@ -526,8 +574,10 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
         assert stored_verdicts(appliance, plaintext) == []
         # The scanner asked clamd to reload (clamd itself only looks every 10 minutes).
         wait_until(
-            lambda: name in scanner_post(scanner_url, "scan_encrypted", {"file": file}, user)
-            .json()["info"],
+            lambda: (
+                name
+                in scanner_post(scanner_url, "scan_encrypted", {"file": file}, user).json()["info"]
+            ),
             "detection with the new signature file",
         )
 

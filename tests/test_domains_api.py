@@ -219,13 +219,17 @@ def test_each_entry_counts_the_active_accounts_it_admits(client, admin_token, ap
         user_id = f"@{localpart}:{server_name}"
         threepids = [{"medium": "email", "address": address} for address in addresses]
         created = client.request(
-            "PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", token=admin_token,
+            "PUT",
+            f"/_synapse/admin/v2/users/{quote(user_id)}",
+            token=admin_token,
             json={"password": PASSWORD, "threepids": threepids},
         )
         assert created.status_code == 201, created.text
     gone = client.request(
-        "POST", f"/_synapse/admin/v1/deactivate/{quote(f'@{tag}-gone:{server_name}')}",
-        token=admin_token, json={"erase": False},
+        "POST",
+        f"/_synapse/admin/v1/deactivate/{quote(f'@{tag}-gone:{server_name}')}",
+        token=admin_token,
+        json={"erase": False},
     )
     assert gone.status_code == 200, gone.text
     for entry in (f"{tag}.fr", f"*.{tag}.fr"):

@@ -9,9 +9,9 @@ import sys
 import psutil
 import requests
 import yaml
+from harness import evaluation_settings, free_port
 
 from appliance.config.preflight import port_problem
-from harness import evaluation_settings, free_port
 
 
 def run(config, *command: str) -> subprocess.CompletedProcess:
@@ -91,7 +91,10 @@ def test_up_stops_on_a_taken_port_and_starts_nothing(tmp_path):
         config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
         result = run(config, "up")
     assert result.returncode == 2
-    assert f"console.listen.port: port {settings.console.listen.port} on 127.0.0.1 is already in use" in result.stderr
+    assert (
+        f"console.listen.port: port {settings.console.listen.port} on 127.0.0.1 is already in use"
+        in result.stderr
+    )
     assert not list((tmp_path / "var" / "run").glob("*.pid"))
 
 

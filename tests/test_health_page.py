@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from pathlib import Path
-
-from appliance.evaluation.supervisor import running_process
 
 from test_console_auth import first_operator, login
+
+from appliance.evaluation.supervisor import running_process
 
 
 def logged_in_client(app):

@@ -14,18 +14,6 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from PIL import Image
-from synapse.media._base import FileInfo, ThumbnailInfo
-from synapse.module_api.errors import ConfigError, SynapseError
-
-from appliance.operations import health
-from appliance.antivirus.clamd import ClamdClient
-from appliance.antivirus.signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFiles, SignatureWatch
-from appliance.synapse_module.config import parse_module_config
-from appliance.synapse_module.media.scan import media_kind
-from appliance.synapse_module.module_tables import ModuleTables
-from appliance.synapse_module.media.scan_store import ScanStore, TablesNotReady
-from appliance.antivirus.verdict import Verdict
 from matrix_media_helpers import (
     EICAR,
     TIMEOUT,
@@ -41,6 +29,18 @@ from matrix_media_helpers import (
     wait_until,
     zipped,
 )
+from PIL import Image
+from synapse.media._base import FileInfo, ThumbnailInfo
+from synapse.module_api.errors import ConfigError, SynapseError
+
+from appliance.antivirus.clamd import ClamdClient
+from appliance.antivirus.signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFiles, SignatureWatch
+from appliance.antivirus.verdict import Verdict
+from appliance.operations import health
+from appliance.synapse_module.config import parse_module_config
+from appliance.synapse_module.media.scan import media_kind
+from appliance.synapse_module.media.scan_store import ScanStore, TablesNotReady
+from appliance.synapse_module.module_tables import ModuleTables
 
 QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
 

@@ -34,11 +34,11 @@ import requests
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
-
-from appliance.config.layout import SOURCE_ROOT
 from harness import TEST_DOMAINS, free_port
 from matrix_helpers import MatrixClient
 from matrix_media_helpers import EICAR, unique_bytes
+
+from appliance.config.layout import SOURCE_ROOT
 
 pytestmark = [pytest.mark.provisioning, pytest.mark.slow]
 
@@ -526,7 +526,12 @@ def test_running_console_and_scanner_do_not_even_see_synapses_secrets(provisione
     def listing(unit: str, directory: str) -> str:
         pid = provisioned.container.run("systemctl", "show", unit, "--property=MainPID", "--value")
         seen = provisioned.container.run(
-            "nsenter", f"--target={pid.stdout.strip()}", "--mount", "ls", "-A", directory,
+            "nsenter",
+            f"--target={pid.stdout.strip()}",
+            "--mount",
+            "ls",
+            "-A",
+            directory,
             check=False,
         )
         return seen.stdout

@@ -63,8 +63,11 @@ def test_synapse_parses_the_rendered_config(tmp_path, data):
     assert config.email.can_verify_email
     assert config.roomdirectory.is_publishing_room_allowed("@agent:x", "!r:x", [])
     assert [m[0].__name__ for m in config.modules.loaded_modules] == ["ApplianceModule"]
-    assert config.modules.loaded_modules[0][1].allowed_domains == ("ac-paris.fr", "*.gouv.fr") \
-        if data is EVALUATION else True
+    assert (
+        config.modules.loaded_modules[0][1].allowed_domains == ("ac-paris.fr", "*.gouv.fr")
+        if data is EVALUATION
+        else True
+    )
 
 
 def test_evaluation_binds_loopback_only(tmp_path):
@@ -134,7 +137,9 @@ def test_console_config_points_at_the_token_file_not_the_token(tmp_path):
 def test_federation_is_served_only_in_production(tmp_path, data, resources):
     _, layout = rendered(tmp_path, data)
     (listener,) = synapse_config(layout).server.listeners
-    assert {name for resource in listener.http_options.resources for name in resource.names} == resources
+    assert {
+        name for resource in listener.http_options.resources for name in resource.names
+    } == resources
 
 
 def test_nginx_well_known_announces_the_servers_own_identity_service(tmp_path):
@@ -174,19 +179,37 @@ def test_without_own_addresses_private_addresses_stay_refused(tmp_path):
 @pytest.mark.parametrize(
     "own, extra, problem",
     [
-        ("127.0.0.1", {}, "synapse.own_addresses.0: 127.0.0.1 is not an address of this host on "
-         "a network"),
-        ("::ffff:127.0.0.1", {}, "synapse.own_addresses.0: ::ffff:127.0.0.1 is not an address "
-         "of this host on a network"),
-        ("169.254.169.254", {}, "synapse.own_addresses.0: 169.254.169.254 is not an address of "
-         "this host on a network"),
-        ("fe80::1", {}, "synapse.own_addresses.0: fe80::1 is not an address of this host on a "
-         "network"),
-        ("240.0.0.1", {}, "synapse.own_addresses.0: 240.0.0.1 is not an address of this host on "
-         "a network"),
+        (
+            "127.0.0.1",
+            {},
+            "synapse.own_addresses.0: 127.0.0.1 is not an address of this host on a network",
+        ),
+        (
+            "::ffff:127.0.0.1",
+            {},
+            "synapse.own_addresses.0: ::ffff:127.0.0.1 is not an address of this host on a network",
+        ),
+        (
+            "169.254.169.254",
+            {},
+            "synapse.own_addresses.0: 169.254.169.254 is not an address of this host on a network",
+        ),
+        (
+            "fe80::1",
+            {},
+            "synapse.own_addresses.0: fe80::1 is not an address of this host on a network",
+        ),
+        (
+            "240.0.0.1",
+            {},
+            "synapse.own_addresses.0: 240.0.0.1 is not an address of this host on a network",
+        ),
         ("192.0.2.300", {}, "synapse.own_addresses.0: '192.0.2.300' is not an IP address"),
-        ("8.8.8.8", {}, "synapse.own_addresses.0: 8.8.8.8 is public: Synapse reaches it without "
-         "being told"),
+        (
+            "8.8.8.8",
+            {},
+            "synapse.own_addresses.0: 8.8.8.8 is public: Synapse reaches it without being told",
+        ),
         (
             "10.1.2.3",
             {"nginx": {"bind_addresses": ["10.9.9.9"]}},
@@ -195,14 +218,26 @@ def test_without_own_addresses_private_addresses_stay_refused(tmp_path):
         ),
         (
             "10.1.2.3",
-            {"mode": "evaluation", "public_baseurl": "http://127.0.0.1:8008/",
-             "clamav": {"signatures": "evaluation"}},
+            {
+                "mode": "evaluation",
+                "public_baseurl": "http://127.0.0.1:8008/",
+                "clamav": {"signatures": "evaluation"},
+            },
             "synapse.own_addresses: only used with an https:// public_baseurl "
             "(Synapse calls identity services over HTTPS)",
         ),
     ],
-    ids=["loopback", "mapped-loopback", "link-local", "link-local-v6", "reserved",
-         "not-an-address", "public", "nginx-not-there", "plain-http"],
+    ids=[
+        "loopback",
+        "mapped-loopback",
+        "link-local",
+        "link-local-v6",
+        "reserved",
+        "not-an-address",
+        "public",
+        "nginx-not-there",
+        "plain-http",
+    ],
 )
 def test_own_addresses_refuse_what_would_not_work_or_open_too_much(own, extra, problem):
     data = {**PRODUCTION, **extra, "synapse": {**PRODUCTION["synapse"], "own_addresses": [own]}}

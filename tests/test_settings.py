@@ -5,15 +5,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from harness import free_port
 
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.preflight import check_paths, check_ports
 from appliance.config.settings import Settings, SettingsError, load_settings, parse_settings
-from harness import free_port
 
 EXAMPLE = SOURCE_ROOT / "appliance.example.yaml"
 
@@ -90,7 +89,10 @@ def test_example_file_names_every_key():
             {
                 "mode": "production",
                 "public_baseurl": "https://matrix.example.org",
-                "clamav": {"signatures": "freshclam", "listen": {"bind_address": "0.0.0.0", "port": 3310}},
+                "clamav": {
+                    "signatures": "freshclam",
+                    "listen": {"bind_address": "0.0.0.0", "port": 3310},
+                },
             },
             "clamav.listen.bind_address: production mode listens on loopback only",
         ),

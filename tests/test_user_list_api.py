@@ -15,8 +15,8 @@ import pytest
 import requests
 from test_console_users import Synapse, register_external
 
-from appliance.synapse_module.admin_api.users import USERS_PATH
 from appliance.synapse_module.admin_api.user_list_query import page_of_user_ids
+from appliance.synapse_module.admin_api.users import USERS_PATH
 
 
 class Api(Synapse):
@@ -50,8 +50,9 @@ def people(appliance, api, tag) -> dict[str, str]:
     # On a fresh database Synapse fills its user directory in a background update, which
     # empties it first: users made before it ends would be missing from the word search.
     api.wait_for_background_updates()
-    agent = api.create_user(f"{tag}-agent", f"Camille Lenoir{tag} [ac-paris.fr]",
-                            f"{tag}.agent@ac-paris.fr")
+    agent = api.create_user(
+        f"{tag}-agent", f"Camille Lenoir{tag} [ac-paris.fr]", f"{tag}.agent@ac-paris.fr"
+    )
     admin = api.create_user(f"{tag}-admin", f"Admin {tag} [ac-paris.fr]")
     api.call("PUT", f"/_synapse/admin/v1/users/{quote(admin)}/admin", {"admin": True})
     gone = api.create_user(f"{tag}-gone", f"Gone {tag} [ac-paris.fr]")
@@ -197,8 +198,10 @@ class PlannedTransaction:
 
 @pytest.mark.parametrize(
     "kind, person, index",
-    [("admins", "admin", "appliance_users_admins"),
-     ("deactivated", "gone", "appliance_users_deactivated")],
+    [
+        ("admins", "admin", "appliance_users_admins"),
+        ("deactivated", "gone", "appliance_users_deactivated"),
+    ],
 )
 def test_admins_and_deactivated_pages_read_only_their_own_index(
     appliance, api, people, kind, person, index

@@ -16,7 +16,9 @@ from admin_console.audit import store
 DEFAULT_RETENTION_DAYS = 400
 
 
-def record(action: str, target: str, ok: bool, detail: str = "", operator: str | None = None) -> None:
+def record(
+    action: str, target: str, ok: bool, detail: str = "", operator: str | None = None
+) -> None:
     """Add an entry for the logged-in operator (or the one named, e.g. at login)."""
     who = operator if operator is not None else current_user.username
     connection, now = db.get_db(), clock.now()

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Entry:
 
     @property
     def when(self) -> datetime:
-        return datetime.fromtimestamp(self.at, tz=timezone.utc)
+        return datetime.fromtimestamp(self.at, tz=UTC)
 
 
 def add(
@@ -79,6 +79,11 @@ def iterate(connection: sqlite3.Connection, text: str = "") -> Iterator[Entry]:
 
 def _entry(row: sqlite3.Row) -> Entry:
     return Entry(
-        row["id"], row["at"], row["operator"], row["action"], row["target"], bool(row["ok"]),
+        row["id"],
+        row["at"],
+        row["operator"],
+        row["action"],
+        row["target"],
+        bool(row["ok"]),
         row["detail"],
     )

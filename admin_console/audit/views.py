@@ -10,8 +10,8 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from admin_console import db
 from admin_console.audit import store
-from admin_console.pagination import offset_arg
 from admin_console.auth import require_login
+from admin_console.pagination import offset_arg
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 bp.before_request(require_login)
@@ -25,7 +25,11 @@ def page():
     offset = offset_arg()
     entries, total = store.search(db.get_db(), text, offset, PAGE_SIZE)
     return render_template(
-        "audit/list.html", entries=entries, total=total, q=text, offset=offset,
+        "audit/list.html",
+        entries=entries,
+        total=total,
+        q=text,
+        offset=offset,
         page_size=PAGE_SIZE,
     )
 

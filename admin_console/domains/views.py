@@ -50,8 +50,13 @@ def _render(form: AddDomainsForm, results: list[AddResult]):
     search = request.args.get("q", "").strip()
     shown = appliance.list_domains(client(), search.lower(), offset_arg(), PAGE_SIZE)
     return render_template(
-        "domains/list.html", page=shown, q=search, page_size=PAGE_SIZE,
-        form=form, results=results, remove_form=ConfirmForm(),
+        "domains/list.html",
+        page=shown,
+        q=search,
+        page_size=PAGE_SIZE,
+        form=form,
+        results=results,
+        remove_form=ConfirmForm(),
     )
 
 
@@ -79,11 +84,15 @@ def remove(entry: str):
         ConfirmForm(),
         Confirmation(
             _("Stop allowing %(entry)s?", entry=entry),
-            _("Nobody can register with an address of this domain any more. Existing accounts "
-              "are kept."),
+            _(
+                "Nobody can register with an address of this domain any more. Existing accounts "
+                "are kept."
+            ),
             _("Remove"),
         ),
         url_for("domains.page"),
-        "domain.remove", entry, lambda: appliance.remove_domain(client(), entry),
+        "domain.remove",
+        entry,
+        lambda: appliance.remove_domain(client(), entry),
         _("%(entry)s is no longer allowed.", entry=entry),
     )

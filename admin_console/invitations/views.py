@@ -35,8 +35,13 @@ def page():
     if listing is not None and listing.next_cursor:
         next_url = this_page_url(**{CURSOR_ARG: listing.next_cursor})
     return render_template(
-        "invitations/list.html", listing=listing, missing_endpoint=missing, status=status,
-        statuses=invitations.STATUSES, next_url=next_url, paged=cursor_arg() is not None,
+        "invitations/list.html",
+        listing=listing,
+        missing_endpoint=missing,
+        status=status,
+        statuses=invitations.STATUSES,
+        next_url=next_url,
+        paged=cursor_arg() is not None,
         form=ConfirmForm(),
     )
 
@@ -61,11 +66,16 @@ def revoke(invitation_id: str):
     invitation = invitations.get_invitation(client(), invitation_id)
     target = f"{invitation.address} into {invitation.room_id}"
     ask = Confirmation(
-        _("Revoke the invitation of %(address)s into %(room)s?", address=invitation.address,
-          room=invitation.room_name or invitation.room_id),
-        _("The address can no longer create an account through this invitation, and the room "
-          "no longer shows it as invited. This cannot be undone: a member of the room may "
-          "invite the address again."),
+        _(
+            "Revoke the invitation of %(address)s into %(room)s?",
+            address=invitation.address,
+            room=invitation.room_name or invitation.room_id,
+        ),
+        _(
+            "The address can no longer create an account through this invitation, and the room "
+            "no longer shows it as invited. This cannot be undone: a member of the room may "
+            "invite the address again."
+        ),
         _("Revoke"),
     )
     asking = confirmed(form, ask, back)
@@ -76,10 +86,17 @@ def revoke(invitation_id: str):
         return WITHDRAWN if invitations.revoke(client(), invitation_id) else STILL_SHOWN
 
     done = perform(
-        "invitation.revoke", target, run,
+        "invitation.revoke",
+        target,
+        run,
         _("The invitation of %(address)s is revoked.", address=invitation.address),
     )
     if done == STILL_SHOWN:
-        flash(_("Nobody left in the room may invite, so the room still shows the invitation; "
-                "it can no longer be used."), "warning")
+        flash(
+            _(
+                "Nobody left in the room may invite, so the room still shows the invitation; "
+                "it can no longer be used."
+            ),
+            "warning",
+        )
     return redirect(back)

@@ -32,21 +32,29 @@ def _texts(action: str, ref: str) -> tuple[Confirmation, str]:
             Confirmation(
                 _("Quarantine %(media)s?", media=ref),
                 _("Nobody can download the file from this server until it is released."),
-                _("Quarantine")),
-            _("%(media)s is quarantined.", media=ref)),
+                _("Quarantine"),
+            ),
+            _("%(media)s is quarantined.", media=ref),
+        ),
         "release": (
             Confirmation(
                 _("Release %(media)s from quarantine?", media=ref),
                 _("Users can download the file again. Only release a file you know is safe."),
-                _("Release")),
-            _("%(media)s is released.", media=ref)),
+                _("Release"),
+            ),
+            _("%(media)s is released.", media=ref),
+        ),
         "delete": (
             Confirmation(
                 _("Delete %(media)s?", media=ref),
-                _("The file and its thumbnails are removed from the server. This cannot be "
-                  "undone."),
-                _("Delete")),
-            _("%(media)s is deleted.", media=ref)),
+                _(
+                    "The file and its thumbnails are removed from the server. This cannot be "
+                    "undone."
+                ),
+                _("Delete"),
+            ),
+            _("%(media)s is deleted.", media=ref),
+        ),
     }[action]
 
 
@@ -59,10 +67,14 @@ def page():
         refused, missing = None, error.path
     state = signature_state()
     return render_template(
-        "media/list.html", refused=refused, missing_endpoint=missing, state=state,
+        "media/list.html",
+        refused=refused,
+        missing_endpoint=missing,
+        state=state,
         too_old=not isinstance(state, str) and too_old(state.age_seconds),
         describe_age=describe_age,
-        form=MediaForm(), page_size=PAGE_SIZE,
+        form=MediaForm(),
+        page_size=PAGE_SIZE,
     )
 
 

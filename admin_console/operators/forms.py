@@ -24,8 +24,11 @@ class AddOperatorForm(FlaskForm):
     username = StringField(
         _l("Username"),
         validators=[
-            DataRequired(), Length(min=2, max=64),
-            Regexp(r"^[a-z0-9._-]+$", message=_l("lower-case letters, digits, '.', '_' and '-' only")),
+            DataRequired(),
+            Length(min=2, max=64),
+            Regexp(
+                r"^[a-z0-9._-]+$", message=_l("lower-case letters, digits, '.', '_' and '-' only")
+            ),
         ],
     )
     password = PasswordField(

@@ -131,6 +131,7 @@ def remove(connection: sqlite3.Connection, operator_id: int) -> None:
 
 
 def exists(connection: sqlite3.Connection, username: str) -> bool:
-    return connection.execute(
-        "SELECT 1 FROM operators WHERE username = ?", (username,)
-    ).fetchone() is not None
+    return (
+        connection.execute("SELECT 1 FROM operators WHERE username = ?", (username,)).fetchone()
+        is not None
+    )

@@ -27,7 +27,9 @@ def page():
 
 def _render(form: AddOperatorForm):
     return render_template(
-        "operators/list.html", operators=store.list_all(db.get_db()), form=form,
+        "operators/list.html",
+        operators=store.list_all(db.get_db()),
+        form=form,
         remove_form=ConfirmForm(),
     )
 
@@ -66,10 +68,13 @@ def remove(operator_id: int):
         ConfirmForm(),
         Confirmation(
             _("Remove the operator %(name)s?", name=operator.username),
-            _("They can no longer log in to the console."), _("Remove"),
+            _("They can no longer log in to the console."),
+            _("Remove"),
         ),
         url_for("operators.page"),
-        "operator.remove", operator.username, run,
+        "operator.remove",
+        operator.username,
+        run,
         _("%(name)s can no longer log in.", name=operator.username),
     )
 
@@ -83,8 +88,11 @@ def change_password():
     connection, name = db.get_db(), current_user.username
     try:
         right = lockout.guarded(
-            connection, name, client_address(),
-            lambda: store.authenticate(connection, name, form.current.data), now(),
+            connection,
+            name,
+            client_address(),
+            lambda: store.authenticate(connection, name, form.current.data),
+            now(),
         )
     except lockout.Locked as locked:
         audit.record("operator.password", name, False, "locked")
@@ -111,8 +119,14 @@ def _retire_generated_password(name: str) -> str:
         if store.retire_first_operator_file(generated, name):
             return f"deleted {generated}"
     except OSError as error:
-        flash(_("The file %(file)s, with your previous password, could not be deleted: "
-                "%(error)s. Delete it by hand.", file=str(generated), error=error.strerror),
-              "error")
+        flash(
+            _(
+                "The file %(file)s, with your previous password, could not be deleted: "
+                "%(error)s. Delete it by hand.",
+                file=str(generated),
+                error=error.strerror,
+            ),
+            "error",
+        )
         return f"could not delete {generated}: {error.strerror}"
     return ""

@@ -36,8 +36,12 @@ def page():
     search = request.args.get("q", "").strip()
     result = rooms.list_rooms(client(), search, offset_arg(), PAGE_SIZE)
     return render_template(
-        "rooms/list.html", result=result, kinds=_kinds(result.rows), labels=KIND_LABELS,
-        q=search, page_size=PAGE_SIZE,
+        "rooms/list.html",
+        result=result,
+        kinds=_kinds(result.rows),
+        labels=KIND_LABELS,
+        q=search,
+        page_size=PAGE_SIZE,
     )
 
 
@@ -67,8 +71,11 @@ def publish(room_id: str, change: str):
         abort(400)
     on = change == "publish"
     perform(
-        f"room.{change}", room_id, lambda: rooms.set_published(client(), room_id, on),
-        _("The room is listed in the directory.") if on
+        f"room.{change}",
+        room_id,
+        lambda: rooms.set_published(client(), room_id, on),
+        _("The room is listed in the directory.")
+        if on
         else _("The room is no longer listed in the directory."),
     )
     return redirect(_detail_url(room_id))
@@ -78,7 +85,10 @@ def publish(room_id: str, change: str):
 def block(room_id: str, change: str):
     on = change == "block"
     return toggle(
-        f"room.{change}", room_id, on, lambda state: rooms.set_blocked(client(), room_id, state),
+        f"room.{change}",
+        room_id,
+        on,
+        lambda state: rooms.set_blocked(client(), room_id, state),
         Confirmation(
             _("Block %(room)s?", room=room_id),
             _("Nobody on this server can join the room any more; current members stay."),
@@ -96,8 +106,10 @@ def delete(room_id: str):
         form,
         Confirmation(
             _("Delete %(room)s and purge it?", room=room_id),
-            _("Every local member is removed and the room's history is purged from the "
-              "server's database. This cannot be undone."),
+            _(
+                "Every local member is removed and the room's history is purged from the "
+                "server's database. This cannot be undone."
+            ),
             _("Delete and purge"),
         ),
         _detail_url(room_id),
@@ -106,7 +118,8 @@ def delete(room_id: str):
         return asking
     blocked = form.block.data
     delete_id = perform(
-        "room.delete" + (".block" if blocked else ""), room_id,
+        "room.delete" + (".block" if blocked else ""),
+        room_id,
         lambda: rooms.start_delete(client(), room_id, block=blocked),
         _("Deletion started."),
     )
@@ -119,6 +132,7 @@ def delete(room_id: str):
 def delete_progress(delete_id: str):
     status = rooms.delete_status(client(), delete_id)
     return render_template(
-        "rooms/delete_status.html", status=status,
+        "rooms/delete_status.html",
+        status=status,
         refresh=None if status.finished else PROGRESS_REFRESH_SECONDS,
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from admin_console.synapse_admin.client import SynapseClient
-from appliance.addresses.media_ref import MediaRef  # strict: no ".." server names in Admin API paths
+from appliance.addresses.media_ref import (
+    MediaRef,
+)  # strict: no ".." server names in Admin API paths
 
 
 def quarantine(synapse: SynapseClient, media: MediaRef) -> None:

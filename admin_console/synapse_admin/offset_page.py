@@ -22,8 +22,13 @@ class OffsetPage(Generic[T]):
 
 
 def offset_page(
-    body: dict, rows_key: str, parse: Callable[[dict], T], offset: int,
-    *, total_key: str = "total", next_key: str = "next_token",
+    body: dict,
+    rows_key: str,
+    parse: Callable[[dict], T],
+    offset: int,
+    *,
+    total_key: str = "total",
+    next_key: str = "next_token",
 ) -> OffsetPage[T]:
     next_token = body.get(next_key)
     return OffsetPage(

@@ -22,8 +22,11 @@ class DeactivateForm(ConfirmForm):
 
 class ReactivateForm(FlaskForm):
     password = PasswordField(
-        _l("New password to give the user (at least %(count)d characters, upper and lower case, "
-           "a digit)", count=MATRIX_PASSWORD_MIN_LENGTH),
+        _l(
+            "New password to give the user (at least %(count)d characters, upper and lower case, "
+            "a digit)",
+            count=MATRIX_PASSWORD_MIN_LENGTH,
+        ),
         validators=strong_password(MATRIX_PASSWORD_MIN_LENGTH),
     )
     email = StringField(

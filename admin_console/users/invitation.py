@@ -41,15 +41,23 @@ def invite(raw_address: str, domain_allowed: DomainCheck) -> Outcome:
         raise  # the whole page says the module is missing, not each address
     except (SynapseRefused, SynapseUnavailable) as error:
         return Outcome(
-            address.address, False,
-            _("whether %(domain)s is allowed cannot be known: %(error)s",
-              domain=address.domain, error=str(error)),
+            address.address,
+            False,
+            _(
+                "whether %(domain)s is allowed cannot be known: %(error)s",
+                domain=address.domain,
+                error=str(error),
+            ),
         )
     if not allowed:
         return Outcome(
-            address.address, False,
-            _("%(domain)s is not an allowed domain: add it first, or invite this person into "
-              "a room open to externals", domain=address.domain),
+            address.address,
+            False,
+            _(
+                "%(domain)s is not an allowed domain: add it first, or invite this person into "
+                "a room open to externals",
+                domain=address.domain,
+            ),
         )
     config = current_app.config
     body = render_template(

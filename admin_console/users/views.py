@@ -18,7 +18,12 @@ from admin_console.externals import DomainCheck, is_external
 from admin_console.forms import ActionForm, ConfirmForm
 from admin_console.pagination import this_page_url
 from admin_console.synapse_admin import (
-    EndpointMissing, SynapseClient, appliance, client, rooms, users,
+    EndpointMissing,
+    SynapseClient,
+    appliance,
+    client,
+    rooms,
+    users,
 )
 from admin_console.users import invitation
 from admin_console.users.forms import DeactivateForm, InviteForm, ReactivateForm
@@ -37,8 +42,13 @@ def page():
     search = request.args.get("q", "").strip()
     listing = list_page(client(), kind, search, cursor_arg(), PAGE_SIZE)
     return render_template(
-        "users/list.html", listing=listing, kind=kind, q=search, filters=FILTERS,
-        next_url=_page_url(listing.next_cursor), prev_url=_page_url(listing.prev_cursor),
+        "users/list.html",
+        listing=listing,
+        kind=kind,
+        q=search,
+        filters=FILTERS,
+        next_url=_page_url(listing.next_cursor),
+        prev_url=_page_url(listing.prev_cursor),
     )
 
 
@@ -96,13 +106,16 @@ def deactivate(user_id: str):
         form,
         Confirmation(
             _("Deactivate %(user)s?", user=user_id),
-            _("The account can no longer log in, leaves every room and loses its email "
-              "addresses. With erase, its profile is removed too. This cannot be undone "
-              "except by reactivating with a new password."),
+            _(
+                "The account can no longer log in, leaves every room and loses its email "
+                "addresses. With erase, its profile is removed too. This cannot be undone "
+                "except by reactivating with a new password."
+            ),
             _("Deactivate"),
         ),
         _detail_url(user_id),
-        "user.deactivate" + (".erase" if erase else ""), user_id,
+        "user.deactivate" + (".erase" if erase else ""),
+        user_id,
         lambda: users.deactivate(client(), user_id, erase=erase),
         _("%(user)s is deactivated.", user=user_id),
     )
@@ -118,7 +131,8 @@ def reactivate(user_id: str):
     # Bound as the registration would store it: the normalised form, never the raw text.
     email = parse_email(form.email.data).address if form.email.data else None
     perform(
-        "user.reactivate", user_id,
+        "user.reactivate",
+        user_id,
         lambda: users.reactivate(client(), user_id, form.password.data, email),
         _("%(user)s is active again; give them the new password.", user=user_id),
     )
@@ -150,8 +164,10 @@ SWITCHES = {
     "suspend": Switch(
         users.set_suspended,
         _l("Suspend %(user)s?"),
-        _l("A suspended user can still log in and read, but cannot send, join, invite or "
-           "change their profile until unsuspended."),
+        _l(
+            "A suspended user can still log in and read, but cannot send, join, invite or "
+            "change their profile until unsuspended."
+        ),
         _l("Suspend"),
         _l("%(user)s is suspended."),
         _l("%(user)s is no longer suspended."),
@@ -170,7 +186,10 @@ SWITCHES = {
 def _switch(name: str, user_id: str, on: bool, action: str):
     switch, user = SWITCHES[name], {"user": user_id}
     return toggle(
-        action, user_id, on, lambda state: switch.call(client(), user_id, state),
+        action,
+        user_id,
+        on,
+        lambda state: switch.call(client(), user_id, state),
         Confirmation(str(switch.question) % user, str(switch.consequence), str(switch.button)),
         str(switch.done_on if on else switch.done_off) % user,
         _detail_url(user_id),
@@ -198,12 +217,15 @@ def log_out(user_id: str):
         ConfirmForm(),
         Confirmation(
             _("Log %(user)s out of every session?", user=user_id),
-            _("Every device is removed; the user must log in again on each, and loses access "
-              "to encrypted history unless they kept a key backup."),
+            _(
+                "Every device is removed; the user must log in again on each, and loses access "
+                "to encrypted history unless they kept a key backup."
+            ),
             _("Log out everywhere"),
         ),
         _detail_url(user_id),
-        "user.logout_all", user_id,
+        "user.logout_all",
+        user_id,
         lambda: _("%(count)d session(s) ended", count=users.log_out_everywhere(client(), user_id)),
         _("%(user)s is logged out of every session.", user=user_id),
     )
@@ -221,8 +243,12 @@ def password_reset(user_id: str):
         users.send_password_reset(client(), emails[0])
         return emails[0]
 
-    perform("user.password_reset_mail", user_id, send,
-            _("Synapse sent its password-reset link to the user's address."))
+    perform(
+        "user.password_reset_mail",
+        user_id,
+        send,
+        _("Synapse sent its password-reset link to the user's address."),
+    )
     return redirect(_detail_url(user_id))
 
 

@@ -47,10 +47,14 @@ def _normalise_wildcard_suffix(raw: str) -> str:
                 "a wildcard must be followed by a dot, as in '*.gouv.fr' "
                 "(which admits the subdomains of gouv.fr)"
             )
-        raise InvalidDomain("a wildcard is only allowed as the whole first label, as in '*.gouv.fr'")
-    suffix = raw[len(WILDCARD_PREFIX):]
+        raise InvalidDomain(
+            "a wildcard is only allowed as the whole first label, as in '*.gouv.fr'"
+        )
+    suffix = raw[len(WILDCARD_PREFIX) :]
     if "*" in suffix:
-        raise InvalidDomain("only one wildcard is allowed, as the whole first label, as in '*.gouv.fr'")
+        raise InvalidDomain(
+            "only one wildcard is allowed, as the whole first label, as in '*.gouv.fr'"
+        )
     normalised = normalise_domain(suffix, min_labels=1)
     if "." not in normalised:
         raise InvalidDomain(
@@ -95,7 +99,7 @@ class DomainAllowlist:
         suffixes: set[str] = set()
         for normalised in normalised_entries:
             if normalised.startswith(WILDCARD_PREFIX):
-                suffixes.add(normalised[len(WILDCARD_PREFIX):])
+                suffixes.add(normalised[len(WILDCARD_PREFIX) :])
             else:
                 exact.add(normalised)
         self._exact = frozenset(exact)
@@ -131,7 +135,7 @@ class DomainAllowlist:
             return domain
         dot = domain.find(".")
         while dot != -1:
-            suffix = domain[dot + 1:]
+            suffix = domain[dot + 1 :]
             if suffix in self._wildcard_suffixes:
                 return WILDCARD_PREFIX + suffix
             dot = domain.find(".", dot + 1)

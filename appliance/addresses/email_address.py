@@ -67,11 +67,23 @@ _ACE_PREFIX = "xn--"
 # them are format characters (Hangul fillers are letters, variation selectors
 # are marks), so the general category alone would miss some.
 _DEFAULT_IGNORABLE_RANGES: tuple[tuple[int, int], ...] = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
-    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
-    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
-    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
 )
 
 # Scripts that may share a label (UTS #39 "highly restrictive" profile).
@@ -234,7 +246,9 @@ def _refuse_invisible(text: str, what: str, error: type[ValueError]) -> None:
         if ch.isspace() or category.startswith("Z"):
             raise error(f"{what} contains whitespace ({_describe(ch)}) at position {position}")
         if category == "Cc":
-            raise error(f"{what} contains a control character ({_describe(ch)}) at position {position}")
+            raise error(
+                f"{what} contains a control character ({_describe(ch)}) at position {position}"
+            )
         if category in ("Cf", "Cs", "Co", "Cn") or _is_default_ignorable(ch):
             raise error(
                 f"{what} contains an invisible or non-printable character "
@@ -270,7 +284,9 @@ def _uts46_map(raw: str) -> str:
     try:
         return idna.uts46_remap(raw, std3_rules=True, transitional=False)
     except idna.IDNAError as exc:
-        raise InvalidDomain(f"the domain contains a character not allowed in domain names ({exc})") from exc
+        raise InvalidDomain(
+            f"the domain contains a character not allowed in domain names ({exc})"
+        ) from exc
 
 
 def _split_labels(mapped: str, min_labels: int) -> list[str]:
@@ -324,7 +340,9 @@ def _check_a_label(label: str) -> str:
 
 def _check_ldh(label: str) -> None:
     if len(label) > MAX_LABEL_LENGTH:
-        raise InvalidDomain(f"the domain label '{label}' is longer than {MAX_LABEL_LENGTH} characters")
+        raise InvalidDomain(
+            f"the domain label '{label}' is longer than {MAX_LABEL_LENGTH} characters"
+        )
     if label.startswith("-") or label.endswith("-"):
         raise InvalidDomain(f"the domain label '{label}' must not start or end with a hyphen")
     if label[2:4] == "--" and not label.startswith(_ACE_PREFIX):

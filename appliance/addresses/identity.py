@@ -43,7 +43,9 @@ def localpart_for(email: EmailAddress) -> str:
 
 def _escape_localpart(text: str) -> str:
     escaped = "".join(
-        ch if ch in _LOCALPART_PASS_THROUGH else "".join(f"={byte:02x}" for byte in ch.encode("utf-8"))
+        ch
+        if ch in _LOCALPART_PASS_THROUGH
+        else "".join(f"={byte:02x}" for byte in ch.encode("utf-8"))
         for ch in text.lower()
     )
     if escaped.startswith("_"):

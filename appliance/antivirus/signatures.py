@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.antivirus.clamd import ClamdClient, ClamdUnavailable
@@ -145,7 +145,7 @@ def _state(client: ClamdClient, fingerprint: Fingerprint) -> SignatureState:
     ).hexdigest()[:20]
     published = _parse_clamd_date(reply.database_date)
     if published is None and fingerprint.newest_mtime is not None:
-        published = datetime.fromtimestamp(fingerprint.newest_mtime, tz=timezone.utc)
+        published = datetime.fromtimestamp(fingerprint.newest_mtime, tz=UTC)
     return SignatureState(version, reply.engine, reply.database_version, published)
 
 
@@ -216,7 +216,7 @@ def _parse_clamd_date(text: str | None) -> datetime | None:
         local = time.strptime(text.strip(), CLAMD_DATE_FORMAT)
     except ValueError:
         return None
-    return datetime.fromtimestamp(time.mktime(local), tz=timezone.utc)
+    return datetime.fromtimestamp(time.mktime(local), tz=UTC)
 
 
 def describe_age(seconds: float | None) -> str:

@@ -33,10 +33,16 @@ def _bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
         ("synapse", "synapse.listen.port", *_address(settings.synapse.listen)),
         ("console", "console.listen.port", *_address(settings.console.listen)),
         ("clamd", "clamav.listen.port", *_address(settings.clamav.listen)),
-        ("content-scanner", "content_scanner.listen.port", *_address(settings.content_scanner.listen)),
+        (
+            "content-scanner",
+            "content_scanner.listen.port",
+            *_address(settings.content_scanner.listen),
+        ),
     ]
     if settings.mail.run_local_sink:
-        ports.append(("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port))
+        ports.append(
+            ("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port)
+        )
     return ports
 
 

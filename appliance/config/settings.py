@@ -142,9 +142,7 @@ class SynapseSettings(_Section):
     # email invitations, and refuses private addresses it is not told about. They become
     # Synapse's ip_range_whitelist, which federation and push also use: list only this host's
     # own addresses, never loopback (internal services listen there without authentication).
-    own_addresses: list[Annotated[str, AfterValidator(_own_address)]] = Field(
-        default_factory=list
-    )
+    own_addresses: list[Annotated[str, AfterValidator(_own_address)]] = Field(default_factory=list)
 
 
 class ConsoleSettings(_Section):

@@ -22,8 +22,10 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
 from appliance.antivirus.clamd import ClamdClient
 from appliance.antivirus.signatures import SignatureFiles, SignatureState
+from appliance.antivirus.verdict import Verdict
 from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.attachment import EncryptedFile, parse_encrypted_file
 from appliance.content_scanner.body_crypto import BodyDecryptor
@@ -32,8 +34,6 @@ from appliance.content_scanner.errors import ErrCode, ScannerError, malformed
 from appliance.content_scanner.media_fetch import FetchedMedia, MediaFetcher
 from appliance.content_scanner.scanner import Scanner, whole
 from appliance.content_scanner.verdict_store import VerdictStore
-from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
-from appliance.antivirus.verdict import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ async def scan(request: web.Request) -> web.Response:
 
 async def download(request: web.Request) -> web.Response:
     media = _media(request)
-    return _if_clean(
-        *await _plain(request, lambda fetcher, auth: fetcher.download(media, auth))
-    )
+    return _if_clean(*await _plain(request, lambda fetcher, auth: fetcher.download(media, auth)))
 
 
 async def thumbnail(request: web.Request) -> web.Response:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
 from appliance.antivirus.clamd import CHUNK_SIZE
 from appliance.content_scanner.errors import bad_decryption, malformed
-from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import vodozemac
 
-from appliance.content_scanner.errors import bad_decryption, malformed
 from appliance.config.secrets_store import read_secret, write_private_file
+from appliance.content_scanner.errors import bad_decryption, malformed
 
 
 class BodyDecryptor:

@@ -76,4 +76,3 @@ class ScannerConfig:
 
 def _optional_int(value: object) -> int | None:
     return None if value is None else int(value)
-

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from appliance.addresses.media_ref import MediaRef
 from appliance.antivirus.clamd import CHUNK_SIZE
 from appliance.content_scanner.access_cache import AccessCache
 from appliance.content_scanner.errors import ErrCode, ScannerError
-from appliance.addresses.media_ref import MediaRef
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def _too_large(limit: int) -> ScannerError:
     )
 
 
-async def _error_from(
-    response: aiohttp.ClientResponse, authorization: str | None
-) -> ScannerError:
+async def _error_from(response: aiohttp.ClientResponse, authorization: str | None) -> ScannerError:
     """Synapse's answer, said in the content scanner's terms."""
     body = await response.content.read(ERROR_BODY_LIMIT)
     try:

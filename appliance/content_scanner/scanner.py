@@ -20,10 +20,10 @@ from functools import partial
 
 from appliance.antivirus.clamd import ClamdClient, ClamdUnavailable
 from appliance.antivirus.signatures import SignatureFiles, SignatureState, SignatureWatch
+from appliance.antivirus.verdict import Verdict
 from appliance.content_scanner.attachment import EncryptedFile
 from appliance.content_scanner.errors import not_scanned
 from appliance.content_scanner.verdict_store import VerdictStore
-from appliance.antivirus.verdict import Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,11 @@ from pathlib import Path
 import psutil
 
 from appliance.config import preflight
-from appliance.evaluation import services
-from appliance.operations import health
 from appliance.config.layout import Layout
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
-from appliance.operations.service_account import ServiceAccountError, ensure_console_token
-from appliance.config.settings import SettingsError, Settings
+from appliance.config.settings import Settings, SettingsError
+from appliance.evaluation import services
 from appliance.evaluation.supervisor import (
     ServiceSpec,
     running_process,
@@ -29,6 +27,8 @@ from appliance.evaluation.supervisor import (
     tail,
     wait_until_ready,
 )
+from appliance.operations import health
+from appliance.operations.service_account import ServiceAccountError, ensure_console_token
 
 CLAMAV_INSTALL_HINT = "apt-get install -y clamav-daemon  (as root)"
 

@@ -6,10 +6,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from appliance.operations import health
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.settings import Settings
 from appliance.evaluation.supervisor import ServiceSpec
+from appliance.operations import health
 
 CLAMD_CANDIDATES = ("/usr/sbin/clamd", "/usr/bin/clamd")
 
@@ -39,9 +39,15 @@ def mail_sink(settings: Settings, layout: Layout) -> ServiceSpec:
         name="mail-sink",
         # aiosmtpd's own server with its Maildir handler: every message lands in mail_dir.
         argv=[
-            sys.executable, "-m", "aiosmtpd", "-n",
-            "-l", f"{mail.smtp_host}:{mail.smtp_port}",
-            "-c", "aiosmtpd.handlers.Mailbox", str(layout.mail_dir),
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"{mail.smtp_host}:{mail.smtp_port}",
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            str(layout.mail_dir),
         ],
         pidfile=layout.pidfile("mail-sink"),
         logfile=layout.logfile("mail-sink"),
@@ -58,9 +64,7 @@ def clamd(settings: Settings, layout: Layout, clamd_binary: Path) -> ServiceSpec
         pidfile=layout.pidfile("clamd"),
         logfile=layout.logfile("clamd"),
         probe=lambda: _probe(
-            lambda: health.check_clamd(
-                listen.connect_host, listen.port, settings.clamav.signatures
-            )
+            lambda: health.check_clamd(listen.connect_host, listen.port, settings.clamav.signatures)
         ),
         start_timeout=120,  # loading freshclam's full databases takes a while
         config_files=(layout.clamd_config,),
@@ -92,16 +96,26 @@ def console(settings: Settings, layout: Layout) -> ServiceSpec:
     return ServiceSpec(
         name="console",
         argv=[
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"{listen.bind_address}:{listen.port}",
-            "--workers", "2", "--threads", "4",
-            "--access-logfile", "-",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{listen.bind_address}:{listen.port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
             "admin_console:create_app()",
         ],
         pidfile=layout.pidfile("console"),
         logfile=layout.logfile("console"),
         probe=lambda: _probe(lambda: health.check_http("console", f"{listen.url}/login")),
-        env={"APPLIANCE_CONSOLE_CONFIG": str(layout.console_config), "PYTHONPATH": str(SOURCE_ROOT)},
+        env={
+            "APPLIANCE_CONSOLE_CONFIG": str(layout.console_config),
+            "PYTHONPATH": str(SOURCE_ROOT),
+        },
         cwd=SOURCE_ROOT,
         start_timeout=30,
         config_files=(layout.console_config,),
@@ -114,8 +128,11 @@ def content_scanner(settings: Settings, layout: Layout) -> ServiceSpec:
     return ServiceSpec(
         name="content-scanner",
         argv=[
-            sys.executable, "-m", "appliance.content_scanner",
-            "--config", str(layout.content_scanner_config),
+            sys.executable,
+            "-m",
+            "appliance.content_scanner",
+            "--config",
+            str(layout.content_scanner_config),
         ],
         pidfile=layout.pidfile("content-scanner"),
         logfile=layout.logfile("content-scanner"),

@@ -37,7 +37,9 @@ class ServiceSpec:
 
     def reads_any_of(self, paths: list[Path]) -> bool:
         return any(
-            path == config or config in path.parents for path in paths for config in self.config_files
+            path == config or config in path.parents
+            for path in paths
+            for config in self.config_files
         )
 
 

@@ -138,7 +138,9 @@ def _ensure_service_token(
         # Only "unknown token" means a new one is needed; a busy Synapse is not a reason to
         # log in again and leave a second valid admin token behind.
         if status != 401:
-            raise ServiceAccountError(f"Synapse answered {status} when checking the console's token")
+            raise ServiceAccountError(
+                f"Synapse answered {status} when checking the console's token"
+            )
     if not password_file.exists():
         # The prefix satisfies any password policy (upper, lower, digit, symbol).
         write_private_file(password_file, "Aa1-" + secrets.token_urlsafe(32), exclusive=True)

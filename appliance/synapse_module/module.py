@@ -7,16 +7,16 @@ import logging
 from synapse.module_api import ModuleApi
 
 from appliance import __version__
-from appliance.synapse_module.admin_api.domains import register_domain_admin_api
-from appliance.synapse_module.config import ModuleConfig, parse_module_config
 from appliance.synapse_module.accounts.domain_store import DomainStore
 from appliance.synapse_module.accounts.identity_lookup import register_identity_lookup
-from appliance.synapse_module.media.scan import register_media_scanning
-from appliance.synapse_module.admin_api.quarantine import register_quarantine_api
 from appliance.synapse_module.accounts.registration import register_registration_policy
-from appliance.synapse_module.rooms_and_people import register_rooms_and_people
-from appliance.synapse_module.media.scan_store import ScanStore
+from appliance.synapse_module.admin_api.domains import register_domain_admin_api
+from appliance.synapse_module.admin_api.quarantine import register_quarantine_api
 from appliance.synapse_module.admin_api.users import register_user_list_api
+from appliance.synapse_module.config import ModuleConfig, parse_module_config
+from appliance.synapse_module.media.scan import register_media_scanning
+from appliance.synapse_module.media.scan_store import ScanStore
+from appliance.synapse_module.rooms_and_people import register_rooms_and_people
 
 logger = logging.getLogger(__name__)
 

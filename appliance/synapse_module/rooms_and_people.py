@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from synapse.module_api import ModuleApi
 
-from appliance.synapse_module.externals.store import ExternalStore
-from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
+from appliance.synapse_module.accounts.registration import AllowlistSource
+from appliance.synapse_module.admin_api.invitations import register_invitation_admin_api
+from appliance.synapse_module.directory.user_search import DirectoryFilter
 from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.identity_server import (
     IdentityServiceResource,
     IdentityTokens,
     register_identity_service,
 )
-from appliance.synapse_module.admin_api.invitations import register_invitation_admin_api
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import register_invite_api
-from appliance.synapse_module.accounts.registration import AllowlistSource
+from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
+from appliance.synapse_module.externals.store import ExternalStore
 from appliance.synapse_module.rooms.rules import RoomRules
 from appliance.synapse_module.synapse_internals import SynapseInternals
-from appliance.synapse_module.directory.user_search import DirectoryFilter
 
 
 def register_rooms_and_people(api: ModuleApi, allowlist: AllowlistSource) -> Invitations:

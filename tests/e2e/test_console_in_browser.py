@@ -17,8 +17,9 @@ from e2e.conftest import log_in
 pytestmark = pytest.mark.slow
 
 
-def test_domain_registration_find_deactivate_audit(browser_page: Page, console_url, operator,
-                                                  appliance):
+def test_domain_registration_find_deactivate_audit(
+    browser_page: Page, console_url, operator, appliance
+):
     page = browser_page
     log_in(page, console_url, operator["username"], operator["password"])
     expect(page).to_have_url(re.compile(r"/health/$"))
@@ -113,8 +114,9 @@ def test_french_interface_from_the_browser_language(browser_page: Page, console_
     expect(page.locator("h1")).to_have_text("Log in")
 
 
-def test_long_ids_wrap_instead_of_widening_the_page(browser_page: Page, console_url, operator,
-                                                    appliance):
+def test_long_ids_wrap_instead_of_widening_the_page(
+    browser_page: Page, console_url, operator, appliance
+):
     """A Matrix ID or a name can be one word of a hundred characters and more: on a laptop
     screen the user list, a user's page and a room's page stay within the window."""
     page = browser_page
@@ -125,23 +127,36 @@ def test_long_ids_wrap_instead_of_widening_the_page(browser_page: Page, console_
     localpart = f"e2e-long-{secrets.token_hex(60)}"
     user_id = f"@{localpart}:{appliance.config.settings.server_name}"
     created = client.request(
-        "PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", token=admin_token,
-        json={"password": matrix_helpers.PASSWORD, "displayname": localpart.upper(),
-              "threepids": [{"medium": "email", "address": f"{localpart}@ac-paris.fr"}]},
+        "PUT",
+        f"/_synapse/admin/v2/users/{quote(user_id)}",
+        token=admin_token,
+        json={
+            "password": matrix_helpers.PASSWORD,
+            "displayname": localpart.upper(),
+            "threepids": [{"medium": "email", "address": f"{localpart}@ac-paris.fr"}],
+        },
     )
     assert created.status_code == 201, created.text
     room = client.request(
-        "POST", "/_matrix/client/v3/createRoom", token=admin_token,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=admin_token,
         json={"preset": "private_chat", "invite": [user_id]},
     )
     assert room.status_code == 200, room.text
-    login = client.post("/_matrix/client/v3/login", {
-        "type": "m.login.password", "password": matrix_helpers.PASSWORD,
-        "identifier": {"type": "m.id.user", "user": user_id},
-    })
+    login = client.post(
+        "/_matrix/client/v3/login",
+        {
+            "type": "m.login.password",
+            "password": matrix_helpers.PASSWORD,
+            "identifier": {"type": "m.id.user", "user": user_id},
+        },
+    )
     joined = client.request(
-        "POST", f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}",
-        token=login.json()["access_token"], json={},
+        "POST",
+        f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}",
+        token=login.json()["access_token"],
+        json={},
     )
     assert joined.status_code == 200, joined.text  # the room's page lists joined members
 

@@ -42,7 +42,9 @@ VALID_ENTRIES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [c[1:] for c in VALID_ENTRIES], ids=[c[0] for c in VALID_ENTRIES])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [c[1:] for c in VALID_ENTRIES], ids=[c[0] for c in VALID_ENTRIES]
+)
 def test_entries_normalise(raw: str, expected: str) -> None:
     assert normalise_domain_entry(raw) == expected
     assert normalise_domain_entry(expected) == expected
@@ -73,7 +75,9 @@ INVALID_ENTRIES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "fragment"), [c[1:] for c in INVALID_ENTRIES], ids=[c[0] for c in INVALID_ENTRIES])
+@pytest.mark.parametrize(
+    ("raw", "fragment"), [c[1:] for c in INVALID_ENTRIES], ids=[c[0] for c in INVALID_ENTRIES]
+)
 def test_invalid_entries_name_the_entry_and_the_reason(raw: str, fragment: str) -> None:
     with pytest.raises(InvalidDomainEntry) as info:
         normalise_domain_entry(raw)
@@ -111,20 +115,28 @@ DECISIONS = [
 ]
 
 
-@pytest.mark.parametrize(("domain", "entry"), [c[1:] for c in DECISIONS], ids=[c[0] for c in DECISIONS])
+@pytest.mark.parametrize(
+    ("domain", "entry"), [c[1:] for c in DECISIONS], ids=[c[0] for c in DECISIONS]
+)
 def test_decisions(domain: str, entry: str | None) -> None:
     assert ALLOWLIST.matching_entry(domain) == entry
     assert ALLOWLIST.allows(domain) is (entry is not None)
 
 
 def test_most_specific_entry_is_reported() -> None:
-    allowlist = DomainAllowlist(["*.gouv.fr", "*.interieur.gouv.fr", "prefecture.interieur.gouv.fr"])
-    assert allowlist.matching_entry("prefecture.interieur.gouv.fr") == "prefecture.interieur.gouv.fr"
+    allowlist = DomainAllowlist(
+        ["*.gouv.fr", "*.interieur.gouv.fr", "prefecture.interieur.gouv.fr"]
+    )
+    assert (
+        allowlist.matching_entry("prefecture.interieur.gouv.fr") == "prefecture.interieur.gouv.fr"
+    )
     assert allowlist.matching_entry("x.prefecture.interieur.gouv.fr") == "*.interieur.gouv.fr"
     assert allowlist.matching_entry("x.justice.gouv.fr") == "*.gouv.fr"
 
 
-@pytest.mark.parametrize("domain", ["AC-PARIS.FR", "ac-paris.fr.", " ac-paris.fr", "école.fr", "xn--bogus-.gouv.fr"])
+@pytest.mark.parametrize(
+    "domain", ["AC-PARIS.FR", "ac-paris.fr.", " ac-paris.fr", "école.fr", "xn--bogus-.gouv.fr"]
+)
 def test_unnormalised_domains_are_a_programming_error(domain: str) -> None:
     with pytest.raises(ValueError):
         ALLOWLIST.allows(domain)
@@ -159,7 +171,9 @@ ATTACKS = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "unparseable"), [c[1:] for c in ATTACKS], ids=[c[0] for c in ATTACKS])
+@pytest.mark.parametrize(
+    ("raw", "unparseable"), [c[1:] for c in ATTACKS], ids=[c[0] for c in ATTACKS]
+)
 def test_attacks_are_not_admitted(raw: str, unparseable: bool) -> None:
     assert not admitted(raw)
     if unparseable:
@@ -171,8 +185,20 @@ def test_attacks_are_not_admitted(raw: str, unparseable: bool) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["user@ac-paris.fr", "USER@AC-PARIS.FR", "User@Ac-Paris.Fr", "user@ａｃ-paris.fr", "x@A.B.GOUV.FR"],
-    ids=["plain", "upper-case", "mixed-case", "fullwidth-same-domain-by-idna", "upper-case-under-wildcard"],
+    [
+        "user@ac-paris.fr",
+        "USER@AC-PARIS.FR",
+        "User@Ac-Paris.Fr",
+        "user@ａｃ-paris.fr",
+        "x@A.B.GOUV.FR",
+    ],
+    ids=[
+        "plain",
+        "upper-case",
+        "mixed-case",
+        "fullwidth-same-domain-by-idna",
+        "upper-case-under-wildcard",
+    ],
 )
 def test_case_and_width_variants_are_admitted(raw: str) -> None:
     assert admitted(raw)
@@ -197,7 +223,18 @@ _HOMOGLYPHS = {
     "-": ["\u2010", "\u2011", "\u2212", "\u00ad"],
     ".": ["\u3002", "\uff0e", "\u2024"],
 }
-_INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u00ad", "\ufeff", "\u200e", "\u202e", "\u2060", "\ufe0f", "\u034f"]
+_INVISIBLES = [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u00ad",
+    "\ufeff",
+    "\u200e",
+    "\u202e",
+    "\u2060",
+    "\ufe0f",
+    "\u034f",
+]
 _TARGET = f"user@{LISTED}"
 
 
@@ -211,19 +248,42 @@ def mutated_addresses(draw: st.DrawFn) -> str:
     text = _TARGET
     for _ in range(draw(st.integers(1, 3))):
         position = draw(st.integers(0, len(text)))
-        domain_position = draw(st.integers(text.find("@") + 1, len(text) - 1)) if "@" in text else position
-        kind = draw(st.sampled_from([
-            "upper", "fullwidth", "homoglyph", "invisible", "prefix", "suffix", "trailing",
-            "percent", "at", "quote", "comment",
-        ]))
+        domain_position = (
+            draw(st.integers(text.find("@") + 1, len(text) - 1)) if "@" in text else position
+        )
+        kind = draw(
+            st.sampled_from(
+                [
+                    "upper",
+                    "fullwidth",
+                    "homoglyph",
+                    "invisible",
+                    "prefix",
+                    "suffix",
+                    "trailing",
+                    "percent",
+                    "at",
+                    "quote",
+                    "comment",
+                ]
+            )
+        )
         if kind == "upper":
             text = text[:position] + text[position:].upper()
         elif kind == "fullwidth":
-            text = text[:domain_position] + _fullwidth(text[domain_position]) + text[domain_position + 1:]
+            text = (
+                text[:domain_position]
+                + _fullwidth(text[domain_position])
+                + text[domain_position + 1 :]
+            )
         elif kind == "homoglyph":
             ch = text[domain_position]
             if ch in _HOMOGLYPHS:
-                text = text[:domain_position] + draw(st.sampled_from(_HOMOGLYPHS[ch])) + text[domain_position + 1:]
+                text = (
+                    text[:domain_position]
+                    + draw(st.sampled_from(_HOMOGLYPHS[ch]))
+                    + text[domain_position + 1 :]
+                )
         elif kind == "invisible":
             text = text[:position] + draw(st.sampled_from(_INVISIBLES)) + text[position:]
         elif kind == "prefix":
@@ -234,7 +294,7 @@ def mutated_addresses(draw: st.DrawFn) -> str:
             text = text + draw(st.sampled_from([".", " ", "\n", "\t", "\u00a0", "\u3002"]))
         elif kind == "percent":
             ch = text[domain_position]
-            text = text[:domain_position] + f"%{ord(ch):02X}" + text[domain_position + 1:]
+            text = text[:domain_position] + f"%{ord(ch):02X}" + text[domain_position + 1 :]
         elif kind == "at":
             text = draw(st.sampled_from(["a@", "@"])) + text
         elif kind == "quote":
@@ -285,7 +345,9 @@ def test_every_case_and_width_variant_is_admitted(variant: str) -> None:
     assert parse_email(variant).address == _TARGET
 
 
-ldh_labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True).filter(lambda s: s[2:4] != "--")
+ldh_labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True).filter(
+    lambda s: s[2:4] != "--"
+)
 
 
 @given(st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=10), ldh_labels)

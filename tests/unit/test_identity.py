@@ -40,7 +40,9 @@ LOCALPARTS = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [c[1:] for c in LOCALPARTS], ids=[c[0] for c in LOCALPARTS])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [c[1:] for c in LOCALPARTS], ids=[c[0] for c in LOCALPARTS]
+)
 def test_localpart_for(raw: str, expected: str) -> None:
     assert localpart_for(parse_email(raw)) == expected
 
@@ -82,7 +84,9 @@ DISPLAY_NAMES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [c[1:] for c in DISPLAY_NAMES], ids=[c[0] for c in DISPLAY_NAMES])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [c[1:] for c in DISPLAY_NAMES], ids=[c[0] for c in DISPLAY_NAMES]
+)
 def test_display_name_for(raw: str, expected: str) -> None:
     assert display_name_for(parse_email(raw)) == expected
 
@@ -126,7 +130,9 @@ def test_localpart_is_valid_and_matches_synapse(raw: str) -> None:
 
 
 @given(addresses, addresses)
-def test_distinct_local_parts_on_one_domain_give_distinct_localparts(raw_a: str, raw_b: str) -> None:
+def test_distinct_local_parts_on_one_domain_give_distinct_localparts(
+    raw_a: str, raw_b: str
+) -> None:
     a, b = _parse_or_none(raw_a), _parse_or_none(raw_b.split("@")[0] + "@" + raw_a.split("@")[1])
     if a is None or b is None:
         return

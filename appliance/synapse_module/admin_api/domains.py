@@ -30,8 +30,8 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi, SynapseReques
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
-from appliance.synapse_module.admin_api.auth import require_server_admin
 from appliance.synapse_module.accounts.domain_store import DomainStore
+from appliance.synapse_module.admin_api.auth import require_server_admin
 from appliance.synapse_module.admin_api.request_args import integer_arg, string_arg
 
 logger = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ class DomainsResource(DirectServeJsonResource):
         limit = integer_arg(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
         page = await self._store.page(search, offset, limit)
         body: dict = {
-            "domains": [
-                {**e.as_json(), "accounts": page.accounts[e.entry]} for e in page.entries
-            ],
+            "domains": [{**e.as_json(), "accounts": page.accounts[e.entry]} for e in page.entries],
             "total": page.total,
         }
         if offset + limit < page.total:

@@ -37,9 +37,9 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi, SynapseReques
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.admin_api.auth import require_server_admin
-from appliance.synapse_module.externals.store import ExternalStore
-from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.admin_api.request_args import MAX_INTEGER, integer_arg, string_arg
+from appliance.synapse_module.externals.invitations import Invitations
+from appliance.synapse_module.externals.store import ExternalStore
 
 INVITATIONS_PATH = "/_synapse/client/appliance/v1/invitations"
 STATUSES = ("pending", "all")

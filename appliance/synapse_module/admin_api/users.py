@@ -38,10 +38,15 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.admin_api.auth import require_server_admin
-from appliance.synapse_module.module_tables import ModuleTables
 from appliance.synapse_module.admin_api.request_args import integer_arg, string_arg
-from appliance.synapse_module.admin_api.user_list_query import INDEXES, KINDS, Position, page_of_user_ids
+from appliance.synapse_module.admin_api.user_list_query import (
+    INDEXES,
+    KINDS,
+    Position,
+    page_of_user_ids,
+)
 from appliance.synapse_module.admin_api.user_list_rows import UserRow, rows_for
+from appliance.synapse_module.module_tables import ModuleTables
 
 USERS_PATH = "/_synapse/client/appliance/v1/users"
 DEFAULT_LIMIT = 50

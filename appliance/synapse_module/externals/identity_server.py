@@ -41,7 +41,6 @@ from synapse.module_api import (
 )
 from synapse.module_api.errors import Codes, SynapseError
 
-from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.externals.identity_key import KEY_ID, IdentityKey
 from appliance.synapse_module.externals.invitations import (
     Invitations,
@@ -49,8 +48,9 @@ from appliance.synapse_module.externals.invitations import (
     masked,
     new_token,
 )
+from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.module_tables import ModuleTables
-from appliance.synapse_module.rooms.kinds import MEMBER, POWER_LEVELS, CREATE, RoomState
+from appliance.synapse_module.rooms.kinds import CREATE, MEMBER, POWER_LEVELS, RoomState
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
 logger = logging.getLogger(__name__)

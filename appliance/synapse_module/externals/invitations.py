@@ -34,11 +34,11 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
-from appliance.synapse_module.externals.store import ExternalStore, Invitation
-from appliance.synapse_module.externals.policy import ExternalDirectory
+from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
 from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
-from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
+from appliance.synapse_module.externals.policy import ExternalDirectory
+from appliance.synapse_module.externals.store import ExternalStore, Invitation
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     JOIN_RULES,

@@ -27,8 +27,8 @@ from synapse.module_api import ModuleApi, ProfileInfo, UserID
 
 from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 from appliance.addresses.identity import EXTERNAL_MARKER
-from appliance.synapse_module.externals.store import ExternalStore
 from appliance.synapse_module.accounts.registration import AllowlistSource, decide
+from appliance.synapse_module.externals.store import ExternalStore
 
 logger = logging.getLogger(__name__)
 

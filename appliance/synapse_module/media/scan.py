@@ -23,9 +23,9 @@ from synapse.module_api.errors import Codes
 
 from appliance.antivirus.clamd import CHUNK_SIZE, ClamdClient, ClamdUnavailable
 from appliance.antivirus.signatures import SignatureFiles, SignatureState, SignatureWatch
+from appliance.antivirus.verdict import Verdict
 from appliance.synapse_module.config import ClamdConfig
 from appliance.synapse_module.media.scan_store import QuarantineRecord, ScanStore, TablesNotReady
-from appliance.antivirus.verdict import Verdict
 
 if TYPE_CHECKING:  # Synapse's own types of the callback's arguments
     from synapse.media._base import FileInfo

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction, ModuleApi
 
-from appliance.synapse_module.module_tables import tables_exist
 from appliance.antivirus.verdict import Verdict
+from appliance.synapse_module.module_tables import tables_exist
 
 logger = logging.getLogger(__name__)
 

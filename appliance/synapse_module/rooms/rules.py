@@ -25,9 +25,12 @@ from collections.abc import Awaitable, Callable
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, Requester, RoomAlias, StateMap
 from synapse.module_api.errors import Codes, SynapseError
 
-from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
 from appliance.synapse_module.externals.identity_key import IdentityKey
-from appliance.synapse_module.externals.invitations import EXTERNALS_CANNOT_INVITE_BY_EMAIL, Invitations
+from appliance.synapse_module.externals.invitations import (
+    EXTERNALS_CANNOT_INVITE_BY_EMAIL,
+    Invitations,
+)
+from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
