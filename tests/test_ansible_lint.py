@@ -178,8 +178,10 @@ puts JSON.generate(RECORD)
 
 def test_vagrantfile_provisions_the_box_with_site_yml_and_prints_the_console_url(tmp_path):
     ruby = shutil.which("ruby")
-    if ruby is None:
-        pytest.skip("ruby is not installed (apt-get install ruby): the Vagrantfile is not checked")
+    # A missing tool fails the test: a skip would let an unchecked Vagrantfile pass as green.
+    assert ruby is not None, (
+        "ruby is not installed: run `scripts/install-system-packages --with-test-packages` as root"
+    )
     recorder = tmp_path / "recorder.rb"
     recorder.write_text(VAGRANT_RECORDER)
     result = subprocess.run(
