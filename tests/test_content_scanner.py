@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from matrix_media_helpers import (
     EICAR,
     MEDIA_PROXY,
+    RELOAD_BOUND_SECONDS,
     TIMEOUT,
     User,
     added_signature,
@@ -70,7 +71,9 @@ def user(appliance, synapse_url) -> User:
 def caching(scanner_url) -> None:
     """The scanner stores verdicts: clamd has certainly loaded the current signatures (for a
     few seconds after they change, it does not; asking /health moves it along)."""
-    wait_until(lambda: health_of(scanner_url)["verdicts_cached"], "verdict caching")
+    wait_until(
+        lambda: health_of(scanner_url)["verdicts_cached"], "verdict caching", RELOAD_BOUND_SECONDS
+    )
 
 
 def media_path(mxc: str) -> str:
@@ -579,6 +582,7 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
                 in scanner_post(scanner_url, "scan_encrypted", {"file": file}, user).json()["info"]
             ),
             "detection with the new signature file",
+            RELOAD_BOUND_SECONDS,
         )
 
 
