@@ -10,10 +10,12 @@ not created yet) refuses the file.
 Refusals say what happened, to the client and in the log: `403 M_FORBIDDEN` for a file the
 antivirus found something in, or could not look inside (a password-protected archive, unless
 `clamav.allow_encrypted_archives`), `503 M_UNKNOWN` "try again" when the antivirus could not
-give a verdict. The callback raises these errors rather than returning a code: Synapse answers
-every refused upload "400 Bad content" whatever code the callback returns (and remote media
-"404"), while an error raised here reaches the client as it is, on every path (uploads, remote
-media, thumbnails), after Synapse has deleted the file and before it records anything.
+give a verdict. The callback raises these errors rather than returning a code: Synapse 1.163
+answers every refused upload "400 Bad content" whatever code the callback returns (and remote
+media "404"), while a SynapseError raised here reaches the client as it is on uploads and remote
+media fetches (media_storage.store_into_file deletes the file and re-raises it before anything
+is recorded; the upload servlet and the remote download let SynapseError through). Thumbnails
+Synapse makes at upload only log the error. tests/test_encrypted_files.py checks the answers.
 """
 
 from __future__ import annotations
