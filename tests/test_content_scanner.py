@@ -600,6 +600,9 @@ def test_with_clamd_stopped_nothing_unscanned_is_served(appliance, scanner_url, 
                 scanner_get(scanner_url, f"{endpoint}/{plain}", user), 503, "MCS_MEDIA_NOT_CLEAN"
             )
         assert not health.check_content_scanner(scanner_url).ok
+    # The log tells an absent antivirus from a file found infected ("... is not clean: ...").
+    log = appliance.layout.logfile("content-scanner").read_text(errors="replace")
+    assert "refusing to answer: cannot connect to clamd" in log
     assert scanner_post(scanner_url, "scan_encrypted", {"file": fresh}, user).json()["clean"]
     assert health.check_content_scanner(scanner_url).ok
 
