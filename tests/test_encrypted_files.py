@@ -8,6 +8,7 @@ are made by Info-ZIP's `zip -P` (ZipCrypto), as a user would make one.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -69,6 +70,33 @@ def protected_zip(tmp_path) -> bytes:
     archive = (tmp_path / "report.zip").read_bytes()
     assert archive[6] & 1, "zip did not encrypt the entry"  # general purpose flag, bit 0
     return archive
+
+
+def password_protected_pdf() -> bytes:
+    """A one-page PDF encrypted with the standard handler (RC4, revision 2) under a password
+    that is not empty: its /O and /U entries are random, as no empty password opens it."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+        b"<< /Length 16 >>\nstream\n" + secrets.token_bytes(16) + b"\nendstream",
+        b"<< /Filter /Standard /V 1 /R 2 /P -4 /O <%s> /U <%s> >>"
+        % (secrets.token_hex(32).encode(), secrets.token_hex(32).encode()),
+    ]
+    pdf, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(pdf)
+    pdf += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    pdf += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    document_id = secrets.token_hex(16).encode()
+    pdf += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 5 0 R /ID [<%s> <%s>] >>\n" % (
+        len(objects) + 1,
+        document_id,
+        document_id,
+    )
+    return bytes(pdf + b"startxref\n%d\n%%%%EOF\n" % xref)
 
 
 def stored_media(appliance, data: bytes) -> int:
@@ -175,6 +203,16 @@ def test_a_password_protected_zip_is_refused_at_upload_and_nothing_is_kept(
         (ZIP_ENCRYPTED_SIGNATURE, user.user_id, "upload")
     }
     assert "refused encrypted upload mxc://" in log_of(appliance, "synapse")
+
+
+def test_a_password_protected_pdf_is_refused_at_upload(appliance, synapse_url, user):
+    document = password_protected_pdf()
+    refused = upload(synapse_url, user, document, "application/pdf")
+    assert (refused.status_code, refused.json()) == (
+        403,
+        {"errcode": "M_FORBIDDEN", "error": ENCRYPTED_MESSAGE},
+    )
+    assert stored_media(appliance, document) == 0
 
 
 def test_infected_and_unscanned_are_told_apart(appliance, synapse_url, user):
