@@ -68,7 +68,7 @@ def test_refused_upload_is_listed_with_uploader_and_signature(console, synapse, 
     )
     if probe.status_code == 404 and probe.json().get("errcode") == "M_UNRECOGNIZED":
         pytest.skip(f"needs GET {QUARANTINE_ENDPOINT} (the module's quarantine endpoint)")
-    assert upload(synapse, token, EICAR).status_code == 400
+    assert upload(synapse, token, EICAR).status_code == 403  # infected (503: not scanned)
     record = next(
         r for r in synapse.call("GET", QUARANTINE_ENDPOINT)["records"] if r["user_id"] == user_id
     )

@@ -16,6 +16,7 @@ import pytest
 import requests
 from matrix_media_helpers import (
     EICAR,
+    RELOAD_BOUND_SECONDS,
     TIMEOUT,
     User,
     added_signature,
@@ -38,11 +39,12 @@ from appliance.antivirus.signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFi
 from appliance.antivirus.verdict import Verdict
 from appliance.operations import health
 from appliance.synapse_module.config import parse_module_config
-from appliance.synapse_module.media.scan import media_kind
+from appliance.synapse_module.media.scan import INFECTED_MESSAGE, NOT_SCANNED_MESSAGE, media_kind
 from appliance.synapse_module.media.scan_store import ScanStore, TablesNotReady
 from appliance.synapse_module.module_tables import ModuleTables
 
 QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
+EICAR_SIGNATURE = "Appliance.Evaluation.EICAR-Test-File.UNOFFICIAL"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def caching(synapse_url, uploader, appliance) -> None:
         upload_ok(synapse_url, uploader, data)
         return bool(verdict_rows(appliance, data))
 
-    wait_until(probe_is_cached, "verdict caching in the module")
+    wait_until(probe_is_cached, "verdict caching in the module", RELOAD_BOUND_SECONDS)
 
 
 def quarantine(synapse_url: str, token: str | None, **params) -> requests.Response:
@@ -87,10 +89,16 @@ def verdict_rows(appliance, data: bytes) -> list[tuple]:
         ).fetchall()
 
 
-def assert_refused(response: requests.Response) -> None:
-    # Synapse answers every refused upload this way, whatever the module returned.
-    assert response.status_code == 400, response.text
-    assert response.json() == {"errcode": "M_UNKNOWN", "error": "Bad content"}
+def assert_infected(response: requests.Response, signature: str = EICAR_SIGNATURE) -> None:
+    assert response.status_code == 403, response.text
+    error = INFECTED_MESSAGE.format(signature=signature)
+    assert response.json() == {"errcode": "M_FORBIDDEN", "error": error}
+
+
+def assert_not_scanned(response: requests.Response) -> None:
+    # Not "infected": the client may try again once the antivirus is back.
+    assert response.status_code == 503, response.text
+    assert response.json() == {"errcode": "M_UNKNOWN", "error": NOT_SCANNED_MESSAGE}
 
 
 def png(size: int = 96) -> bytes:
@@ -300,23 +308,23 @@ def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance, cachi
 
 def test_eicar_is_refused_and_quarantined_with_its_uploader(synapse_url, uploader, admin_token):
     before = int(time.time() * 1000)
-    assert_refused(upload(synapse_url, uploader, EICAR, "text/plain"))
+    assert_infected(upload(synapse_url, uploader, EICAR, "text/plain"))
     mine = [
         r for r in records_for(synapse_url, admin_token, EICAR) if r["user_id"] == uploader.user_id
     ]
     assert len(mine) == 1
     assert mine[0]["kind"] == "upload"
     assert mine[0]["media"].startswith(f"mxc://{uploader.user_id.split(':')[1]}/")
-    assert mine[0]["signature"] == "Appliance.Evaluation.EICAR-Test-File.UNOFFICIAL"
+    assert mine[0]["signature"] == EICAR_SIGNATURE
     assert mine[0]["detected_ts"] >= before
 
 
 def test_eicar_inside_a_zip_is_refused(synapse_url, uploader, admin_token):
     archive = zipped(f"invoice-{time.time_ns()}.com", EICAR)
-    assert_refused(upload(synapse_url, uploader, archive, "application/zip"))
+    assert_infected(upload(synapse_url, uploader, archive, "application/zip"))
     [record] = records_for(synapse_url, admin_token, archive)
     assert record["user_id"] == uploader.user_id
-    assert "EICAR" in record["signature"]
+    assert record["signature"] == EICAR_SIGNATURE
 
 
 def test_thumbnails_are_scanned_before_they_are_served(synapse_url, uploader, appliance, caching):
@@ -347,9 +355,10 @@ def test_a_signature_update_rescans_formerly_clean_files(
     data = b"a formerly clean report " + marker
     upload_ok(synapse_url, uploader, data)
     with extra_signature(appliance, clamd, marker):
-        assert_refused(upload(synapse_url, uploader, data))
+        refused = upload(synapse_url, uploader, data)
         [record] = records_for(synapse_url, admin_token, data)
         assert record["signature"].startswith("Appliance.Test.Marker-")
+        assert_infected(refused, record["signature"])
     upload_ok(synapse_url, uploader, data)  # the signature is gone again: clean once more
 
 
@@ -367,8 +376,9 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
         assert verdict_rows(appliance, data) == []
         # The module asked clamd to reload (clamd itself only looks every 10 minutes).
         wait_until(
-            lambda: upload(synapse_url, uploader, data).status_code == 400,
+            lambda: upload(synapse_url, uploader, data).status_code == 403,
             "refusal with the new signature file",
+            RELOAD_BOUND_SECONDS,
         )
         signatures = {record["signature"] for record in records_for(synapse_url, admin_token, data)}
         assert signatures == {f"{name}.UNOFFICIAL"}
@@ -376,7 +386,7 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
 
 def test_quarantine_listing_is_for_admins_and_paginated(synapse_url, uploader, admin_token):
     for _ in range(2):
-        assert_refused(upload(synapse_url, uploader, EICAR))
+        assert_infected(upload(synapse_url, uploader, EICAR))
     assert quarantine(synapse_url, None).json()["errcode"] == "M_MISSING_TOKEN"
     forbidden = quarantine(synapse_url, uploader.token)
     assert forbidden.status_code == 403 and forbidden.json()["errcode"] == "M_FORBIDDEN"
@@ -396,15 +406,15 @@ def test_with_clamd_stopped_nothing_is_stored_or_served(synapse_url, uploader, a
     upload_ok(synapse_url, uploader, known)
     listen = appliance.settings.clamav.listen
     with clamd_stopped(appliance):
-        assert_refused(upload(synapse_url, uploader, unique_bytes()))
+        assert_not_scanned(upload(synapse_url, uploader, unique_bytes()))
         # Even bytes with a clean verdict: without clamd the signature version is unknown.
-        assert_refused(upload(synapse_url, uploader, known))
+        assert_not_scanned(upload(synapse_url, uploader, known))
         # An asynchronous upload keeps its media ID: it must stay empty, never served.
         created = requests.post(
             f"{synapse_url}/_matrix/media/v1/create", headers=uploader.headers, timeout=TIMEOUT
         ).json()["content_uri"]
         server_name, media_id = created.removeprefix("mxc://").split("/")
-        assert_refused(
+        assert_not_scanned(
             requests.put(
                 f"{synapse_url}/_matrix/media/v3/upload/{server_name}/{media_id}",
                 data=unique_bytes(),
@@ -420,5 +430,5 @@ def test_with_clamd_stopped_nothing_is_stored_or_served(synapse_url, uploader, a
         )
         assert served.status_code != 200
         assert not health.check_clamd(listen.connect_host, listen.port, "evaluation").ok
-    assert "could not be scanned" in appliance.layout.logfile("synapse").read_text()
+    assert "antivirus unavailable, not scanned" in appliance.layout.logfile("synapse").read_text()
     upload_ok(synapse_url, uploader, unique_bytes())

@@ -170,6 +170,10 @@ class ClamavSettings(_Section):
     # a host that cannot reach any mirror yet (real viruses are not detected until freshclam's
     # first download succeeds).
     evaluation_fallback: bool = False
+    # Password-protected archives (zip, 7z, rar) and encrypted PDFs cannot be scanned inside:
+    # refused by default (clamd's AlertEncryptedArchive/AlertEncryptedDoc); true lets them
+    # through unscanned.
+    allow_encrypted_archives: bool = False
 
 
 class MailSettings(_Section):
