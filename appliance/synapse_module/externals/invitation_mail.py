@@ -6,8 +6,8 @@ overrides them the same way.
 
 The mail goes out in the server's name, so what an agent chose (the room's name, the inviter's
 display name) never reaches it as such: :func:`quoted_text` makes it one line (no header or
-line can be injected), without links (no scheme, no dot between two letters: no mail client
-turns it into a link) and at most :data:`MAX_QUOTED` characters; the templates show it between
+line can be injected), without links (no scheme, no dot inside a word: no mail client turns
+it into a link) and at most :data:`MAX_QUOTED` characters; the templates show it between
 quotes, as someone else's words. The subject carries only the server's name and the quoted room
 name.
 """
@@ -32,9 +32,11 @@ ELLIPSIS = "…"
 # mail client (nor by IDNA, which maps other dot-like characters such as U+2024 to a full stop).
 SAFE_DOT = "·"
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)  # https://, file:///, ...
-# Full stops of any script that a link finder may take for one: NFKC has already folded the
-# fullwidth and small ones into "." and the halfwidth ideographic one into "。".
-_DOT = re.compile(r"(?<=\w)[.。](?=\w)")
+# Full stops that a link finder may take for a host name's: any between two visible characters
+# (a letter, a digit, an accent, a hyphen...), of any script: NFKC has already folded the
+# fullwidth and small ones into "." and the halfwidth ideographic one into "。". A dot that ends
+# a sentence or a run of dots ("...") stays.
+_DOT = re.compile(r"(?<=\S)[.。](?=[^\s.。])")
 
 
 def quoted_text(text: str, limit: int = MAX_QUOTED) -> str:
