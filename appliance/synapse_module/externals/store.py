@@ -15,8 +15,7 @@ Two tables in Synapse's database, beside its own (one backup holds everything):
   for every Synapse process, never in one process's memory.
 * ``appliance_invitation_quota_keys``: one row per inviter and per invited address, which
   :meth:`ExternalStore.add_within` locks before it counts and adds: of two invitations that
-  would both take the last place, on any process, one waits for the other and counts it (on
-  PostgreSQL the one that waited fails to serialize and Synapse runs it again).
+  would both take the last place, on any process, one waits for the other and counts it.
 
 SQL uses ``?`` placeholders only; Synapse converts them for PostgreSQL.
 
@@ -201,8 +200,14 @@ def _exhausted_txn(
 def _add_within_txn(
     txn: LoggingTransaction, invitation: Invitation, quotas: tuple[Quota, ...]
 ) -> Invitation | Exhausted:
-    # Locks first, the counts after: a concurrent invitation that holds the same key is
-    # committed (and counted) before this one reads, or this one is run again.
+    if txn.database_engine.module.__name__ != "sqlite3":
+        # PostgreSQL: Synapse's transactions are REPEATABLE READ, whose snapshot is older than
+        # the wait for a lock row, so every waiter failed to serialize and ran again (at most
+        # five times: 40 requests at once left some with a 500). READ COMMITTED reads after the
+        # wait: the count includes what the holder added. SQLite runs one transaction at a time.
+        txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    # Locks first, the counts after: an invitation that holds the same key is committed, and
+    # counted, before this one reads.
     for quota in quotas:
         txn.execute(
             "INSERT INTO appliance_invitation_quota_keys (quota_key) VALUES (?)"
