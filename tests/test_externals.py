@@ -3,8 +3,10 @@
 On the shared appliance the invitation goes through the appliance's endpoint (its Synapse
 speaks plain HTTP, and Synapse calls identity servers over HTTPS only); the last test runs a
 standard client's email invite end to end against a second Synapse with a TLS listener, through
-the identity service the module serves on the homeserver itself; and that service on a Synapse
-whose module tables are not created yet answers 503 "try again", never a 500.
+the identity service the module serves on the homeserver itself, with the same limits on
+invitation mails and the same reuse of a pending invitation (tests/test_invitation_limits.py
+drives the appliance's endpoint); and that service on a Synapse whose module tables are not
+created yet answers 503 "try again", never a 500.
 """
 
 from __future__ import annotations
