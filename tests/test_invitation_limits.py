@@ -224,6 +224,10 @@ def test_a_room_and_a_name_built_to_phish_reach_the_mail_quoted_cut_and_without_
     assert "« Support login·evil·example Reply-To: pirate@evil·example » vous invite" in text
     assert '"Support login·evil·example Reply-To: pirate@evil·example" invites you' in text
     assert "« Cliquez evil·example/x Bcc: victim@x »" in text
+    # The page the mail links to says the same, quoted the same way.
+    link = next(word for word in text.split() if word.startswith(own_links))
+    page = requests.get(link, timeout=30).text
+    assert "evil.example" not in page and "« Cliquez evil·example/x Bcc: victim@x »" in page
 
 
 def test_a_long_room_name_is_cut(client):

@@ -72,7 +72,7 @@ INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
 ONLY_MEMBERS_WHO_MAY_INVITE = "Only a member allowed to invite can invite by email"
 TOO_MANY_FROM_YOU_NOW = (
-    "You have sent too many email invitations in the last minute: wait a moment before the next"
+    "You have sent too many email invitations in the last minute: wait a moment, then try again"
 )
 TOO_MANY_FROM_YOU_TODAY = (
     "You have sent as many email invitations as allowed in 24 hours: try again later"
