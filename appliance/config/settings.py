@@ -196,6 +196,17 @@ class RegistrationSettings(_Section):
     validation_token_lifetime: str = "1h"
 
 
+class ExternalsSettings(_Section):
+    # Each email invitation is a mail sent in the server's name: how many may go out. Past a
+    # limit the invitation is refused (429 M_LIMIT_EXCEEDED, with when to try again).
+    # Per agent, in any minute (Element invites a list of addresses in quick succession).
+    invitations_per_inviter_per_minute: Annotated[int, Field(ge=1, le=1000)] = 20
+    # Per agent, in any 24 hours.
+    invitations_per_inviter_per_day: Annotated[int, Field(ge=1, le=10000)] = 50
+    # Per invited address, in any 24 hours, whoever invites it into whichever room.
+    invitations_per_address_per_day: Annotated[int, Field(ge=1, le=100)] = 5
+
+
 class PathSettings(_Section):
     # Relative paths are taken from the directory of the settings file
     # (or the current directory when there is no settings file).
@@ -270,6 +281,7 @@ class Settings(_Section):
     clamav: ClamavSettings = ClamavSettings()
     mail: MailSettings = MailSettings()
     registration: RegistrationSettings = RegistrationSettings()
+    externals: ExternalsSettings = ExternalsSettings()
     paths: PathSettings = PathSettings()
     nginx: NginxSettings = NginxSettings()
     backup: BackupSettings = BackupSettings()

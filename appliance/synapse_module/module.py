@@ -30,7 +30,9 @@ class ApplianceModule:
         self._domains = DomainStore(api, config.allowed_domains)
         self._domains.start()
         # Rooms, externals and email invitations; an invitation lets its address register.
-        invitations = register_rooms_and_people(api, self._domains.current)
+        invitations = register_rooms_and_people(
+            api, self._domains.current, config.invitation_limits
+        )
         register_registration_policy(api, self._domains.current, invitations.standing)
         register_domain_admin_api(api, self._domains)
         register_identity_lookup(api, self._domains.current)

@@ -7,6 +7,7 @@ from synapse.module_api import ModuleApi
 
 from appliance.synapse_module.accounts.registration import AllowlistSource
 from appliance.synapse_module.admin_api.invitations import register_invitation_admin_api
+from appliance.synapse_module.config import InvitationLimits
 from appliance.synapse_module.directory.user_search import DirectoryFilter
 from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.identity_server import (
@@ -23,7 +24,9 @@ from appliance.synapse_module.rooms.rules import RoomRules
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
 
-def register_rooms_and_people(api: ModuleApi, allowlist: AllowlistSource) -> Invitations:
+def register_rooms_and_people(
+    api: ModuleApi, allowlist: AllowlistSource, limits: InvitationLimits
+) -> Invitations:
     """Register every callback and endpoint; the invitations answer the registration policy."""
     store, key, tokens = ExternalStore(api), IdentityKey(api), IdentityTokens(api)
     for startable in (store, key, tokens):
@@ -31,7 +34,7 @@ def register_rooms_and_people(api: ModuleApi, allowlist: AllowlistSource) -> Inv
     internals = SynapseInternals(api)
     directory = ExternalDirectory(api, store)
     mail = InvitationMail(api)
-    invitations = Invitations(api, store, directory, allowlist, key, mail)
+    invitations = Invitations(api, store, directory, allowlist, key, mail, limits)
     invitations.register()
     ExternalRegistration(api, directory, allowlist, invitations.complete_for).register()
     RoomRules(api, directory, invitations, key).register()

@@ -13,14 +13,20 @@ address never leaves the box (``default_identity_server`` points clients here):
 ``GET  .../hash_details``, ``POST .../lookup``   which account an address belongs to; only the
                                                  ``none`` algorithm: the identity service is the
                                                  homeserver, which knows every address already
-``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`)
+``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`);
+                                                 an address already invited into the room while
+                                                 that invitation is pending gets it back (its
+                                                 token: Synapse rewrites the same room event),
+                                                 and no second mail
 ``GET  .../pubkey/isvalid``, ``.../pubkey/ed25519:0``  the key in ``m.room.third_party_invite``
 
 Tokens are random, stored hashed (SHA-256) with their user, and accepted as
 ``Authorization: Bearer`` or ``?access_token=`` (Synapse uses both).  Externals get no answer
 from ``lookup``: they must not learn which addresses have an account.  Refusals in
 ``store-invite`` come too late for a clear message (Synapse turns them into a 500): the same
-rules already refused in ``user_may_send_3pid_invite``; here they only guard the endpoint.
+rules already refused in ``user_may_send_3pid_invite`` (the limits on invitation mails with 429
+``M_LIMIT_EXCEEDED`` and ``retry_after_ms``); here they only guard the endpoint, and the limits
+are decided for good, atomically, when the invitation is stored.
 Until the token table is there (a worker may start before the main process has created it),
 the calls that use a token answer 503 ``M_UNKNOWN`` "try again in a moment", not a 500.
 """
@@ -43,6 +49,7 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.externals.identity_key import KEY_ID, IdentityKey
 from appliance.synapse_module.externals.invitations import (
+    ONLY_MEMBERS_WHO_MAY_INVITE,
     Invitations,
     canonical_email,
     masked,
@@ -50,7 +57,6 @@ from appliance.synapse_module.externals.invitations import (
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.module_tables import ModuleTables
-from appliance.synapse_module.rooms.kinds import CREATE, MEMBER, POWER_LEVELS, RoomState
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
 logger = logging.getLogger(__name__)
@@ -312,15 +318,8 @@ class IdentityServiceResource(DirectServeJsonResource):
         problem = await self._invitations.problem_with(sender, address, room_id)
         if problem is not None and not await self._api.is_user_admin(sender):
             raise SynapseError(403, problem, Codes.FORBIDDEN)
-        state = RoomState(
-            await self._api.get_room_state(
-                room_id, [(CREATE, ""), (POWER_LEVELS, ""), (MEMBER, sender)]
-            )
-        )
-        if state.membership(sender) != "join" or state.power_of(sender) < state.invite_level():
-            raise SynapseError(
-                403, "Only a member allowed to invite can invite by email", Codes.FORBIDDEN
-            )
+        if not await self._invitations.member_may_invite(sender, room_id):
+            raise SynapseError(403, ONLY_MEMBERS_WHO_MAY_INVITE, Codes.FORBIDDEN)
 
     # --- key ---------------------------------------------------------------------------------
 
