@@ -235,11 +235,3 @@ class RegistrationPolicy:
             logger.warning("refused registration of %r: not derived from its address", username)
             return RegistrationBehaviour.DENY
         return RegistrationBehaviour.ALLOW
-
-
-def register_registration_policy(
-    api: ModuleApi, allowlist: AllowlistSource, invited: InvitationCheck = _no_invitation
-) -> RegistrationPolicy:
-    policy = RegistrationPolicy(api, allowlist, invited)
-    policy.register()
-    return policy

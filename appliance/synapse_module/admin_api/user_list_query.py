@@ -22,12 +22,13 @@ from walking an index in ID order through every row when it underestimates how f
 The user directory leaves out deactivated users, and deactivation removes their addresses:
 those are found by their ID only.
 ``kind=admins`` and ``kind=deactivated`` read the module's partial indexes on ``users(name)``
-(:data:`INDEXES`), which hold only the admins or only the deactivated users, in ID order: a
+(:data:`.synapse_internals.USERS_INDEXES`), which hold only the admins or only the deactivated users, in ID order: a
 page of the few admins reads a page's worth of them, not every user before them.
 
 These are Synapse's own tables, which the module API does not expose: the Admin API's user
-list counts every matching user and pages by offset, which grows with the server.  Column use
-follows Synapse 1.163's schema.  SQL has ``?`` placeholders only (Synapse converts them for
+list counts every matching user and pages by offset, which grows with the server.  Every
+table and column read here is listed in :data:`.synapse_internals.SYNAPSE_COLUMNS` and checked
+when the module loads.  SQL has ``?`` placeholders only (Synapse converts them for
 PostgreSQL), so no literal question mark or percent sign may appear in it.
 """
 
@@ -41,8 +42,7 @@ from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction
 
-# Not in the module API: the only way to tell which full-text syntax the database speaks.
-from synapse.storage.engines import PostgresEngine
+from appliance.synapse_module.synapse_internals import is_postgres
 
 KINDS = ("active", "agents", "externals", "admins", "deactivated", "all")
 MAX_SEARCH_WORDS = 10
@@ -57,15 +57,6 @@ _KIND_CONDITIONS = {
     "all": "1 = 1",
 }
 _WORD = re.compile(r"[^\W_]+")
-
-# Created by the module at start-up (see register_user_list_api). Both engines use a partial
-# index when the query's WHERE has its condition word for word ("u.admin = 1" above), so keep
-# the two in step. Synapse never looks at them; a Synapse migration that rebuilds the table
-# drops them, and the next start-up creates them again.
-INDEXES = (
-    "CREATE INDEX IF NOT EXISTS appliance_users_admins ON users (name) WHERE admin = 1",
-    "CREATE INDEX IF NOT EXISTS appliance_users_deactivated ON users (name) WHERE deactivated = 1",
-)
 
 
 @dataclass(frozen=True)
@@ -158,23 +149,23 @@ def sources_for(search: str, kind: str, postgres: bool) -> list[Source]:
     return sources
 
 
-def page_of_user_ids(
+def page_of_user_ids_txn(
     txn: LoggingTransaction, search: str, kind: str, position: Position | None, limit: int
 ) -> list[str]:
     """Up to limit + 1 user IDs from position on, in the direction of position (so that the
     caller knows whether there is more), merged from every source of the search."""
     position = position or Position("")  # after the empty string: from the very first
-    postgres = isinstance(txn.database_engine, PostgresEngine)
+    postgres = is_postgres(txn)
     found: set[str] = set()
     for source in sources_for(search, kind, postgres):
         if isinstance(source, IdRange):
-            found.update(_range_page(txn, source, kind, position, limit + 1))
+            found.update(_range_page_txn(txn, source, kind, position, limit + 1))
         else:
-            found.update(_matches_page(txn, source, kind, position, limit + 1))
+            found.update(_matches_page_txn(txn, source, kind, position, limit + 1))
     return sorted(found, reverse=not position.forward)[: limit + 1]
 
 
-def _range_page(
+def _range_page_txn(
     txn: LoggingTransaction, source: IdRange, kind: str, position: Position, limit: int
 ) -> list[str]:
     txn.execute(
@@ -187,7 +178,7 @@ def _range_page(
     return [row[0] for row in txn.fetchall()]
 
 
-def _matches_page(
+def _matches_page_txn(
     txn: LoggingTransaction, source: Matches, kind: str, position: Position, limit: int
 ) -> list[str]:
     txn.execute(source.sql, source.args)
@@ -197,13 +188,13 @@ def _matches_page(
     )
     kept: list[str] = []
     for start in range(0, len(candidates), limit):
-        kept += _of_kind(txn, candidates[start : start + limit], kind)
+        kept += _of_kind_txn(txn, candidates[start : start + limit], kind)
         if len(kept) >= limit:
             break
     return kept[:limit]
 
 
-def _of_kind(txn: LoggingTransaction, user_ids: list[str], kind: str) -> list[str]:
+def _of_kind_txn(txn: LoggingTransaction, user_ids: list[str], kind: str) -> list[str]:
     """The users among user_ids (in their order) that are local, not guests, of the kind."""
     marks = ", ".join("?" for _ in user_ids)
     txn.execute(

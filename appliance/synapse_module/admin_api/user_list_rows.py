@@ -3,7 +3,8 @@
 A page is a few dozen users: each table (users, profiles, user_threepids, user_ips, the
 module's externals) is read once for the whole page, by its index on the user, so the cost
 depends on the page size only.  These are Synapse's own tables, which the module API does not
-expose (see :mod:`.user_list_query`); SQL has ``?`` placeholders only.
+expose (see :mod:`.user_list_query`; each table and column is listed in
+:data:`.synapse_internals.SYNAPSE_COLUMNS`); SQL has ``?`` placeholders only.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class UserRow:
         return {**self.__dict__, "emails": list(self.emails)}
 
 
-def rows_for(txn: LoggingTransaction, user_ids: Sequence[str]) -> list[UserRow]:
+def rows_for_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> list[UserRow]:
     """The listed details of the given users, in the given order (a page: a few dozen).
 
     Each table is read by its index on the user, one query per table for the whole page.
@@ -48,9 +49,9 @@ def rows_for(txn: LoggingTransaction, user_ids: Sequence[str]) -> list[UserRow]:
         tuple(user_ids),
     )
     found = {row[0]: row for row in txn.fetchall()}
-    names = _display_names(txn, user_ids)
-    emails = _emails(txn, user_ids, marks)
-    last_seen = _last_seen(txn, user_ids, marks)
+    names = _display_names_txn(txn, user_ids)
+    emails = _emails_txn(txn, user_ids, marks)
+    last_seen = _last_seen_txn(txn, user_ids, marks)
     return [
         _user_row(
             found[user_id],
@@ -82,7 +83,7 @@ def _user_row(
     )
 
 
-def _display_names(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, str | None]:
+def _display_names_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, str | None]:
     # By localpart, the key Synapse has always indexed: its index on full_user_id is built by
     # a background update, which a freshly upgraded server may not have finished.
     by_localpart = {user_id[1:].split(":", 1)[0]: user_id for user_id in user_ids}
@@ -94,7 +95,9 @@ def _display_names(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str
     return {by_localpart[localpart]: name for localpart, name in txn.fetchall()}
 
 
-def _emails(txn: LoggingTransaction, user_ids: Sequence[str], marks: str) -> dict[str, list[str]]:
+def _emails_txn(
+    txn: LoggingTransaction, user_ids: Sequence[str], marks: str
+) -> dict[str, list[str]]:
     # By user only: with "medium = 'email'" in the query, SQLite picks the (medium, address)
     # index and reads every address on the server.
     txn.execute(
@@ -109,7 +112,7 @@ def _emails(txn: LoggingTransaction, user_ids: Sequence[str], marks: str) -> dic
     return emails
 
 
-def _last_seen(txn: LoggingTransaction, user_ids: Sequence[str], marks: str) -> dict[str, int]:
+def _last_seen_txn(txn: LoggingTransaction, user_ids: Sequence[str], marks: str) -> dict[str, int]:
     txn.execute(
         f"SELECT user_id, MAX(last_seen) FROM user_ips WHERE user_id IN ({marks}) GROUP BY user_id",
         tuple(user_ids),

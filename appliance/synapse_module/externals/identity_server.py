@@ -175,6 +175,10 @@ class IdentityServiceResource(DirectServeJsonResource):
             "/store-invite": self._store_invite,
         }
 
+    def register(self) -> None:
+        """Serve IDENTITY_PATH (on every process: nothing here is main-only)."""
+        self._api.register_web_resource(IDENTITY_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         return 200, await self._route(self._get, request)
 
@@ -338,7 +342,3 @@ class IdentityServiceResource(DirectServeJsonResource):
         if self._key.public_key is None:
             raise SynapseError(503, "The key is not loaded yet", Codes.UNKNOWN)
         return {"public_key": self._key.public_key}
-
-
-def register_identity_service(api: ModuleApi, resource: IdentityServiceResource) -> None:
-    api.register_web_resource(IDENTITY_PATH, resource)
