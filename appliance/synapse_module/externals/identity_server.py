@@ -77,20 +77,20 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _insert_token(txn: LoggingTransaction, token_hash: str, user_id: str, now_ms: int) -> None:
+def _insert_token_txn(txn: LoggingTransaction, token_hash: str, user_id: str, now_ms: int) -> None:
     txn.execute(
         "INSERT INTO appliance_identity_tokens (token_hash, user_id, created_at) VALUES (?, ?, ?)",
         (token_hash, user_id, now_ms),
     )
 
 
-def _user_of_token(txn: LoggingTransaction, token_hash: str) -> str | None:
+def _user_of_token_txn(txn: LoggingTransaction, token_hash: str) -> str | None:
     txn.execute("SELECT user_id FROM appliance_identity_tokens WHERE token_hash = ?", (token_hash,))
     row = txn.fetchone()
     return row[0] if row else None
 
 
-def _delete_token(txn: LoggingTransaction, token_hash: str) -> None:
+def _delete_token_txn(txn: LoggingTransaction, token_hash: str) -> None:
     txn.execute("DELETE FROM appliance_identity_tokens WHERE token_hash = ?", (token_hash,))
 
 
@@ -107,20 +107,20 @@ class IdentityTokens:
         await self._tables.ensure(_TABLES, NOT_READY)
         now = self._api.get_current_time_msec()
         await self._api.run_db_interaction(
-            "appliance_identity_token_issue", _insert_token, _hash(token), user_id, now
+            "appliance_identity_token_issue", _insert_token_txn, _hash(token), user_id, now
         )
         return token
 
     async def user_of(self, token: str) -> str | None:
         await self._tables.ensure(_TABLES, NOT_READY)
         return await self._api.run_db_interaction(
-            "appliance_identity_token_user", _user_of_token, _hash(token)
+            "appliance_identity_token_user", _user_of_token_txn, _hash(token)
         )
 
     async def revoke(self, token: str) -> None:
         await self._tables.ensure(_TABLES, NOT_READY)
         await self._api.run_db_interaction(
-            "appliance_identity_token_revoke", _delete_token, _hash(token)
+            "appliance_identity_token_revoke", _delete_token_txn, _hash(token)
         )
 
 
