@@ -14,6 +14,7 @@ callback that would wait on something never given makes the test fail, not hang.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -163,6 +164,9 @@ def worker_api(database, clock) -> Mock:
     return module_api(database, clock, main_process=False)
 
 
+_timestamps = itertools.count(1_700_000_000_000)
+
+
 class RoomBuilder:
     """Real Synapse events of one room, and its state map as Synapse hands it to callbacks."""
 
@@ -186,7 +190,7 @@ class RoomBuilder:
             "auth_events": [],
             "prev_events": [],
             "depth": self.depth,
-            "origin_server_ts": self.depth,
+            "origin_server_ts": next(_timestamps),  # distinct rooms get distinct room IDs
             "hashes": {"sha256": "unchecked"},
             "signatures": {},
         }
