@@ -22,8 +22,9 @@ from walking an index in ID order through every row when it underestimates how f
 The user directory leaves out deactivated users, and deactivation removes their addresses:
 those are found by their ID only.
 ``kind=admins`` and ``kind=deactivated`` read the module's partial indexes on ``users(name)``
-(:data:`.synapse_internals.USERS_INDEXES`), which hold only the admins or only the deactivated users, in ID order: a
-page of the few admins reads a page's worth of them, not every user before them.
+(:data:`.synapse_internals.USERS_INDEXES`), which hold only the admins or only the deactivated
+users, in ID order: a page of the few admins reads a page's worth of them, not every user
+before them.
 
 These are Synapse's own tables, which the module API does not expose: the Admin API's user
 list counts every matching user and pages by offset, which grows with the server.  Every

@@ -120,6 +120,16 @@ class Invitations:
     async def user_may_send_3pid_invite(
         self, inviter: str, medium: str, address: str, room_id: str
     ) -> str | tuple[str, dict]:
+        """Synapse's ``user_may_send_3pid_invite`` (spam checker callback).
+
+        Args:
+            inviter: who invites.
+            medium, address: whom (only ``email`` is accepted).
+            room_id: into which room.
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` saying why not.
+        """
         problem = (
             ONLY_EMAIL if medium != "email" else await self.problem_with(inviter, address, room_id)
         )

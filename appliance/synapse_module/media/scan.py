@@ -104,6 +104,18 @@ class MediaScanner:
     async def check_media_file_for_spam(
         self, file_wrapper: ReadableFileWrapper, file_info: FileInfo
     ) -> Literal["NOT_SPAM"] | Codes:
+        """Synapse's ``check_media_file_for_spam`` (spam checker callback), after the file is
+        written and before it is recorded.
+
+        Args:
+            file_wrapper: the stored file (its ``path`` is read).
+            file_info: what is stored: an upload, remote media, a thumbnail or a URL preview.
+
+        Returns:
+            ``NOT_SPAM`` for a clean file; :data:`INFECTED` (``M_FORBIDDEN``) for an infected
+            one, which is quarantined; :data:`NOT_SCANNED` (``M_UNKNOWN``) when no verdict
+            could be reached (fail closed).  Synapse then deletes a refused file.
+        """
         kind, media = media_kind(file_info), media_uri(file_info, self._api.server_name)
         user = requesting_user()
         try:
