@@ -13,8 +13,8 @@ and joined to the room (see :meth:`.invitations.Invitations.complete_for`).
 
 Externals are marked in their display name, ``Name [domain] (external)``
 (:func:`appliance.addresses.identity.display_name_for`): the console and every member of a
-room rely on it.  A renamed external gets the marker back (``on_profile_update``), and a member event that
-would show an external without it is refused by the room rules.
+room rely on it.  A renamed external gets the marker back (``on_profile_update``), and a
+member event that would show an external without it is refused by the room rules.
 """
 
 from __future__ import annotations
