@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import uuid
 from pathlib import Path
 from unittest.mock import Mock
 
@@ -208,3 +209,42 @@ def test_a_failed_creation_fails_every_waiting_caller_and_the_next_one_tries_aga
     assert len(database.interactions) == 2 and again == [...]
     database.interactions[1].callback(None)
     assert again == [None]
+
+
+# Every concern wired, on the running Synapse ---------------------------------------------------
+
+ADMIN_ENDPOINTS = ("domains", "users", "quarantine", "invitations")
+
+
+@pytest.mark.parametrize("endpoint", ADMIN_ENDPOINTS)
+def test_each_admin_endpoint_is_served_to_admins_only(client, admin_token, endpoint):
+    path = f"/_synapse/client/appliance/v1/{endpoint}"
+    assert client.get(path, token=admin_token).status_code == 200
+    anonymous = client.get(path)
+    assert (anonymous.status_code, anonymous.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+def test_the_identity_service_turns_an_openid_token_into_its_own_and_refuses_a_forged_one(
+    client, synapse_url
+):
+    # Read from Synapse's open_id_tokens table (a worker's store lacks the method for it).
+    account = client.register_account(f"openid.{uuid.uuid4().hex[:8]}@ac-paris.fr")
+    openid = client.post(
+        f"/_matrix/client/v3/user/{account.user_id}/openid/request_token",
+        {},
+        token=account.access_token,
+    )
+    assert openid.status_code == 200, openid.text
+
+    registered = client.post("/_matrix/identity/v2/account/register", openid.json())
+    assert registered.status_code == 200, registered.text
+    token = registered.json()["token"]
+    assert client.get("/_matrix/identity/v2/account", token=token).json() == {
+        "user_id": account.user_id
+    }
+
+    forged = client.post(
+        "/_matrix/identity/v2/account/register", {**openid.json(), "access_token": "forged"}
+    )
+    assert (forged.status_code, forged.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert forged.json()["error"] == "The OpenID token is unknown or expired"
