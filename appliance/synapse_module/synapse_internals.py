@@ -30,8 +30,10 @@ upgrade break a rule at the first request.  The module was written against
    * ``user_threepids``: :func:`email_domain_accounts_txn`, the accounts each allowlist entry
      admits (the module API lists one user's addresses at a time);
    * ``users``, ``profiles``, ``user_threepids``, ``user_ips``, ``user_directory_search``:
-     the console's user list (``admin_api/user_list_query.py``, ``user_list_rows.py``), read a
-     page at a time by keyset; the Admin API counts every matching user and pages by offset.
+     the console's user list (:func:`user_ids_in_range_txn` and the functions after it;
+     ``admin_api/user_list_query.py`` plans a page, ``user_list_rows.py`` shapes its rows),
+     read a page at a time by keyset; the Admin API counts every matching user and pages by
+     offset, which grows with the server.
 4. Indexes the module creates on Synapse's ``users`` table (:data:`USERS_INDEXES`), for the
    user list's admins and deactivated pages.
 5. ``synapse.storage.engines.PostgresEngine``: which SQL dialect the database speaks
@@ -55,7 +57,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from synapse.module_api import EventBase, LoggingTransaction, ModuleApi
@@ -290,6 +292,134 @@ def email_domain_accounts_txn(txn: LoggingTransaction) -> list[tuple[str, int]]:
         " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
     )
     return [(domain, int(accounts)) for domain, accounts in txn.fetchall()]
+
+
+# --- reach 3: the console's user list (admin_api/user_list_query.py plans a page) ---------------
+# ``u`` is Synapse's users table.  An external is a user in the module's record of them.
+USER_IS_EXTERNAL = "EXISTS (SELECT 1 FROM appliance_externals x WHERE x.user_id = u.name)"
+# Both engines use a partial index (USERS_INDEXES) when the query has its condition word for
+# word: keep "u.admin = 1" and "u.deactivated = 1" as they are there.
+USER_KINDS = {
+    "active": "u.deactivated = 0",
+    "agents": f"u.deactivated = 0 AND NOT {USER_IS_EXTERNAL}",
+    "externals": f"u.deactivated = 0 AND {USER_IS_EXTERNAL}",
+    "admins": "u.admin = 1",
+    "deactivated": "u.deactivated = 1",
+    "all": "1 = 1",
+}
+
+
+def user_ids_in_range_txn(
+    txn: LoggingTransaction,
+    bounds: tuple[str, str] | None,
+    kind: str,
+    start: str,
+    forward: bool,
+    limit: int,
+) -> list[str]:
+    """Up to limit local, non-guest users of the kind whose ID lies in bounds (``low <= ID <
+    high``; None: any), strictly after start (before it, going back), in ID order: a range
+    of the users table's index on ``name``."""
+    condition, args = ("u.name >= ? AND u.name < ?", bounds) if bounds else ("1 = 1", ())
+    txn.execute(
+        f"SELECT u.name FROM users u WHERE {condition}"
+        f" AND u.name {'>' if forward else '<'} ? AND u.is_guest = 0"
+        f" AND {USER_KINDS[kind]}"
+        f" ORDER BY u.name {'ASC' if forward else 'DESC'} LIMIT ?",
+        (*args, start, limit),
+    )
+    return [row[0] for row in txn.fetchall()]
+
+
+def user_ids_with_email_in_txn(txn: LoggingTransaction, low: str, high: str) -> list[str]:
+    """The users with an email address in ``[low, high)`` (a range of user_threepids' index on
+    ``(medium, address)``)."""
+    txn.execute(
+        "SELECT user_id FROM user_threepids WHERE medium = 'email' AND address >= ?"
+        " AND address < ?",
+        (low, high),
+    )
+    return [row[0] for row in txn.fetchall()]
+
+
+def user_ids_with_words_txn(txn: LoggingTransaction, words: list[str]) -> list[str]:
+    """The users whose directory entry (user ID and display name) has a word starting with each
+    of words, through Synapse's user directory search table (FTS4 on SQLite, a tsvector on
+    PostgreSQL).  Words are letters and digits only: they need no quoting in either syntax."""
+    if is_postgres(txn):
+        query = "SELECT user_id FROM user_directory_search WHERE vector @@ to_tsquery('simple', ?)"
+        match = " & ".join(f"{word}:*" for word in words)
+    else:
+        query = "SELECT user_id FROM user_directory_search WHERE value MATCH ?"
+        match = " ".join(f"{word}*" for word in words)
+    txn.execute(query, (match,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def users_of_kind_txn(txn: LoggingTransaction, user_ids: list[str], kind: str) -> set[str]:
+    """Those of user_ids that are local, non-guest users of the kind."""
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        f"SELECT u.name FROM users u WHERE u.name IN ({marks}) AND u.is_guest = 0"
+        f" AND {USER_KINDS[kind]}",
+        tuple(user_ids),
+    )
+    return {row[0] for row in txn.fetchall()}
+
+
+def user_accounts_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, tuple]:
+    """user ID -> (name, admin, deactivated, shadow_banned, locked, user_type, creation_ts in
+    seconds, external), for those of user_ids that exist."""
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        "SELECT u.name, u.admin, u.deactivated, u.shadow_banned, u.locked, u.user_type,"
+        f" u.creation_ts, {USER_IS_EXTERNAL} FROM users u WHERE u.name IN ({marks})",
+        tuple(user_ids),
+    )
+    return {row[0]: row for row in txn.fetchall()}
+
+
+def display_names_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, str | None]:
+    """user ID -> display name, for those of user_ids that have a profile."""
+    # By localpart, the key Synapse has always indexed: its index on full_user_id is built by
+    # a background update, which a freshly upgraded server may not have finished.
+    by_localpart = {user_id[1:].split(":", 1)[0]: user_id for user_id in user_ids}
+    marks = ", ".join("?" for _ in by_localpart)
+    txn.execute(
+        f"SELECT user_id, displayname FROM profiles WHERE user_id IN ({marks})",
+        tuple(by_localpart),
+    )
+    return {by_localpart[localpart]: name for localpart, name in txn.fetchall()}
+
+
+def email_addresses_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, list[str]]:
+    """user ID -> its email addresses in order, for those of user_ids that have any."""
+    # By user only: with "medium = 'email'" in the query, SQLite picks the (medium, address)
+    # index and reads every address on the server.
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        f"SELECT user_id, medium, address FROM user_threepids WHERE user_id IN ({marks})"
+        " ORDER BY user_id, address",
+        tuple(user_ids),
+    )
+    emails: dict[str, list[str]] = {}
+    for user_id, medium, address in txn.fetchall():
+        if medium == "email":
+            emails.setdefault(user_id, []).append(address)
+    return emails
+
+
+def last_seen_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, int]:
+    """user ID -> when any of its devices was last seen (ms), for those ever seen."""
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        f"SELECT user_id, MAX(last_seen) FROM user_ips WHERE user_id IN ({marks}) GROUP BY user_id",
+        tuple(user_ids),
+    )
+    return dict(txn.fetchall())
+
+
+# --- reaches 5 to 7 --------------------------------------------------------------------------
 
 
 def is_postgres(txn: LoggingTransaction) -> bool:
