@@ -8,6 +8,7 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from unittest.mock import Mock
 
 import pytest
@@ -67,7 +68,7 @@ def test_running_synapse_loaded_the_module(appliance):
 class StoreBeforeAnUpgrade:
     """A data store as a Synapse upgrade could leave it: get_rooms_for_user renamed."""
 
-    db_pool = None
+    db_pool = SimpleNamespace(_database_config=None, engine=None)
 
     async def get_user_id_by_threepid(self, medium: str, address: str) -> str | None:
         return None

@@ -155,15 +155,26 @@ def store_problems(store: object) -> list[str]:
         for method in STORE_METHODS
         if not _has(store, method)
     ]
-    for attribute in ("db_pool",):
-        if not isinstance(store, type) and not _has(store, attribute):
-            problems.append(f"the data store {name} has no {attribute}")
+    if isinstance(store, type):
+        return problems
+    # Reach 8: the database the start-up check reads the schema of.
+    db_pool = getattr(store, "db_pool", None)
+    if db_pool is None:
+        problems.append(f"the data store {name} has no db_pool")
+    else:
+        problems += [
+            f"the data store's db_pool has no {attribute}"
+            for attribute in ("_database_config", "engine")
+            if not hasattr(db_pool, attribute)
+        ]
     return problems
 
 
 def attribute_problems() -> list[str]:
-    """Reaches 6 and 7: the attributes the module reads on Synapse's objects."""
+    """Reaches 5 to 7: the attributes the module reads on Synapse's objects."""
     problems = []
+    if "database_engine" not in dir(LoggingTransaction):  # reach 5
+        problems.append("synapse.storage.database.LoggingTransaction has no database_engine")
     if "request" not in dir(LoggingContext):
         problems.append("synapse.logging.context.LoggingContext has no request")
     if "requester" not in {field.name for field in getattr(ContextRequest, "__attrs_attrs__", ())}:
