@@ -12,12 +12,15 @@ from types import SimpleNamespace
 from unittest.mock import Mock
 
 import pytest
+from harness import evaluation_settings
+from matrix_helpers import SideSynapse
 from synapse.config import ConfigError
 from synapse.module_api import ModuleApi
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import appliance.synapse_module
 from appliance import __version__
+from appliance.config.layout import Layout
 from appliance.synapse_module import ApplianceModule
 from appliance.synapse_module.module_tables import ModuleTables
 from appliance.synapse_module.synapse_internals import (
@@ -249,3 +252,24 @@ def test_the_identity_service_turns_an_openid_token_into_its_own_and_refuses_a_f
     )
     assert (forged.status_code, forged.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
     assert forged.json()["error"] == "The OpenID token is unknown or expired"
+
+
+def test_synapse_does_not_start_when_a_table_the_module_reads_has_gone(tmp_path):
+    """End to end: a real Synapse whose database lost a table the module reads (as an upgrade
+    that renames it would leave it) exits during start-up, and its log says what changed."""
+    settings = evaluation_settings(tmp_path)
+    layout = Layout.from_settings(settings, tmp_path)
+    with SideSynapse(settings, layout, with_mail_sink=False):
+        pass  # a first start creates Synapse's schema and the module's tables
+    with sqlite3.connect(layout.synapse_dir / "homeserver.db") as connection:
+        connection.execute("ALTER TABLE open_id_tokens RENAME TO open_id_tokens_renamed")
+
+    with pytest.raises(RuntimeError, match="exited during start-up"):
+        with SideSynapse(settings, layout, with_mail_sink=False):
+            pass
+
+    log = layout.logfile("synapse").read_text()
+    assert (
+        f"The appliance module cannot run on Synapse {SYNAPSE_VERSION} (it was written for "
+        f"Synapse {WRITTEN_FOR}): Synapse's database has no table open_id_tokens." in log
+    )
