@@ -263,7 +263,8 @@ class SynapseInternals:
         self._api = api
         # ModuleApi keeps its HomeServer private; Tchap's room access rules module reaches it
         # the same way for the same reason.
-        self._store = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
+        # Any: its class depends on the process (DataStore, GenericWorkerStore).
+        self._store: Any = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
 
     async def rooms_of(self, user_id: str) -> frozenset[str]:
         """The rooms the user has joined (cached by Synapse, invalidated on membership)."""
