@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
 
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
@@ -33,8 +34,8 @@ from appliance.synapse_module.rooms.kinds import (
     raised_users,
 )
 
-V12 = SimpleNamespace(msc4289_creator_power_enabled=True)
-V10 = SimpleNamespace(msc4289_creator_power_enabled=False)
+V12 = KNOWN_ROOM_VERSIONS["12"]  # creators have unlimited power (MSC4289)
+V10 = KNOWN_ROOM_VERSIONS["10"]
 
 
 def state(*events: tuple[str, str, dict], creator: str = "@a:s", version=V12) -> RoomState:

@@ -31,6 +31,10 @@ class IdentityInfoResource(DirectServeJsonResource):
         self._api = api
         self._allowlist = allowlist
 
+    def register(self) -> None:
+        """Serve INFO_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(INFO_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         medium = _query_value(request, "medium")
         if medium != "email":
@@ -61,7 +65,3 @@ def _query_value(request: SynapseRequest, name: str) -> str:
         raise SynapseError(
             400, f"The query parameter {name!r} is not valid UTF-8", Codes.INVALID_PARAM
         ) from None
-
-
-def register_identity_lookup(api: ModuleApi, allowlist: AllowlistSource) -> None:
-    api.register_web_resource(INFO_PATH, IdentityInfoResource(api, allowlist))

@@ -181,6 +181,17 @@ class RegistrationPolicy:
         return admission
 
     async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
+        """Synapse's ``is_3pid_allowed`` (password auth provider callback).
+
+        Args:
+            medium: ``email`` (anything else is refused).
+            address: the address as the client sent it.
+            registration: True while registering, False when adding it to an account.
+
+        Returns:
+            Whether Synapse may verify and bind the address; False becomes Synapse's 403
+            ``M_THREEPID_DENIED``.
+        """
         if medium != "email":
             logger.info("refused a %s third-party identifier: only email is accepted", medium)
             return False
@@ -191,6 +202,16 @@ class RegistrationPolicy:
         return admission.allowed
 
     async def get_username_for_registration(self, uia_results: dict, params: dict) -> str | None:
+        """Synapse's ``get_username_for_registration`` (password auth provider callback).
+
+        Args:
+            uia_results: the completed stages of the registration (the email stage's address).
+            params: the client's request body; its ``username`` is ignored.
+
+        Returns:
+            The localpart derived from the verified address (the first one free), or None
+            when no address was verified (``check_registration_for_spam`` then refuses).
+        """
         email = verified_email(uia_results)
         if email is None:
             return None  # no verified address: check_registration_for_spam refuses
@@ -208,6 +229,12 @@ class RegistrationPolicy:
         return localpart_for(email)
 
     async def get_displayname_for_registration(self, uia_results: dict, params: dict) -> str | None:
+        """Synapse's ``get_displayname_for_registration`` (password auth provider callback).
+
+        Returns:
+            ``Name [domain]`` from the verified address, with the external marker for a domain
+            not on the allowlist; None when no address was verified.
+        """
         email = verified_email(uia_results)
         if email is None:
             return None
@@ -221,6 +248,18 @@ class RegistrationPolicy:
         request_info: Collection[tuple[str, str]],
         auth_provider_id: str | None = None,
     ) -> RegistrationBehaviour:
+        """Synapse's ``check_registration_for_spam`` (spam checker callback), the last gate.
+
+        Args:
+            email_threepid: the verified email threepid, or None.
+            username: the localpart about to be registered.
+            request_info: (user agent, IP) pairs of the client's request; empty server-side.
+            auth_provider_id: the single sign-on provider, if any.
+
+        Returns:
+            ``ALLOW`` for an admitted address with its derived localpart, or a server-side
+            registration (shared secret, admin); ``DENY`` otherwise (Synapse answers 429).
+        """
         if email_threepid is None:
             if not request_info and auth_provider_id is None:
                 return RegistrationBehaviour.ALLOW  # server-side: shared secret or admin token
@@ -235,11 +274,3 @@ class RegistrationPolicy:
             logger.warning("refused registration of %r: not derived from its address", username)
             return RegistrationBehaviour.DENY
         return RegistrationBehaviour.ALLOW
-
-
-def register_registration_policy(
-    api: ModuleApi, allowlist: AllowlistSource, invited: InvitationCheck = _no_invitation
-) -> RegistrationPolicy:
-    policy = RegistrationPolicy(api, allowlist, invited)
-    policy.register()
-    return policy

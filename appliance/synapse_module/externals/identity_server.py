@@ -83,20 +83,20 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _insert_token(txn: LoggingTransaction, token_hash: str, user_id: str, now_ms: int) -> None:
+def _insert_token_txn(txn: LoggingTransaction, token_hash: str, user_id: str, now_ms: int) -> None:
     txn.execute(
         "INSERT INTO appliance_identity_tokens (token_hash, user_id, created_at) VALUES (?, ?, ?)",
         (token_hash, user_id, now_ms),
     )
 
 
-def _user_of_token(txn: LoggingTransaction, token_hash: str) -> str | None:
+def _user_of_token_txn(txn: LoggingTransaction, token_hash: str) -> str | None:
     txn.execute("SELECT user_id FROM appliance_identity_tokens WHERE token_hash = ?", (token_hash,))
     row = txn.fetchone()
     return row[0] if row else None
 
 
-def _delete_token(txn: LoggingTransaction, token_hash: str) -> None:
+def _delete_token_txn(txn: LoggingTransaction, token_hash: str) -> None:
     txn.execute("DELETE FROM appliance_identity_tokens WHERE token_hash = ?", (token_hash,))
 
 
@@ -113,20 +113,20 @@ class IdentityTokens:
         await self._tables.ensure(_TABLES, NOT_READY)
         now = self._api.get_current_time_msec()
         await self._api.run_db_interaction(
-            "appliance_identity_token_issue", _insert_token, _hash(token), user_id, now
+            "appliance_identity_token_issue", _insert_token_txn, _hash(token), user_id, now
         )
         return token
 
     async def user_of(self, token: str) -> str | None:
         await self._tables.ensure(_TABLES, NOT_READY)
         return await self._api.run_db_interaction(
-            "appliance_identity_token_user", _user_of_token, _hash(token)
+            "appliance_identity_token_user", _user_of_token_txn, _hash(token)
         )
 
     async def revoke(self, token: str) -> None:
         await self._tables.ensure(_TABLES, NOT_READY)
         await self._api.run_db_interaction(
-            "appliance_identity_token_revoke", _delete_token, _hash(token)
+            "appliance_identity_token_revoke", _delete_token_txn, _hash(token)
         )
 
 
@@ -180,6 +180,10 @@ class IdentityServiceResource(DirectServeJsonResource):
             "/lookup": self._lookup,
             "/store-invite": self._store_invite,
         }
+
+    def register(self) -> None:
+        """Serve IDENTITY_PATH (on every process: nothing here is main-only)."""
+        self._api.register_web_resource(IDENTITY_PATH, self)
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         return 200, await self._route(self._get, request)
@@ -337,7 +341,3 @@ class IdentityServiceResource(DirectServeJsonResource):
         if self._key.public_key is None:
             raise SynapseError(503, "The key is not loaded yet", Codes.UNKNOWN)
         return {"public_key": self._key.public_key}
-
-
-def register_identity_service(api: ModuleApi, resource: IdentityServiceResource) -> None:
-    api.register_web_resource(IDENTITY_PATH, resource)

@@ -159,9 +159,21 @@ class Invitations:
     async def user_may_send_3pid_invite(
         self, inviter: str, medium: str, address: str, room_id: str
     ) -> str | tuple[str, dict]:
-        """Synapse's spam-checker callback for an email invite (the identity-service door),
-        before it calls store-invite. Returns NOT_SPAM or (M_FORBIDDEN, the reason); raises
-        429 M_LIMIT_EXCEEDED past a limit (Synapse would make any returned code a 403)."""
+        """Synapse's ``user_may_send_3pid_invite`` (spam checker callback), the identity-service
+        door, before Synapse calls store-invite.
+
+        Args:
+            inviter: who invites.
+            medium, address: whom (only ``email`` is accepted).
+            room_id: into which room.
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` saying why not.
+
+        Raises:
+            SynapseError: 429 ``M_LIMIT_EXCEEDED`` past a limit (Synapse would turn any returned
+                code into a 403).
+        """
         problem = (
             ONLY_EMAIL if medium != "email" else await self.problem_with(inviter, address, room_id)
         )

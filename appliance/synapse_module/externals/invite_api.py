@@ -62,6 +62,10 @@ class InviteExternalResource(DirectServeJsonResource):
         self._invitations = invitations
         self._internals = internals
 
+    def register(self) -> None:
+        """Serve INVITE_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(INVITE_PATH, self)
+
     async def _async_render_POST(self, request: SynapseRequest) -> tuple[int, dict]:
         inviter = (await self._api.get_user_by_req(request)).user.to_string()
         body = parse_json_object_from_request(request)
@@ -120,10 +124,15 @@ class InviteExternalResource(DirectServeJsonResource):
 
 
 class InvitationPage(DirectServeHtmlResource):
-    def __init__(self, invitations: Invitations, mail: InvitationMail) -> None:
+    def __init__(self, api: ModuleApi, invitations: Invitations, mail: InvitationMail) -> None:
         super().__init__()
+        self._api = api
         self._invitations = invitations
         self._mail = mail
+
+    def register(self) -> None:
+        """Serve PAGE_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(PAGE_PATH, self)
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, bytes]:
         values = (request.args or {}).get(b"id") or [b""]
@@ -132,10 +141,3 @@ class InvitationPage(DirectServeHtmlResource):
             raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
         room_name, inviter_name = await self._invitations.names(invitation)
         return 200, self._mail.page(invitation, room_name, inviter_name).encode("utf-8")
-
-
-def register_invite_api(
-    api: ModuleApi, invitations: Invitations, mail: InvitationMail, internals: SynapseInternals
-) -> None:
-    api.register_web_resource(INVITE_PATH, InviteExternalResource(api, invitations, internals))
-    api.register_web_resource(PAGE_PATH, InvitationPage(invitations, mail))

@@ -149,7 +149,7 @@ def _invitation(row: tuple) -> Invitation:
     )
 
 
-def _record_external(txn: LoggingTransaction, user_id: str, address: str, now_ms: int) -> None:
+def _record_external_txn(txn: LoggingTransaction, user_id: str, address: str, now_ms: int) -> None:
     txn.execute(
         "INSERT INTO appliance_externals (user_id, address, registered_at) VALUES (?, ?, ?)"
         " ON CONFLICT (user_id) DO NOTHING",
@@ -157,12 +157,12 @@ def _record_external(txn: LoggingTransaction, user_id: str, address: str, now_ms
     )
 
 
-def _is_external(txn: LoggingTransaction, user_id: str) -> bool:
+def _is_external_txn(txn: LoggingTransaction, user_id: str) -> bool:
     txn.execute("SELECT 1 FROM appliance_externals WHERE user_id = ?", (user_id,))
     return txn.fetchone() is not None
 
 
-def _add_invitation(txn: LoggingTransaction, invitation: Invitation) -> None:
+def _add_invitation_txn(txn: LoggingTransaction, invitation: Invitation) -> None:
     txn.execute(
         "INSERT INTO appliance_external_invitations"
         " (token, link_id, address, room_id, inviter, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -214,7 +214,7 @@ def _add_within_txn(
             " ON CONFLICT (quota_key) DO UPDATE SET quota_key = excluded.quota_key",
             (quota.key,),
         )
-    pending = _select_invitations(
+    pending = _select_invitations_txn(
         txn,
         "room_id = ? AND address = ? AND completed_at IS NULL",
         (invitation.room_id, invitation.address),
@@ -224,15 +224,15 @@ def _add_within_txn(
     exhausted = _exhausted_txn(txn, quotas, invitation.created_at)
     if exhausted is not None:
         return exhausted
-    _add_invitation(txn, invitation)
+    _add_invitation_txn(txn, invitation)
     return invitation
 
 
-def _delete_invitation(txn: LoggingTransaction, token: str) -> None:
+def _delete_invitation_txn(txn: LoggingTransaction, token: str) -> None:
     txn.execute("DELETE FROM appliance_external_invitations WHERE token = ?", (token,))
 
 
-def _select_invitations(txn: LoggingTransaction, where: str, args: tuple) -> list[Invitation]:
+def _select_invitations_txn(txn: LoggingTransaction, where: str, args: tuple) -> list[Invitation]:
     txn.execute(
         f"SELECT {_INVITATION_COLUMNS} FROM appliance_external_invitations WHERE {where}"
         " ORDER BY created_at, token",
@@ -241,7 +241,7 @@ def _select_invitations(txn: LoggingTransaction, where: str, args: tuple) -> lis
     return [_invitation(row) for row in txn.fetchall()]
 
 
-def _select_page(
+def _select_page_txn(
     txn: LoggingTransaction, pending_only: bool, before: tuple[int, str] | None, limit: int
 ) -> list[Invitation]:
     """Up to limit invitations, newest first, older than before (created_at, token)."""
@@ -260,7 +260,7 @@ def _select_page(
     return [_invitation(row) for row in txn.fetchall()]
 
 
-def _complete(
+def _complete_txn(
     txn: LoggingTransaction, token: str, user_id: str | None, outcome: str, now_ms: int
 ) -> int:
     txn.execute(
@@ -271,7 +271,7 @@ def _complete(
     return txn.rowcount
 
 
-def _set_outcome(txn: LoggingTransaction, token: str, outcome: str) -> None:
+def _set_outcome_txn(txn: LoggingTransaction, token: str, outcome: str) -> None:
     txn.execute(
         "UPDATE appliance_external_invitations SET outcome = ? WHERE token = ?", (outcome, token)
     )
@@ -291,10 +291,10 @@ class ExternalStore:
 
     async def record_external(self, user_id: str, address: str) -> None:
         now = self._api.get_current_time_msec()
-        await self._run("appliance_record_external", _record_external, user_id, address, now)
+        await self._run("appliance_record_external", _record_external_txn, user_id, address, now)
 
     async def is_external(self, user_id: str) -> bool:
-        return await self._run("appliance_is_external", _is_external, user_id)
+        return await self._run("appliance_is_external", _is_external_txn, user_id)
 
     async def exhausted(self, quotas: tuple[Quota, ...]) -> Exhausted | None:
         """The first of these quotas with no place left now, or None (an early answer: only
@@ -315,31 +315,31 @@ class ExternalStore:
     async def pending_in_room(self, address: str, room_id: str) -> list[Invitation]:
         return await self._run(
             "appliance_pending_invitations_in_room",
-            _select_invitations,
+            _select_invitations_txn,
             "address = ? AND room_id = ? AND completed_at IS NULL",
             (address, room_id),
         )
 
     async def delete_invitation(self, token: str) -> None:
-        await self._run("appliance_delete_invitation", _delete_invitation, token)
+        await self._run("appliance_delete_invitation", _delete_invitation_txn, token)
 
     async def pending_for(self, address: str) -> list[Invitation]:
         return await self._run(
             "appliance_pending_invitations",
-            _select_invitations,
+            _select_invitations_txn,
             "address = ? AND completed_at IS NULL",
             (address,),
         )
 
     async def by_link(self, link_id: str) -> Invitation | None:
         found = await self._run(
-            "appliance_invitation_by_link", _select_invitations, "link_id = ?", (link_id,)
+            "appliance_invitation_by_link", _select_invitations_txn, "link_id = ?", (link_id,)
         )
         return found[0] if found else None
 
     async def by_token(self, token: str) -> Invitation | None:
         found = await self._run(
-            "appliance_invitation_by_token", _select_invitations, "token = ?", (token,)
+            "appliance_invitation_by_token", _select_invitations_txn, "token = ?", (token,)
         )
         return found[0] if found else None
 
@@ -348,7 +348,7 @@ class ExternalStore:
     ) -> list[Invitation]:
         """Newest first: up to limit invitations created before `before` (created_at, token)."""
         return await self._run(
-            "appliance_invitation_page", _select_page, pending_only, before, limit
+            "appliance_invitation_page", _select_page_txn, pending_only, before, limit
         )
 
     async def complete(self, token: str, user_id: str | None, outcome: str) -> bool:
@@ -356,10 +356,10 @@ class ExternalStore:
         completed it first: the UPDATE is the only arbiter between concurrent completions)."""
         now = self._api.get_current_time_msec()
         completed = await self._run(
-            "appliance_complete_invitation", _complete, token, user_id, outcome, now
+            "appliance_complete_invitation", _complete_txn, token, user_id, outcome, now
         )
         return completed == 1
 
     async def set_outcome(self, token: str, outcome: str) -> None:
         """Correct the outcome of an invitation already completed."""
-        await self._run("appliance_invitation_outcome", _set_outcome, token, outcome)
+        await self._run("appliance_invitation_outcome", _set_outcome_txn, token, outcome)

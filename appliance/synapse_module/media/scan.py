@@ -37,6 +37,7 @@ from appliance.antivirus.signatures import SignatureFiles, SignatureState, Signa
 from appliance.antivirus.verdict import Verdict
 from appliance.synapse_module.config import ClamdConfig
 from appliance.synapse_module.media.scan_store import QuarantineRecord, ScanStore, TablesNotReady
+from appliance.synapse_module.synapse_internals import requesting_user_id
 
 if TYPE_CHECKING:  # Synapse's own types of the callback's arguments
     from synapse.media._base import FileInfo
@@ -85,15 +86,10 @@ def requesting_user() -> str | None:
     """The user whose request is storing the file (the uploader, for an upload).
 
     FileInfo carries no uploader and the module API offers no way to get one, so this reads
-    the request that Synapse's logging context is attached to: an internal but long-stable
-    part of Synapse (synapse.logging.context), read defensively. None when there is no
-    authenticated request (e.g. media fetched in the background).
+    the request that Synapse's logging context is attached to (through synapse_internals).
+    None when there is no authenticated request (e.g. media fetched in the background).
     """
-    from synapse.logging.context import current_context
-
-    request = getattr(current_context(), "request", None)
-    user = getattr(request, "requester", None)
-    return user if isinstance(user, str) and user.startswith("@") else None
+    return requesting_user_id()
 
 
 def file_chunks(path: str, deadline: float) -> Iterator[bytes]:
@@ -125,13 +121,29 @@ class MediaScanner:
         )
         self._last_version: str | None = None
 
+    def register(self) -> None:
+        """Scan every stored file (the store's tables are created with the module's tables)."""
+        self._api.register_spam_checker_callbacks(
+            check_media_file_for_spam=self.check_media_file_for_spam
+        )
+
     async def check_media_file_for_spam(
         self, file_wrapper: ReadableFileWrapper, file_info: FileInfo
     ) -> Literal["NOT_SPAM"]:
-        """Synapse's `check_media_file_for_spam` spam-checker callback.
+        """Synapse's ``check_media_file_for_spam`` (spam checker callback), after the file is
+        written and before it is recorded.
 
-        Returns NOT_SPAM for a clean file. Raises SynapseError: 403 for a file found infected
-        or encrypted (quarantined), 503 when no verdict could be reached.
+        Args:
+            file_wrapper: the stored file (its ``path`` is read).
+            file_info: what is stored: an upload, remote media, a thumbnail or a URL preview.
+
+        Returns:
+            ``NOT_SPAM`` for a clean file.
+
+        Raises:
+            SynapseError: 403 ``M_FORBIDDEN`` for a file found infected or encrypted (it is
+                quarantined), 503 when no verdict could be reached (fail closed).  Synapse then
+                deletes a refused file.
         """
         kind, media = media_kind(file_info), media_uri(file_info, self._api.server_name)
         user = requesting_user()
@@ -210,10 +222,3 @@ class MediaScanner:
             record.user_id or "unknown user",
             record.signature,
         )
-
-
-def register_media_scanning(api: ModuleApi, config: ClamdConfig, store: ScanStore) -> None:
-    """Scan every stored file; also starts the store (its tables are made once, at start-up)."""
-    store.start()
-    scanner = MediaScanner(api, config, store)
-    api.register_spam_checker_callbacks(check_media_file_for_spam=scanner.check_media_file_for_spam)

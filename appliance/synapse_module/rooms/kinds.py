@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from appliance.synapse_module.synapse_internals import creators_have_unlimited_power
+
 ACCESS_RULES = "im.vector.room.access_rules"
 RESTRICTED, UNRESTRICTED, DIRECT = "restricted", "unrestricted", "direct"
 RULES = (RESTRICTED, UNRESTRICTED, DIRECT)
@@ -159,7 +161,7 @@ class RoomState:
     def power_of(self, user_id: str) -> float:
         """The user's power level, as the auth rules compute it (creators are infinite)."""
         create = self._events.get((CREATE, ""))
-        if create is not None and create.room_version.msc4289_creator_power_enabled:
+        if create is not None and creators_have_unlimited_power(create):
             creators = [create.sender, *create.content.get("additional_creators", [])]
             if user_id in creators:
                 return math.inf

@@ -122,6 +122,17 @@ class RoomRules:
     async def on_create_room(
         self, requester: Requester, config: dict, is_requester_admin: bool
     ) -> None:
+        """Synapse's ``on_create_room`` (third-party rules callback), before anything is written.
+
+        Args:
+            requester: who creates the room.
+            config: the ``createRoom`` body, rewritten in place with the room's kind.
+            is_requester_admin: whether a server admin creates it (bypasses the rules).
+
+        Raises:
+            SynapseError: 403 ``M_FORBIDDEN`` with the rule's message, or 400
+                ``M_INVALID_PARAM`` for a malformed request; Synapse then creates nothing.
+        """
         creator = requester.user.to_string()
         try:
             plan = await self._people_checked(creator, plan_creation(config))
@@ -162,6 +173,18 @@ class RoomRules:
     async def check_event_allowed(
         self, event: EventBase, state_events: StateMap[EventBase]
     ) -> tuple[bool, dict | None]:
+        """Synapse's ``check_event_allowed`` (third-party rules callback), for every local event.
+
+        Args:
+            event: the event about to be sent.
+            state_events: the room's current state, (type, state key) to event.
+
+        Returns:
+            ``(True, None)``: the event is allowed as it is.
+
+        Raises:
+            SynapseError: 403 ``M_FORBIDDEN`` with the rule's message (400 for malformed).
+        """
         if not event.is_state():
             return True, None
         check = self._checks.get(event.type)
@@ -234,6 +257,12 @@ class RoomRules:
     # --- directory -----------------------------------------------------------------------------
 
     async def user_may_publish_room(self, user_id: str, room_id: str) -> str | tuple[str, dict]:
+        """Synapse's ``user_may_publish_room`` (spam checker callback).
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` for a room that is not a
+            forum (unless it is leaving the directory) or an external.
+        """
         # Synapse does not say whether the room is being listed or unlisted: a room that is
         # not a forum may only leave the directory (it can be listed from before the rules).
         if await self._directory.is_external(user_id):
@@ -251,6 +280,11 @@ class RoomRules:
     async def user_may_create_room_alias(
         self, user_id: str, alias: RoomAlias
     ) -> str | tuple[str, dict]:
+        """Synapse's ``user_may_create_room_alias`` (spam checker callback).
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` for an external.
+        """
         if await self._directory.is_external(user_id):
             return Codes.FORBIDDEN, {"error": EXTERNALS_NO_ALIASES}
         return NOT_SPAM
