@@ -30,6 +30,7 @@ from synapse.storage.engines import create_engine
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from appliance.synapse_module.accounts.domain_store import DomainStore
+from appliance.synapse_module.config import InvitationLimits
 from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.invitations import Invitations
@@ -249,7 +250,9 @@ def key(api) -> IdentityKey:
 
 @pytest.fixture
 def invitations(api, externals, directory, allowlist, key) -> Invitations:
-    return Invitations(api, externals, directory, allowlist.current, key, InvitationMail(api))
+    return Invitations(
+        api, externals, directory, allowlist.current, key, InvitationMail(api), InvitationLimits()
+    )
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ MODULE_TABLES = {
     "appliance_allowlist_state",
     "appliance_externals",
     "appliance_external_invitations",
+    "appliance_invitation_quota_keys",
     "appliance_identity_key",
     "appliance_identity_tokens",
     "appliance_media_verdicts",
