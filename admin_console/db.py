@@ -1,4 +1,5 @@
-"""The console's own SQLite database: operators, login attempts, the audit log, health samples.
+"""The console's own SQLite database: operators, their logins, login attempts, the audit log,
+health samples.
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -17,6 +18,15 @@ CREATE TABLE IF NOT EXISTS operators (
     password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))
 );
+-- One row per live login (sessions.py): the cookie holds a random token, this its SHA-256.
+CREATE TABLE IF NOT EXISTS operator_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    operator_id INTEGER NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
+    login_at REAL NOT NULL,
+    last_activity REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operator_sessions_by_operator ON operator_sessions (operator_id);
+CREATE INDEX IF NOT EXISTS operator_sessions_by_login ON operator_sessions (login_at);
 -- Replaced by login_attempts (which knows the client); its rows only ever lasted 15 minutes.
 DROP TABLE IF EXISTS login_failures;
 -- One row per password attempt, a failure until the password proved right (lockout.py).

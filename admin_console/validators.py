@@ -34,7 +34,8 @@ def strong_password(min_length: int) -> list:
 
 
 class EmailAddress:
-    """An address appliance.addresses.email_address.parse_email accepts (the registration's own rules)."""
+    """An address that appliance.addresses.email_address.parse_email accepts (the registration's
+    own rules)."""
 
     def __call__(self, form: Form, field: Field) -> None:
         if not field.data:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import requests
-from test_console_users import app, console, synapse, unique, user_path  # noqa: F401 (fixtures)
+from console_helpers import unique, user_path
 
 DOMAINS_ENDPOINT = "/_synapse/client/appliance/v1/domains"
 

@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 import requests
-from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
+from console_helpers import unique
 
 QUARANTINE_ENDPOINT = "/_synapse/client/appliance/v1/quarantine"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from test_console_auth import csrf_token, first_operator, login
-from test_console_users import Console, app, console, unique  # noqa: F401 (fixtures)
+from console_helpers import Clock, Console, csrf_token, first_operator, login, unique
 
 OPERATOR_PASSWORD = "Operator-Passw0rd-1"
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "admin_console" / "translations"
@@ -227,7 +226,6 @@ def test_one_ipv6_network_is_one_client():
 
 
 def test_the_lock_ends_after_a_quarter_of_an_hour_and_old_attempts_are_deleted(app, console):
-    from test_console_auth import Clock
 
     from admin_console import db
 

@@ -38,7 +38,8 @@ def add(
     at: float | None = None,
 ) -> None:
     connection.execute(
-        "INSERT INTO audit_log (at, operator, action, target, ok, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, operator, action, target, ok, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (time.time() if at is None else at, operator, action, target, int(ok), detail),
     )
 

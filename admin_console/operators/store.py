@@ -13,7 +13,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from appliance.config.secrets_store import write_json_secret
@@ -28,12 +27,9 @@ class LastOperator(Exception):
 
 
 @dataclass
-class Operator(UserMixin):
+class Operator:
     id: int
     username: str
-
-    def get_id(self) -> str:
-        return str(self.id)
 
 
 def _from_row(row: sqlite3.Row | None) -> Operator | None:
@@ -118,7 +114,10 @@ def list_all(connection: sqlite3.Connection) -> list[Operator]:
 
 
 def remove(connection: sqlite3.Connection, operator_id: int) -> None:
-    """Remove an operator, never the last one (the console would lock everyone out)."""
+    """Remove an operator, never the last one (the console would lock everyone out).
+
+    Their logins go with them: operator_sessions' foreign key cascades (db.py).
+    """
     connection.execute("BEGIN IMMEDIATE")
     try:
         if connection.execute("SELECT COUNT(*) FROM operators").fetchone()[0] <= 1:

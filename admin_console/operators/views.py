@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from admin_console import audit, db, lockout
+from admin_console import audit, db, lockout, sessions
 from admin_console.actions import Confirmation, Refused, confirm_then_perform
 from admin_console.auth import client_address, locked_message, require_login
 from admin_console.clock import now
@@ -103,7 +103,10 @@ def change_password():
         form.current.errors.append(_("this is not your current password"))
         return _password_page(form, 400)
     store.set_password(connection, current_user.id, form.password.data)
-    audit.record("operator.password", name, True, _retire_generated_password(name))
+    # Whoever had the old password may be logged in elsewhere: only this login stays.
+    ended = sessions.end_all(connection, operator_id=current_user.id, keep=current_user.get_id())
+    details = [f"ended {ended} other login(s)", _retire_generated_password(name)]
+    audit.record("operator.password", name, True, "; ".join(filter(None, details)))
     flash(_("Your password is changed."), "success")
     return redirect(url_for("operators.page"))
 

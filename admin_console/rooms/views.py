@@ -27,7 +27,8 @@ def _kinds(room_list: list[rooms.Room]) -> dict[str, str]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         rules = pool.map(lambda room: rooms.access_rule(synapse, room.room_id), room_list)
         return {
-            room.room_id: room_kind(rule, room.join_rules) for room, rule in zip(room_list, rules)
+            room.room_id: room_kind(rule, room.join_rules)
+            for room, rule in zip(room_list, rules, strict=True)
         }
 
 

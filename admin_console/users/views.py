@@ -72,7 +72,7 @@ def _room_names(room_ids: list[str]) -> dict[str, str | None]:
     shown = room_ids[:ROOM_NAMES_SHOWN]
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = pool.map(lambda room_id: rooms.get_room(synapse, room_id).name, shown)
-        return dict(zip(shown, found))
+        return dict(zip(shown, found, strict=True))
 
 
 @bp.get("/<path:user_id>")

@@ -1,0 +1,58 @@
+"""The console's fast tier: the Flask app built by `create_app(test_config)` in a temporary
+directory, without the running appliance (the pattern of Flask's own tutorial, flaskr).
+
+No service is started. Synapse, clamd, the content scanner and the SMTP relay are given one
+loopback port that is bound but never listened on, so anything a view sends them is refused at
+once; these tests exercise what the console decides by itself: login, CSRF, lockout, sessions,
+forms and exports. The `console` fixture of tests/conftest.py (the first operator, logged in)
+works here too, on this `app`.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from admin_console import create_app
+
+
+@pytest.fixture
+def nowhere():
+    """A loopback port bound but not listening: a connection to it is refused, and no other
+    process can start listening there while the test runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def app(tmp_path, nowhere):
+    token_file = tmp_path / "service-token"
+    token_file.write_text("syt_fast_tier_token_never_sent_anywhere")
+    token_file.chmod(0o600)
+    return create_app(
+        {
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": True,
+            "MODE": "evaluation",
+            "SERVER_NAME_MATRIX": "fast.test",
+            "PUBLIC_BASEURL": f"http://127.0.0.1:{nowhere}/",
+            "MAIL_FROM": "Appliance <noreply@fast.test>",
+            "SYNAPSE_URL": f"http://127.0.0.1:{nowhere}",
+            "SERVICE_TOKEN_FILE": str(token_file),
+            "SYNAPSE_TIMEOUT_SECONDS": 2,
+            "SECRET_KEY": "fast-tier-secret-key",
+            "DATABASE": str(tmp_path / "console.sqlite3"),
+            "FIRST_OPERATOR_FILE": str(tmp_path / "console-admin.json"),
+            "STATE_DIR": str(tmp_path),
+            "CLAMD_HOST": "127.0.0.1",
+            "CLAMD_PORT": nowhere,
+            "CLAMAV_SIGNATURES": "evaluation",
+            "CONTENT_SCANNER_URL": f"http://127.0.0.1:{nowhere}",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": nowhere,
+            "SESSION_COOKIE_SECURE": False,
+            "SESSION_TIMEOUT_MINUTES": 30,
+        }
+    )
