@@ -60,7 +60,7 @@ def require_login():
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
-    with db.connect(app.config["DATABASE"]) as connection:
+    with app.app_context(), db.connect(app.config["DATABASE"]) as connection:
         operators.ensure_first_operator(connection, Path(app.config["FIRST_OPERATOR_FILE"]))
 
     @app.context_processor

@@ -151,3 +151,17 @@ def test_every_form_that_posts_carries_a_csrf_token(console):
         text = console.get(path)
         for form in re.findall(r'<form method="post".*?</form>', text, re.S):
             assert 'name="csrf_token"' in form, (path, form[:120])
+
+
+def test_every_page_is_translated_in_french(app, console):
+    console.client.post("/language", data={"csrf_token": console.token, "lang": "fr"})
+    for path, french in (
+        ("/users/", "Utilisateurs"),
+        ("/domains/", "Domaines autorisés"),
+        ("/rooms/", "Salons"),
+        ("/media/", "Médias et antivirus"),
+        ("/audit/", "Exporter en CSV"),
+        ("/operators/", "Opérateurs"),
+        ("/health/", "Santé"),
+    ):
+        assert french in console.get(path), path

@@ -13,11 +13,15 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from appliance.config.secrets_store import write_json_secret
 
 FIRST_OPERATOR = "admin"
+# werkzeug's scrypt, with a random salt. The config's PASSWORD_HASH_METHOD may name another
+# werkzeug method: the fast tests use a cheap one, since each hash costs scrypt's 32 MiB and CPU.
+DEFAULT_HASH_METHOD = "scrypt"
 # Compared against when the username is unknown, so a login takes as long either way.
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
@@ -53,11 +57,15 @@ def authenticate(connection: sqlite3.Connection, username: str, password: str) -
     return _from_row(row) if check_password_hash(row["password_hash"], password) else None
 
 
+def _new_hash(password: str) -> str:
+    method = current_app.config.get("PASSWORD_HASH_METHOD", DEFAULT_HASH_METHOD)
+    return generate_password_hash(password, method=method)
+
+
 def create(connection: sqlite3.Connection, username: str, password: str) -> Operator:
-    # werkzeug's default is scrypt with a random salt.
     cursor = connection.execute(
         "INSERT INTO operators (username, password_hash) VALUES (?, ?)",
-        (username, generate_password_hash(password)),
+        (username, _new_hash(password)),
     )
     return Operator(cursor.lastrowid, username)
 
@@ -85,7 +93,7 @@ def ensure_first_operator(connection: sqlite3.Connection, credentials_file: Path
 def set_password(connection: sqlite3.Connection, operator_id: int, password: str) -> None:
     connection.execute(
         "UPDATE operators SET password_hash = ? WHERE id = ?",
-        (generate_password_hash(password), operator_id),
+        (_new_hash(password), operator_id),
     )
 
 

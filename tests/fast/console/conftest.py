@@ -10,11 +10,17 @@ works here too, on this `app`.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from admin_console import create_app
+
+FAST_HASH_METHOD = "pbkdf2:sha256:1000"
+MEMORY_FILESYSTEM = Path("/dev/shm")
 
 
 @pytest.fixture
@@ -27,7 +33,19 @@ def nowhere():
 
 
 @pytest.fixture
-def app(tmp_path, nowhere):
+def database_dir(tmp_path):
+    """Where the console's database goes: in memory when the machine has /dev/shm, since each
+    commit's fsync on a busy disk would cost more than the whole test."""
+    if not MEMORY_FILESYSTEM.is_dir():
+        yield tmp_path
+        return
+    directory = Path(tempfile.mkdtemp(prefix="console-fast-", dir=MEMORY_FILESYSTEM))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def app(tmp_path, database_dir, nowhere):
     token_file = tmp_path / "service-token"
     token_file.write_text("syt_fast_tier_token_never_sent_anywhere")
     token_file.chmod(0o600)
@@ -43,7 +61,7 @@ def app(tmp_path, nowhere):
             "SERVICE_TOKEN_FILE": str(token_file),
             "SYNAPSE_TIMEOUT_SECONDS": 2,
             "SECRET_KEY": "fast-tier-secret-key",
-            "DATABASE": str(tmp_path / "console.sqlite3"),
+            "DATABASE": str(database_dir / "console.sqlite3"),
             "FIRST_OPERATOR_FILE": str(tmp_path / "console-admin.json"),
             "STATE_DIR": str(tmp_path),
             "CLAMD_HOST": "127.0.0.1",
@@ -54,5 +72,7 @@ def app(tmp_path, nowhere):
             "SMTP_PORT": nowhere,
             "SESSION_COOKIE_SECURE": False,
             "SESSION_TIMEOUT_MINUTES": 30,
+            # Cheap hashes: the production default (scrypt) is checked in test_passwords_fast.py.
+            "PASSWORD_HASH_METHOD": FAST_HASH_METHOD,
         }
     )

@@ -164,3 +164,19 @@ def test_the_end_of_a_login_is_in_the_audit_log(app, operator_client, clock):
     credentials = first_operator(app)
     login(operator_client, credentials["username"], credentials["password"])
     assert "session ended: idle" in operator_client.get("/audit/?q=session").get_data(as_text=True)
+
+
+def test_operator_passwords_are_scrypt_hashes_unless_the_config_says_otherwise(app, tmp_path):
+    from admin_console import create_app, db
+
+    config = {key: value for key, value in app.config.items() if key != "PASSWORD_HASH_METHOD"}
+    config.update(
+        DATABASE=str(tmp_path / "default.sqlite3"),
+        FIRST_OPERATOR_FILE=str(tmp_path / "default-admin.json"),
+    )
+    default = create_app(config)
+    with db.connect(default.config["DATABASE"]) as connection:
+        (stored,) = connection.execute("SELECT password_hash FROM operators").fetchone()
+    assert stored.startswith("scrypt:")
+    credentials = first_operator(default)
+    assert login(default.test_client(), **credentials).status_code == 302
