@@ -49,7 +49,7 @@ def require_login():
         return login_manager.unauthorized()
     ended = session_limits.ended(current_user, now=now())
     if ended:
-        audit.record("logout", current_user.username, True, f"session ended: {ended}")
+        audit.record("logout", current_user.username, ok=True, detail=f"session ended: {ended}")
         _fresh_session()
         flash(_ended_message(ended), "error")
         return redirect(login_url(login_manager.login_view, request.url))
@@ -139,17 +139,17 @@ def login():
     try:
         operator = lockout.guarded(
             connection,
-            username,
-            client_address(),
-            lambda: operators.authenticate(connection, username, form.password.data),
-            now(),
+            username=username,
+            client=client_address(),
+            verify=lambda: operators.authenticate(connection, username, form.password.data),
+            now=now(),
         )
     except lockout.Locked as locked:
-        audit.record("login", username, False, "locked", operator=username)
+        audit.record("login", username, ok=False, detail="locked", operator=username)
         flash(locked_message(locked.seconds), "error")
         return _login_page(form, 429)
     if operator is None:
-        audit.record("login", username, False, "wrong password", operator=username)
+        audit.record("login", username, ok=False, detail="wrong password", operator=username)
         locked_for = lockout.seconds_locked(connection, username, client_address(), now())
         flash(
             locked_message(locked_for) if locked_for else _("Wrong username or password."), "error"
@@ -157,7 +157,7 @@ def login():
         return _login_page(form, 429 if locked_for else 401)
     _fresh_session()
     _log_in(connection, operator)
-    audit.record("login", username, True)
+    audit.record("login", username, ok=True)
     if operators.first_operator_file_names(_first_operator_file(), username):
         flash(
             _(
@@ -183,6 +183,6 @@ def _log_in(connection, operator: operators.Operator) -> None:
 def logout():
     # CSRFProtect has already refused a POST without a valid token.
     if current_user.is_authenticated:
-        audit.record("logout", current_user.username, True)
+        audit.record("logout", current_user.username, ok=True)
     _fresh_session()
     return redirect(url_for("auth.login"))

