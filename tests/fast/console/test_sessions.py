@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from console_helpers import Clock, Console, first_operator
+from console_helpers import Clock, Console, first_operator, login
 
 from admin_console import db
 
@@ -212,3 +212,15 @@ def test_a_validly_signed_cookie_naming_an_operator_id_is_refused(app, console):
         forger = app.test_client()
         forger.set_cookie(COOKIE, signed(app, {**data, "_user_id": forged_id}))
         assert not is_logged_in(forger), forged_id
+
+
+def test_a_cookie_planted_before_login_stays_anonymous_after_it(app):
+    """Session fixation: the attacker gets a cookie from the login page and makes the victim's
+    browser use it; the victim's login gets a fresh token the attacker's copy never had."""
+    attacker = app.test_client()
+    attacker.get("/login")
+    victim = stolen_copy(app, attacker)
+    credentials = first_operator(app)
+    assert login(victim, credentials["username"], credentials["password"]).status_code == 302
+    assert is_logged_in(victim)
+    assert not is_logged_in(attacker)
