@@ -63,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_synapse() -> Iterator[FakeSynapse]:
     server = FakeSynapse()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
