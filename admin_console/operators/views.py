@@ -102,9 +102,13 @@ def change_password():
         audit.record("operator.password", name, ok=False, detail="wrong current password")
         form.current.errors.append(_("this is not your current password"))
         return _password_page(form, 400)
-    store.set_password(connection, current_user.id, form.password.data)
-    # Whoever had the old password may be logged in elsewhere: only this login stays.
-    ended = sessions.end_all(connection, operator_id=current_user.id, keep=current_user.get_id())
+    # Whoever had the old password may be logged in elsewhere: only this login stays, and the
+    # new password never exists alongside the other logins.
+    with db.transaction(connection):
+        store.set_password(connection, current_user.id, form.password.data)
+        ended = sessions.end_all(
+            connection, operator_id=current_user.id, keep=current_user.get_id()
+        )
     details = [f"ended {ended} other login(s)", _retire_generated_password(name)]
     audit.record("operator.password", name, ok=True, detail="; ".join(filter(None, details)))
     flash(_("Your password is changed."), "success")
