@@ -15,12 +15,31 @@ import socket
 import tempfile
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from admin_console import create_app
 
 FAST_HASH_METHOD = "pbkdf2:sha256:1000"
 MEMORY_FILESYSTEM = Path("/dev/shm")
+
+
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Templates compiled once for the whole run instead of once per app (each test builds its
+    own app); Jinja checks each entry against the template's source."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED_TEMPLATES = CompiledTemplates()
 
 
 @pytest.fixture
@@ -49,7 +68,7 @@ def app(tmp_path, database_dir, nowhere):
     token_file = tmp_path / "service-token"
     token_file.write_text("syt_fast_tier_token_never_sent_anywhere")
     token_file.chmod(0o600)
-    return create_app(
+    app = create_app(
         {
             "TESTING": True,
             "WTF_CSRF_ENABLED": True,
@@ -76,3 +95,5 @@ def app(tmp_path, database_dir, nowhere):
             "PASSWORD_HASH_METHOD": FAST_HASH_METHOD,
         }
     )
+    app.jinja_env.bytecode_cache = COMPILED_TEMPLATES
+    return app
