@@ -7,6 +7,7 @@ own password, so a live plaintext password does not stay on the disk.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sqlite3
@@ -22,8 +23,6 @@ FIRST_OPERATOR = "admin"
 # werkzeug's scrypt, with a random salt. The config's PASSWORD_HASH_METHOD may name another
 # werkzeug method: the fast tests use a cheap one, since each hash costs scrypt's 32 MiB and CPU.
 DEFAULT_HASH_METHOD = "scrypt"
-# Compared against when the username is unknown, so a login takes as long either way.
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
 
 class LastOperator(Exception):
@@ -52,14 +51,23 @@ def authenticate(connection: sqlite3.Connection, username: str, password: str) -
         "SELECT id, username, password_hash FROM operators WHERE username = ?", (username,)
     ).fetchone()
     if row is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(_hash_method()), password)
         return None
     return _from_row(row) if check_password_hash(row["password_hash"], password) else None
 
 
+def _hash_method() -> str:
+    return current_app.config.get("PASSWORD_HASH_METHOD", DEFAULT_HASH_METHOD)
+
+
 def _new_hash(password: str) -> str:
-    method = current_app.config.get("PASSWORD_HASH_METHOD", DEFAULT_HASH_METHOD)
-    return generate_password_hash(password, method=method)
+    return generate_password_hash(password, method=_hash_method())
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    """Checked when the username is unknown, so that a login takes as long either way."""
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
 
 
 def create(connection: sqlite3.Connection, username: str, password: str) -> Operator:
