@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from test_console_auth import first_operator, login
+from console_helpers import first_operator, login
 
 from appliance.evaluation.supervisor import running_process
 from appliance.operations.health import ENCRYPTED_REFUSED

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from test_console_users import Synapse, register_external
+from console_helpers import Synapse, register_external
 
 from appliance.synapse_module.admin_api.user_list_query import page_of_user_ids_txn
 from appliance.synapse_module.admin_api.users import USERS_PATH
