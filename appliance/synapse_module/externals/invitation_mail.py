@@ -35,8 +35,8 @@ _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)  # https://, file:/
 # Full stops that a link finder may take for a host name's: any between two visible characters
 # (a letter, a digit, an accent, a hyphen...), of any script: NFKC has already folded the
 # fullwidth and small ones into "." and the halfwidth ideographic one into "。". A dot that ends
-# a sentence or a run of dots ("...") stays.
-_DOT = re.compile(r"(?<=\S)[.。](?=[^\s.。])")
+# a sentence or a run of dots ("...") stays; a run inside a word ("a..b") goes as a whole.
+_DOTS = re.compile(r"(?<=\S)[.。]+(?=[^\s.。])")
 
 
 def quoted_text(text: str, limit: int = MAX_QUOTED) -> str:
@@ -48,7 +48,7 @@ def quoted_text(text: str, limit: int = MAX_QUOTED) -> str:
     # Controls (CR, LF, tab), line and paragraph separators, invisible format characters
     # (bidirectional overrides, zero-width joiners) and unassigned ones become spaces.
     text = "".join(" " if unicodedata.category(char)[0] in "CZ" else char for char in text)
-    text = _DOT.sub(SAFE_DOT, _SCHEME.sub(" ", text))
+    text = _DOTS.sub(lambda run: SAFE_DOT * len(run.group()), _SCHEME.sub(" ", text))
     text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + ELLIPSIS
