@@ -11,14 +11,29 @@ from hypothesis import strategies as st
 
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
+    ALGORITHM,
+    CALL_AND_LOCATION,
+    CREATE_ONCE,
+    CREATORS_DIRECT_ONLY,
     DIRECT_FULL,
     FORUM_NOT_OPEN,
     FORUM_STAYS_PUBLIC,
     FORUM_UNENCRYPTED,
+    GUESTS_STAY_OUT,
+    HISTORY_STAYS_WITH_MEMBERS,
+    INITIAL_EMAIL_INVITES,
+    INITIAL_MEMBERS,
     INVITE_ONLY,
+    LEVELS_FLOOR,
     ONE_WAY,
     ONLY_FORUMS_LISTED,
+    OWN_INVITE,
+    ROOM_TYPES,
+    ROOM_VERSION,
+    RULE_EVENTS,
     RULES,
+    RULES_NOT_REDACTED,
+    UPGRADES_REFUSED,
     USERS_DEFAULT,
     RoomKind,
     RoomRuleError,
@@ -27,10 +42,14 @@ from appliance.synapse_module.rooms.kinds import (
     direct_chat_full,
     email_invite_problem,
     encryption_problem,
+    event_floor,
     join_rule_problem,
     kind_of,
+    level_floors,
+    levels_problem,
     plan_creation,
     raised_users,
+    redaction_problem,
 )
 
 V12 = SimpleNamespace(msc4289_creator_power_enabled=True)
@@ -71,7 +90,9 @@ DIRECT = (rule("direct"), ("m.room.join_rules", "", {"join_rule": "invite"}))
         ({"rule": "restricted", "visibility": "public"}, "public", RoomKind.FORUM),
         ({"rule": "restricted", "visibility": "private"}, "invite", RoomKind.PRIVATE),
         ({"rule": "restricted"}, "public", RoomKind.FORUM),  # older Tchap rooms: no visibility
-        (None, "public", RoomKind.FORUM),  # rooms made before the rules
+        (None, "public", RoomKind.PRIVATE),  # no rule: the strictest kind, never a forum
+        ({}, "public", RoomKind.PRIVATE),  # a redacted rule
+        ({"rule": "everyone", "visibility": "public"}, "public", RoomKind.PRIVATE),
         (None, "invite", RoomKind.PRIVATE),
         (None, None, RoomKind.PRIVATE),
     ],
@@ -114,7 +135,8 @@ def test_the_kind_and_preset_a_request_gets(config, kind, preset):
 
 
 def test_a_private_plan_puts_the_rule_first_and_encryption_last():
-    plan = plan_creation({"initial_state": [{"type": "m.room.encryption", "content": {}}]})
+    megolm = {"algorithm": "m.megolm.v1.aes-sha2"}
+    plan = plan_creation({"initial_state": [{"type": "m.room.encryption", "content": megolm}]})
 
     assert plan.initial_state[0]["type"] == ACCESS_RULES
     assert plan.initial_state[-1] == {
@@ -284,3 +306,241 @@ def test_power_follows_the_auth_rules():
     assert v10.power_of("@a:s") == 0  # earlier versions: only what the power levels say
     assert v12.power_of("@b:s") == 50 and v12.invite_level() == 50
     assert state().power_of("@a:s") == math.inf
+
+
+# --- nothing smuggled through a creation --------------------------------------------------------
+
+
+def event(event_type: str, content: dict, state_key: str = "") -> dict:
+    return {"type": event_type, "state_key": state_key, "content": content}
+
+
+def refused(config: dict, **kwargs) -> str:
+    with pytest.raises(RoomRuleError) as refusal:
+        plan_creation(config, **kwargs)
+    return refusal.value.message
+
+
+ELEMENT_GROUP_CALLS = {
+    "events": {
+        "m.room.name": 50,
+        "m.room.power_levels": 100,
+        "m.room.history_visibility": 100,
+        "m.room.canonical_alias": 50,
+        "m.room.avatar": 50,
+        "m.room.tombstone": 100,
+        "m.room.server_acl": 100,
+        "m.room.encryption": 100,
+        "org.matrix.msc3401.call.member": 0,
+        "org.matrix.msc3401.call": 100,
+    }
+}
+
+
+def test_member_events_of_initial_state_are_invitations():
+    config = {"initial_state": [event("m.room.member", {"membership": "invite"}, "@b:s")]}
+
+    plan = plan_creation(config, creator="@a:s")
+
+    assert plan.invitees == ("@b:s",)
+    assert not any(e["type"] == "m.room.member" for e in plan.initial_state)
+
+
+def test_a_direct_chat_for_three_through_initial_state_is_refused():
+    members = [event("m.room.member", {"membership": "invite"}, u) for u in ("@c:s", "@d:s")]
+    config = {"is_direct": True, "invite": ["@b:s"], "initial_state": members}
+
+    assert refused(config, creator="@a:s") == DIRECT_FULL
+    assert refused({**config, "invite": []}, creator="@a:s") == DIRECT_FULL
+
+
+@pytest.mark.parametrize(
+    "initial, reason",
+    [
+        (event("m.room.member", {"membership": "join"}, "@b:s"), INITIAL_MEMBERS),
+        (event("m.room.member", {"membership": "ban"}, "@b:s"), INITIAL_MEMBERS),
+        (event("m.room.member", {"membership": "invite"}, "@a:s"), INITIAL_MEMBERS),
+        (event("m.room.tombstone", {"replacement_room": "!x:s"}), UPGRADES_REFUSED),
+        (event("m.room.create", {"room_version": "1"}), CREATE_ONCE),
+        (event("m.room.third_party_invite", {"display_name": "x"}, "tok"), INITIAL_EMAIL_INVITES),
+        (
+            event("m.room.history_visibility", {"history_visibility": "world_readable"}),
+            HISTORY_STAYS_WITH_MEMBERS,
+        ),
+        (event("m.room.guest_access", {"guest_access": "can_join"}), GUESTS_STAY_OUT),
+        (event("m.room.encryption", {"algorithm": "m.olm.v1.curve25519-aes-sha2"}), ALGORITHM),
+        (event("m.room.join_rules", {"join_rule": "public"}), INVITE_ONLY),
+        (event("m.room.join_rules", {"join_rule": "knock"}), INVITE_ONLY),
+    ],
+    ids=lambda value: value["type"] if isinstance(value, dict) else None,
+)
+def test_initial_state_is_judged_as_the_same_event_later(initial, reason):
+    config = {"preset": "private_chat", "initial_state": [initial]}
+
+    assert refused(config, creator="@a:s") == reason
+
+
+def test_an_invitation_of_oneself_is_refused_before_anything_is_written():
+    assert refused({"invite": ["@a:s"]}, creator="@a:s") == OWN_INVITE
+
+
+@pytest.mark.parametrize("kind_config", [{}, {"is_direct": True}, {"initial_state": []}])
+def test_world_readable_history_only_in_forums(kind_config):
+    readable = event("m.room.history_visibility", {"history_visibility": "world_readable"})
+    config = {**kind_config, "initial_state": [readable]}
+
+    assert refused(config) == HISTORY_STAYS_WITH_MEMBERS
+    forum = initial(plan_creation({"preset": "public_chat", "initial_state": [readable]}))
+    assert forum[("m.room.history_visibility", "")] == {"history_visibility": "world_readable"}
+
+
+@pytest.mark.parametrize("preset", ["private_chat", "trusted_private_chat", "public_chat"])
+def test_every_room_is_born_with_guest_access_forbidden(preset):
+    elements = [event("m.room.guest_access", {"guest_access": "forbidden"})]
+
+    for config in ({"preset": preset}, {"preset": preset, "initial_state": elements}):
+        assert initial(plan_creation(config))[("m.room.guest_access", "")] == {
+            "guest_access": "forbidden"
+        }
+
+
+@pytest.mark.parametrize(
+    "creation_content, reason",
+    [
+        ({"predecessor": {"room_id": "!old:s", "event_id": "$e"}}, UPGRADES_REFUSED),
+        ({"type": "m.custom.kind"}, ROOM_TYPES),
+        ({"additional_creators": ["@b:s"]}, CREATORS_DIRECT_ONLY),
+    ],
+)
+def test_creation_content_cannot_make_an_upgrade_a_strange_room_or_extra_creators(
+    creation_content, reason
+):
+    assert refused({"invite": ["@b:s"], "creation_content": creation_content}) == reason
+
+
+def test_only_room_version_12_is_created():
+    assert refused({"room_version": "10"}) == ROOM_VERSION
+    assert plan_creation({"room_version": "12"}).kind is RoomKind.PRIVATE
+
+
+# --- power levels -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config, kind",
+    [
+        ({}, RoomKind.PRIVATE),
+        ({"initial_state": [event(ACCESS_RULES, {"rule": "unrestricted"})]}, RoomKind.OPEN),
+        ({"is_direct": True}, RoomKind.DIRECT),
+    ],
+)
+def test_the_power_levels_a_closed_room_is_born_with(config, kind):
+    plan = plan_creation(config, creator="@a:s")
+    levels = plan.power_levels
+
+    assert plan.kind is kind
+    assert (levels["invite"], levels["users_default"], levels["state_default"]) == (50, 0, 100)
+    assert levels["events"]["m.room.name"] == 50
+    assert levels["events"]["m.room.avatar"] == 50
+    assert levels["events"]["m.room.canonical_alias"] == 50
+    assert levels["events"]["m.room.topic"] == 100
+    assert levels["events"][ACCESS_RULES] == 100
+    for event_type in CALL_AND_LOCATION:
+        assert levels["events"][event_type] == 0
+    assert levels["users"] == {}  # the creators of a room version 12 room are not listed
+    assert initial(plan).get(("m.room.power_levels", "")) is None  # Synapse writes it first
+    assert plan.initial_state[0]["type"] == ACCESS_RULES
+
+
+def test_elements_group_call_override_is_kept():
+    plan = plan_creation({"power_level_content_override": ELEMENT_GROUP_CALLS}, creator="@a:s")
+
+    assert plan.power_levels["events"]["org.matrix.msc3401.call.member"] == 0
+    assert plan.power_levels["events"]["org.matrix.msc3401.call"] == 100
+    assert plan.power_levels["invite"] == 50
+
+
+@given(
+    key=st.sampled_from(["invite", "state_default", "ban", "kick", "redact", "events_default"]),
+    value=st.integers(min_value=-1000, max_value=1000),
+    forum=st.booleans(),
+)
+def test_an_override_may_raise_a_level_never_lower_it(key, value, forum):
+    kind = RoomKind.FORUM if forum else RoomKind.PRIVATE
+    config = {"power_level_content_override": {key: value}}
+    config |= {"preset": "public_chat"} if forum else {}
+    floor = level_floors(kind)[key]
+
+    if value < floor:
+        assert refused(config).startswith(LEVELS_FLOOR)
+    else:
+        assert plan_creation(config).power_levels[key] == value
+
+
+@given(
+    event_type=st.sampled_from(["m.room.name", "m.room.topic", ACCESS_RULES, "com.example.x"]),
+    value=st.integers(min_value=-100, max_value=200),
+)
+def test_an_event_level_may_be_raised_never_lowered(event_type, value):
+    config = {"initial_state": [event("m.room.power_levels", {"events": {event_type: value}})]}
+
+    if value < event_floor(event_type):
+        assert refused(config).startswith(LEVELS_FLOOR)
+    else:
+        assert plan_creation(config).power_levels["events"][event_type] == value
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [{"invite": "0"}, {"invite": True}, {"events": {"m.room.name": 50.5}}, {"users": []}, []],
+)
+def test_power_levels_synapse_would_refuse_halfway_are_refused_first(levels):
+    with pytest.raises(RoomRuleError) as refusal:
+        plan_creation({"power_level_content_override": levels})
+    assert refusal.value.malformed
+
+
+def test_later_power_levels_never_go_below_the_minimums():
+    old = plan_creation({}, creator="@a:s").power_levels
+
+    for lowered in (
+        {**old, "invite": 0},
+        {**old, "state_default": 50},
+        {**old, "events": {**old["events"], "m.room.name": 0}},
+        {**old, "events": {**old["events"], "m.room.topic": 50}},
+        {**old, "users_default": 100},
+    ):
+        assert levels_problem(RoomKind.PRIVATE, old, lowered) is not None
+    raised = {**old, "invite": 100, "users": {"@b:s": 50}}
+    assert levels_problem(RoomKind.PRIVATE, old, raised) is None
+    assert levels_problem(RoomKind.FORUM, old, {**old, "invite": 0}) is None
+
+
+def test_a_room_made_before_the_minimums_may_keep_but_not_lower_its_levels():
+    legacy = {"invite": 0, "state_default": 50, "events": {"m.room.name": 50}}
+
+    assert levels_problem(RoomKind.PRIVATE, legacy, {**legacy, "ban": 100}) is None
+    assert levels_problem(RoomKind.PRIVATE, legacy, {**legacy, "invite": -1}) is not None
+
+
+# --- redactions and missing rules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", RULE_EVENTS)
+def test_the_rules_events_are_never_redacted(event_type):
+    assert redaction_problem(event_type) == RULES_NOT_REDACTED
+
+
+@pytest.mark.parametrize("event_type", [None, "m.room.name", "m.room.member", "m.room.topic"])
+def test_other_events_may_be_redacted(event_type):
+    assert redaction_problem(event_type) is None
+
+
+def test_a_room_without_its_rule_is_a_private_room_that_may_only_open():
+    no_rule = state(("m.room.join_rules", "", {"join_rule": "public"}), member("@a:s"))
+
+    assert no_rule.kind is RoomKind.PRIVATE
+    assert access_rule_problem(no_rule, {"rule": "direct", "visibility": "private"}) == ONE_WAY
+    assert access_rule_problem(no_rule, {"rule": "restricted", "visibility": "public"}) is not None
+    assert access_rule_problem(no_rule, {"rule": "unrestricted", "visibility": "private"}) is None
+    assert join_rule_problem(no_rule, {"join_rule": "public"}) == INVITE_ONLY
