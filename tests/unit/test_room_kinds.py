@@ -138,7 +138,7 @@ def test_a_private_plan_puts_the_rule_first_and_encryption_last():
     megolm = {"algorithm": "m.megolm.v1.aes-sha2"}
     plan = plan_creation({"initial_state": [{"type": "m.room.encryption", "content": megolm}]})
 
-    assert plan.initial_state[0]["type"] == ACCESS_RULES
+    assert plan.initial_state[1]["type"] == ACCESS_RULES
     assert plan.initial_state[-1] == {
         "type": "m.room.encryption",
         "state_key": "",
@@ -448,8 +448,11 @@ def test_the_power_levels_a_closed_room_is_born_with(config, kind):
     for event_type in CALL_AND_LOCATION:
         assert levels["events"][event_type] == 0
     assert levels["users"] == {}  # the creators of a room version 12 room are not listed
-    assert initial(plan).get(("m.room.power_levels", "")) is None  # Synapse writes it first
-    assert plan.initial_state[0]["type"] == ACCESS_RULES
+    assert plan.initial_state[0] == {
+        "type": "m.room.power_levels",
+        "state_key": "",
+        "content": levels,
+    }
 
 
 def test_elements_group_call_override_is_kept():

@@ -456,14 +456,14 @@ class CreationPlan:
     invitees: tuple[str, ...]
     email_invitees: tuple[str, ...]
     additional_creators: tuple[str, ...]
-    power_levels: Mapping  # the room's first power levels, as they will be written
+    power_levels: Mapping  # the room's first power levels, first in initial_state
 
     def apply_to(self, config: dict) -> None:
         config["preset"] = self.preset
         config["visibility"] = self.visibility
         config["initial_state"] = self.initial_state
         config["invite"] = list(self.invitees)
-        # The power levels are in initial_state: Synapse then ignores any override.
+        # Synapse writes initial_state's power levels first and then ignores any override.
         config.pop("power_level_content_override", None)
 
     def with_preset(self, preset: str) -> CreationPlan:
@@ -511,15 +511,19 @@ def plan_creation(config: Mapping, *, creator: str | None = None) -> CreationPla
     if preset == TRUSTED_PRIVATE_CHAT and kind is not RoomKind.DIRECT:
         preset = PRIVATE_CHAT
     creators = {creator, *additional_creators, *(invitees if kind is RoomKind.DIRECT else ())}
+    power_levels = _power_levels(kind, config, supplied, creators)
     return CreationPlan(
         kind=kind,
         preset=preset,
         visibility=visibility_of(kind),
-        initial_state=_initial_state(kind, supplied),
+        initial_state=[
+            {"type": POWER_LEVELS, "state_key": "", "content": power_levels},
+            *_initial_state(kind, supplied),
+        ],
         invitees=invitees,
         email_invitees=email_invitees,
         additional_creators=additional_creators,
-        power_levels=_power_levels(kind, config, supplied, creators),
+        power_levels=power_levels,
     )
 
 
@@ -677,10 +681,9 @@ def _is_level(value: object) -> bool:
 
 
 def _initial_state(kind: RoomKind, supplied: Mapping[tuple[str, str], dict]) -> list[dict]:
-    """The access rule, the join rule (Synapse then skips its preset's), the history
-    visibility unless the client chose one, guest access forbidden, the client's other events
-    (not its members: they are invited), and encryption last.  The power levels are written
-    first whatever their place (Synapse pops them from ``initial_state``)."""
+    """After the power levels: the access rule, the join rule (Synapse then skips its
+    preset's), the history visibility unless the client chose one, guest access forbidden, the
+    client's other events (not its members: they are invited), and encryption last."""
     ours: dict[tuple[str, str], dict] = {
         (ACCESS_RULES, ""): {"rule": _rule_of(kind), "visibility": visibility_of(kind)},
         (JOIN_RULES, ""): {"join_rule": "public" if kind is RoomKind.FORUM else "invite"},
