@@ -28,10 +28,13 @@ from appliance.synapse_module.rooms.kinds import (
     INVITE_ONLY,
     KIND_IS_FIXED,
     LEVELS_FLOOR,
+    OTHERS_STATE,
+    OWN_ALIAS,
     OWN_INVITE,
     ROOM_TYPES,
     ROOM_VERSION,
     RULES_NOT_REDACTED,
+    SET_LATER,
     UPGRADES_REFUSED,
     USERS_DEFAULT,
 )
@@ -281,6 +284,44 @@ def test_malformed_power_levels_are_a_bad_request_and_create_nothing(ana, admin)
     name = f"Malformee {secrets.token_hex(4)}"
 
     response = ana.create_room(name=name, power_level_content_override={"invite": "0"})
+
+    assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
+    assert rooms_named(admin, name) == []
+
+
+def test_a_canonical_alias_of_another_room_creates_nothing(ana, admin):
+    server = ana.user_id.split(":", 1)[1]
+    alias_name = f"salle-{secrets.token_hex(3)}"
+    taken = ana.new_room(preset="private_chat", room_alias_name=alias_name)
+    stolen = state_event("m.room.canonical_alias", {"alias": f"#{alias_name}:{server}"})
+
+    assert refused_creation(ana, admin, initial_state=[stolen]) == OWN_ALIAS
+    assert ana.state(taken)[("m.room.canonical_alias", "")] == {"alias": f"#{alias_name}:{server}"}
+
+
+def test_a_canonical_alias_of_the_room_itself_is_accepted(ana):
+    alias = f"#propre-{secrets.token_hex(3)}:{ana.user_id.split(':', 1)[1]}"
+    own = state_event("m.room.canonical_alias", {"alias": alias})
+
+    room = ana.new_room(room_alias_name=alias[1:].split(":")[0], initial_state=[own])
+
+    assert ana.state(room)[("m.room.canonical_alias", "")] == {"alias": alias}
+
+
+def test_another_persons_state_or_a_server_acl_creates_nothing(ana, ben, admin):
+    call = {"memberships": [], "application": "m.call", "call_id": ""}
+    theirs = state_event("org.matrix.msc3401.call.member", call, ben.user_id)
+    acl = state_event("m.room.server_acl", {"allow": ["elsewhere.example"], "deny": []})
+
+    assert refused_creation(ana, admin, initial_state=[theirs]) == OTHERS_STATE
+    assert refused_creation(ana, admin, initial_state=[acl]) == SET_LATER
+
+
+def test_contents_synapse_would_refuse_halfway_create_nothing(ana, admin):
+    name = f"Fraction {secrets.token_hex(4)}"
+    fraction = state_event("org.example.settings", {"ratio": 0.5})
+
+    response = ana.create_room(name=name, initial_state=[fraction])
 
     assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
     assert rooms_named(admin, name) == []

@@ -27,12 +27,15 @@ from appliance.synapse_module.rooms.kinds import (
     LEVELS_FLOOR,
     ONE_WAY,
     ONLY_FORUMS_LISTED,
+    OTHERS_STATE,
+    OWN_ALIAS,
     OWN_INVITE,
     ROOM_TYPES,
     ROOM_VERSION,
     RULE_EVENTS,
     RULES,
     RULES_NOT_REDACTED,
+    SET_LATER,
     UPGRADES_REFUSED,
     USERS_DEFAULT,
     RoomKind,
@@ -547,3 +550,74 @@ def test_a_room_without_its_rule_is_a_private_room_that_may_only_open():
     assert access_rule_problem(no_rule, {"rule": "restricted", "visibility": "public"}) is not None
     assert access_rule_problem(no_rule, {"rule": "unrestricted", "visibility": "private"}) is None
     assert join_rule_problem(no_rule, {"join_rule": "public"}) == INVITE_ONLY
+
+
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        (
+            {"initial_state": [event("m.call.member", {}, "@b:s")]},
+            OTHERS_STATE,
+        ),
+        ({"initial_state": [event("m.room.server_acl", {"allow": ["*"]})]}, SET_LATER),
+        (
+            {"initial_state": [event("m.room.canonical_alias", {"alias": "#other:s"})]},
+            OWN_ALIAS,
+        ),
+        (
+            {
+                "room_alias_name": "mine",
+                "initial_state": [
+                    event("m.room.canonical_alias", {"alias": "#mine:s", "alt_aliases": ["#x:s"]})
+                ],
+            },
+            OWN_ALIAS,
+        ),
+    ],
+    ids=["another's state", "server acl", "foreign alias", "foreign alt alias"],
+)
+def test_what_synapse_would_refuse_halfway_is_refused_first(config, reason):
+    assert refused(config, creator="@a:s") == reason
+
+
+def test_the_rooms_own_alias_and_own_state_are_accepted():
+    own = [
+        event("m.room.canonical_alias", {"alias": "#mine:s"}),
+        event("m.call.member", {}, "@a:s"),
+    ]
+
+    plan = plan_creation({"room_alias_name": "mine", "initial_state": own}, creator="@a:s")
+
+    assert initial(plan)[("m.room.canonical_alias", "")] == {"alias": "#mine:s"}
+
+
+@given(
+    content=st.recursive(
+        st.none() | st.booleans() | st.text(max_size=3) | st.integers() | st.floats(),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=3), children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
+def test_only_canonical_json_contents_are_written(content):
+    config = {"initial_state": [event("org.example.x", {"value": content})]}
+
+    def canonical(value) -> bool:
+        if isinstance(value, float):
+            return False
+        if isinstance(value, int) and not isinstance(value, bool):
+            return -(2**53) < value < 2**53
+        if isinstance(value, list):
+            return all(canonical(item) for item in value)
+        if isinstance(value, dict):
+            return all(canonical(item) for item in value.values())
+        return True
+
+    if canonical(content):
+        assert initial(plan_creation(config))[("org.example.x", "")] == {"value": content}
+    else:
+        with pytest.raises(RoomRuleError) as refusal:
+            plan_creation(config)
+        assert refusal.value.malformed

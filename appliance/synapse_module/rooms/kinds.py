@@ -54,6 +54,10 @@ GUEST_ACCESS = "m.room.guest_access"
 REDACTION = "m.room.redaction"
 NAME, AVATAR, CANONICAL_ALIAS = "m.room.name", "m.room.avatar", "m.room.canonical_alias"
 HISTORY_VALUES = ("invited", "joined", "shared", "world_readable")
+# State events Synapse validates against the server itself (an ACL must not ban it, aliases
+# and retention have their own limits): halfway through a creation a refusal would leave a
+# half-made room, so they wait until the room exists.
+SET_LATER_TYPES = ("m.room.server_acl", "m.room.aliases", "m.room.retention")
 
 # The state events that make a room's kind and its promises: only a server admin redacts them.
 RULE_EVENTS = (ACCESS_RULES, ENCRYPTION, JOIN_RULES, POWER_LEVELS, HISTORY_VISIBILITY, GUEST_ACCESS)
@@ -167,6 +171,12 @@ CREATORS_DIRECT_ONLY = (
     "Only the other person of a direct chat can be a creator of it (additional_creators)"
 )
 OWN_INVITE = "The creator of a room is in it already: do not invite yourself"
+OTHERS_STATE = "initial_state cannot set another person's state (a state key starting with @)"
+SET_LATER = "This state event can only be set once the room exists, not in initial_state"
+OWN_ALIAS = (
+    "A new room's canonical alias can only be the address it is created with (room_alias_name)"
+)
+NOT_CANONICAL = "Event contents hold integers (no fractions, at most 2^53) here"
 ROOM_VERSION = "Rooms here are created in room version 12: leave room_version out"
 FOREIGN_IDENTITY_SERVER = (
     "Email invitations must go through this server's own identity service: choose this "
@@ -495,6 +505,7 @@ def plan_creation(config: Mapping, *, creator: str | None = None) -> CreationPla
     kind = _kind_asked(config, supplied, public=public)
     _check_shape(kind, visibility, join_rule, supplied)
     _check_supplied(kind, supplied)
+    _check_writable(config, supplied, creator)
     invitees = _invitees(config.get("invite", []), supplied, creator)
     email_invitees = _email_invitees(config.get("invite_3pid", []))
     if kind is RoomKind.DIRECT and len(invitees) + len(email_invitees) > 1:
@@ -608,6 +619,49 @@ def _check_supplied(kind: RoomKind, supplied: Mapping[tuple[str, str], dict]) ->
             raise RoomRuleError(problem)
         if event_type == ENCRYPTION and (problem := _encryption_problem(kind, content)):
             raise RoomRuleError(problem)
+
+
+def _check_writable(config: Mapping, supplied: Mapping, creator: str | None) -> None:
+    """What Synapse would refuse once the room is half made: contents that are not canonical
+    JSON, another person's state, a canonical alias that is not the room's own, events it
+    validates against the server."""
+    for part in ("initial_state", "creation_content", "power_level_content_override"):
+        if not _canonical(config.get(part)):
+            raise RoomRuleError(NOT_CANONICAL, malformed=True)
+    for (event_type, state_key), content in supplied.items():
+        if event_type in SET_LATER_TYPES:
+            raise RoomRuleError(SET_LATER)
+        if event_type != MEMBER and state_key.startswith("@") and state_key != creator:
+            raise RoomRuleError(OTHERS_STATE)
+        if event_type == CANONICAL_ALIAS and state_key == "":
+            own = _own_alias(config, creator)
+            named = [content.get("alias"), *_alt_aliases(content)]
+            if any(alias is not None and alias != own for alias in named):
+                raise RoomRuleError(OWN_ALIAS)
+
+
+def _canonical(value: object) -> bool:
+    if isinstance(value, float):
+        return False
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) < 2**53
+    if isinstance(value, Mapping):
+        return all(_canonical(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_canonical(item) for item in value)
+    return True
+
+
+def _own_alias(config: Mapping, creator: str | None) -> str | None:
+    name = config.get("room_alias_name")
+    if not isinstance(name, str) or creator is None:
+        return None
+    return f"#{name}:{creator.split(':', 1)[1]}"
+
+
+def _alt_aliases(content: Mapping) -> list:
+    alt = content.get("alt_aliases", [])
+    return alt if isinstance(alt, list) else [alt]
 
 
 def _invitees(raw: object, supplied: Mapping, creator: str | None) -> tuple[str, ...]:
