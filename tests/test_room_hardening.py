@@ -28,6 +28,7 @@ from appliance.synapse_module.rooms.kinds import (
     INVITE_ONLY,
     KIND_IS_FIXED,
     LEVELS_FLOOR,
+    ONLY_FORUMS_LISTED,
     OTHERS_STATE,
     OWN_ALIAS,
     OWN_INVITE,
@@ -520,3 +521,22 @@ def test_a_room_whose_rule_an_admin_redacted_is_a_private_room(admin, ana):
         INVITE_ONLY
     )
     assert ana.state(room)[("m.room.join_rules", "")] == {"join_rule": "invite"}
+
+
+def test_a_public_room_whose_rule_was_redacted_is_no_forum(admin, ana):
+    room = admin.new_room(name="Forum sans règle", preset="public_chat", invite=[ana.user_id])
+    assert ana.join(room).status_code == 200
+    levels = admin.state(room)[("m.room.power_levels", "")]
+    raised = {**levels, "users": {**levels["users"], ana.user_id: 100}}
+    assert admin.put_state(room, "m.room.power_levels", raised).ok
+    assert admin.publish(room, "private").ok
+    assert redact(admin, room, event_of(admin, room, ACCESS_RULES)["event_id"]).ok
+
+    assert refusal(ana.publish(room)) == ONLY_FORUMS_LISTED
+    assert refusal(ana.put_state(room, "m.room.join_rules", {"join_rule": "public"})) == (
+        INVITE_ONLY
+    )
+    assert ana.put_state(room, "m.room.join_rules", {"join_rule": "invite"}).ok
+    assert ana.state(room)[("m.room.join_rules", "")] == {"join_rule": "invite"}
+    directory = ana.call("GET", f"/_matrix/client/v3/directory/list/room/{room}").json()
+    assert directory["visibility"] == "private"
