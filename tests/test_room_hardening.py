@@ -21,6 +21,7 @@ from appliance.synapse_module.rooms.kinds import (
     CREATE_ONCE,
     CREATORS_DIRECT_ONLY,
     DIRECT_FULL,
+    FOREIGN_IDENTITY_SERVER,
     GUESTS_STAY_OUT,
     HISTORY_STAYS_WITH_MEMBERS,
     INITIAL_EMAIL_INVITES,
@@ -326,6 +327,18 @@ def test_contents_synapse_would_refuse_halfway_create_nothing(ana, admin):
 
     assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
     assert rooms_named(admin, name) == []
+
+
+def test_an_email_invitation_through_another_identity_server_creates_nothing(ana, admin):
+    # A loopback address nobody serves: refused before Synapse would ever call it.
+    invite = {
+        "id_server": "127.0.0.9:8449",
+        "id_access_token": "jeton",
+        "medium": "email",
+        "address": "eve.collegue@ac-paris.fr",
+    }
+
+    assert refused_creation(ana, admin, invite_3pid=[invite]) == FOREIGN_IDENTITY_SERVER
 
 
 def test_inviting_oneself_creates_nothing(ana, admin):

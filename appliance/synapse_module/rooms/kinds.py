@@ -465,6 +465,7 @@ class CreationPlan:
     initial_state: list[dict]
     invitees: tuple[str, ...]
     email_invitees: tuple[str, ...]
+    identity_servers: tuple[object, ...]  # the id_server of each email invitation
     additional_creators: tuple[str, ...]
     power_levels: Mapping  # the room's first power levels, first in initial_state
 
@@ -533,6 +534,7 @@ def plan_creation(config: Mapping, *, creator: str | None = None) -> CreationPla
         ],
         invitees=invitees,
         email_invitees=email_invitees,
+        identity_servers=tuple(item.get("id_server") for item in config.get("invite_3pid", [])),
         additional_creators=additional_creators,
         power_levels=power_levels,
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, Requester, RoomAlias, StateMap
 from synapse.module_api.errors import Codes, SynapseError
@@ -40,6 +41,7 @@ from appliance.synapse_module.rooms.kinds import (
     CREATE,
     DIRECT_FULL,
     ENCRYPTION,
+    FOREIGN_IDENTITY_SERVER,
     GUEST_ACCESS,
     HISTORY_VISIBILITY,
     JOIN_RULES,
@@ -161,6 +163,10 @@ class RoomRules:
             raise RoomRuleError(EXTERNALS_NO_FORUMS)
         if invited and plan.kind is RoomKind.PRIVATE:
             raise RoomRuleError(EXTERNALS_NOT_IN_PRIVATE)
+        own = urlsplit(self._api.public_baseurl).netloc
+        if any(server != own for server in plan.identity_servers):
+            # Synapse would call that server once the room exists: refused before.
+            raise RoomRuleError(FOREIGN_IDENTITY_SERVER)
         for address in plan.email_invitees:
             if problem := self._invitations.address_problem(address, plan.kind):
                 raise RoomRuleError(problem)
