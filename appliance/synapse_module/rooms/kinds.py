@@ -191,7 +191,7 @@ def kind_of(rule_content: Mapping | None, join_rule: str | None) -> RoomKind:
         return RoomKind.DIRECT
     if rule == UNRESTRICTED:
         return RoomKind.OPEN
-    if rule != RESTRICTED:
+    if rule_content is None or rule != RESTRICTED:
         return RoomKind.PRIVATE
     visibility = rule_content.get("visibility")
     if visibility == "public" or (visibility is None and join_rule == "public"):

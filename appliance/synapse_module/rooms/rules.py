@@ -1,4 +1,4 @@
-"""The room rules, enforced server-side whatever a client sends (kinds in :mod:`.room_kinds`).
+"""The room rules, enforced server-side whatever a client sends (kinds in :mod:`.kinds`).
 
 * ``on_create_room`` runs first, before anything is written: it decides every state event the
   creation writes (access rule, join rule, history visibility, guest access, power levels,
@@ -136,6 +136,13 @@ class RoomRules:
     async def on_create_room(
         self, requester: Requester, config: dict, is_requester_admin: bool
     ) -> None:
+        """Synapse's ``on_create_room`` callback, before anything of the room is written.
+
+        Rewrites ``config`` into the plan's request (preset, visibility, invitations, the whole
+        ``initial_state`` with the power levels first) or raises a ``SynapseError``: 403 for a
+        request the rules refuse, 400 for a malformed one.  An administrator's refused request
+        goes through unchanged.
+        """
         creator = requester.user.to_string()
         try:
             plan = await self._people_checked(creator, plan_creation(config, creator=creator))
@@ -181,6 +188,11 @@ class RoomRules:
     async def check_event_allowed(
         self, event: EventBase, state_events: StateMap[EventBase]
     ) -> tuple[bool, dict | None]:
+        """Synapse's ``check_event_allowed`` callback, for every event created locally.
+
+        Returns ``(True, None)`` (the event unchanged) or raises a 403 ``SynapseError`` whose
+        message says why; ``state_events`` is the room's state before the event.
+        """
         if event.type == REDACTION:
             return await self._redaction(event, state_events)
         if not event.is_state():
