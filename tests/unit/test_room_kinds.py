@@ -55,6 +55,7 @@ from appliance.synapse_module.rooms.kinds import (
     redaction_problem,
 )
 
+PRESETS_ASKED = ["private_chat", "trusted_private_chat", "public_chat"]
 V12 = SimpleNamespace(msc4289_creator_power_enabled=True)
 V10 = SimpleNamespace(msc4289_creator_power_enabled=False)
 
@@ -621,3 +622,83 @@ def test_only_canonical_json_contents_are_written(content):
         with pytest.raises(RoomRuleError) as refusal:
             plan_creation(config)
         assert refusal.value.malformed
+
+
+# --- whatever a hostile client sends ------------------------------------------------------------
+
+HOSTILE_EVENTS = st.sampled_from(
+    [
+        event("m.room.member", {"membership": "invite"}, "@c:s"),
+        event("m.room.member", {"membership": "invite"}, "@d:s"),
+        event("m.room.member", {"membership": "join"}, "@c:s"),
+        event("m.room.tombstone", {"replacement_room": "!x:s"}),
+        event("m.room.create", {}),
+        event("m.room.join_rules", {"join_rule": "public"}),
+        event("m.room.join_rules", {"join_rule": "invite"}),
+        event("m.room.history_visibility", {"history_visibility": "world_readable"}),
+        event("m.room.history_visibility", {"history_visibility": "joined"}),
+        event("m.room.guest_access", {"guest_access": "can_join"}),
+        event("m.room.guest_access", {"guest_access": "forbidden"}),
+        event("m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"}),
+        event("m.room.encryption", {}),
+        event(ACCESS_RULES, {"rule": "direct"}),
+        event(ACCESS_RULES, {"rule": "unrestricted"}),
+        event(ACCESS_RULES, {"rule": "restricted", "visibility": "public"}),
+        event("m.room.power_levels", {"invite": 0}),
+        event("m.room.power_levels", {"users_default": 100}),
+        event("m.room.power_levels", {"events": {"m.room.topic": 0}}),
+        event("m.room.power_levels", {"users": {"@b:s": 100}}),
+        event("m.room.server_acl", {"allow": ["*"]}),
+        event("m.room.topic", {"topic": "t"}),
+    ]
+)
+HOSTILE_CONFIGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "preset": st.sampled_from(PRESETS_ASKED),
+        "visibility": st.sampled_from(["public", "private"]),
+        "is_direct": st.booleans(),
+        "invite": st.lists(st.sampled_from(["@b:s", "@c:s", "@a:s"]), max_size=3),
+        "initial_state": st.lists(HOSTILE_EVENTS, max_size=6),
+        "power_level_content_override": st.sampled_from(
+            [{"invite": 0}, {"invite": 100}, {"state_default": 0}, ELEMENT_GROUP_CALLS]
+        ),
+        "creation_content": st.sampled_from(
+            [{"predecessor": {}}, {"type": "m.space"}, {"additional_creators": ["@b:s"]}]
+        ),
+    },
+)
+
+
+@given(config=HOSTILE_CONFIGS)
+def test_a_plan_either_refuses_or_keeps_every_promise(config):
+    try:
+        plan = plan_creation(config, creator="@a:s")
+    except RoomRuleError:
+        return
+    written = initial(plan)
+    forum = plan.kind is RoomKind.FORUM
+
+    assert plan.initial_state[0]["type"] == "m.room.power_levels"
+    assert levels_problem(plan.kind, None, written[("m.room.power_levels", "")]) is None
+    assert not {t for t, _ in written} & {
+        "m.room.member",
+        "m.room.tombstone",
+        "m.room.create",
+        "m.room.server_acl",
+    }
+    assert written[("m.room.join_rules", "")] == {"join_rule": "public" if forum else "invite"}
+    assert kind_of(
+        written[(ACCESS_RULES, "")], written[("m.room.join_rules", "")]["join_rule"]
+    ) is (plan.kind)
+    assert written[("m.room.guest_access", "")] == {"guest_access": "forbidden"}
+    history = written[("m.room.history_visibility", "")]["history_visibility"]
+    assert history != "world_readable" or forum
+    encryption = written.get(("m.room.encryption", ""))
+    assert encryption == (None if forum else {"algorithm": "m.megolm.v1.aes-sha2"})
+    assert "@a:s" not in plan.invitees
+    if plan.kind is RoomKind.DIRECT:
+        assert len(plan.invitees) + len(plan.email_invitees) <= 1
+        assert plan.preset == "trusted_private_chat"
+    else:
+        assert plan.preset != "trusted_private_chat" and not plan.additional_creators
