@@ -282,10 +282,15 @@ def test_an_override_cannot_raise_everyone(ana, admin):
     assert refused_creation(ana, admin, power_level_content_override=override) == USERS_DEFAULT
 
 
-def test_malformed_power_levels_are_a_bad_request_and_create_nothing(ana, admin):
+@pytest.mark.parametrize(
+    "override",
+    [{"invite": "0"}, {"users": {"personne": 100}}, {"events": {"m.room.name": 50.5}}],
+    ids=["string level", "not a user ID", "fraction"],
+)
+def test_malformed_power_levels_are_a_bad_request_and_create_nothing(ana, admin, override):
     name = f"Malformee {secrets.token_hex(4)}"
 
-    response = ana.create_room(name=name, power_level_content_override={"invite": "0"})
+    response = ana.create_room(name=name, power_level_content_override=override)
 
     assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
     assert rooms_named(admin, name) == []

@@ -499,7 +499,15 @@ def test_an_event_level_may_be_raised_never_lowered(event_type, value):
 
 @pytest.mark.parametrize(
     "levels",
-    [{"invite": "0"}, {"invite": True}, {"events": {"m.room.name": 50.5}}, {"users": []}, []],
+    [
+        {"invite": "0"},
+        {"invite": True},
+        {"events": {"m.room.name": 50.5}},
+        {"users": []},
+        {"users": {"nobody": 50}},
+        {"users": {"@nobody": 50}},
+        [],
+    ],
 )
 def test_power_levels_synapse_would_refuse_halfway_are_refused_first(levels):
     with pytest.raises(RoomRuleError) as refusal:

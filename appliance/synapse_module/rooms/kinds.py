@@ -730,6 +730,15 @@ def _check_levels_shape(levels: object) -> None:
                 )
         elif not _is_level(value):
             raise RoomRuleError(f"power levels: {key} must be an integer", malformed=True)
+    users = levels.get("users", {})
+    if not all(_is_user_id(user) for user in users):
+        raise RoomRuleError("power levels: users must map user IDs to integers", malformed=True)
+
+
+def _is_user_id(text: str) -> bool:
+    """Synapse's own test (``UserID.from_string``): a sigil, a local part, a colon, a server."""
+    local, colon, server = text[1:].partition(":")
+    return text.startswith("@") and bool(colon) and bool(server)
 
 
 def _is_level(value: object) -> bool:
