@@ -37,6 +37,7 @@ from appliance.synapse_module.rooms.kinds import (
     ROOM_VERSION,
     RULES_NOT_REDACTED,
     SET_LATER,
+    TOO_LARGE,
     UPGRADES_REFUSED,
     USERS_DEFAULT,
 )
@@ -108,6 +109,8 @@ def state_event(event_type: str, content: dict, state_key: str = "") -> dict:
 
 
 def rooms_named(admin: Person, name: str) -> list[dict]:
+    """The rooms the server knows by that name (a room whose creation broke off before its
+    name was written has none: the creator's joined rooms tell that)."""
     response = admin.call("GET", "/_synapse/admin/v1/rooms", params={"search_term": name})
     assert response.status_code == 200, response.text
     return response.json()["rooms"]
@@ -289,10 +292,12 @@ def test_an_override_cannot_raise_everyone(ana, admin):
 )
 def test_malformed_power_levels_are_a_bad_request_and_create_nothing(ana, admin, override):
     name = f"Malformee {secrets.token_hex(4)}"
+    before = sorted(ana.joined_rooms())
 
     response = ana.create_room(name=name, power_level_content_override=override)
 
     assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
+    assert sorted(ana.joined_rooms()) == before
     assert rooms_named(admin, name) == []
 
 
@@ -327,10 +332,12 @@ def test_another_persons_state_or_a_server_acl_creates_nothing(ana, ben, admin):
 def test_contents_synapse_would_refuse_halfway_create_nothing(ana, admin):
     name = f"Fraction {secrets.token_hex(4)}"
     fraction = state_event("org.example.settings", {"ratio": 0.5})
+    before = sorted(ana.joined_rooms())
 
     response = ana.create_room(name=name, initial_state=[fraction])
 
     assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
+    assert sorted(ana.joined_rooms()) == before
     assert rooms_named(admin, name) == []
 
 
@@ -344,6 +351,18 @@ def test_an_email_invitation_through_another_identity_server_creates_nothing(ana
     }
 
     assert refused_creation(ana, admin, invite_3pid=[invite]) == FOREIGN_IDENTITY_SERVER
+
+
+def test_an_event_too_large_for_synapse_creates_nothing(ana, admin):
+    name = f"Trop grande {secrets.token_hex(4)}"
+    big = state_event("org.example.notes", {"text": "x" * 66_000})
+    before = sorted(ana.joined_rooms())
+
+    response = ana.create_room(name=name, initial_state=[big])
+
+    assert sorted(ana.joined_rooms()) == before
+    assert response.status_code == 400 and response.json()["error"] == TOO_LARGE
+    assert rooms_named(admin, name) == []
 
 
 def test_inviting_oneself_creates_nothing(ana, admin):

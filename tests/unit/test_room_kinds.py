@@ -36,6 +36,7 @@ from appliance.synapse_module.rooms.kinds import (
     RULES,
     RULES_NOT_REDACTED,
     SET_LATER,
+    TOO_LARGE,
     UPGRADES_REFUSED,
     USERS_DEFAULT,
     RoomKind,
@@ -710,3 +711,19 @@ def test_a_plan_either_refuses_or_keeps_every_promise(config):
         assert plan.preset == "trusted_private_chat"
     else:
         assert plan.preset != "trusted_private_chat" and not plan.additional_creators
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"initial_state": [event("org.example.big", {"text": "x" * 70_000})]},
+        {"initial_state": [event("org.example." + "t" * 300, {})]},
+        {"initial_state": [event("org.example.k", {}, "k" * 300)]},
+        {"topic": "é" * 40_000},
+    ],
+    ids=["content", "type", "state key", "topic"],
+)
+def test_events_larger_than_synapse_writes_are_refused_first(config):
+    with pytest.raises(RoomRuleError) as refusal:
+        plan_creation(config)
+    assert refusal.value.message == TOO_LARGE and refusal.value.malformed

@@ -31,6 +31,7 @@ people, why it is not.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -177,6 +178,13 @@ OWN_ALIAS = (
     "A new room's canonical alias can only be the address it is created with (room_alias_name)"
 )
 NOT_CANONICAL = "Event contents hold integers (no fractions, at most 2^53) here"
+TOO_LARGE = (
+    "A state event of the creation is too large: at most 60,000 bytes of content and 255 "
+    "bytes of type or state key"
+)
+# Synapse refuses an event over 65,536 bytes whole; this leaves room for its envelope.
+MAX_CONTENT_BYTES = 60_000
+MAX_KEY_BYTES = 255
 ROOM_VERSION = "Rooms here are created in room version 12: leave room_version out"
 FOREIGN_IDENTITY_SERVER = (
     "Email invitations must go through this server's own identity service: choose this "
@@ -630,6 +638,12 @@ def _check_writable(config: Mapping, supplied: Mapping, creator: str | None) -> 
     for part in ("initial_state", "creation_content", "power_level_content_override"):
         if not _canonical(config.get(part)):
             raise RoomRuleError(NOT_CANONICAL, malformed=True)
+    contents = [*supplied.values(), {"name": config.get("name")}]
+    contents.append({"topic": config.get("topic"), "m.topic": [{"body": config.get("topic")}]})
+    if any(_size(content) > MAX_CONTENT_BYTES for content in contents) or any(
+        len(key.encode()) > MAX_KEY_BYTES for pair in supplied for key in pair
+    ):
+        raise RoomRuleError(TOO_LARGE, malformed=True)
     for (event_type, state_key), content in supplied.items():
         if event_type in SET_LATER_TYPES:
             raise RoomRuleError(SET_LATER)
@@ -640,6 +654,10 @@ def _check_writable(config: Mapping, supplied: Mapping, creator: str | None) -> 
             named = [content.get("alias"), *_alt_aliases(content)]
             if any(alias is not None and alias != own for alias in named):
                 raise RoomRuleError(OWN_ALIAS)
+
+
+def _size(content: Mapping) -> int:
+    return len(json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _canonical(value: object) -> bool:
