@@ -118,7 +118,7 @@ PRESETS = (PRIVATE_CHAT, TRUSTED_PRIVATE_CHAT, PUBLIC_CHAT)
 # Room versions whose creators hold unlimited power (MSC4289): the power levels this module
 # writes list nobody for the creators.  Synapse's default (12) is one; a later version that
 # keeps MSC4289 is added here once tried.
-CREATOR_POWER_VERSIONS = ("12", "org.matrix.hydra.11")
+CREATOR_POWER_VERSIONS = ("12",)
 PRESENT = ("join", "invite")  # the memberships that count as being in a room
 
 
