@@ -627,8 +627,8 @@ def _check_supplied(kind: RoomKind, supplied: Mapping[tuple[str, str], dict]) ->
             continue  # (a join rule or power levels under another key do nothing)
         if event_type == HISTORY_VISIBILITY and (problem := history_problem(kind, content)):
             raise RoomRuleError(problem)
-        if event_type == GUEST_ACCESS and (problem := guest_access_problem(content)):
-            raise RoomRuleError(problem)
+        # No check of GUEST_ACCESS here: Element asks `can_join` for every room it creates, and
+        # the room gets `forbidden` instead (_initial_state); set later, it is refused.
         if event_type == ENCRYPTION and (problem := _encryption_problem(kind, content)):
             raise RoomRuleError(problem)
 

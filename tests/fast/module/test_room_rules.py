@@ -13,6 +13,7 @@ from synapse.module_api import NOT_SPAM, create_requester
 
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
+    CREATORS_DIRECT_ONLY,
     DIRECT_FULL,
     ENCRYPTION,
     FORUM_STAYS_PUBLIC,
@@ -35,7 +36,6 @@ from appliance.synapse_module.rooms.rules import (
     EXTERNALS_LEVEL,
     EXTERNALS_NO_ALIASES,
     EXTERNALS_NO_FORUMS,
-    EXTERNALS_NOT_CREATORS,
     EXTERNALS_NOT_IN_PRIVATE,
     RoomRules,
 )
@@ -108,8 +108,11 @@ def test_elements_private_room_request_passes_and_gets_the_private_rules(rules, 
     assert state[(ACCESS_RULES, "")] == {"rule": "restricted", "visibility": "private"}
     assert state[(JOIN_RULES, "")] == {"join_rule": "invite"}
     assert state[(ENCRYPTION, "")] == {"algorithm": MEGOLM}
-    assert state[("m.room.guest_access", "")] == {"guest_access": "can_join"}
-    assert config["power_level_content_override"] == GROUP_CALL_LEVELS
+    # Element asks every room open to guests; the server registers none and says so.
+    assert state[("m.room.guest_access", "")] == {"guest_access": "forbidden"}
+    # Every member may join a group call, as Element asked.
+    for event_type, level in GROUP_CALL_LEVELS["events"].items():
+        assert state[(POWER_LEVELS, "")]["events"][event_type] == level
 
 
 def test_an_external_cannot_create_a_room_and_nothing_is_changed(rules, run):
@@ -136,7 +139,7 @@ def test_an_external_cannot_create_a_room_and_nothing_is_changed(rules, run):
                 ],
                 "creation_content": {"additional_creators": [EXTERNAL]},
             },
-            EXTERNALS_NOT_CREATORS,
+            CREATORS_DIRECT_ONLY,
         ),
         (
             {"preset": "private_chat", "power_level_content_override": {"users_default": 100}},
