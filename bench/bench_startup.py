@@ -36,9 +36,9 @@ def fresh_appliance(directory: Path) -> EvaluationAppliance:
 
 def time_synapse_alone(directory: Path) -> float:
     appliance = fresh_appliance(directory)
-    ensure_secrets(appliance.config.layout)
-    write_all(render_all(appliance.config.settings, appliance.config.layout))
-    spec = services.synapse(appliance.config.settings, appliance.config.layout)
+    ensure_secrets(appliance.layout)
+    write_all(render_all(appliance.settings, appliance.layout))
+    spec = services.synapse(appliance.settings, appliance.layout)
     began = time.monotonic()
     process = start(spec)
     reason = wait_until_ready(spec, process)

@@ -31,23 +31,23 @@ def appliance(tmp_path_factory) -> EvaluationAppliance:
 
 @pytest.fixture(scope="session")
 def synapse_url(appliance) -> str:
-    return appliance.config.settings.synapse.listen.url
+    return appliance.settings.synapse.listen.url
 
 
 @pytest.fixture(scope="session")
 def admin_token(appliance) -> str:
-    return appliance.config.layout.service_token.read_text().strip()
+    return appliance.layout.service_token.read_text().strip()
 
 
 @pytest.fixture(scope="session")
 def clamd(appliance) -> ClamdClient:
-    listen = appliance.config.settings.clamav.listen
+    listen = appliance.settings.clamav.listen
     return ClamdClient(listen.connect_host, listen.port, timeout=10)
 
 
 @pytest.fixture(scope="session")
 def mail_sink(appliance) -> MailSink:
-    return MailSink(appliance.config.layout.mail_dir)
+    return MailSink(appliance.layout.mail_dir)
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def console_app(appliance, tmp_path):
     """The console app wired to the running services, with its own fresh database."""
     from admin_console import create_app
 
-    config = appliance.config.settings
+    config = appliance.settings
     app = create_app(
         {
             "TESTING": True,
@@ -64,15 +64,15 @@ def console_app(appliance, tmp_path):
             "PUBLIC_BASEURL": config.public_baseurl,
             "MAIL_FROM": config.mail.notif_from,
             "SYNAPSE_URL": config.synapse.listen.url,
-            "SERVICE_TOKEN_FILE": str(appliance.config.layout.service_token),
+            "SERVICE_TOKEN_FILE": str(appliance.layout.service_token),
             "SECRET_KEY": "test-secret-key",
             "DATABASE": str(tmp_path / "console.sqlite3"),
             "FIRST_OPERATOR_FILE": str(tmp_path / "console-admin.json"),
-            "STATE_DIR": str(appliance.config.layout.state_dir),
+            "STATE_DIR": str(appliance.layout.state_dir),
             "CLAMD_HOST": config.clamav.listen.connect_host,
             "CLAMD_PORT": config.clamav.listen.port,
             "CLAMAV_SIGNATURES": config.clamav.signatures,
-            "CLAMAV_DATABASE_DIR": str(appliance.config.layout.clamav_database_dir),
+            "CLAMAV_DATABASE_DIR": str(appliance.layout.clamav_database_dir),
             "CONTENT_SCANNER_URL": config.content_scanner.listen.url,
             "SMTP_HOST": config.mail.smtp_host,
             "SMTP_PORT": config.mail.smtp_port,

@@ -251,8 +251,8 @@ def _session_link(message: email.message.Message, session: EmailSession) -> str 
 
 def client_for(appliance) -> MatrixClient:
     """A client of the shared evaluation appliance (the `appliance` fixture), reading its sink."""
-    mail_dir = appliance.config.layout.mail_dir
-    return MatrixClient(appliance.config.settings.synapse.listen.url, mail_dir)
+    mail_dir = appliance.layout.mail_dir
+    return MatrixClient(appliance.settings.synapse.listen.url, mail_dir)
 
 
 def _bearer(token: str | None) -> dict:

@@ -185,10 +185,7 @@ def added_signature(appliance, marker: bytes):
     """A signature file detecting `marker` is in clamd's directory inside the block, as an
     administrator drops one in: nobody tells clamd (the module and the scanner must)."""
     name = f"Appliance.Test.Marker-{marker.hex()[:12]}"
-    path = (
-        Path(appliance.config.layout.clamav_database_dir)
-        / f"appliance-test-{marker.hex()[:12]}.ndb"
-    )
+    path = Path(appliance.layout.clamav_database_dir) / f"appliance-test-{marker.hex()[:12]}.ndb"
     path.write_text(f"{name}:0:*:{marker.hex()}\n")
     try:
         yield name

@@ -116,7 +116,7 @@ class Synapse:
 
 @pytest.fixture
 def synapse(appliance, admin_token) -> Synapse:
-    settings = appliance.config.settings
+    settings = appliance.settings
     return Synapse(settings.synapse.listen.url, admin_token, settings.server_name)
 
 

@@ -57,12 +57,12 @@ from appliance.operations import health
 
 @pytest.fixture(scope="module")
 def scanner_url(appliance) -> str:
-    return appliance.config.settings.content_scanner.listen.url
+    return appliance.settings.content_scanner.listen.url
 
 
 @pytest.fixture(scope="module")
 def user(appliance, synapse_url) -> User:
-    secret = appliance.config.layout.secret("registration_shared_secret").read_text().strip()
+    secret = appliance.layout.secret("registration_shared_secret").read_text().strip()
     return register_user(synapse_url, secret, "reader")
 
 
@@ -83,7 +83,7 @@ def health_of(scanner_url: str) -> dict:
 
 def stored_verdicts(appliance, plaintext: bytes) -> list[int]:
     """The scanner's stored verdicts (1 clean, 0 not) for these bytes, from its database."""
-    path = appliance.config.layout.content_scanner_dir / "verdicts.sqlite3"
+    path = appliance.layout.content_scanner_dir / "verdicts.sqlite3"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         rows = db.execute(
             "SELECT clean FROM verdicts WHERE sha256 = ?", (hashlib.sha256(plaintext).hexdigest(),)
@@ -401,7 +401,7 @@ def test_a_cached_verdict_needs_the_clients_access_and_bytes_always_do(
     # Synapse served the file to `user` for this scan: a grant remembered for a while.
     assert scanner_post(scanner_url, "scan_encrypted", {"file": file}, user).json()["clean"]
     hits = stats(scanner_url)["cache_hits"]
-    secret = appliance.config.layout.secret("registration_shared_secret").read_text().strip()
+    secret = appliance.layout.secret("registration_shared_secret").read_text().strip()
     other = register_user(synapse_url, secret, "other-reader")
     stranger = User("@nobody:test", "not-a-token")
     anonymous = scanner_post(scanner_url, "scan_encrypted", {"file": file})
@@ -453,7 +453,7 @@ def test_access_grants_are_bounded_oldest_first():
 # Verdicts: shared, kept, renewed -------------------------------------------------------------
 def test_concurrent_requests_for_one_file_share_one_scan(appliance, clamd, tmp_path):
     store = VerdictStore(tmp_path / "verdicts.sqlite3")
-    scanner = Scanner(clamd, SignatureFiles(appliance.config.layout.clamav_database_dir), store, 30)
+    scanner = Scanner(clamd, SignatureFiles(appliance.layout.clamav_database_dir), store, 30)
     content = os.urandom(8 << 20)
 
     async def ask_eight_times():
@@ -474,7 +474,7 @@ def test_an_attachment_is_held_in_memory_once(appliance, clamd, tmp_path):
     ciphertext, info = encrypt_attachment(os.urandom(size))
     file = parse_encrypted_file({"file": {**info, "url": "mxc://example.org/abc"}})
     store = VerdictStore(tmp_path / "verdicts.sqlite3")
-    scanner = Scanner(clamd, SignatureFiles(appliance.config.layout.clamav_database_dir), store, 30)
+    scanner = Scanner(clamd, SignatureFiles(appliance.layout.clamav_database_dir), store, 30)
 
     peaks: list[int] = []
 
@@ -601,7 +601,7 @@ def test_with_clamd_stopped_nothing_unscanned_is_served(appliance, scanner_url, 
 
 
 def test_an_unreachable_media_repository_is_a_failed_request(appliance, clamd, user, tmp_path):
-    listen = appliance.config.settings.clamav.listen
+    listen = appliance.settings.clamav.listen
     config = ScannerConfig(
         listen_host="127.0.0.1",
         listen_port=0,
@@ -609,7 +609,7 @@ def test_an_unreachable_media_repository_is_a_failed_request(appliance, clamd, u
         clamd_host=listen.connect_host,
         clamd_port=listen.port,
         clamd_timeout_seconds=10,
-        signature_dir=appliance.config.layout.clamav_database_dir,
+        signature_dir=appliance.layout.clamav_database_dir,
         state_dir=tmp_path,
         body_key_file=tmp_path / "body.key",
         max_file_size_bytes=1 << 20,
@@ -633,7 +633,7 @@ def test_a_clamd_that_never_answers_means_no_verdict(appliance, tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as silent:
         scanner = Scanner(
             ClamdClient("127.0.0.1", silent.getsockname()[1], timeout=0.5),
-            SignatureFiles(appliance.config.layout.clamav_database_dir),
+            SignatureFiles(appliance.layout.clamav_database_dir),
             VerdictStore(tmp_path / "verdicts.sqlite3"),
             timeout=0.5,
         )

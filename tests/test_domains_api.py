@@ -52,8 +52,8 @@ def lookup(client, address: str) -> dict:
 def plain_user_token(appliance) -> str:
     """A user who is not a server admin, created by an admin (server-side registration)."""
     client = client_for(appliance)
-    admin_token = appliance.config.layout.service_token.read_text().strip()
-    user_id = f"@plain-user:{appliance.config.settings.server_name}"
+    admin_token = appliance.layout.service_token.read_text().strip()
+    user_id = f"@plain-user:{appliance.settings.server_name}"
     created = client.request(
         "PUT", f"/_synapse/admin/v2/users/{user_id}", token=admin_token, json={"password": PASSWORD}
     )  # the module allows this: no client request, an admin token
@@ -99,7 +99,7 @@ def test_the_list_is_seeded_from_the_settings(client, admin_token, appliance):
     rows = client.get(DOMAINS, token=admin_token).json()
 
     seeded = {row["entry"]: row["added_by"] for row in rows["domains"]}
-    for entry in appliance.config.settings.registration.allowed_domains:
+    for entry in appliance.settings.registration.allowed_domains:
         assert seeded[entry] == "appliance.yaml"
     assert rows["total"] == len(rows["domains"])
 
@@ -209,7 +209,7 @@ def test_a_search_is_text_not_a_pattern(client, admin_token):
 
 def test_each_entry_counts_the_active_accounts_it_admits(client, admin_token, appliance):
     tag = f"ac{secrets.token_hex(3)}"
-    server_name = appliance.config.settings.server_name
+    server_name = appliance.settings.server_name
     for localpart, addresses in [
         (f"{tag}-a", [f"a@{tag}.fr", f"a.second@{tag}.fr"]),  # one account, two addresses
         (f"{tag}-b", [f"b@{tag}.fr"]),
@@ -261,7 +261,7 @@ def test_bad_paging_is_refused_with_the_argument_named(client, admin_token, para
 def test_an_added_domain_admits_its_first_user_and_a_removed_one_refuses_the_next(
     client, admin_token, appliance
 ):
-    server_name = appliance.config.settings.server_name
+    server_name = appliance.settings.server_name
     refused = client.request_token("register", "first.agent@ac-lille.fr")
     assert (refused.status_code, refused.json()["errcode"]) == (403, "M_THREEPID_DENIED")
 
@@ -285,7 +285,7 @@ def test_a_change_written_by_another_process_is_seen_without_restart(
     client, admin_token, appliance
 ):
     """Another Synapse process (a worker) writes through the same store code to the database."""
-    database = appliance.config.layout.synapse_dir / "homeserver.db"
+    database = appliance.layout.synapse_dir / "homeserver.db"
     assert "requires_invite" in lookup(client, "agent@ac-rennes.fr")
 
     with sqlite3.connect(database, timeout=30) as db:

@@ -101,9 +101,9 @@ def test_up_stops_on_a_taken_port_and_starts_nothing(tmp_path):
 def test_service_token_command_recovers_a_lost_token_then_changes_nothing(appliance, tmp_path):
     """`appliance service-token` (what the Ansible role runs) replaces a token that no longer
     works by logging in again with the saved password, as `up` does; a working one is kept."""
-    layout, url = appliance.config.layout, appliance.config.settings.synapse.listen.url
+    layout, url = appliance.layout, appliance.settings.synapse.listen.url
     config = tmp_path / "appliance.yaml"
-    config.write_text(yaml.safe_dump(appliance.config.settings.model_dump(mode="json")))
+    config.write_text(yaml.safe_dump(appliance.settings.model_dump(mode="json")))
     old_token = layout.service_token.read_text()
     layout.service_token.write_text("syt_revoked_or_garbage")
 
@@ -126,8 +126,8 @@ def test_service_token_command_recovers_a_lost_token_then_changes_nothing(applia
 
 
 def test_service_token_command_fails_with_the_reason_when_synapse_is_down(appliance, tmp_path):
-    layout = appliance.config.layout
-    data = appliance.config.settings.model_dump(mode="json")
+    layout = appliance.layout
+    data = appliance.settings.model_dump(mode="json")
     data["synapse"]["listen"]["port"] = free_port()  # nothing listens there
     config = tmp_path / "appliance.yaml"
     config.write_text(yaml.safe_dump(data))

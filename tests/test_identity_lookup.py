@@ -8,7 +8,7 @@ from matrix_helpers import IDENTITY_INFO_PATH as INFO
 
 @pytest.fixture
 def this_server(appliance) -> dict:
-    return {"hs": appliance.config.settings.server_name}
+    return {"hs": appliance.settings.server_name}
 
 
 def info(client, address: str, medium: str = "email"):

@@ -47,7 +47,7 @@ QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
 
 @pytest.fixture(scope="module")
 def uploader(appliance, synapse_url) -> User:
-    secret = appliance.config.layout.secret("registration_shared_secret").read_text().strip()
+    secret = appliance.layout.secret("registration_shared_secret").read_text().strip()
     return register_user(synapse_url, secret, "uploader")
 
 
@@ -79,7 +79,7 @@ def records_for(synapse_url: str, admin_token: str, data: bytes) -> list[dict]:
 
 def verdict_rows(appliance, data: bytes) -> list[tuple]:
     """The module's verdicts for these bytes, read from Synapse's database."""
-    path = appliance.config.layout.synapse_dir / "homeserver.db"
+    path = appliance.layout.synapse_dir / "homeserver.db"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return db.execute(
             "SELECT verdict, signature, scanned_ts FROM appliance_media_verdicts WHERE sha256 = ?",
@@ -288,7 +288,7 @@ def test_database_dir_must_be_a_path():
 
 # Against the running appliance ---------------------------------------------------------------
 def test_the_scan_tables_were_made_when_synapse_started(appliance):
-    assert "scan tables ready" in appliance.config.layout.logfile("synapse").read_text()
+    assert "scan tables ready" in appliance.layout.logfile("synapse").read_text()
 
 
 def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance, caching):
@@ -394,7 +394,7 @@ def test_quarantine_listing_is_for_admins_and_paginated(synapse_url, uploader, a
 def test_with_clamd_stopped_nothing_is_stored_or_served(synapse_url, uploader, appliance):
     known = unique_bytes()
     upload_ok(synapse_url, uploader, known)
-    listen = appliance.config.settings.clamav.listen
+    listen = appliance.settings.clamav.listen
     with clamd_stopped(appliance):
         assert_refused(upload(synapse_url, uploader, unique_bytes()))
         # Even bytes with a clean verdict: without clamd the signature version is unknown.
@@ -420,5 +420,5 @@ def test_with_clamd_stopped_nothing_is_stored_or_served(synapse_url, uploader, a
         )
         assert served.status_code != 200
         assert not health.check_clamd(listen.connect_host, listen.port, "evaluation").ok
-    assert "could not be scanned" in appliance.config.layout.logfile("synapse").read_text()
+    assert "could not be scanned" in appliance.layout.logfile("synapse").read_text()
     upload_ok(synapse_url, uploader, unique_bytes())

@@ -28,7 +28,7 @@ from appliance.synapse_module.accounts.registration import decide
 
 @pytest.fixture
 def server_name(appliance) -> str:
-    return appliance.config.settings.server_name
+    return appliance.settings.server_name
 
 
 def user_count(client, admin_token) -> int:

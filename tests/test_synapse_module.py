@@ -39,7 +39,7 @@ def test_bad_config_names_the_key(config, path, message):
 
 
 def test_running_synapse_loaded_the_module(appliance):
-    log = appliance.config.layout.logfile("synapse").read_text()
+    log = appliance.layout.logfile("synapse").read_text()
     assert f"appliance module {__version__} loaded: 2 allowed domain entries" in log
 
 

@@ -35,7 +35,7 @@ class Api(Synapse):
 
 @pytest.fixture(scope="module")
 def api(appliance, admin_token) -> Api:
-    settings = appliance.config.settings
+    settings = appliance.settings
     return Api(settings.synapse.listen.url, admin_token, settings.server_name)
 
 
@@ -208,7 +208,7 @@ def test_admins_and_deactivated_pages_read_only_their_own_index(
 ):
     """The module's start-up created a partial index for the kind, and the very query of a
     page reads it (so a page of the few admins does not walk every user's ID)."""
-    database = appliance.config.layout.synapse_dir / "homeserver.db"
+    database = appliance.layout.synapse_dir / "homeserver.db"
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
         transaction = PlannedTransaction(connection)
         found = page_of_user_ids(transaction, "", kind, None, 50)

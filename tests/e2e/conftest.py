@@ -21,12 +21,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def console_url(appliance) -> str:
-    return appliance.config.settings.console.listen.url
+    return appliance.settings.console.listen.url
 
 
 @pytest.fixture(scope="session")
 def operator(appliance) -> dict:
-    return json.loads(appliance.config.layout.console_first_operator.read_text())
+    return json.loads(appliance.layout.console_first_operator.read_text())
 
 
 @pytest.fixture

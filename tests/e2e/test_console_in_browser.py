@@ -123,9 +123,9 @@ def test_long_ids_wrap_instead_of_widening_the_page(
     page.set_viewport_size({"width": 1280, "height": 720})
     matrix_helpers = pytest.importorskip("matrix_helpers")
     client = matrix_helpers.client_for(appliance)
-    admin_token = appliance.config.layout.service_token.read_text().strip()
+    admin_token = appliance.layout.service_token.read_text().strip()
     localpart = f"e2e-long-{secrets.token_hex(60)}"
-    user_id = f"@{localpart}:{appliance.config.settings.server_name}"
+    user_id = f"@{localpart}:{appliance.settings.server_name}"
     created = client.request(
         "PUT",
         f"/_synapse/admin/v2/users/{quote(user_id)}",
