@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from synapse.module_api import ModuleApi
 
+from appliance.synapse_module.accounts.display_names import register_display_names
+from appliance.synapse_module.accounts.profile_privacy import register_profile_privacy
 from appliance.synapse_module.accounts.registration import AllowlistSource
 from appliance.synapse_module.admin_api.invitations import register_invitation_admin_api
 from appliance.synapse_module.directory.user_search import DirectoryFilter
@@ -36,6 +38,8 @@ def register_rooms_and_people(api: ModuleApi, allowlist: AllowlistSource) -> Inv
     ExternalRegistration(api, directory, allowlist, invitations.complete_for).register()
     RoomRules(api, directory, invitations, key).register()
     DirectoryFilter(api, directory, internals).register()
+    register_display_names(api, directory)  # names and profiles judged by the same record
+    register_profile_privacy(api, directory, internals)
     register_identity_service(
         api, IdentityServiceResource(api, tokens, key, invitations, directory, internals)
     )

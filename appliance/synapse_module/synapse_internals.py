@@ -10,11 +10,18 @@ them fails loudly here, in one place, instead of deep inside a rule:
   the address of someone who has an account invites that account;
 * the account an OpenID token belongs to: how a client proves who it is when it registers with
   the identity service (``/_matrix/identity/v2/account/register``).
+
+And one rule it cannot place: who may read whose profile.  Synapse has no module callback for
+profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``, which would hold for
+agents too; :meth:`SynapseInternals.check_profile_queries_with` adds the module's own check to
+the method both profile servlets call.
 """
 
 from __future__ import annotations
 
-from synapse.module_api import ModuleApi
+from collections.abc import Awaitable, Callable
+
+from synapse.module_api import ModuleApi, UserID
 
 
 class SynapseInternals:
@@ -22,6 +29,7 @@ class SynapseInternals:
         # ModuleApi keeps its HomeServer private; Tchap's room access rules module reaches it
         # the same way for the same reason.
         self._store = api._hs.get_datastores().main  # noqa: SLF001
+        self._profiles = api._hs.get_profile_handler()  # noqa: SLF001
 
     async def rooms_of(self, user_id: str) -> frozenset[str]:
         """The rooms the user has joined (cached by Synapse, invalidated on membership)."""
@@ -34,3 +42,17 @@ class SynapseInternals:
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
         return await self._store.get_user_id_for_open_id_token(token, now_ms)
+
+    def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
+        """Run ``check(requester, target)`` (which raises to refuse) after Synapse's own check on
+        every authenticated profile lookup (``GET /profile/{user}[/{field}]``)."""
+        synapse_check = self._profiles.check_profile_query_allowed
+
+        async def check_profile_query_allowed(
+            target_user: UserID, requester: UserID | None = None
+        ) -> None:
+            await synapse_check(target_user, requester)
+            if requester is not None:
+                await check(requester.to_string(), target_user.to_string())
+
+        self._profiles.check_profile_query_allowed = check_profile_query_allowed
