@@ -13,12 +13,13 @@ import re
 import sqlite3
 import time
 from email.header import decode_header, make_header
+from urllib.parse import urlsplit
 
 import pytest
 from harness import TEST_DOMAINS, evaluation_settings
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from matrix_helpers import PASSWORD, SideSynapse, plain_text
+from matrix_helpers import OPEN_TO_EXTERNALS, PASSWORD, Person, SideSynapse, plain_text
 
 from appliance.addresses.domain_allowlist import DomainAllowlist
 from appliance.config.layout import Layout
@@ -180,6 +181,46 @@ def test_a_registration_session_cannot_add_its_address_to_an_account(client, adm
     assert client.register(session).status_code == 200
     owner = client.user_of_email("luc.bernard@education.gouv.fr", admin_token).json()["user_id"]
     assert owner != agent.user_id
+
+
+def test_an_invited_external_address_cannot_be_attached_to_the_inviting_agent(
+    client, admin_token, server_name
+):
+    agent = client.register_account("remi.lacroix@ac-paris.fr")
+    host = Person(client, agent.user_id, agent.access_token)
+    room = host.new_room(
+        name="Sous-traitants", preset="private_chat", initial_state=OPEN_TO_EXTERNALS
+    )
+    assert host.invite_by_email(room, "remi.perso@mailbox.example").status_code == 200
+    # The invitation admits the address to register: the agent verifies it himself...
+    session = client.verify("register", "remi.perso@mailbox.example")
+
+    # ...and tries to attach it to his own account, by every door Synapse has.
+    for path, body in {
+        "/account/3pid/add": {**session.threepid_creds, "auth": password_auth(agent)},
+        "/account/3pid": {"three_pid_creds": session.threepid_creds},
+        "/account/3pid/bind": {
+            **session.threepid_creds,
+            "id_server": urlsplit(client.base_url).netloc,
+            "id_access_token": agent.access_token,
+        },
+    }.items():
+        response = client.post(f"/_matrix/client/v3{path}", body, token=agent.access_token)
+        assert response.status_code != 200 and "errcode" in response.json(), path
+
+    assert threepids(client, agent) == ["remi.lacroix@ac-paris.fr"]
+    assert client.user_of_email("remi.perso@mailbox.example", admin_token).status_code == 404
+    pending = client.get("/_synapse/client/appliance/v1/invitations", token=admin_token).json()
+    mine = [i for i in pending["invitations"] if i["address"] == "remi.perso@mailbox.example"]
+    assert [i["status"] for i in mine] == ["pending"]
+    # The address reaches an account only through its own invitation: an external's.
+    guest = client.register(session)
+    assert guest.status_code == 200, guest.text
+    guest_id = guest.json()["user_id"]
+    assert guest_id != agent.user_id
+    assert host.joined_members(room) == sorted([agent.user_id, guest_id])
+    name = client.display_name(guest_id, token=guest.json()["access_token"])
+    assert name == "Remi Perso [mailbox.example] (external)"
 
 
 def test_no_session_is_opened_to_add_an_address_so_none_can_register(client, admin_token):
