@@ -55,4 +55,5 @@ class SynapseInternals:
             if requester is not None:
                 await check(requester.to_string(), target_user.to_string())
 
-        self._profiles.check_profile_query_allowed = check_profile_query_allowed
+        # The one patch of a Synapse method: its only callers are the two profile servlets.
+        self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]

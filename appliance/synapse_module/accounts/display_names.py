@@ -81,11 +81,12 @@ class DisplayNames:
     async def _addresses(self, user_id: str) -> list[EmailAddress]:
         addresses = []
         for threepid in await self._api.get_threepids_for_user(user_id):
-            if threepid.get("medium") == "email":
-                try:
-                    addresses.append(parse_email(threepid.get("address")))
-                except InvalidEmailAddress:
-                    continue  # bound by an admin in a form this server would not verify
+            if threepid.get("medium") != "email":
+                continue
+            try:
+                addresses.append(parse_email(threepid.get("address", "")))
+            except InvalidEmailAddress:
+                continue  # bound by an admin in a form this server would not verify
         return addresses
 
     async def check_event_allowed(
