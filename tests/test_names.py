@@ -237,6 +237,29 @@ def test_a_server_admin_may_set_any_name(client, admin_token):
     assert profile_name(agent) == "Odette (DSI)"
 
 
+def test_a_first_name_set_through_synapse_that_lies_is_replaced_at_once(client, admin_token):
+    # Synapse still lets an account without a display name set one (enable_set_displayname
+    # only stops changes): the module's backstop puts the derived name in its place.
+    agent = Person.register(client, "armand.leduc@ac-paris.fr")
+    admin_path = f"/_synapse/admin/v2/users/{agent.user_id}"
+    cleared = client.request("PUT", admin_path, token=admin_token, json={"displayname": ""})
+    assert cleared.status_code == 200 and profile_name(agent) is None
+    room_id = agent.new_room(name="Premier nom", preset="private_chat")
+
+    path = f"/_matrix/client/v3/profile/{agent.user_id}/displayname"
+    agent.call("PUT", path, {"displayname": "Armand Leduc [interieur.gouv.fr]"})
+
+    assert profile_name(agent) == "Armand Leduc [ac-paris.fr]"
+    names = [
+        e["content"].get("displayname")
+        for e in agent.call(
+            "GET", f"/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"
+        ).json()["chunk"]
+        if e["type"] == "m.room.member"
+    ]
+    assert "Armand Leduc [interieur.gouv.fr]" not in names
+
+
 def test_the_console_decides_who_is_external_from_the_module_record(
     appliance, client, admin_token, sam
 ):
