@@ -177,7 +177,12 @@ def test_a_per_room_name_keeps_the_tag(pierre, colleague, room):
     assert refusal(pierre.put_state(room, "m.room.member", hidden, pierre.user_id)) == (
         NAME_PART_CHARACTERS
     )
+    farewell = {"membership": "leave", "displayname": "Le Ministre [interieur.gouv.fr]"}
+    assert refusal(pierre.put_state(room, "m.room.member", farewell, pierre.user_id)) == (
+        AGENT_SUFFIX
+    )
     assert member_name(colleague, room, pierre.user_id) == PIERRE
+    assert pierre.user_id in colleague.joined_members(room)
 
     # Element's /myroomnick: a per-room name that keeps the tag is fine.
     nick = {"membership": "join", "displayname": "Pierre DSI [ac-paris.fr]"}

@@ -17,10 +17,11 @@ The paths, and what closes each (Synapse 1.163):
   Matrix endpoint, ``{"displayname": "..."}``): the checked way to change one's own name; the
   new name reaches the profile, the user directory and every room.  A refusal is 403
   ``M_FORBIDDEN`` with the rule's message (400 ``M_INVALID_PARAM`` if it is not text).
-* ``m.room.member`` events (a per-room name, ``/myroomnick``; or an inviter writing a name into
-  an invite): ``check_event_allowed`` refuses a join, invite or knock whose ``displayname`` is
-  neither the person's current name nor a name the rule allows for that person.  Names of other
-  servers' users are theirs to check.
+* ``m.room.member`` events (a per-room name, ``/myroomnick``; an inviter writing a name into
+  an invite; a name written into a leave, which clients show in the timeline):
+  ``check_event_allowed`` refuses any membership whose ``displayname`` is neither the person's
+  current name nor a name the rule allows for that person.  Names of other servers' users are
+  theirs to check.
 * Registration: the name comes from the verified address (``registration.py``); nothing a
   client sends changes it.
 * ``on_profile_update`` is the backstop: a change that did not come from a server admin (such
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 DISPLAYNAME_PATH = "/_synapse/client/appliance/v1/profile/displayname"
 NAME_NOT_TEXT = "displayname must be a string"
 MEMBER = "m.room.member"
-_NAMED_MEMBERSHIPS = ("join", "invite", "knock")
 
 
 class DisplayNames:
@@ -100,7 +100,7 @@ class DisplayNames:
             SynapseError: 403 ``M_FORBIDDEN`` with the rule's message (400 ``M_INVALID_PARAM``
             for a name that is not text), unless the sender is a server admin.
         """
-        if event.type != MEMBER or event.content.get("membership") not in _NAMED_MEMBERSHIPS:
+        if event.type != MEMBER:
             return True, None
         name = event.content.get("displayname")
         target = event.state_key
