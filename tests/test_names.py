@@ -28,13 +28,13 @@ SET_NAME_OFF = "Changing display name is disabled on this server"  # Synapse's m
 AGENT_SUFFIX = NAME_SUFFIX_REQUIRED.format(suffix="[ac-paris.fr]")
 GUEST_SUFFIX = NAME_SUFFIX_REQUIRED.format(suffix="[guest.example] (external)")
 
-PIERRE = "Pierre Dupont [ac-paris.fr]"
+PIERRE = "Pierre Dupuis [ac-paris.fr]"  # the name his address gives
 SAM = "Sam Weller [guest.example] (external)"
 
 
 @pytest.fixture(scope="module")
 def pierre(client) -> Person:
-    return Person.register(client, "pierre.dupont@ac-paris.fr")
+    return Person.register(client, "pierre.dupuis@ac-paris.fr")
 
 
 @pytest.fixture(scope="module")
