@@ -202,6 +202,17 @@ def test_an_inviter_cannot_write_a_false_name_for_the_invitee(client, pierre, ro
     assert member_name(pierre, room, victim.user_id) == "Victor Hamel [ac-paris.fr]"
 
 
+def test_a_new_room_cannot_start_with_a_false_name_and_nothing_is_created(pierre):
+    rooms_before = set(pierre.joined_rooms())
+    forged = {"membership": "join", "displayname": "Pierre Dupuis [interieur.gouv.fr]"}
+    initial_state = [{"type": "m.room.member", "state_key": pierre.user_id, "content": forged}]
+
+    response = pierre.create_room(name="Faux", preset="private_chat", initial_state=initial_state)
+
+    assert refusal(response) == AGENT_SUFFIX
+    assert set(pierre.joined_rooms()) == rooms_before
+
+
 def test_an_external_per_room_name_keeps_tag_and_marker(sam, pierre, room):
     for name, message in {
         "Sam Weller [ac-paris.fr] (external)": GUEST_SUFFIX,

@@ -20,8 +20,9 @@ The paths, and what closes each (Synapse 1.163):
 * ``m.room.member`` events (a per-room name, ``/myroomnick``; an inviter writing a name into
   an invite; a name written into a leave, which clients show in the timeline):
   ``check_event_allowed`` refuses any membership whose ``displayname`` is neither the person's
-  current name nor a name the rule allows for that person.  Names of other servers' users are
-  theirs to check.
+  current name nor a name the rule allows for that person; ``on_create_room`` does the same for
+  member events in a new room's ``initial_state``, before anything is created.  Names of other
+  servers' users are theirs to check.
 * Registration: the name comes from the verified address (``registration.py``); nothing a
   client sends changes it.
 * ``on_profile_update`` is the backstop: a change that did not come from a server admin (such
@@ -41,6 +42,7 @@ from synapse.module_api import (
     EventBase,
     ModuleApi,
     ProfileInfo,
+    Requester,
     StateMap,
     SynapseRequest,
     UserID,
@@ -68,7 +70,9 @@ class DisplayNames:
 
     def register(self) -> None:
         self._api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed, on_profile_update=self.on_profile_update
+            check_event_allowed=self.check_event_allowed,
+            on_create_room=self.on_create_room,
+            on_profile_update=self.on_profile_update,
         )
         self._api.register_web_resource(DISPLAYNAME_PATH, DisplayNameResource(self._api, self))
 
@@ -103,21 +107,45 @@ class DisplayNames:
         if event.type != MEMBER:
             return True, None
         name = event.content.get("displayname")
-        target = event.state_key
-        if name is None or not self._api.is_mine(target):
+        error = await self._name_error(event.state_key, name)
+        if error is None or await self._api.is_user_admin(event.sender):
             return True, None
-        if not isinstance(name, str):
-            error = SynapseError(400, NAME_NOT_TEXT, Codes.INVALID_PARAM)
-        elif name == await self._current_name(target):
-            return True, None  # set at registration, by an admin or through the checked endpoint
-        elif problem := await self.problem(target, name):
-            error = SynapseError(403, problem, Codes.FORBIDDEN)
-        else:
-            return True, None
-        if await self._api.is_user_admin(event.sender):
-            return True, None
-        logger.info("refused the name %r for %s in %s: %s", name, target, event.room_id, error.msg)
+        logger.info("refused the name %r in %s: %s", name, event.room_id, error.msg)
         raise error
+
+    async def on_create_room(
+        self, requester: Requester, config: dict, is_requester_admin: bool
+    ) -> None:
+        """Third-party rules callback ``on_create_room``: the member events a client puts in
+        ``initial_state`` are checked before anything is written (``check_event_allowed``
+        would refuse them only once the room and its creator's join exist).
+
+        Raises:
+            SynapseError: as :meth:`check_event_allowed`, unless the creator is a server admin.
+        """
+        initial_state = config.get("initial_state")
+        if is_requester_admin or not isinstance(initial_state, list):
+            return
+        for event in initial_state:
+            if not isinstance(event, dict) or event.get("type") != MEMBER:
+                continue
+            content, target = event.get("content"), event.get("state_key")
+            if isinstance(content, dict) and isinstance(target, str):
+                if error := await self._name_error(target, content.get("displayname")):
+                    logger.info("refused a room with a false name: %s", error.msg)
+                    raise error
+
+    async def _name_error(self, target: str, name: object) -> SynapseError | None:
+        """The refusal of ``name`` in a member event of ``target`` (None: it may go)."""
+        if name is None or not self._api.is_mine(target):
+            return None  # other servers' users' names are theirs to check
+        if not isinstance(name, str):
+            return SynapseError(400, NAME_NOT_TEXT, Codes.INVALID_PARAM)
+        if name == await self._current_name(target):
+            return None  # set at registration, by an admin or through the checked endpoint
+        if problem := await self.problem(target, name):
+            return SynapseError(403, problem, Codes.FORBIDDEN)
+        return None
 
     async def _current_name(self, user_id: str) -> str | None:
         profile = await self._api.get_profile_for_user(UserID.from_string(user_id).localpart)
