@@ -28,7 +28,6 @@ from admin_console.externals import DomainCheck, is_external
 from admin_console.forms import ActionForm, ConfirmForm
 from admin_console.pagination import this_page_url
 from admin_console.synapse_admin import (
-    EndpointMissing,
     SynapseClient,
     appliance,
     client,
@@ -89,13 +88,6 @@ def _domain_check(synapse: SynapseClient) -> DomainCheck:
     return lambda address: appliance.email_domain_allowed(synapse, address)
 
 
-def _external(synapse: SynapseClient, details: users.UserDetails) -> bool:
-    try:
-        return is_external(details.user.displayname, details.emails, _domain_check(synapse))
-    except EndpointMissing:  # a module without the domain lookup: the display name only
-        return is_external(details.user.displayname)
-
-
 def _room_names(room_ids: list[str]) -> dict[str, str | None]:
     synapse = client()
     shown = room_ids[:ROOM_NAMES_SHOWN]
@@ -116,7 +108,7 @@ def detail(user_id: str):
         devices=users.devices(synapse, user_id),
         room_ids=room_ids,
         room_names=_room_names(room_ids),
-        external=_external(synapse, details),
+        external=is_external(synapse, user_id),
         action_form=ActionForm(),
         deactivate_form=DeactivateForm(),
         reactivate_form=ReactivateForm(),

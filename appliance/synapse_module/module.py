@@ -18,8 +18,10 @@ from typing import Protocol
 from synapse.module_api import ModuleApi
 
 from appliance import __version__
+from appliance.synapse_module.accounts.display_names import DisplayNames
 from appliance.synapse_module.accounts.domain_store import DomainStore
 from appliance.synapse_module.accounts.identity_lookup import IdentityInfoResource
+from appliance.synapse_module.accounts.profile_privacy import ProfilePrivacy
 from appliance.synapse_module.accounts.registration import RegistrationPolicy
 from appliance.synapse_module.admin_api.domains import DomainsResource
 from appliance.synapse_module.admin_api.invitations import InvitationsResource
@@ -81,6 +83,9 @@ class ApplianceModule:
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
             RegistrationPolicy(api, allowlist, invitations.standing),
+            # names and profiles, judged by the externals' record
+            DisplayNames(api, directory),
+            ProfilePrivacy(api, directory, internals),
             IdentityInfoResource(api, allowlist),
             # externals and email invitations (an invitation lets its address register)
             ExternalRegistration(api, directory, allowlist, invitations.complete_for),

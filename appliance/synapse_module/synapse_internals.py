@@ -47,6 +47,12 @@ upgrade break a rule at the first request.  The module was written against
    connection of its own, as Synapse's own start-up does, since a module's ``__init__`` cannot
    wait for ``run_db_interaction``.
 
+9. ``ProfileHandler.check_profile_query_allowed``: who may read whose profile.  Synapse has no
+   module callback for profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``,
+   which would hold for agents too (the directory is theirs);
+   :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
+   Synapse's in the method both profile servlets call: the one patch of a Synapse method.
+
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
 ``check_registration_for_spam``), and, for type checking only, ``synapse.media._base.FileInfo``
@@ -57,10 +63,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from synapse.module_api import EventBase, LoggingTransaction, ModuleApi
+from synapse.module_api import EventBase, LoggingTransaction, ModuleApi, UserID
 
 WRITTEN_FOR = "1.163.2"
 SYNAPSE_VERSION = importlib.metadata.version("matrix-synapse")
@@ -144,6 +150,14 @@ def api_problems(api: object) -> list[str]:
         return ["ModuleApi has no _hs (the HomeServer)"]
     if not callable(getattr(hs, "get_datastores", None)):
         return ["the HomeServer has no get_datastores()"]
+    if not callable(getattr(hs, "get_profile_handler", None)):
+        return ["the HomeServer has no get_profile_handler()"]
+    check = getattr(hs.get_profile_handler(), "check_profile_query_allowed", None)  # reach 9
+    if not callable(check) or list(inspect.signature(check).parameters)[:2] != [
+        "target_user",
+        "requester",
+    ]:
+        return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
     return []
 
 
@@ -265,6 +279,7 @@ class SynapseInternals:
         # the same way for the same reason.
         # Any: its class depends on the process (DataStore, GenericWorkerStore).
         self._store: Any = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
+        self._profiles = api._hs.get_profile_handler()  # noqa: SLF001 (reach 9)
 
     async def rooms_of(self, user_id: str) -> frozenset[str]:
         """The rooms the user has joined (cached by Synapse, invalidated on membership)."""
@@ -279,6 +294,21 @@ class SynapseInternals:
         return await self._api.run_db_interaction(
             "appliance_user_of_openid_token", user_of_openid_token_txn, token, now_ms
         )
+
+    def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
+        """Reach 9: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
+        check on every authenticated profile lookup (``GET /profile/{user}[/{field}]``)."""
+        synapse_check = self._profiles.check_profile_query_allowed
+
+        async def check_profile_query_allowed(
+            target_user: UserID, requester: UserID | None = None
+        ) -> None:
+            await synapse_check(target_user, requester)
+            if requester is not None:
+                await check(requester.to_string(), target_user.to_string())
+
+        # The one patch of a Synapse method: its only callers are the two profile servlets.
+        self._profiles.check_profile_query_allowed = check_profile_query_allowed
 
 
 def user_of_openid_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:

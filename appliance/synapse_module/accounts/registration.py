@@ -1,6 +1,7 @@
 """Registration policy: who may register or bind an email address, and the identity they get.
 
-Synapse calls these callbacks (contracts as in Synapse 1.163's module API, checked against its source):
+Synapse calls these callbacks (contracts as in Synapse 1.163's module API, checked against its
+source):
 
 * ``is_3pid_allowed``: before a verification mail is sent for registration or for adding an
   address to an account, and again when ``/register`` completes.  A refusal is Synapse's
@@ -9,6 +10,10 @@ Synapse calls these callbacks (contracts as in Synapse 1.163's module API, check
   An address of a domain not on the list is admitted to register (never to be added to an
   existing account) while an agent's email invitation waits for it (``invitations.py``); its
   account is an external's, and its display name carries the "(external)" marker.
+  Synapse asks nothing when a validated session is used (``/register`` asks again, but
+  ``/account/3pid/add`` does not), and its sessions do not record what they were opened for:
+  only ``enable_3pid_changes: false`` (homeserver.yaml) keeps a session opened to register,
+  say by an invited external, from attaching its address to an agent's account.
 * ``get_username_for_registration`` / ``get_displayname_for_registration``: the Matrix ID and
   display name come from the verified address, Tchap-style; a username proposed by the client
   is ignored (``inhibit_user_in_use_error`` keeps a taken one from failing early).
@@ -21,11 +26,12 @@ Synapse calls these callbacks (contracts as in Synapse 1.163's module API, check
 
 Password reset: Synapse does not consult modules for it, and the rule is that it needs none.
 A reset only re-proves control of an address already bound to an account, and every binding
-went through ``is_3pid_allowed``; an address of a domain that was never allowed has no account
-and gets ``M_THREEPID_NOT_FOUND``.  Removing a domain stops new registrations and new bindings
-from it; it does not lock out the agents who already have an account (nor, later, invited
-externals, whose domains are not on the list).  Cutting an existing account off is an explicit
-administrator act: deactivation, which also unbinds its addresses.
+went through ``is_3pid_allowed``; an address of a domain that was never allowed has no account,
+and no reset mail is sent to it (Synapse answers as if one were:
+``request_token_inhibit_3pid_errors``).  Removing a domain stops new registrations and new
+bindings from it; it does not lock out the agents who already have an account (nor, later,
+invited externals, whose domains are not on the list).  Cutting an existing account off is an
+explicit administrator act: deactivation, which also unbinds its addresses.
 """
 
 from __future__ import annotations

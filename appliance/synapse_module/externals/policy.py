@@ -12,9 +12,11 @@ allowed, then every invitation pending for that address is completed: the person
 and joined to the room (see :meth:`.invitations.Invitations.complete_for`).
 
 Externals are marked in their display name, ``Name [domain] (external)``
-(:func:`appliance.addresses.identity.display_name_for`): the console and every member of a
-room rely on it.  A renamed external gets the marker back (``on_profile_update``), and a
-member event that would show an external without it is refused by the room rules.
+(:func:`appliance.addresses.identity.display_name_for`): every member of a room relies on it (the
+console reads the record instead).  A renamed external gets the marker back
+(``on_profile_update``), and a member event that would show an external without it is refused
+by the room rules; :mod:`appliance.synapse_module.accounts.display_names` checks the rest of the
+name (the tag, no forged or hidden marker) on every path.
 """
 
 from __future__ import annotations
