@@ -36,7 +36,6 @@ from synapse.module_api.errors import ConfigError, SynapseError
 
 from appliance.antivirus.clamd import ClamdClient
 from appliance.antivirus.signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFiles, SignatureWatch
-from appliance.antivirus.verdict import Verdict
 from appliance.operations import health
 from appliance.synapse_module.config import parse_module_config
 from appliance.synapse_module.media.scan import INFECTED_MESSAGE, NOT_SCANNED_MESSAGE, media_kind
@@ -220,19 +219,6 @@ def table_names(path: Path) -> set[str]:
 SCAN_TABLES = {"appliance_media_verdicts", "appliance_media_quarantine"}
 
 
-def test_scan_tables_are_made_at_start_up_and_reads_fail_closed_until_then(tmp_path):
-    api = SqliteModuleApi(tmp_path / "homeserver.db", runs_background_tasks=True)
-    store = ScanStore(api)
-    with pytest.raises(TablesNotReady):
-        asyncio.run(store.get_verdict("0" * 64, "version"))
-    assert table_names(tmp_path / "homeserver.db") == set()  # reading never creates them
-    store.start()
-    api.run_background()
-    assert table_names(tmp_path / "homeserver.db") == SCAN_TABLES
-    asyncio.run(store.record_verdict("0" * 64, "version", Verdict(False, "Sig"), 1))
-    assert asyncio.run(store.get_verdict("0" * 64, "version")) == Verdict(False, "Sig")
-
-
 def test_a_worker_never_creates_the_scan_tables_and_waits_for_the_main_process(tmp_path):
     database = tmp_path / "homeserver.db"
     worker_api = SqliteModuleApi(database, runs_background_tasks=False)
@@ -246,20 +232,6 @@ def test_a_worker_never_creates_the_scan_tables_and_waits_for_the_main_process(t
     ScanStore(main_api).start()
     main_api.run_background()
     assert asyncio.run(worker.list_quarantine(0, 10)) == ([], 0)
-
-
-def test_a_failed_table_creation_is_retried(tmp_path):
-    database = tmp_path / "not-yet" / "homeserver.db"  # cannot be opened: creation fails
-    api = SqliteModuleApi(database, runs_background_tasks=True)
-    store = ScanStore(api)
-    store.start()
-    api.run_background()
-    assert len(api.background) == 1  # the retry, scheduled
-    with pytest.raises(TablesNotReady):
-        asyncio.run(store.get_verdict("0" * 64, "version"))
-    database.parent.mkdir()
-    api.run_background()
-    assert asyncio.run(store.get_verdict("0" * 64, "version")) is None
 
 
 def test_a_worker_says_try_again_until_all_its_module_tables_are_there(tmp_path):
@@ -296,7 +268,7 @@ def test_database_dir_must_be_a_path():
 
 # Against the running appliance ---------------------------------------------------------------
 def test_the_scan_tables_were_made_when_synapse_started(appliance):
-    assert "scan tables ready" in appliance.layout.logfile("synapse").read_text()
+    assert "module tables ready: appliance_scan" in appliance.layout.logfile("synapse").read_text()
 
 
 def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance, caching):
