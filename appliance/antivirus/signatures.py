@@ -108,6 +108,8 @@ class SignatureFiles:
         return Fingerprint(combined.hexdigest(), newest, changed_at, total)
 
     def _signature_files(self) -> list[Path]:
+        if self.directory is None:
+            return []
         return [
             path
             for path in self.directory.iterdir()

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
@@ -359,7 +360,7 @@ def _format_location(location: tuple) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _format_error(error: dict) -> str:
+def _format_error(error: ErrorDetails) -> str:
     where = _format_location(error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"

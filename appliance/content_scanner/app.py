@@ -117,7 +117,7 @@ async def download(request: web.Request) -> web.Response:
 async def thumbnail(request: web.Request) -> web.Response:
     media, query = _media(request), request.query
     return _if_clean(
-        *await _plain(request, lambda fetcher, auth: fetcher.thumbnail(media, query, auth))
+        *await _plain(request, lambda fetcher, auth: fetcher.thumbnail(media, dict(query), auth))
     )
 
 

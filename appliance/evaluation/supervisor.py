@@ -92,7 +92,7 @@ def start(spec: ServiceSpec) -> psutil.Process:
 def wait_until_ready(spec: ServiceSpec, process: psutil.Process) -> str | None:
     """Wait for the probe to pass; return None when ready, else why it is not."""
     deadline = time.monotonic() + spec.start_timeout
-    reason = "not probed yet"
+    reason: str | None = "not probed yet"
     while time.monotonic() < deadline:
         if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
             return f"exited during start-up (see {spec.logfile})"

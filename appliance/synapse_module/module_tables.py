@@ -49,7 +49,8 @@ def tables_exist_txn(txn: LoggingTransaction, names: tuple[str, ...]) -> bool:
     else:
         query = f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})"
     txn.execute(query, names)
-    return txn.fetchone()[0] == len(names)
+    [(count,)] = txn.fetchall()  # one row: a COUNT
+    return count == len(names)
 
 
 class ModuleTables:

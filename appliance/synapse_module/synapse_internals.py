@@ -308,7 +308,7 @@ class SynapseInternals:
                 await check(requester.to_string(), target_user.to_string())
 
         # The one patch of a Synapse method: its only callers are the two profile servlets.
-        self._profiles.check_profile_query_allowed = check_profile_query_allowed
+        self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]
 
 
 def user_of_openid_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:

@@ -131,7 +131,8 @@ def _page_txn(txn: LoggingTransaction, search: str, offset: int, limit: int) -> 
     escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     where, args = ("WHERE entry LIKE ? ESCAPE '\\'", (f"%{escaped}%",)) if search else ("", ())
     txn.execute(f"SELECT COUNT(*) FROM appliance_allowed_domains {where}", args)
-    total = int(txn.fetchone()[0])
+    [(count,)] = txn.fetchall()  # one row: a COUNT
+    total = int(count)
     txn.execute(
         f"SELECT entry, added_at, added_by FROM appliance_allowed_domains {where}"
         " ORDER BY entry LIMIT ? OFFSET ?",

@@ -21,6 +21,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi, SynapseReques
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
+from appliance.synapse_module.admin_api.request_args import query_values
 
 INFO_PATH = "/_matrix/identity/api/v1/info"
 
@@ -54,7 +55,7 @@ class IdentityInfoResource(DirectServeJsonResource):
 
 
 def _query_value(request: SynapseRequest, name: str) -> str:
-    values = (request.args or {}).get(name.encode("ascii"))
+    values = query_values(request, name)
     if not values:
         raise SynapseError(400, f"Missing query parameter {name!r}", Codes.MISSING_PARAM)
     if len(values) > 1:

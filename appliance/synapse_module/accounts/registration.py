@@ -139,8 +139,11 @@ def verified_email(uia_results: dict) -> EmailAddress | None:
     threepid = uia_results.get(EMAIL_STAGE)
     if not isinstance(threepid, dict) or threepid.get("medium") != "email":
         return None
+    address = threepid.get("address")
+    if not isinstance(address, str):
+        return None
     try:
-        return parse_email(threepid.get("address"))
+        return parse_email(address)
     except InvalidEmailAddress:
         return None
 
@@ -180,6 +183,7 @@ class RegistrationPolicy:
         if (
             registration
             and admission.verdict is Verdict.NOT_ALLOWED
+            and admission.email is not None
             and await self._invited(admission.email.address)
         ):
             invited = f"{admission.email.address} is invited"
@@ -272,10 +276,10 @@ class RegistrationPolicy:
             logger.warning("refused registration of %r: no verified email address", username)
             return RegistrationBehaviour.DENY
         admission = await self._admission(email_threepid.get("address", ""), registration=True)
-        if not admission.allowed:
+        if not admission.allowed or admission.email is None:
             logger.warning("refused registration of %r: %s", username, admission.reason)
             return RegistrationBehaviour.DENY
-        if username not in candidate_localparts(admission.email):
+        if username is None or username not in candidate_localparts(admission.email):
             # Another module or a config change let a chosen username through.
             logger.warning("refused registration of %r: not derived from its address", username)
             return RegistrationBehaviour.DENY

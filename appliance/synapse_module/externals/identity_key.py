@@ -44,7 +44,8 @@ def _load_or_create_txn(txn: LoggingTransaction, candidate: str) -> str:
         (candidate,),
     )
     txn.execute("SELECT signing_key FROM appliance_identity_key WHERE id = 1")
-    return txn.fetchone()[0]
+    [(signing_key,)] = txn.fetchall()  # the row inserted above, or the one already there
+    return signing_key
 
 
 class IdentityKey:

@@ -47,6 +47,7 @@ from synapse.module_api import (
 )
 from synapse.module_api.errors import Codes, SynapseError
 
+from appliance.synapse_module.admin_api.request_args import query_values
 from appliance.synapse_module.externals.identity_key import KEY_ID, IdentityKey
 from appliance.synapse_module.externals.invitations import (
     ONLY_MEMBERS_WHO_MAY_INVITE,
@@ -134,7 +135,7 @@ def _token_of(request: SynapseRequest) -> str | None:
     header = request.getHeader("Authorization")
     if header and header.startswith("Bearer "):
         return header.removeprefix("Bearer ").strip()
-    values = (request.args or {}).get(b"access_token")
+    values = query_values(request, "access_token")
     return values[0].decode("ascii", errors="replace") if values else None
 
 
@@ -246,8 +247,10 @@ class IdentityServiceResource(DirectServeJsonResource):
         return {"user_id": await self._user(request)}
 
     async def _logout(self, request: SynapseRequest) -> dict:
-        await self._user(request)
-        await self._tokens.revoke(_token_of(request))
+        await self._user(request)  # refuses a request without a valid token
+        token = _token_of(request)
+        if token is not None:
+            await self._tokens.revoke(token)
         return {}
 
     # --- lookup --------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ class IdentityServiceResource(DirectServeJsonResource):
     # --- key ---------------------------------------------------------------------------------
 
     async def _key_is_valid(self, request: SynapseRequest) -> dict:
-        values = (request.args or {}).get(b"public_key") or [b""]
+        values = query_values(request, "public_key") or [b""]
         return {
             "valid": self._key.public_key is not None
             and values[0].decode("ascii", errors="replace") == self._key.public_key

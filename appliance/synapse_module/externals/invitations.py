@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from typing import Literal
 
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
@@ -129,7 +130,11 @@ class Invitations:
             return f"This address cannot be invited: {admission.reason}"
         if admission.verdict is Verdict.UNAVAILABLE:
             return f"Invitations by email are unavailable: {admission.reason}"
-        if admission.verdict is Verdict.NOT_ALLOWED and kind is not RoomKind.OPEN:
+        if (
+            admission.verdict is Verdict.NOT_ALLOWED
+            and admission.email is not None
+            and kind is not RoomKind.OPEN
+        ):
             return (
                 f"Only a room open to externals can invite {admission.email.address}: its "
                 f"domain {admission.email.domain} is not among the domains allowed on this server"
@@ -158,7 +163,7 @@ class Invitations:
 
     async def user_may_send_3pid_invite(
         self, inviter: str, medium: str, address: str, room_id: str
-    ) -> str | tuple[str, dict]:
+    ) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
         """Synapse's ``user_may_send_3pid_invite`` (spam checker callback), the identity-service
         door, before Synapse calls store-invite.
 

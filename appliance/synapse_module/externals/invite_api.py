@@ -38,6 +38,7 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.addresses.email_address import EmailAddress
+from appliance.synapse_module.admin_api.request_args import query_values
 from appliance.synapse_module.externals.invitation_mail import PAGE_PATH, InvitationMail
 from appliance.synapse_module.externals.invitations import (
     ONLY_MEMBERS_WHO_MAY_INVITE,
@@ -135,7 +136,7 @@ class InvitationPage(DirectServeHtmlResource):
         self._api.register_web_resource(PAGE_PATH, self)
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, bytes]:
-        values = (request.args or {}).get(b"id") or [b""]
+        values = query_values(request, "id") or [b""]
         invitation = await self._invitations.by_link(values[0].decode("ascii", errors="replace"))
         if invitation is None:
             raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)

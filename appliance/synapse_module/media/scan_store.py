@@ -172,7 +172,7 @@ def _select_records_txn(
     txn: LoggingTransaction, offset: int, limit: int
 ) -> tuple[list[QuarantineRecord], int]:
     txn.execute("SELECT COUNT(*) FROM appliance_media_quarantine")
-    total = txn.fetchone()[0]
+    [(total,)] = txn.fetchall()  # one row: a COUNT
     txn.execute(
         f"SELECT {_QUARANTINE_COLUMNS} FROM appliance_media_quarantine"
         " ORDER BY detected_ts DESC, record_id LIMIT ? OFFSET ?",

@@ -282,6 +282,8 @@ class RoomState:
 
 
 def _level(value: object) -> float:
+    if not isinstance(value, int | str):
+        return 0
     try:
         return int(value)  # the auth rules accept integers and their string form
     except (TypeError, ValueError):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 from urllib.parse import urlsplit
 
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, Requester, RoomAlias, StateMap
@@ -299,7 +300,9 @@ class RoomRules:
 
     # --- directory -----------------------------------------------------------------------------
 
-    async def user_may_publish_room(self, user_id: str, room_id: str) -> str | tuple[str, dict]:
+    async def user_may_publish_room(
+        self, user_id: str, room_id: str
+    ) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
         """Synapse's ``user_may_publish_room`` (spam checker callback).
 
         Returns:
@@ -309,7 +312,7 @@ class RoomRules:
         # Synapse does not say whether the room is being listed or unlisted: a room that is
         # not a forum may only leave the directory (it can be listed from before the rules).
         if await self._directory.is_external(user_id):
-            problem = EXTERNALS_CANNOT_PUBLISH
+            problem: str | None = EXTERNALS_CANNOT_PUBLISH
         else:
             state = RoomState(
                 await self._api.get_room_state(room_id, [(ACCESS_RULES, ""), (JOIN_RULES, "")])
@@ -322,7 +325,7 @@ class RoomRules:
 
     async def user_may_create_room_alias(
         self, user_id: str, alias: RoomAlias
-    ) -> str | tuple[str, dict]:
+    ) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
         """Synapse's ``user_may_create_room_alias`` (spam checker callback).
 
         Returns:
