@@ -22,5 +22,5 @@ DomainCheck = Callable[[str], bool]
 def is_external(synapse: SynapseClient, user_id: str) -> bool:
     """Whether the module recorded ``user_id`` as an external (a Matrix ID search matches it
     first, as the list is in user ID order)."""
-    page = list_user_page(synapse, "all", user_id, None, limit=1)
+    page = list_user_page(synapse, kind="all", search=user_id, cursor=None, limit=1)
     return any(user.user_id == user_id and user.external for user in page.users)

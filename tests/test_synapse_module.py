@@ -8,13 +8,14 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 from unittest.mock import Mock
 
 import pytest
 from harness import evaluation_settings
 from matrix_helpers import SideSynapse
 from synapse.config import ConfigError
+from synapse.handlers.profile import ProfileHandler
 from synapse.module_api import ModuleApi
 from twisted.internet.defer import Deferred, ensureDeferred
 
@@ -84,6 +85,9 @@ def test_the_module_refuses_to_load_on_a_synapse_that_lacks_a_method_it_calls():
     api = Mock(spec=ModuleApi)
     api._hs = Mock()
     api._hs.get_datastores.return_value.main = StoreBeforeAnUpgrade()
+    # Synapse's own profile check, bound to a stand-in: the reach it patches is still there.
+    check = MethodType(ProfileHandler.check_profile_query_allowed, object())
+    api._hs.get_profile_handler.return_value = SimpleNamespace(check_profile_query_allowed=check)
 
     with pytest.raises(SynapseChanged) as refused:
         ApplianceModule(ApplianceModule.parse_config({"allowed_domains": ["ac-paris.fr"]}), api)

@@ -83,9 +83,6 @@ class ApplianceModule:
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
             RegistrationPolicy(api, allowlist, invitations.standing),
-            # names and profiles, judged by the externals' record
-            DisplayNames(api, directory),
-            ProfilePrivacy(api, directory, internals),
             IdentityInfoResource(api, allowlist),
             # externals and email invitations (an invitation lets its address register)
             ExternalRegistration(api, directory, allowlist, invitations.complete_for),
@@ -96,6 +93,10 @@ class ApplianceModule:
             # rooms and the directory
             RoomRules(api, directory, invitations, key),
             DirectoryFilter(api, directory, internals),
+            # names and profiles, judged by the externals' record (after the room rules, whose
+            # refusal of an external's member event without the marker answers first)
+            DisplayNames(api, directory),
+            ProfilePrivacy(api, directory, internals),
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints
