@@ -72,12 +72,18 @@ def test_the_list_is_searched_and_paged(console, monkeypatch):
     assert "No allowed domain matches this search." in console.get(f"/domains/?q={unique('no')}")
 
 
-def test_a_users_kind_follows_the_allowlist_live(console, synapse):
-    """The user page asks the module about the user's address (Tchap's domain lookup)."""
+def test_a_users_kind_is_the_modules_record_not_todays_allowlist(console, synapse):
+    """The user page shows what the module recorded when the account was made: removing a
+    domain later does not turn its agents into externals, nor adding one its externals into
+    agents (an operator decides what becomes of them)."""
     tag = unique("kind")
     domain = f"{tag}.fr"
     console.post("/domains/", entries=domain)
-    user_id = synapse.create_user(tag, f"Someone {tag}", f"someone@{domain}")
-    assert ">agent<" in console.get(user_path(user_id))
+    agent_id = synapse.create_user(tag, f"Someone {tag}", f"someone@{domain}")
+    assert ">agent<" in console.get(user_path(agent_id))
     console.confirm(f"/domains/remove/{domain}")
-    assert 'class="tag external"' in console.get(user_path(user_id))
+    guest_id = synapse.create_user(f"{tag}-g", f"Guest {tag}", f"guest@{domain}")
+    assert ">agent<" in console.get(user_path(agent_id))
+    assert 'class="tag external"' in console.get(user_path(guest_id))
+    console.post("/domains/", entries=domain)
+    assert 'class="tag external"' in console.get(user_path(guest_id))
