@@ -22,13 +22,15 @@ import os
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from harness import evaluation_settings, free_port
-from matrix_helpers import SideSynapse
+from matrix_helpers import SideSynapse, wait_for_allowlist
 
 from appliance.config.layout import Layout
 from appliance.config.settings import Settings
@@ -312,16 +314,31 @@ def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> 
     )
 
 
-@pytest.fixture(scope="module")
-def sso_server(tmp_path_factory) -> SsoServer:
-    """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set."""
-    state_dir = tmp_path_factory.mktemp("sso")
+@contextmanager
+def running_sso_server(state_dir: Path, **auth) -> Iterator[SsoServer]:
+    """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set
+    (and the other auth keys given)."""
     synapse_port = free_port()
     idp = lemonldap_for(state_dir / "lemonldap", f"http://127.0.0.1:{synapse_port}/")
-    settings = sso_settings(state_dir, idp, synapse_port)
+    settings = sso_settings(state_dir, idp, synapse_port, **auth)
     idp.start()
     try:
         with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as synapse:
+            wait_for_allowlist(synapse.client())
             yield SsoServer(idp, synapse, settings, synapse.admin_token())
     finally:
         idp.stop()
+
+
+@pytest.fixture(scope="module")
+def sso_server(tmp_path_factory) -> Iterator[SsoServer]:
+    """Single sign-on beside passwords (auth.password_login: true, the default)."""
+    with running_sso_server(tmp_path_factory.mktemp("sso")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sso_only_server(tmp_path_factory) -> Iterator[SsoServer]:
+    """Agents through single sign-on only (auth.password_login: false)."""
+    with running_sso_server(tmp_path_factory.mktemp("sso-only"), password_login=False) as server:
+        yield server

@@ -19,7 +19,7 @@ import pytest
 import requests
 from e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from harness import free_port
-from matrix_helpers import PASSWORD, MatrixClient
+from matrix_helpers import OPEN_TO_EXTERNALS, PASSWORD, MatrixClient, Person
 from oidc_fixtures import BUTTON_LABEL, SsoServer
 from playwright.sync_api import Browser, sync_playwright
 
@@ -260,6 +260,50 @@ def test_a_login_token_is_good_once(sso_server, chromium):
 
     assert replay.status_code == 403
     assert replay.json()["errcode"] == "M_FORBIDDEN"
+
+
+# --- agents through single sign-on only -------------------------------------------------------
+
+
+def password_login(server: SsoServer, user: str, password: str = PASSWORD) -> requests.Response:
+    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}}
+    return requests.post(
+        f"{server.url}/_matrix/client/v3/login", json={**body, "password": password}, timeout=30
+    )
+
+
+def test_with_password_login_off_an_agents_right_password_is_refused(sso_only_server, chromium):
+    client = sso_only_server.synapse.client()
+    address = "agathe.agent@ac-paris.fr"
+    agent = Person.register(client, address)  # an account from before the switch
+
+    by_email = client.login_with_email(address)
+    by_id = password_login(sso_only_server, agent.user_id)
+
+    for refused in (by_email, by_id):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["errcode"] == "M_FORBIDDEN"
+    # The same agent signs into that very account through the provider.
+    person = sso_only_server.idp.add_person("aagent", address, given="Agathe", family="Agent")
+    sign_in = sso_sign_in(chromium, sso_only_server, person.login, person.password)
+    assert signed_in(sso_only_server, sign_in)["user_id"] == agent.user_id
+
+
+def test_with_password_login_off_an_invited_external_keeps_the_email_flow(sso_only_server):
+    client = sso_only_server.synapse.client()
+    host = Person.register(client, "hugo.hote@ac-paris.fr")
+    room = host.new_room(name="Partenaires", preset="private_chat", initial_state=OPEN_TO_EXTERNALS)
+    assert host.invite_by_email(room, "eric.externe@example.com").status_code == 200
+
+    external = client.register_account("eric.externe@example.com")
+
+    right = client.login_with_email("eric.externe@example.com")
+    assert right.status_code == 200, right.text
+    assert right.json()["user_id"] == external.user_id
+    wrong = password_login(sso_only_server, external.user_id, PASSWORD + "x")
+    assert wrong.status_code == 403
+    flows = {f["type"] for f in client.get("/_matrix/client/v3/login").json()["flows"]}
+    assert {"m.login.sso", "m.login.password"} <= flows
 
 
 # --- how long it takes -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from synapse.module_api import ModuleApi
 from appliance import __version__
 from appliance.synapse_module.accounts.domain_store import DomainStore
 from appliance.synapse_module.accounts.identity_lookup import IdentityInfoResource
+from appliance.synapse_module.accounts.password_login import ExternalsOnlyPasswordLogin
 from appliance.synapse_module.accounts.registration import RegistrationPolicy
 from appliance.synapse_module.admin_api.domains import DomainsResource
 from appliance.synapse_module.admin_api.invitations import InvitationsResource
@@ -99,6 +100,9 @@ class ApplianceModule:
             UserListResource(api),
             InvitationsResource(api, externals, invitations),
         ]
+        if not config.agents_password_login:
+            # Agents sign in through single sign-on; externals keep their password.
+            self.concerns.append(ExternalsOnlyPasswordLogin(api, directory.is_external, internals))
         for concern in self.concerns:
             concern.register()
         logger.info(

@@ -46,6 +46,11 @@ upgrade break a rule at the first request.  The module was written against
 8. ``synapse.storage.database.make_conn``: the start-up check reads the schema on a
    connection of its own, as Synapse's own start-up does, since a module's ``__init__`` cannot
    wait for ``run_db_interaction``.
+9. ``AuthHandler._check_local_password``: whether a password is an account's local one
+   (:meth:`SynapseInternals.local_password_matches`).  With ``auth.password_login: false``
+   Synapse's own password check is off (``localdb_enabled: false``) and the module's password
+   checker lets externals alone through (``accounts/password_login.py``); the module API has
+   no password check.
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -80,6 +85,7 @@ class SynapseChanged(RuntimeError):
 
 try:  # the names the module imports from Synapse's internals (reaches 5, 6, 7, 8)
     from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.handlers.auth import AuthHandler
     from synapse.logging.context import ContextRequest, LoggingContext, current_context
     from synapse.storage.database import make_conn
     from synapse.storage.engines import PostgresEngine
@@ -179,6 +185,8 @@ def attribute_problems() -> list[str]:
         problems.append("synapse.logging.context.LoggingContext has no request")
     if "requester" not in {field.name for field in getattr(ContextRequest, "__attrs_attrs__", ())}:
         problems.append("synapse.logging.context.ContextRequest has no requester")
+    if not callable(getattr(AuthHandler, "_check_local_password", None)):  # reach 9
+        problems.append("synapse.handlers.auth.AuthHandler has no _check_local_password")
     flag = "msc4289_creator_power_enabled"
     lacking = [v for v, version in KNOWN_ROOM_VERSIONS.items() if not hasattr(version, flag)]
     if lacking:
@@ -273,6 +281,11 @@ class SynapseInternals:
     async def user_of_email(self, address: str) -> str | None:
         """The local account the (canonical) address is bound to, if any."""
         return await self._store.get_user_id_by_threepid("email", address)
+
+    async def local_password_matches(self, user_id: str, password: str) -> str | None:
+        """Reach 9: the account's canonical ID if password is its local password, else None."""
+        auth_handler = self._api._hs.get_auth_handler()  # noqa: SLF001 (reach 1)
+        return await auth_handler._check_local_password(user_id, password)  # noqa: SLF001
 
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
