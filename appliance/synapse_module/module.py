@@ -41,6 +41,7 @@ from appliance.synapse_module.externals.store import ExternalStore
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
 from appliance.synapse_module.module_tables import ModuleTables
+from appliance.synapse_module.rooms.last_admin import LastAdmin
 from appliance.synapse_module.rooms.rules import RoomRules
 from appliance.synapse_module.synapse_internals import (
     USERS_INDEXES,
@@ -91,6 +92,7 @@ class ApplianceModule:
             InvitationPage(api, invitations, mail),
             # rooms and the directory
             RoomRules(api, directory, invitations, key),
+            LastAdmin(api, directory),  # a room never loses its last administrator
             DirectoryFilter(api, directory, internals),
             # media
             MediaScanner(api, config.clamd, scans),
