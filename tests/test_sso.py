@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from appliance.addresses.email_address import parse_email
 from appliance.addresses.identity import display_name_for, localpart_for
+from appliance.config.preflight import check_secret_files
 from appliance.config.settings import SettingsError, parse_settings
 from appliance.synapse_module.accounts.registration import SSO_PROVIDER_ID
 from appliance.synapse_module.accounts.sso_mapping import (
@@ -352,6 +353,25 @@ def test_password_login_can_be_off_only_with_single_sign_on():
     assert not parse_settings(
         {"auth": {"oidc": OIDC, "password_login": False}}, "t"
     ).auth.password_login
+
+
+def test_an_unreadable_or_empty_client_secret_stops_the_start(tmp_path):
+    def settings(path):
+        oidc = {**OIDC, "client_secret_file": str(path)}
+        return parse_settings({"auth": {"oidc": oidc}}, "t")
+
+    missing = tmp_path / "missing"
+    assert check_secret_files(settings(missing)) == [
+        f"auth.oidc.client_secret_file: {missing} cannot be read: No such file or directory"
+    ]
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert check_secret_files(settings(empty)) == [
+        f"auth.oidc.client_secret_file: {empty} is empty"
+    ]
+    good = tmp_path / "secret"
+    good.write_text("s3cret")
+    assert check_secret_files(settings(good)) == []
 
 
 def test_oidc_settings_are_refused_with_their_key():

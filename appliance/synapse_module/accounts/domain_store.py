@@ -362,4 +362,6 @@ async def read_allowlist(api: ModuleApi) -> DomainAllowlist:
     snapshot = await api.run_db_interaction(
         "appliance_allowlist_read_once", _read_if_changed_txn, None
     )
+    if snapshot is None:  # only when a known generation is passed: never here
+        raise LookupError("the allowlist could not be read")
     return DomainAllowlist.from_normalised(snapshot.entries)

@@ -65,7 +65,9 @@ class LastAdmin:
     def register(self) -> None:
         self._api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
 
-    async def check_event_allowed(self, event: EventBase, state_events: dict) -> tuple[bool, None]:
+    async def check_event_allowed(
+        self, event: EventBase, state_events: Mapping[tuple[str, str], EventBase]
+    ) -> tuple[bool, dict | None]:
         """Synapse's ``check_event_allowed`` (third-party rules callback).
 
         Args:
