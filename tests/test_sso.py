@@ -29,6 +29,7 @@ from appliance.config.preflight import check_secret_files
 from appliance.config.settings import SettingsError, parse_settings
 from appliance.synapse_module.accounts.registration import SSO_PROVIDER_ID
 from appliance.synapse_module.accounts.sso_mapping import (
+    NO_EMAIL,
     REFUSED_ADDRESS,
     UNVERIFIED_EMAIL,
 )
@@ -81,7 +82,6 @@ def sso_sign_in(browser: Browser, server: SsoServer, login: str, password: str) 
         with page.expect_navigation(url=f"{server.url}/_synapse/client/oidc/callback**") as nav:
             page.click("button[type=submit]")
         response = nav.value
-        page.wait_for_selector("a[href*='loginToken'], #errormsg")
         link = page.locator("a[href*='loginToken']")
         if link.count() == 0:
             return SignIn(None, page.inner_text("body"), response.status if response else None)
@@ -250,6 +250,42 @@ def test_an_address_whose_id_is_anothers_never_enters_that_account(sso_server, c
     assert login["user_id"] == expected_user_id(sso_server, look_alike, "-2")
     assert bound_emails(sso_server, owner.user_id) == ["anne-interieur@x.gouv.fr"]
     assert bound_emails(sso_server, login["user_id"]) == [look_alike]
+
+
+def test_a_provider_account_without_an_address_is_refused(sso_server, chromium):
+    person = sso_server.idp.add_person("nomail", "")  # LemonLDAP::NG sends no empty claim
+    users = user_count(sso_server)
+
+    sign_in = sso_sign_in(chromium, sso_server, person.login, person.password)
+
+    assert sign_in.login_token is None
+    assert NO_EMAIL.format(claim="email") in sign_in.page_text
+    assert user_count(sso_server) == users
+
+
+def test_a_deactivated_agent_cannot_come_back_through_the_provider(sso_server, chromium):
+    address = "denis.depart@ac-paris.fr"
+    person = sso_server.idp.add_person("ddepart", address, given="Denis", family="Depart")
+    user_id = signed_in(
+        sso_server, sso_sign_in(chromium, sso_server, person.login, person.password)
+    )["user_id"]
+    deactivate = requests.post(
+        f"{sso_server.url}/_synapse/admin/v1/deactivate/{quote(user_id)}",
+        json={"erase": False},
+        headers={"Authorization": f"Bearer {sso_server.admin_token}"},
+        timeout=TIMEOUT,
+    )
+    assert deactivate.status_code == 200, deactivate.text
+    users = user_count(sso_server)
+
+    sign_in = sso_sign_in(chromium, sso_server, person.login, person.password)
+
+    # Synapse still knows the provider's subject: its page refuses the deactivated account,
+    # and nothing new is made for that address.
+    assert sign_in.login_token is None
+    assert sign_in.status == 403
+    assert "deactivated" in sign_in.page_text.lower(), sign_in.page_text
+    assert user_count(sso_server) == users
 
 
 def test_a_login_token_is_good_once(sso_server, chromium):
