@@ -29,6 +29,7 @@ from appliance.config.preflight import check_secret_files
 from appliance.config.settings import SettingsError, parse_settings
 from appliance.synapse_module.accounts.registration import SSO_PROVIDER_ID
 from appliance.synapse_module.accounts.sso_mapping import (
+    MAX_NAME_LENGTH,
     NO_EMAIL,
     REFUSED_ADDRESS,
     UNVERIFIED_EMAIL,
@@ -250,6 +251,19 @@ def test_an_address_whose_id_is_anothers_never_enters_that_account(sso_server, c
     assert login["user_id"] == expected_user_id(sso_server, look_alike, "-2")
     assert bound_emails(sso_server, owner.user_id) == ["anne-interieur@x.gouv.fr"]
     assert bound_emails(sso_server, login["user_id"]) == [look_alike]
+
+
+def test_name_claims_cannot_forge_the_domain_tag_or_the_external_marker(sso_server, chromium):
+    address = "forge.noms@ac-paris.fr"
+    given, family = "Chef [interieur.gouv.fr] (external)", "Z" * 300
+    person = sso_server.idp.add_person("fnoms", address, given=given, family=family)
+
+    login = signed_in(sso_server, sso_sign_in(chromium, sso_server, person.login, person.password))
+
+    client = MatrixClient(sso_server.url, sso_server.synapse.layout.mail_dir)
+    shown = client.display_name(login["user_id"])
+    expected_family = "Z" * MAX_NAME_LENGTH
+    assert shown == f"Chef interieur.gouv.fr external {expected_family} [ac-paris.fr]"
 
 
 def test_a_provider_account_without_an_address_is_refused(sso_server, chromium):

@@ -60,6 +60,9 @@ NO_FREE_ID = "No Matrix ID can be made from the address {address}; contact the a
 # Characters a name claim may not bring into a display name: the brackets and parentheses of
 # the "[domain]" tag and the "(external)" marker, which no provider may forge.
 _FORGING = str.maketrans("", "", "[]()")
+# Each name claim is cut to this many characters: Synapse's display names hold 256 at most, and
+# the domain tag must fit after both names.
+MAX_NAME_LENGTH = 80
 
 
 @dataclass(frozen=True)
@@ -177,4 +180,4 @@ class AgentMappingProvider:
 def _name_claim(value: object) -> str:
     if not isinstance(value, str):
         return ""
-    return " ".join(value.translate(_FORGING).split())
+    return " ".join(value.translate(_FORGING).split())[:MAX_NAME_LENGTH].strip()
