@@ -357,6 +357,23 @@ def test_with_password_login_off_an_invited_external_keeps_the_email_flow(sso_on
     assert {"m.login.sso", "m.login.password"} <= flows
 
 
+def test_with_password_login_off_the_consoles_service_account_renews_its_token(sso_only_server):
+    layout = sso_only_server.synapse.layout
+    token = layout.service_token.read_text().strip()
+    logout = requests.post(
+        f"{sso_only_server.url}/_matrix/client/v3/logout",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+    assert logout.status_code == 200, logout.text
+
+    renewed = sso_only_server.synapse.admin_token()  # logs in again with its password
+
+    assert renewed != token
+    sso_only_server.admin_token = renewed  # for the tests after this one
+    assert admin_get(sso_only_server, "/_synapse/admin/v2/users?limit=1").status_code == 200
+
+
 # --- how long it takes -------------------------------------------------------------------------
 
 

@@ -5,9 +5,11 @@ homeserver.yaml turns Synapse's own password check off (``password_config.locald
 false``) and this concern registers the only ``m.login.password`` checker
 (``auth_checkers``, Synapse 1.163's password auth provider callbacks).  It accepts the local
 password of an *external* (an invited guest, who has no account at the administration's
-provider and keeps the email flow) and nothing else: an agent's password, even the right one,
-gets Synapse's ``403 M_FORBIDDEN`` "Invalid username or password" (Synapse swallows a
-checker's own error, so the message cannot be ours; the login flows still offer SSO).
+provider and keeps the email flow) and of a server administrator (the console's service
+account, made with the registration secret, logs in with its password when its token must be
+renewed; an agent cannot make themselves one), and nothing else: an agent's password, even the
+right one, gets Synapse's ``403 M_FORBIDDEN`` "Invalid username or password" (Synapse swallows
+a checker's own error, so the message cannot be ours; the login flows still offer SSO).
 
 The password is checked before the account's kind, so a refused agent and a wrong password
 take the same path.  Synapse's password reset and change need its local password database and
@@ -56,7 +58,8 @@ class ExternalsOnlyPasswordLogin:
             login_dict: the login body; its ``password``.
 
         Returns:
-            ``(canonical user ID, None)`` for an external's right password; None otherwise
+            ``(canonical user ID, None)`` for an external's or a server administrator's right
+            password; None otherwise
             (Synapse then answers ``403 M_FORBIDDEN``).
         """
         password = login_dict.get("password")
@@ -68,7 +71,9 @@ class ExternalsOnlyPasswordLogin:
         canonical = await self._internals.local_password_matches(user_id, password)
         if canonical is None:
             return None
-        if not await self._is_external(canonical):
+        # Server administrators keep their password: the console's service account logs in
+        # with one when its token must be renewed (operations/service_account.py).
+        if not await self._is_external(canonical) and not await self._api.is_user_admin(canonical):
             logger.info(
                 "refused a password sign-in of agent %s: agents use single sign-on", canonical
             )
