@@ -253,7 +253,8 @@ class AuthSettings(_Section):
     # Single sign-on through the administration's OpenID provider; null: passwords only.
     oidc: OidcSettings | None = None
     # false: agents sign in only through single sign-on (needs oidc); externals, who have no
-    # account at the provider, keep their email registration and password.
+    # account at the provider, keep their email registration and password, and server
+    # administrators (the console's service account) their password.
     password_login: bool = True
 
     @model_validator(mode="after")
