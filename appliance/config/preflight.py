@@ -84,3 +84,17 @@ def check_paths(layout: Layout) -> list[str]:
         if problem:
             problems.append(problem)
     return problems
+
+
+def check_secret_files(settings: Settings) -> list[str]:
+    """Secrets the settings name by path must be readable and not empty (Synapse reads the OpenID
+    client secret at start-up, and an empty one only fails at the first sign-in)."""
+    if settings.auth.oidc is None:
+        return []
+    path = settings.auth.oidc.client_secret_file
+    key = "auth.oidc.client_secret_file"
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        return [f"{key}: {path} cannot be read: {getattr(error, 'strerror', None) or error}"]
+    return [] if secret else [f"{key}: {path} is empty"]

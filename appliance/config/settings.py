@@ -10,6 +10,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -208,6 +209,64 @@ class ExternalsSettings(_Section):
     invitations_per_address_per_day: Annotated[int, Field(ge=1, le=100)] = 5
 
 
+def _issuer(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+class OidcClaims(_Section):
+    # The claim names of the provider's ID token / userinfo; ProConnect's family name is
+    # usual_name, LemonLDAP::NG and Keycloak say family_name.
+    email: str = "email"
+    given_name: str = "given_name"
+    family_name: str = "family_name"
+
+
+class OidcSettings(_Section):
+    # The provider's issuer URL; Synapse reads <issuer>/.well-known/openid-configuration.
+    issuer: Annotated[str, AfterValidator(_issuer)]
+    client_id: str = Field(min_length=1)
+    # A file holding the client secret (kept out of appliance.yaml; Synapse reads it).
+    client_secret_file: Path
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    claims: OidcClaims = OidcClaims()
+    # The label of the sign-in button clients show.
+    button_label: str = Field("Se connecter avec mon compte professionnel", min_length=1)
+
+    @field_validator("client_secret_file")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include 'openid' (OpenID Connect)")
+        return value
+
+
+class AuthSettings(_Section):
+    # Single sign-on through the administration's OpenID provider; null: passwords only.
+    oidc: OidcSettings | None = None
+    # false: agents sign in only through single sign-on (needs oidc); externals, who have no
+    # account at the provider, keep their email registration and password, and server
+    # administrators (the console's service account) their password.
+    password_login: bool = True
+
+    @model_validator(mode="after")
+    def _someone_can_sign_in(self) -> AuthSettings:
+        if not self.password_login and self.oidc is None:
+            raise ValueError(
+                "password_login: can be false only when auth.oidc is set (nobody could sign in)"
+            )
+        return self
+
+
 class PathSettings(_Section):
     # Relative paths are taken from the directory of the settings file
     # (or the current directory when there is no settings file).
@@ -283,6 +342,7 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     registration: RegistrationSettings = RegistrationSettings()
     externals: ExternalsSettings = ExternalsSettings()
+    auth: AuthSettings = AuthSettings()
     paths: PathSettings = PathSettings()
     nginx: NginxSettings = NginxSettings()
     backup: BackupSettings = BackupSettings()
@@ -323,6 +383,8 @@ class Settings(_Section):
                 raise ValueError(
                     "clamav.signatures: production mode needs real signatures (freshclam)"
                 )
+            if self.auth.oidc is not None and not self.auth.oidc.issuer.startswith("https://"):
+                raise ValueError("auth.oidc.issuer: production mode needs an https:// issuer")
         self._own_addresses_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(

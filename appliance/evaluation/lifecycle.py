@@ -115,6 +115,7 @@ class EvaluationAppliance:
     def _preflight(self, services_to_start: set[str]) -> None:
         problems = preflight.check_paths(self.layout)
         problems += preflight.check_ports(self.settings, services_to_start)
+        problems += preflight.check_secret_files(self.settings)
         if problems:
             raise SettingsError("the settings", problems)
 

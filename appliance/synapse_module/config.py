@@ -8,7 +8,7 @@ from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
-_KNOWN_KEYS = {"allowed_domains", "clamd", "externals"}
+_KNOWN_KEYS = {"allowed_domains", "clamd", "externals", "agents_password_login"}
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
@@ -41,6 +41,9 @@ class ModuleConfig:
     allowed_domains: tuple[str, ...]
     clamd: ClamdConfig
     invitation_limits: InvitationLimits = InvitationLimits()
+    # False (auth.password_login: false, with single sign-on): only externals sign in with a
+    # password (accounts/password_login.py).
+    agents_password_login: bool = True
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -120,4 +123,12 @@ def parse_module_config(raw: object) -> ModuleConfig:
         allowed_domains=_parse_domains(raw.get("allowed_domains", [])),
         clamd=_parse_clamd(raw.get("clamd")),
         invitation_limits=_parse_externals(raw.get("externals")),
+        agents_password_login=_parse_bool(raw, "agents_password_login", True),
     )
+
+
+def _parse_bool(raw: dict, key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError("must be true or false", path=(key,))
+    return value

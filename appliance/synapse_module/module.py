@@ -21,6 +21,7 @@ from appliance import __version__
 from appliance.synapse_module.accounts.display_names import DisplayNames
 from appliance.synapse_module.accounts.domain_store import DomainStore
 from appliance.synapse_module.accounts.identity_lookup import IdentityInfoResource
+from appliance.synapse_module.accounts.password_login import ExternalsOnlyPasswordLogin
 from appliance.synapse_module.accounts.profile_privacy import ProfilePrivacy
 from appliance.synapse_module.accounts.registration import RegistrationPolicy
 from appliance.synapse_module.admin_api.domains import DomainsResource
@@ -42,6 +43,7 @@ from appliance.synapse_module.externals.store import ExternalStore
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
 from appliance.synapse_module.module_tables import ModuleTables
+from appliance.synapse_module.rooms.last_admin import LastAdmin
 from appliance.synapse_module.rooms.rules import RoomRules
 from appliance.synapse_module.synapse_internals import (
     USERS_INDEXES,
@@ -92,6 +94,7 @@ class ApplianceModule:
             InvitationPage(api, invitations, mail),
             # rooms and the directory
             RoomRules(api, directory, invitations, key),
+            LastAdmin(api, directory),  # a room never loses its last administrator
             DirectoryFilter(api, directory, internals),
             # names and profiles, judged by the externals' record (after the room rules, whose
             # refusal of an external's member event without the marker answers first)
@@ -105,6 +108,9 @@ class ApplianceModule:
             UserListResource(api),
             InvitationsResource(api, externals, invitations),
         ]
+        if not config.agents_password_login:
+            # Agents sign in through single sign-on; externals keep their password.
+            self.concerns.append(ExternalsOnlyPasswordLogin(api, directory.is_external, internals))
         for concern in self.concerns:
             concern.register()
         logger.info(

@@ -46,12 +46,16 @@ upgrade break a rule at the first request.  The module was written against
 8. ``synapse.storage.database.make_conn``: the start-up check reads the schema on a
    connection of its own, as Synapse's own start-up does, since a module's ``__init__`` cannot
    wait for ``run_db_interaction``.
-
-9. ``ProfileHandler.check_profile_query_allowed``: who may read whose profile.  Synapse has no
-   module callback for profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``,
-   which would hold for agents too (the directory is theirs);
-   :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
-   Synapse's in the method both profile servlets call: the one patch of a Synapse method.
+9. ``AuthHandler._check_local_password``: whether a password is an account's local one
+   (:meth:`SynapseInternals.local_password_matches`).  With ``auth.password_login: false``
+   Synapse's own password check is off (``localdb_enabled: false``) and the module's password
+   checker lets externals alone through (``accounts/password_login.py``); the module API has
+   no password check.
+10. ``ProfileHandler.check_profile_query_allowed``: who may read whose profile.  Synapse has no
+    module callback for profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``,
+    which would hold for agents too (the directory is theirs);
+    :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
+    Synapse's in the method both profile servlets call: the one patch of a Synapse method.
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -86,6 +90,7 @@ class SynapseChanged(RuntimeError):
 
 try:  # the names the module imports from Synapse's internals (reaches 5, 6, 7, 8)
     from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.handlers.auth import AuthHandler
     from synapse.logging.context import ContextRequest, LoggingContext, current_context
     from synapse.storage.database import make_conn
     from synapse.storage.engines import PostgresEngine
@@ -152,7 +157,7 @@ def api_problems(api: object) -> list[str]:
         return ["the HomeServer has no get_datastores()"]
     if not callable(getattr(hs, "get_profile_handler", None)):
         return ["the HomeServer has no get_profile_handler()"]
-    check = getattr(hs.get_profile_handler(), "check_profile_query_allowed", None)  # reach 9
+    check = getattr(hs.get_profile_handler(), "check_profile_query_allowed", None)  # reach 10
     if not callable(check) or list(inspect.signature(check).parameters)[:2] != [
         "target_user",
         "requester",
@@ -193,6 +198,8 @@ def attribute_problems() -> list[str]:
         problems.append("synapse.logging.context.LoggingContext has no request")
     if "requester" not in {field.name for field in getattr(ContextRequest, "__attrs_attrs__", ())}:
         problems.append("synapse.logging.context.ContextRequest has no requester")
+    if not callable(getattr(AuthHandler, "_check_local_password", None)):  # reach 9
+        problems.append("synapse.handlers.auth.AuthHandler has no _check_local_password")
     flag = "msc4289_creator_power_enabled"
     lacking = [v for v, version in KNOWN_ROOM_VERSIONS.items() if not hasattr(version, flag)]
     if lacking:
@@ -279,7 +286,7 @@ class SynapseInternals:
         # the same way for the same reason.
         # Any: its class depends on the process (DataStore, GenericWorkerStore).
         self._store: Any = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
-        self._profiles = api._hs.get_profile_handler()  # noqa: SLF001 (reach 9)
+        self._profiles = api._hs.get_profile_handler()  # noqa: SLF001 (reach 10)
 
     async def rooms_of(self, user_id: str) -> frozenset[str]:
         """The rooms the user has joined (cached by Synapse, invalidated on membership)."""
@@ -289,6 +296,11 @@ class SynapseInternals:
         """The local account the (canonical) address is bound to, if any."""
         return await self._store.get_user_id_by_threepid("email", address)
 
+    async def local_password_matches(self, user_id: str, password: str) -> str | None:
+        """Reach 9: the account's canonical ID if password is its local password, else None."""
+        auth_handler = self._api._hs.get_auth_handler()  # noqa: SLF001 (reach 1)
+        return await auth_handler._check_local_password(user_id, password)  # noqa: SLF001
+
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
         return await self._api.run_db_interaction(
@@ -296,7 +308,7 @@ class SynapseInternals:
         )
 
     def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
-        """Reach 9: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
+        """Reach 10: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
         check on every authenticated profile lookup (``GET /profile/{user}[/{field}]``)."""
         synapse_check = self._profiles.check_profile_query_allowed
 

@@ -351,3 +351,18 @@ class DomainStore:
         )
         await self.refresh()
         return deleted
+
+
+async def read_allowlist(api: ModuleApi) -> DomainAllowlist:
+    """The allowlist as the database holds it now, read once (for single sign-on, which is rare
+    enough to afford a fresh read and must not depend on a process's refresh loop).
+
+    Raises:
+        LookupError: the tables do not exist yet; any database error as it comes.
+    """
+    snapshot = await api.run_db_interaction(
+        "appliance_allowlist_read_once", _read_if_changed_txn, None
+    )
+    if snapshot is None:  # only when a known generation is passed: never here
+        raise LookupError("the allowlist could not be read")
+    return DomainAllowlist.from_normalised(snapshot.entries)

@@ -51,6 +51,9 @@ from appliance.addresses.identity import candidate_localparts, display_name_for,
 logger = logging.getLogger(__name__)
 
 EMAIL_STAGE = "m.login.email.identity"
+# Synapse's identifier of the appliance's OpenID provider, whose mapping provider
+# (sso_mapping.py) admits the verified address before Synapse registers the account.
+SSO_PROVIDER_ID = "oidc-appliance"
 MAX_USER_ID_LENGTH = 255  # the Matrix spec's limit, which Synapse enforces
 
 AllowlistSource = Callable[[], "DomainAllowlist | None"]
@@ -273,6 +276,8 @@ class RegistrationPolicy:
         if email_threepid is None:
             if not request_info and auth_provider_id is None:
                 return RegistrationBehaviour.ALLOW  # server-side: shared secret or admin token
+            if auth_provider_id == SSO_PROVIDER_ID:
+                return RegistrationBehaviour.ALLOW  # single sign-on: sso_mapping.py admitted it
             logger.warning("refused registration of %r: no verified email address", username)
             return RegistrationBehaviour.DENY
         admission = await self._admission(email_threepid.get("address", ""), registration=True)
