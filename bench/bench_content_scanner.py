@@ -59,6 +59,7 @@ CONCURRENCY = 4
 CACHED_REQUESTS = 200
 THROUGHPUT_GOAL = 2.0  # ours / 1.0.8, files per second
 CACHED_GOAL_MS = 5.0
+CLAMDSCAN_WRONG = "clamdscan answered {answer} (expected {expected}) on the {name} file"
 INSTALL_CLAMDSCAN = (
     "install Debian's clamdscan, the clamd client matrix-content-scanner 1.0.8 calls "
     "(`make bench` installs it; or as root: apt-get install clamdscan)"
@@ -113,10 +114,9 @@ def clamdscan_script(services: Services, directory: Path) -> Path:
         sample.write_bytes(content)
         answer = subprocess.run([str(script), str(sample)], capture_output=True, text=True)
         if answer.returncode != expected:
-            cannot_run(
-                f"clamdscan answered {answer.returncode} (expected {expected}) on the {name} "
-                f"file: {(answer.stdout + answer.stderr).strip() or 'no output'}"
-            )
+            said = (answer.stdout + answer.stderr).strip() or "no output"
+            wrong = CLAMDSCAN_WRONG.format(answer=answer.returncode, expected=expected, name=name)
+            cannot_run(f"{wrong}: {said}")
     return script
 
 
@@ -356,7 +356,6 @@ def _size(size: int) -> str:
 def main() -> None:
     if shutil.which("clamdscan") is None:
         cannot_run(f"clamdscan is not installed: {INSTALL_CLAMDSCAN}")
-    ensure_mcs_venv()  # before the services start: installing it may take a minute
     with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as reference_dir:
         with Services(
             Path(state),
