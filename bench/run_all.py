@@ -107,13 +107,13 @@ def table(outcomes: list[Outcome], started: str) -> str:
     """The summary in Markdown: one row per figure, the benchmark named on its first row."""
     lines = [
         f"`make bench`, {started}, {machine()}; load average (1 minute) at the start and the "
-        "end of each benchmark in its first row.",
+        "end of each benchmark, and its duration, in its first row.",
         "",
-        "| benchmark | what | figure | ratio | goal | met | load |",
+        "| benchmark | what | figure | ratio | goal | met | load, time |",
         "|---|---|---|---|---|---|---|",
     ]
     for outcome in outcomes:
-        load = f"{outcome.load[0]:.1f}–{outcome.load[1]:.1f}"
+        load = f"{outcome.load[0]:.1f}–{outcome.load[1]:.1f}, {outcome.seconds:.0f} s"
         if outcome.failure:
             lines.append(f"| {outcome.name} | {cell(outcome.failure)} | | | | | {load} |")
             continue
