@@ -4,7 +4,7 @@ VENV := .venv
 APPLIANCE := $(VENV)/bin/appliance
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test system-packages test-system-packages venv render check clean-state
+.PHONY: up down status test test-fast system-packages test-system-packages venv render check clean-state
 
 up: system-packages venv
 	$(APPLIANCE) up
@@ -23,6 +23,11 @@ render: venv
 
 test: test-system-packages venv
 	$(VENV)/bin/python -m pytest
+
+# The fast tier: pure rules and the module's callbacks (and the console) without any service
+# running; under a minute. `make test` runs these too (pyproject's testpaths is all of tests/).
+test-fast: venv
+	$(VENV)/bin/python -m pytest tests/unit tests/fast
 
 system-packages:
 	@scripts/install-system-packages

@@ -23,6 +23,7 @@ from admin_console import (
     media,
     rooms,
     security_headers,
+    session_limits,
     template_helpers,
     users,
 )
@@ -48,10 +49,10 @@ def _load_config(app: Flask, test_config: dict | None) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="appliance_console",
-        # session_limits ends a login; the cookie is only re-sent when the session changes
-        # (activity), so an automatic reload does not push its expiry back either.
+        # The server's record of a login ends it (session_limits, sessions); the cookie only
+        # outlives the browser up to the absolute lifetime and is not re-sent on every request.
         SESSION_REFRESH_EACH_REQUEST=False,
-        PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_TIMEOUT_MINUTES"]),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=session_limits.ABSOLUTE_LIFETIME_HOURS),
     )
 
 

@@ -5,6 +5,9 @@ A destructive action is confirmed first (`confirmed`): the first POST gets a pag
 only the POST from that page's button acts, so no script is needed. A switch with an undo
 (grant/revoke, block/unblock...) goes through `toggle`: switching on asks first, switching off
 needs only the CSRF token.
+
+Their parameters are keyword-only: a call names the audit action, its target, the operation
+and the messages, so none can be swapped with another string.
 """
 
 from __future__ import annotations
@@ -37,20 +40,20 @@ class Confirmation:
     button: str
 
 
-def perform(action: str, target: str, operation: Callable[[], T], success: str) -> T | None:
+def perform(*, action: str, target: str, operation: Callable[[], T], success: str) -> T | None:
     """Run operation; audit and flash the outcome. Return its result, or None if it failed."""
     try:
         result = operation()
     except (SynapseRefused, SynapseUnavailable, Refused) as error:
-        audit.record(action, target, False, str(error))
+        audit.record(action, target, ok=False, detail=str(error))
         flash(_("Failed: %(reason)s", reason=str(error)), "error")
         return None
-    audit.record(action, target, True, result if isinstance(result, str) else "")
+    audit.record(action, target, ok=True, detail=result if isinstance(result, str) else "")
     flash(success, "success")
     return result
 
 
-def confirmation_page(form: ConfirmForm, ask: Confirmation, back: str) -> str:
+def confirmation_page(form: ConfirmForm, *, ask: Confirmation, back: str) -> str:
     """The page asking the operator to confirm; Cancel leads to back (a URL of this console)."""
     return render_template(
         "confirm.html",
@@ -62,13 +65,14 @@ def confirmation_page(form: ConfirmForm, ask: Confirmation, back: str) -> str:
     )
 
 
-def confirmed(form: ConfirmForm, ask: Confirmation, back: str) -> str | None:
+def confirmed(form: ConfirmForm, *, ask: Confirmation, back: str) -> str | None:
     """None once the operator confirmed; else the confirmation page to send instead of acting."""
-    return None if form.is_confirmed else confirmation_page(form, ask, back)
+    return None if form.is_confirmed else confirmation_page(form, ask=ask, back=back)
 
 
 def confirm_then_perform(
     form: ConfirmForm,
+    *,
     ask: Confirmation,
     back: str,
     action: str,
@@ -77,14 +81,15 @@ def confirm_then_perform(
     success: str,
 ) -> str | Response:
     """A destructive action: ask first, then perform it and go back."""
-    asking = confirmed(form, ask, back)
+    asking = confirmed(form, ask=ask, back=back)
     if asking is not None:
         return asking
-    perform(action, target, operation, success)
+    perform(action=action, target=target, operation=operation, success=success)
     return redirect(back)
 
 
 def toggle(
+    *,
     action: str,
     target: str,
     on: bool,
@@ -96,8 +101,16 @@ def toggle(
     """Switch something on (after confirmation) or off (at once), then go back."""
     form = ConfirmForm()
     if on:
-        return confirm_then_perform(form, ask, back, action, target, lambda: switch(True), success)
+        return confirm_then_perform(
+            form,
+            ask=ask,
+            back=back,
+            action=action,
+            target=target,
+            operation=lambda: switch(True),
+            success=success,
+        )
     if not form.validate_on_submit():
         abort(400)
-    perform(action, target, lambda: switch(False), success)
+    perform(action=action, target=target, operation=lambda: switch(False), success=success)
     return redirect(back)

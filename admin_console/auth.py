@@ -1,5 +1,9 @@
 """Operator login and logout (flask-login) with lockout and session limits; every other page
-requires a login."""
+requires a login.
+
+A login is a server-side record (`sessions`): Flask-Login's user id in the signed cookie is
+that record's random token, so ending the record ends the login wherever its cookie was copied.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from flask_login import LoginManager, current_user, login_url, login_user, logout_user
 
-from admin_console import audit, db, lockout, operators, session_limits
+from admin_console import audit, db, lockout, operators, session_limits, sessions
 from admin_console.clock import now
 from admin_console.forms import LoginForm, LogoutForm
 
@@ -34,27 +38,29 @@ login_manager.session_protection = "strong"
 
 
 @login_manager.user_loader
-def _load_operator(operator_id: str):
-    return operators.by_id(db.get_db(), operator_id)
+def _load_login(token: str) -> sessions.OperatorSession | None:
+    # None (anonymous) once the login was ended: logout, password change, operator removed.
+    return sessions.find(db.get_db(), token)
 
 
 def require_login():
     """Every blueprint but this one runs this before each request."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
-    ended = session_limits.ended()
+    ended = session_limits.ended(current_user, now=now())
     if ended:
-        audit.record("logout", current_user.username, True, f"session ended: {ended}")
+        audit.record("logout", current_user.username, ok=True, detail=f"session ended: {ended}")
         _fresh_session()
         flash(_ended_message(ended), "error")
         return redirect(login_url(login_manager.login_view, request.url))
-    session_limits.note_activity()
+    if session_limits.is_activity():
+        sessions.note_activity(db.get_db(), current_user.get_id(), now=now())
     return None
 
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
-    with db.connect(app.config["DATABASE"]) as connection:
+    with app.app_context(), db.connect(app.config["DATABASE"]) as connection:
         operators.ensure_first_operator(connection, Path(app.config["FIRST_OPERATOR_FILE"]))
 
     @app.context_processor
@@ -97,7 +103,9 @@ def _ended_message(reason: str) -> str:
 
 
 def _fresh_session() -> None:
-    """Log out and forget the session, keeping only the language chosen."""
+    """End the login on the server, forget the session, keep only the language chosen."""
+    if current_user.is_authenticated:
+        sessions.end(db.get_db(), current_user.get_id())
     language = session.get("lang")
     logout_user()
     session.clear()
@@ -131,26 +139,25 @@ def login():
     try:
         operator = lockout.guarded(
             connection,
-            username,
-            client_address(),
-            lambda: operators.authenticate(connection, username, form.password.data),
-            now(),
+            username=username,
+            client=client_address(),
+            verify=lambda: operators.authenticate(connection, username, form.password.data),
+            now=now(),
         )
     except lockout.Locked as locked:
-        audit.record("login", username, False, "locked", operator=username)
+        audit.record("login", username, ok=False, detail="locked", operator=username)
         flash(locked_message(locked.seconds), "error")
         return _login_page(form, 429)
     if operator is None:
-        audit.record("login", username, False, "wrong password", operator=username)
+        audit.record("login", username, ok=False, detail="wrong password", operator=username)
         locked_for = lockout.seconds_locked(connection, username, client_address(), now())
         flash(
             locked_message(locked_for) if locked_for else _("Wrong username or password."), "error"
         )
         return _login_page(form, 429 if locked_for else 401)
     _fresh_session()
-    login_user(operator)
-    session_limits.start()
-    audit.record("login", username, True)
+    _log_in(connection, operator)
+    audit.record("login", username, ok=True)
     if operators.first_operator_file_names(_first_operator_file(), username):
         flash(
             _(
@@ -162,10 +169,20 @@ def login():
     return redirect(safe_next(request.args.get("next")))
 
 
+def _log_in(connection, operator: operators.Operator) -> None:
+    """Record a new login and give its token to the browser."""
+    moment = now()
+    sessions.forget_older_than(connection, moment - session_limits.ABSOLUTE_LIFETIME_HOURS * 3600)
+    login_user(
+        sessions.start(connection, operator_id=operator.id, username=operator.username, now=moment)
+    )
+    session.permanent = True  # the cookie outlives the browser, up to the absolute lifetime
+
+
 @bp.post("/logout")
 def logout():
     # CSRFProtect has already refused a POST without a valid token.
     if current_user.is_authenticated:
-        audit.record("logout", current_user.username, True)
+        audit.record("logout", current_user.username, ok=True)
     _fresh_session()
     return redirect(url_for("auth.login"))

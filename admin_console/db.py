@@ -1,4 +1,5 @@
-"""The console's own SQLite database: operators, login attempts, the audit log, health samples.
+"""The console's own SQLite database: operators, their logins, login attempts, the audit log,
+health samples.
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -7,6 +8,8 @@ Synapse is down.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, current_app, g
 
@@ -17,6 +20,15 @@ CREATE TABLE IF NOT EXISTS operators (
     password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))
 );
+-- One row per live login (sessions.py): the cookie holds a random token, this its SHA-256.
+CREATE TABLE IF NOT EXISTS operator_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    operator_id INTEGER NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
+    login_at REAL NOT NULL,
+    last_activity REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operator_sessions_by_operator ON operator_sessions (operator_id);
+CREATE INDEX IF NOT EXISTS operator_sessions_by_login ON operator_sessions (login_at);
 -- Replaced by login_attempts (which knows the client); its rows only ever lasted 15 minutes.
 DROP TABLE IF EXISTS login_failures;
 -- One row per password attempt, a failure until the password proved right (lockout.py).
@@ -57,6 +69,18 @@ def connect(path: str) -> sqlite3.Connection:
     return connection
 
 
+@contextmanager
+def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """All of the block's writes or none (the connection is in autocommit mode otherwise)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 def get_db() -> sqlite3.Connection:
     if "db" not in g:
         g.db = connect(current_app.config["DATABASE"])
@@ -71,5 +95,7 @@ def close_db(_error: BaseException | None = None) -> None:
 
 def init_app(app: Flask) -> None:
     with connect(app.config["DATABASE"]) as connection:
-        connection.executescript(SCHEMA)
+        # One transaction: all of the schema or none, and one write to the disk instead of one
+        # per statement.
+        connection.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
     app.teardown_appcontext(close_db)

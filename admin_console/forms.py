@@ -5,10 +5,16 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from admin_console.policy import OPERATOR_USERNAME_MAX_LENGTH, PASSWORD_MAX_LENGTH
+
 
 class LoginForm(FlaskForm):
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+    username = StringField(
+        _l("Username"), validators=[DataRequired(), Length(max=OPERATOR_USERNAME_MAX_LENGTH)]
+    )
+    password = PasswordField(
+        _l("Password"), validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
 
 
 class LogoutForm(FlaskForm):

@@ -5,7 +5,8 @@ repository root (tests check that the .mo matches the .po and that nothing is un
 
     .venv/bin/pybabel extract -F admin_console/babel.cfg -k _l -k lazy_gettext \
         -o admin_console/translations/messages.pot admin_console
-    .venv/bin/pybabel update -i admin_console/translations/messages.pot -d admin_console/translations
+    .venv/bin/pybabel update -i admin_console/translations/messages.pot \
+        -d admin_console/translations
     (translate the new msgstr entries)
     .venv/bin/pybabel compile -d admin_console/translations
 """

@@ -55,6 +55,7 @@ def client_key(remote_addr: str | None) -> str:
 
 def guarded(
     connection: sqlite3.Connection,
+    *,
     username: str,
     client: str,
     verify: Callable[[], T | None],

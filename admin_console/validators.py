@@ -8,9 +8,9 @@ from flask_babel import lazy_gettext as _l
 from wtforms import Field, Form
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from admin_console.policy import PASSWORD_MAX_LENGTH
 from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 
-MAX_PASSWORD_LENGTH = 256
 # Synapse's own character classes (synapse/handlers/password_policy.py): ASCII only.
 _CLASSES = (
     (re.compile("[0-9]"), _l("a digit")),
@@ -30,11 +30,12 @@ class MixedCharacters:
 
 def strong_password(min_length: int) -> list:
     """The validators of a new password: its length, then its character classes."""
-    return [DataRequired(), Length(min=min_length, max=MAX_PASSWORD_LENGTH), MixedCharacters()]
+    return [DataRequired(), Length(min=min_length, max=PASSWORD_MAX_LENGTH), MixedCharacters()]
 
 
 class EmailAddress:
-    """An address appliance.addresses.email_address.parse_email accepts (the registration's own rules)."""
+    """An address that appliance.addresses.email_address.parse_email accepts (the registration's
+    own rules)."""
 
     def __call__(self, form: Form, field: Field) -> None:
         if not field.data:

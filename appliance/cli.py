@@ -19,7 +19,8 @@ from appliance.operations.service_account import ServiceAccountError, ensure_con
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
 EXIT_SERVICE_ACCOUNT = 4
-# `appliance probe NAME`: the checks of appliance.operations.health, as the console's health page runs them.
+# `appliance probe NAME`: the checks of appliance.operations.health, as the console's health
+# page runs them.
 PROBES = sorted(name for name in dir(health) if name.startswith("check_"))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from console_helpers import Console, Synapse
 from harness import TEST_DOMAINS, MailSink, evaluation_settings, free_port  # noqa: F401
 from matrix_helpers import MatrixClient, SideSynapse, client_for
 
@@ -81,6 +82,26 @@ def console_app(appliance, tmp_path):
         }
     )
     return app
+
+
+@pytest.fixture
+def app(console_app):
+    """The console app with real CSRF protection, as a browser meets it."""
+    console_app.config.update(WTF_CSRF_ENABLED=True)
+    return console_app
+
+
+@pytest.fixture
+def console(app) -> Console:
+    """The first operator, logged in to the console."""
+    return Console(app)
+
+
+@pytest.fixture
+def synapse(appliance, admin_token) -> Synapse:
+    """The shared appliance's Admin API, for setting up and checking what the console did."""
+    settings = appliance.settings
+    return Synapse(settings.synapse.listen.url, admin_token, settings.server_name)
 
 
 @pytest.fixture

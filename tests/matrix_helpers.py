@@ -235,8 +235,10 @@ class MatrixClient:
     def whoami(self, token: str) -> requests.Response:
         return self.get("/_matrix/client/v3/account/whoami", token=token)
 
-    def display_name(self, user_id: str) -> str | None:
-        response = self.get(f"/_matrix/client/v3/profile/{user_id}/displayname")
+    def display_name(self, user_id: str, *, token: str) -> str | None:
+        """The global display name, as the holder of ``token`` may see it (profiles need a token:
+        ``require_auth_for_profile_requests``)."""
+        response = self.get(f"/_matrix/client/v3/profile/{user_id}/displayname", token=token)
         return response.json().get("displayname") if response.status_code == 200 else None
 
     def user_of_email(self, address: str, admin_token: str) -> requests.Response:
@@ -422,7 +424,8 @@ class Person:
         return self.call("POST", f"/_matrix/client/v3/join/{_path_part(room)}", {})
 
     def send_text(self, room_id: str, text: str) -> requests.Response:
-        path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/send/m.room.message/{secrets.token_hex(8)}"
+        txn = secrets.token_hex(8)
+        path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/send/m.room.message/{txn}"
         return self.call("PUT", path, {"msgtype": "m.text", "body": text})
 
     def joined_rooms(self) -> list[str]:

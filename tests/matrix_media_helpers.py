@@ -175,9 +175,44 @@ def wait_until(condition, what: str, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
-def _wait_for_detection(clamd: ClamdClient, data: bytes, detected: bool) -> None:
-    # clamd reloads in the background: wait until the new database is the one in use.
-    wait_until(lambda: clamd.scan_bytes(data).clean != detected, "clamd's reload")
+# clamd logs this line when it swaps in a database it has just loaded (clamd 1.4).
+CLAMD_ACTIVATED = "Activating the newly loaded database"
+# Generous: a reload of a few signatures takes well under a second, but minutes on a 2-core
+# machine at load 6 are possible; the loop ends at the event, never at this bound.
+RELOAD_BOUND_SECONDS = 300
+
+
+def _activations(log: Path) -> int:
+    return log.read_text(errors="replace").count(CLAMD_ACTIVATED)
+
+
+def reload_until(appliance, clamd: ClamdClient, data: bytes, *, detected: bool) -> None:
+    """Make clamd reload until it detects `data` (or no longer does), waiting on its events.
+
+    RELOAD is answered at once and a RELOAD that comes while a reload runs is merged into it,
+    though that reload may have read the files before they changed (the module and the scanner
+    send RELOADs too). So: RELOAD, wait for clamd to log that it activated a database, look at
+    the verdict, and RELOAD again if that database was read too early.
+    """
+    log = appliance.layout.logfile("clamd")
+    deadline = time.monotonic() + RELOAD_BOUND_SECONDS
+    while True:
+        before = _activations(log)
+        clamd.reload()
+        while _activations(log) == before:
+            assert time.monotonic() < deadline, (
+                f"clamd logged no database activation within {RELOAD_BOUND_SECONDS} s"
+            )
+            time.sleep(0.2)
+        # The swap follows the log line: a few looks before asking for another reload.
+        for _ in range(10):
+            if clamd.scan_bytes(data).clean != detected:
+                return
+            time.sleep(0.1)
+        assert time.monotonic() < deadline, (
+            f"clamd's reloads did not {'add' if detected else 'remove'} the signature "
+            f"within {RELOAD_BOUND_SECONDS} s"
+        )
 
 
 @contextmanager
@@ -198,9 +233,7 @@ def extra_signature(appliance, clamd: ClamdClient, marker: bytes):
     """A signature update: clamd also detects `marker` inside the block, and no longer after."""
     try:
         with added_signature(appliance, marker):
-            clamd.reload()
-            _wait_for_detection(clamd, marker, detected=True)
+            reload_until(appliance, clamd, marker, detected=True)
             yield
     finally:
-        clamd.reload()
-        _wait_for_detection(clamd, marker, detected=False)
+        reload_until(appliance, clamd, marker, detected=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,108 @@ def test_every_default_is_in_the_roles_readme(role):
     assert not missing, f"{role}: README does not describe {missing}"
 
 
+# Variables one role reads from another --------------------------------------------------------
+CROSS_ROLE_CHECK = "Check the variables this role reads from other roles"
+IDENTIFIER = re.compile(r"\b[a-z][a-z0-9_]*\b")
+
+
+def _tasks(role: str):
+    for path in (ANSIBLE_DIR / "roles" / role / "tasks").glob("*.yml"):
+        for task in yaml.safe_load(path.read_text()) or []:
+            yield from (task, *task.get("block", []), *task.get("rescue", []))
+
+
+def declared(role: str) -> set[str]:
+    """The role's defaults and vars: what other roles may rely on."""
+    names: set[str] = set()
+    for part in ("defaults/main.yml", "vars/main.yml"):
+        path = ANSIBLE_DIR / "roles" / role / part
+        if path.is_file():
+            names |= set(yaml.safe_load(path.read_text()) or {})
+    return names
+
+
+def provided(role: str) -> set[str]:
+    """Declared, or set while the role runs (set_fact, register)."""
+    names = declared(role)
+    for task in _tasks(role):
+        names |= set(task.get("ansible.builtin.set_fact", {}))
+        if "register" in task:
+            names.add(task["register"])
+    return names
+
+
+def read_by(role: str) -> set[str]:
+    """Every identifier in the role's tasks, handlers, vars and templates, comments aside."""
+    names: set[str] = set()
+    for path in (ANSIBLE_DIR / "roles" / role).rglob("*"):
+        if path.suffix in (".yml", ".j2") and not {"defaults", "meta"} & set(path.parts):
+            lines = path.read_text().splitlines()
+            code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+            names |= set(IDENTIFIER.findall(code))
+    return names
+
+
+def checked(role: str) -> set[str]:
+    path = ANSIBLE_DIR / "roles" / role / "tasks/validate_config.yml"
+    tasks = yaml.safe_load(path.read_text()) or []
+    return {name for task in tasks if task.get("name") == CROSS_ROLE_CHECK for name in task["loop"]}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_what_a_role_reads_from_another_is_declared_there_and_checked(role):
+    """So that `--tags <role>` alone works: a fact set by another role's tasks (which do not run
+    then) has a default in that role, and the role checks, before anything, that it is there."""
+    others = {other: provided(other) for other in ROLES if other != role}
+    reads = {
+        name
+        for name in read_by(role) - provided(role)
+        if any(name in names for names in others.values())
+    }
+    undeclared = {
+        name
+        for name in reads
+        if not any(name in declared(other) for other in ROLES if other != role)
+    }
+    assert not undeclared, f"{role} reads {undeclared}, set by another role without a default"
+    assert checked(role) == reads, f"{role}: {CROSS_ROLE_CHECK} must list exactly {sorted(reads)}"
+
+
+def run_checks_only(playbook: str, inventory: str, *extra: str) -> subprocess.CompletedProcess:
+    """The playbook on this machine in check mode, limited by a tag no task has: only the tasks
+    tagged `always` (every role's validate_config.yml) run, as they do before `--tags synapse`."""
+    return run_tool(
+        "ansible-playbook",
+        "-i",
+        inventory,
+        playbook,
+        "--check",
+        "--tags",
+        "no-task-has-this-tag",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        "-e",
+        f"appliance_source_dir={SOURCE_ROOT}",
+        *extra,
+    )
+
+
+def test_every_roles_checks_pass_when_one_role_is_run_alone():
+    result = run_checks_only("site.yml", "inventories/vagrant")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.stdout.count(f": {CROSS_ROLE_CHECK}]") == len(ROLES)
+
+
+def test_a_role_played_without_the_roles_it_reads_from_says_what_is_missing(tmp_path):
+    playbook = tmp_path / "synapse-only.yml"
+    playbook.write_text(
+        "- hosts: appliance\n  gather_facts: false\n  roles: [synapse]\n",
+    )
+    result = run_checks_only(str(playbook), "inventories/vagrant")
+    assert result.returncode != 0
+    assert "appliance_changed_files is not defined: the synapse role reads it" in result.stdout
+
+
 # Loads the Vagrantfile with a stand-in for Vagrant that records what the file configures:
 # Vagrant itself cannot run here (no VirtualBox or libvirt), Ruby can.
 VAGRANT_RECORDER = r"""
@@ -178,8 +281,10 @@ puts JSON.generate(RECORD)
 
 def test_vagrantfile_provisions_the_box_with_site_yml_and_prints_the_console_url(tmp_path):
     ruby = shutil.which("ruby")
-    if ruby is None:
-        pytest.skip("ruby is not installed (apt-get install ruby): the Vagrantfile is not checked")
+    # A missing tool fails the test: a skip would let an unchecked Vagrantfile pass as green.
+    assert ruby is not None, (
+        "ruby is not installed: run `scripts/install-system-packages --with-test-packages` as root"
+    )
     recorder = tmp_path / "recorder.rb"
     recorder.write_text(VAGRANT_RECORDER)
     result = subprocess.run(

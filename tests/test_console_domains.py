@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import requests
-from test_console_users import app, console, synapse, unique, user_path  # noqa: F401 (fixtures)
+from console_helpers import unique, user_path
 
 DOMAINS_ENDPOINT = "/_synapse/client/appliance/v1/domains"
-
-
-@pytest.fixture(autouse=True)
-def needs_domain_endpoint(synapse):
-    response = requests.get(
-        synapse.url + DOMAINS_ENDPOINT,
-        timeout=10,
-        headers={"Authorization": f"Bearer {synapse.token}"},
-    )
-    if response.status_code == 404 and response.json().get("errcode") == "M_UNRECOGNIZED":
-        pytest.skip(f"needs GET/PUT/DELETE {DOMAINS_ENDPOINT} (the module's allowlist endpoints)")
 
 
 def allowed(synapse) -> set[str]:

@@ -3,20 +3,15 @@ rules every page of the console follows."""
 
 from __future__ import annotations
 
-import datetime
 import re
-import secrets
 import socket
 import ssl
 import threading
 from pathlib import Path
 
 import pytest
+from console_helpers import self_signed_certificate
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from test_console_users import app, console  # noqa: F401 (fixtures)
 
 from admin_console import charts, db, health_history, health_warnings
 from appliance.operations import health
@@ -96,38 +91,6 @@ def test_one_signature_hash_cache_per_directory(tmp_path):
     assert signature_files(str(tmp_path)) is not signature_files(str(tmp_path / "other"))
 
 
-def self_signed_certificate(
-    tmp_path: Path, days: int, names: list[x509.GeneralName]
-) -> tuple[Path, Path]:
-    """A CA-flagged certificate for names, expiring in `days`; returns (cert file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "appliance test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    tag = secrets.token_hex(4)
-    cert_file, key_file = tmp_path / f"cert-{tag}.pem", tmp_path / f"key-{tag}.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def _tls_server(tmp_path: Path, days: int) -> tuple[int, str]:
     """A local TLS server whose certificate expires in `days`; returns (port, CA file)."""
     cert_file, key_file = self_signed_certificate(tmp_path, days, [x509.DNSName("localhost")])
@@ -188,3 +151,17 @@ def test_every_form_that_posts_carries_a_csrf_token(console):
         text = console.get(path)
         for form in re.findall(r'<form method="post".*?</form>', text, re.S):
             assert 'name="csrf_token"' in form, (path, form[:120])
+
+
+def test_every_page_is_translated_in_french(app, console):
+    console.client.post("/language", data={"csrf_token": console.token, "lang": "fr"})
+    for path, french in (
+        ("/users/", "Utilisateurs"),
+        ("/domains/", "Domaines autorisés"),
+        ("/rooms/", "Salons"),
+        ("/media/", "Médias et antivirus"),
+        ("/audit/", "Exporter en CSV"),
+        ("/operators/", "Opérateurs"),
+        ("/health/", "Santé"),
+    ):
+        assert french in console.get(path), path

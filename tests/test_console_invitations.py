@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from console_helpers import unique
 from matrix_helpers import OPEN_TO_EXTERNALS, Person
-from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
 
 INVITATIONS = "/_synapse/client/appliance/v1/invitations"
 REVOKERS = 6

@@ -12,9 +12,9 @@ import psutil
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from console_helpers import self_signed_certificate
 from cryptography import x509
 from harness import free_port
-from test_console_health import self_signed_certificate
 
 from admin_console import create_app, mailer
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from test_console_users import app, console, synapse, unique  # noqa: F401 (fixtures)
+from console_helpers import unique
 
 
 @pytest.fixture

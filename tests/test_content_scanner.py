@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from matrix_media_helpers import (
     EICAR,
     MEDIA_PROXY,
+    RELOAD_BOUND_SECONDS,
     TIMEOUT,
     User,
     added_signature,
@@ -70,7 +71,9 @@ def user(appliance, synapse_url) -> User:
 def caching(scanner_url) -> None:
     """The scanner stores verdicts: clamd has certainly loaded the current signatures (for a
     few seconds after they change, it does not; asking /health moves it along)."""
-    wait_until(lambda: health_of(scanner_url)["verdicts_cached"], "verdict caching")
+    wait_until(
+        lambda: health_of(scanner_url)["verdicts_cached"], "verdict caching", RELOAD_BOUND_SECONDS
+    )
 
 
 def media_path(mxc: str) -> str:
@@ -579,6 +582,7 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
                 in scanner_post(scanner_url, "scan_encrypted", {"file": file}, user).json()["info"]
             ),
             "detection with the new signature file",
+            RELOAD_BOUND_SECONDS,
         )
 
 
@@ -596,6 +600,9 @@ def test_with_clamd_stopped_nothing_unscanned_is_served(appliance, scanner_url, 
                 scanner_get(scanner_url, f"{endpoint}/{plain}", user), 503, "MCS_MEDIA_NOT_CLEAN"
             )
         assert not health.check_content_scanner(scanner_url).ok
+    # The log tells an absent antivirus from a file found infected ("... is not clean: ...").
+    log = appliance.layout.logfile("content-scanner").read_text(errors="replace")
+    assert "refusing to answer: cannot connect to clamd" in log
     assert scanner_post(scanner_url, "scan_encrypted", {"file": fresh}, user).json()["clean"]
     assert health.check_content_scanner(scanner_url).ok
 

@@ -180,7 +180,7 @@ def test_malformed_paths_and_methods_are_refused(client, admin_token):
         assert (response.status_code, response.json()["errcode"]) == (status, errcode), response.url
 
 
-# --- the list, a page at a time, with its accounts --------------------------------------------------
+# --- the list, a page at a time, with its accounts ---------------------------------------------
 
 
 def test_the_list_is_searched_and_paged_in_order(client, admin_token):

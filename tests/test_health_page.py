@@ -6,9 +6,10 @@ import os
 import signal
 import time
 
-from test_console_auth import first_operator, login
+from console_helpers import first_operator, login
 
 from appliance.evaluation.supervisor import running_process
+from appliance.operations.health import ENCRYPTED_REFUSED
 
 
 def logged_in_client(app):
@@ -30,6 +31,9 @@ def test_every_service_is_green(console_app, appliance):
         assert result[name]["ok"], result[name]
     assert "1.163" in result["synapse"]["summary"]
     assert "EVALUATION signatures" in result["clamd"]["summary"]
+    assert result["clamd"]["summary"].endswith(
+        ENCRYPTED_REFUSED
+    )  # the default, as clamd applies it
 
 
 def test_health_page_says_evaluation_signatures(console_app):

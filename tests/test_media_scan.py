@@ -16,6 +16,7 @@ import pytest
 import requests
 from matrix_media_helpers import (
     EICAR,
+    RELOAD_BOUND_SECONDS,
     TIMEOUT,
     User,
     added_signature,
@@ -35,14 +36,14 @@ from synapse.module_api.errors import ConfigError, SynapseError
 
 from appliance.antivirus.clamd import ClamdClient
 from appliance.antivirus.signatures import CLAMD_SELF_CHECK_SECONDS, SignatureFiles, SignatureWatch
-from appliance.antivirus.verdict import Verdict
 from appliance.operations import health
 from appliance.synapse_module.config import parse_module_config
-from appliance.synapse_module.media.scan import media_kind
+from appliance.synapse_module.media.scan import INFECTED_MESSAGE, NOT_SCANNED_MESSAGE, media_kind
 from appliance.synapse_module.media.scan_store import ScanStore, TablesNotReady
 from appliance.synapse_module.module_tables import ModuleTables
 
 QUARANTINE = "/_synapse/client/appliance/v1/quarantine"
+EICAR_SIGNATURE = "Appliance.Evaluation.EICAR-Test-File.UNOFFICIAL"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def caching(synapse_url, uploader, appliance) -> None:
         upload_ok(synapse_url, uploader, data)
         return bool(verdict_rows(appliance, data))
 
-    wait_until(probe_is_cached, "verdict caching in the module")
+    wait_until(probe_is_cached, "verdict caching in the module", RELOAD_BOUND_SECONDS)
 
 
 def quarantine(synapse_url: str, token: str | None, **params) -> requests.Response:
@@ -87,10 +88,16 @@ def verdict_rows(appliance, data: bytes) -> list[tuple]:
         ).fetchall()
 
 
-def assert_refused(response: requests.Response) -> None:
-    # Synapse answers every refused upload this way, whatever the module returned.
-    assert response.status_code == 400, response.text
-    assert response.json() == {"errcode": "M_UNKNOWN", "error": "Bad content"}
+def assert_infected(response: requests.Response, signature: str = EICAR_SIGNATURE) -> None:
+    assert response.status_code == 403, response.text
+    error = INFECTED_MESSAGE.format(signature=signature)
+    assert response.json() == {"errcode": "M_FORBIDDEN", "error": error}
+
+
+def assert_not_scanned(response: requests.Response) -> None:
+    # Not "infected": the client may try again once the antivirus is back.
+    assert response.status_code == 503, response.text
+    assert response.json() == {"errcode": "M_UNKNOWN", "error": NOT_SCANNED_MESSAGE}
 
 
 def png(size: int = 96) -> bytes:
@@ -212,19 +219,6 @@ def table_names(path: Path) -> set[str]:
 SCAN_TABLES = {"appliance_media_verdicts", "appliance_media_quarantine"}
 
 
-def test_scan_tables_are_made_at_start_up_and_reads_fail_closed_until_then(tmp_path):
-    api = SqliteModuleApi(tmp_path / "homeserver.db", runs_background_tasks=True)
-    store = ScanStore(api)
-    with pytest.raises(TablesNotReady):
-        asyncio.run(store.get_verdict("0" * 64, "version"))
-    assert table_names(tmp_path / "homeserver.db") == set()  # reading never creates them
-    store.start()
-    api.run_background()
-    assert table_names(tmp_path / "homeserver.db") == SCAN_TABLES
-    asyncio.run(store.record_verdict("0" * 64, "version", Verdict(False, "Sig"), 1))
-    assert asyncio.run(store.get_verdict("0" * 64, "version")) == Verdict(False, "Sig")
-
-
 def test_a_worker_never_creates_the_scan_tables_and_waits_for_the_main_process(tmp_path):
     database = tmp_path / "homeserver.db"
     worker_api = SqliteModuleApi(database, runs_background_tasks=False)
@@ -238,20 +232,6 @@ def test_a_worker_never_creates_the_scan_tables_and_waits_for_the_main_process(t
     ScanStore(main_api).start()
     main_api.run_background()
     assert asyncio.run(worker.list_quarantine(0, 10)) == ([], 0)
-
-
-def test_a_failed_table_creation_is_retried(tmp_path):
-    database = tmp_path / "not-yet" / "homeserver.db"  # cannot be opened: creation fails
-    api = SqliteModuleApi(database, runs_background_tasks=True)
-    store = ScanStore(api)
-    store.start()
-    api.run_background()
-    assert len(api.background) == 1  # the retry, scheduled
-    with pytest.raises(TablesNotReady):
-        asyncio.run(store.get_verdict("0" * 64, "version"))
-    database.parent.mkdir()
-    api.run_background()
-    assert asyncio.run(store.get_verdict("0" * 64, "version")) is None
 
 
 def test_a_worker_says_try_again_until_all_its_module_tables_are_there(tmp_path):
@@ -288,7 +268,7 @@ def test_database_dir_must_be_a_path():
 
 # Against the running appliance ---------------------------------------------------------------
 def test_the_scan_tables_were_made_when_synapse_started(appliance):
-    assert "scan tables ready" in appliance.layout.logfile("synapse").read_text()
+    assert "module tables ready: appliance_scan" in appliance.layout.logfile("synapse").read_text()
 
 
 def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance, caching):
@@ -300,23 +280,23 @@ def test_clean_file_is_stored_and_served(synapse_url, uploader, appliance, cachi
 
 def test_eicar_is_refused_and_quarantined_with_its_uploader(synapse_url, uploader, admin_token):
     before = int(time.time() * 1000)
-    assert_refused(upload(synapse_url, uploader, EICAR, "text/plain"))
+    assert_infected(upload(synapse_url, uploader, EICAR, "text/plain"))
     mine = [
         r for r in records_for(synapse_url, admin_token, EICAR) if r["user_id"] == uploader.user_id
     ]
     assert len(mine) == 1
     assert mine[0]["kind"] == "upload"
     assert mine[0]["media"].startswith(f"mxc://{uploader.user_id.split(':')[1]}/")
-    assert mine[0]["signature"] == "Appliance.Evaluation.EICAR-Test-File.UNOFFICIAL"
+    assert mine[0]["signature"] == EICAR_SIGNATURE
     assert mine[0]["detected_ts"] >= before
 
 
 def test_eicar_inside_a_zip_is_refused(synapse_url, uploader, admin_token):
     archive = zipped(f"invoice-{time.time_ns()}.com", EICAR)
-    assert_refused(upload(synapse_url, uploader, archive, "application/zip"))
+    assert_infected(upload(synapse_url, uploader, archive, "application/zip"))
     [record] = records_for(synapse_url, admin_token, archive)
     assert record["user_id"] == uploader.user_id
-    assert "EICAR" in record["signature"]
+    assert record["signature"] == EICAR_SIGNATURE
 
 
 def test_thumbnails_are_scanned_before_they_are_served(synapse_url, uploader, appliance, caching):
@@ -347,9 +327,10 @@ def test_a_signature_update_rescans_formerly_clean_files(
     data = b"a formerly clean report " + marker
     upload_ok(synapse_url, uploader, data)
     with extra_signature(appliance, clamd, marker):
-        assert_refused(upload(synapse_url, uploader, data))
+        refused = upload(synapse_url, uploader, data)
         [record] = records_for(synapse_url, admin_token, data)
         assert record["signature"].startswith("Appliance.Test.Marker-")
+        assert_infected(refused, record["signature"])
     upload_ok(synapse_url, uploader, data)  # the signature is gone again: clean once more
 
 
@@ -367,8 +348,9 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
         assert verdict_rows(appliance, data) == []
         # The module asked clamd to reload (clamd itself only looks every 10 minutes).
         wait_until(
-            lambda: upload(synapse_url, uploader, data).status_code == 400,
+            lambda: upload(synapse_url, uploader, data).status_code == 403,
             "refusal with the new signature file",
+            RELOAD_BOUND_SECONDS,
         )
         signatures = {record["signature"] for record in records_for(synapse_url, admin_token, data)}
         assert signatures == {f"{name}.UNOFFICIAL"}
@@ -376,7 +358,7 @@ def test_a_new_signature_file_never_lets_the_old_clean_verdict_through(
 
 def test_quarantine_listing_is_for_admins_and_paginated(synapse_url, uploader, admin_token):
     for _ in range(2):
-        assert_refused(upload(synapse_url, uploader, EICAR))
+        assert_infected(upload(synapse_url, uploader, EICAR))
     assert quarantine(synapse_url, None).json()["errcode"] == "M_MISSING_TOKEN"
     forbidden = quarantine(synapse_url, uploader.token)
     assert forbidden.status_code == 403 and forbidden.json()["errcode"] == "M_FORBIDDEN"
@@ -396,15 +378,15 @@ def test_with_clamd_stopped_nothing_is_stored_or_served(synapse_url, uploader, a
     upload_ok(synapse_url, uploader, known)
     listen = appliance.settings.clamav.listen
     with clamd_stopped(appliance):
-        assert_refused(upload(synapse_url, uploader, unique_bytes()))
+        assert_not_scanned(upload(synapse_url, uploader, unique_bytes()))
         # Even bytes with a clean verdict: without clamd the signature version is unknown.
-        assert_refused(upload(synapse_url, uploader, known))
+        assert_not_scanned(upload(synapse_url, uploader, known))
         # An asynchronous upload keeps its media ID: it must stay empty, never served.
         created = requests.post(
             f"{synapse_url}/_matrix/media/v1/create", headers=uploader.headers, timeout=TIMEOUT
         ).json()["content_uri"]
         server_name, media_id = created.removeprefix("mxc://").split("/")
-        assert_refused(
+        assert_not_scanned(
             requests.put(
                 f"{synapse_url}/_matrix/media/v3/upload/{server_name}/{media_id}",
                 data=unique_bytes(),
@@ -420,5 +402,5 @@ def test_with_clamd_stopped_nothing_is_stored_or_served(synapse_url, uploader, a
         )
         assert served.status_code != 200
         assert not health.check_clamd(listen.connect_host, listen.port, "evaluation").ok
-    assert "could not be scanned" in appliance.layout.logfile("synapse").read_text()
+    assert "antivirus unavailable, not scanned" in appliance.layout.logfile("synapse").read_text()
     upload_ok(synapse_url, uploader, unique_bytes())

@@ -507,7 +507,7 @@ def test_secret_files_belong_to_the_service_that_reads_them(provisioned):
         SCANNER_KEY: f"{SCANNER_USER} {SCANNER_USER} 600",
     }
     shown = provisioned.container.run("stat", "--format=%U %G %a", *expected)
-    assert dict(zip(expected, shown.stdout.splitlines())) == expected
+    assert dict(zip(expected, shown.stdout.splitlines(), strict=True)) == expected
 
 
 def can_read(provisioned: Provisioned, user: str, path: str) -> bool:

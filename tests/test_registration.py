@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from email.header import decode_header, make_header
+from urllib.parse import urlsplit
 
 import pytest
 from harness import TEST_DOMAINS, evaluation_settings
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from matrix_helpers import PASSWORD, SideSynapse, plain_text
+from matrix_helpers import OPEN_TO_EXTERNALS, PASSWORD, Person, SideSynapse, plain_text
 
 from appliance.addresses.domain_allowlist import DomainAllowlist
 from appliance.config.layout import Layout
@@ -44,11 +46,17 @@ def test_allowed_address_gets_its_identity_whatever_username_it_proposes(
     account = client.register_account("Pierre.Dupont@AC-Paris.fr", username="hacker")
 
     assert account.user_id == f"@pierre.dupont-ac-paris.fr:{server_name}"
-    assert client.display_name(account.user_id) == "Pierre Dupont [ac-paris.fr]"
+    assert (
+        client.display_name(account.user_id, token=account.access_token)
+        == "Pierre Dupont [ac-paris.fr]"
+    )
     assert client.whoami(account.access_token).json()["user_id"] == account.user_id
     bound = client.user_of_email("pierre.dupont@ac-paris.fr", admin_token)
     assert bound.json()["user_id"] == account.user_id
-    assert client.get(f"/_matrix/client/v3/profile/@hacker:{server_name}").status_code == 404
+    hacker = client.get(
+        f"/_matrix/client/v3/profile/@hacker:{server_name}", token=account.access_token
+    )
+    assert hacker.status_code == 404
 
 
 def test_the_verification_mail_is_in_french_and_english(client, server_name):
@@ -78,7 +86,9 @@ def test_colliding_addresses_get_a_numeric_suffix(client, server_name):
 
     assert first.user_id == f"@anne-sg-dgfip.gouv.fr:{server_name}"
     assert second.user_id == f"@anne-sg-dgfip.gouv.fr-2:{server_name}"
-    assert client.display_name(second.user_id) == "Anne-Sg [dgfip.gouv.fr]"
+    assert (
+        client.display_name(second.user_id, token=second.access_token) == "Anne-Sg [dgfip.gouv.fr]"
+    )
 
 
 def test_a_domain_not_on_the_list_is_refused_with_threepid_denied(client, admin_token):
@@ -133,16 +143,117 @@ def test_addresses_with_several_at_signs_are_refused(client, address):
     assert client.mails_to(address) == []
 
 
-def test_adding_an_address_follows_the_allowlist(client):
-    account = client.register_account("luc.bernard@ac-paris.fr")
+# --- an address's verification is for one purpose ---------------------------------------------
+# Synapse's verification sessions do not record what they were opened for; with
+# enable_3pid_changes off, no session opened to register can reach an existing account.
+THREEPID_CHANGES_OFF = "3PID changes are disabled on this server"  # Synapse's message
 
-    refused = client.request_token("add_email", "luc@evil.com", token=account.access_token)
-    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_THREEPID_DENIED")
 
-    second = client.verify("add_email", "luc.bernard@education.gouv.fr", token=account.access_token)
-    assert client.add_email(account, second).status_code == 200
-    login = client.login_with_email("luc.bernard@education.gouv.fr")
-    assert login.json()["user_id"] == account.user_id
+def threepids(client, account) -> list[str]:
+    response = client.get("/_matrix/client/v3/account/3pid", token=account.access_token)
+    assert response.status_code == 200, response.text
+    return sorted(t["address"] for t in response.json()["threepids"])
+
+
+def password_auth(account) -> dict:
+    identifier = {"type": "m.id.user", "user": account.user_id}
+    return {"type": "m.login.password", "identifier": identifier, "password": account.password}
+
+
+def test_a_registration_session_cannot_add_its_address_to_an_account(client, admin_token):
+    agent = client.register_account("luc.bernard@ac-paris.fr")
+    session = client.verify("register", "luc.bernard@education.gouv.fr")
+
+    attempts = {
+        "/account/3pid/add": {**session.threepid_creds, "auth": password_auth(agent)},
+        "/account/3pid": {"three_pid_creds": session.threepid_creds},  # the deprecated form
+    }
+    for path, body in attempts.items():
+        response = client.post(f"/_matrix/client/v3{path}", body, token=agent.access_token)
+        assert (response.status_code, response.json()) == (
+            400,
+            {"errcode": "M_FORBIDDEN", "error": THREEPID_CHANGES_OFF},
+        ), path
+
+    assert threepids(client, agent) == ["luc.bernard@ac-paris.fr"]
+    assert client.user_of_email("luc.bernard@education.gouv.fr", admin_token).status_code == 404
+    # The session still does what it was opened for: its own account.
+    assert client.register(session).status_code == 200
+    owner = client.user_of_email("luc.bernard@education.gouv.fr", admin_token).json()["user_id"]
+    assert owner != agent.user_id
+
+
+def test_an_invited_external_address_cannot_be_attached_to_the_inviting_agent(
+    client, admin_token, server_name
+):
+    agent = client.register_account("remi.lacroix@ac-paris.fr")
+    host = Person(client, agent.user_id, agent.access_token)
+    room = host.new_room(
+        name="Sous-traitants", preset="private_chat", initial_state=OPEN_TO_EXTERNALS
+    )
+    assert host.invite_by_email(room, "remi.perso@mailbox.example").status_code == 200
+    # The invitation admits the address to register: the agent verifies it himself...
+    session = client.verify("register", "remi.perso@mailbox.example")
+
+    # ...and tries to attach it to his own account, by every door Synapse has.
+    for path, body in {
+        "/account/3pid/add": {**session.threepid_creds, "auth": password_auth(agent)},
+        "/account/3pid": {"three_pid_creds": session.threepid_creds},
+        "/account/3pid/bind": {
+            **session.threepid_creds,
+            "id_server": urlsplit(client.base_url).netloc,
+            "id_access_token": agent.access_token,
+        },
+    }.items():
+        response = client.post(f"/_matrix/client/v3{path}", body, token=agent.access_token)
+        assert response.status_code != 200 and "errcode" in response.json(), path
+
+    assert threepids(client, agent) == ["remi.lacroix@ac-paris.fr"]
+    assert client.user_of_email("remi.perso@mailbox.example", admin_token).status_code == 404
+    pending = client.get("/_synapse/client/appliance/v1/invitations", token=admin_token).json()
+    mine = [i for i in pending["invitations"] if i["address"] == "remi.perso@mailbox.example"]
+    assert [i["status"] for i in mine] == ["pending"]
+    # The address reaches an account only through its own invitation: an external's.
+    guest = client.register(session)
+    assert guest.status_code == 200, guest.text
+    guest_id = guest.json()["user_id"]
+    assert guest_id != agent.user_id
+    assert host.joined_members(room) == sorted([agent.user_id, guest_id])
+    name = client.display_name(guest_id, token=guest.json()["access_token"])
+    assert name == "Remi Perso [mailbox.example] (external)"
+
+
+def test_no_session_is_opened_to_add_an_address_so_none_can_register(client, admin_token):
+    agent = client.register_account("ines.garnier@ac-paris.fr")
+    capabilities = client.get("/_matrix/client/v3/capabilities", token=agent.access_token).json()
+    assert capabilities["capabilities"]["m.3pid_changes"] == {"enabled": False}
+
+    for address in ("ines.garnier@interieur.gouv.fr", "ines@evil.com"):
+        response = client.request_token("add_email", address, token=agent.access_token)
+        assert (response.status_code, response.json()["errcode"]) == (400, "M_FORBIDDEN")
+        assert response.json()["error"] == THREEPID_CHANGES_OFF
+        assert client.mails_to(address) == []
+    removed = client.post(
+        "/_matrix/client/v3/account/3pid/delete",
+        {"medium": "email", "address": "ines.garnier@ac-paris.fr"},
+        token=agent.access_token,
+    )
+    assert (removed.status_code, removed.json()["errcode"]) == (400, "M_FORBIDDEN")
+    assert threepids(client, agent) == ["ines.garnier@ac-paris.fr"]
+
+
+def test_an_administrator_can_still_add_an_address(client, admin_token):
+    agent = client.register_account("noe.marchand@ac-paris.fr")
+    path = f"/_synapse/admin/v2/users/{agent.user_id}"
+    both = [
+        {"medium": "email", "address": "noe.marchand@ac-paris.fr"},
+        {"medium": "email", "address": "noe.marchand@education.gouv.fr"},
+    ]
+    response = client.request("PUT", path, token=admin_token, json={"threepids": both})
+
+    assert response.status_code == 200, response.text
+    login = client.login_with_email("noe.marchand@education.gouv.fr")
+    assert login.json()["user_id"] == agent.user_id
 
 
 def test_login_by_email_on_two_devices(client):
@@ -180,11 +291,43 @@ def test_password_reset_by_email(client):
     assert relogin.json()["user_id"] == account.user_id
 
 
-def test_password_reset_of_an_address_without_account_is_refused(client):
-    for address in ("nobody@ac-paris.fr", "nobody@evil.com"):
+def test_password_reset_does_not_tell_who_has_an_account(client):
+    client.register_account("rose.vidal@ac-paris.fr")
+    answers = {}
+    for address in ("rose.vidal@ac-paris.fr", "nobody@ac-paris.fr", "nobody@evil.com"):
         response = client.request_token("password_reset", address)
-        assert (response.status_code, response.json()["errcode"]) == (400, "M_THREEPID_NOT_FOUND")
-        assert client.mails_to(address) == []
+        answers[address] = (response.status_code, tuple(sorted(response.json())))
+
+    assert set(answers.values()) == {(200, ("sid",))}
+    assert client.mails_to("nobody@ac-paris.fr") == client.mails_to("nobody@evil.com") == []
+    assert len(client.mails_to("rose.vidal@ac-paris.fr")) == 2  # registration, then reset
+
+
+def test_registering_a_taken_address_does_not_tell_the_caller(client):
+    client.register_account("yann.colin@ac-paris.fr")
+    taken = client.request_token("register", "yann.colin@ac-paris.fr")
+    free = client.request_token("register", "yann.colin2@ac-paris.fr")
+
+    assert (taken.status_code, sorted(taken.json())) == (free.status_code, sorted(free.json()))
+    assert taken.status_code == 200
+    # The owner is told instead, and the answer's session leads nowhere.
+    mails = client.mails_to("yann.colin@ac-paris.fr")
+    subjects = [str(make_header(decode_header(m["Subject"]))) for m in mails]
+    assert sorted(subject.endswith("Address already in use") for subject in subjects) == [
+        False,  # the registration's link
+        True,
+    ]
+    sid = taken.json()["sid"]
+    assert not any(f"sid={sid}" in plain_text(m) for m in mails)
+
+
+def test_login_does_not_tell_an_unknown_address_from_a_wrong_password(client):
+    client.register_account("lena.aubert@ac-paris.fr")
+    wrong = client.login_with_email("lena.aubert@ac-paris.fr", "Wrong-Password-99")
+    unknown = client.login_with_email("nobody.known@ac-paris.fr", "Wrong-Password-99")
+
+    assert (wrong.status_code, wrong.json()) == (unknown.status_code, unknown.json())
+    assert wrong.status_code == 403
 
 
 def test_a_used_link_cannot_make_a_second_account(client, admin_token):
@@ -195,7 +338,9 @@ def test_a_used_link_cannot_make_a_second_account(client, admin_token):
     again = client.register(session, username="marc2")
     assert (again.status_code, again.json()["errcode"]) == (401, "M_UNAUTHORIZED")
     reopened = client.follow(client.link_for(session))
-    assert reopened.status_code == 400 and "Unknown session_id" in reopened.text
+    # (request_token_inhibit_3pid_errors: Synapse does not say the session is gone either)
+    assert reopened.status_code == 400
+    assert "Validation token not found or has expired" in reopened.text
     assert user_count(client, admin_token) == users
 
 
@@ -375,7 +520,8 @@ def test_registration_is_refused_while_the_allowlist_cannot_be_read(side_synapse
 
 
 def _wait_for_status(client, address: str, status: int, timeout: float = 30.0):
-    """Poll the identity lookup until it answers `status` (the store refreshes in the background)."""
+    """Poll the identity lookup until it answers `status` (the store refreshes in the
+    background)."""
     deadline = time.monotonic() + timeout
     while True:
         response = client.identity_info(address)

@@ -39,7 +39,7 @@ def test_example_file_documents_exactly_the_defaults():
 
 def _keys(model) -> set[str]:
     keys = set()
-    for name, info in type(model).model_fields.items():
+    for name in type(model).model_fields:
         keys.add(name)
         value = getattr(model, name)
         if hasattr(type(value), "model_fields"):

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from test_console_users import Synapse, register_external
+from console_helpers import Synapse, register_external
 
-from appliance.synapse_module.admin_api.user_list_query import page_of_user_ids
+from appliance.synapse_module.admin_api.user_list_query import page_of_user_ids_txn
 from appliance.synapse_module.admin_api.users import USERS_PATH
 
 
@@ -211,7 +211,7 @@ def test_admins_and_deactivated_pages_read_only_their_own_index(
     database = appliance.layout.synapse_dir / "homeserver.db"
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
         transaction = PlannedTransaction(connection)
-        found = page_of_user_ids(transaction, "", kind, None, 50)
+        found = page_of_user_ids_txn(transaction, "", kind, None, 50)
 
     assert people[person] in found
     assert found == names(api.users(kind=kind, limit=51))

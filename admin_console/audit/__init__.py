@@ -17,11 +17,11 @@ DEFAULT_RETENTION_DAYS = 400
 
 
 def record(
-    action: str, target: str, ok: bool, detail: str = "", operator: str | None = None
+    action: str, target: str, *, ok: bool, detail: str = "", operator: str | None = None
 ) -> None:
     """Add an entry for the logged-in operator (or the one named, e.g. at login)."""
     who = operator if operator is not None else current_user.username
     connection, now = db.get_db(), clock.now()
-    store.add(connection, who, action, target, ok, detail, at=now)
+    store.add(connection, operator=who, action=action, target=target, ok=ok, detail=detail, at=now)
     days = current_app.config.get("AUDIT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
     store.prune(connection, now - days * 86400)

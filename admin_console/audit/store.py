@@ -30,6 +30,7 @@ class Entry:
 
 def add(
     connection: sqlite3.Connection,
+    *,
     operator: str,
     action: str,
     target: str,
@@ -38,7 +39,8 @@ def add(
     at: float | None = None,
 ) -> None:
     connection.execute(
-        "INSERT INTO audit_log (at, operator, action, target, ok, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, operator, action, target, ok, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (time.time() if at is None else at, operator, action, target, int(ok), detail),
     )
 

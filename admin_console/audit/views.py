@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -11,6 +9,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 from admin_console import db
 from admin_console.audit import store
 from admin_console.auth import require_login
+from admin_console.csv_export import csv_lines
 from admin_console.pagination import offset_arg
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -42,7 +41,7 @@ def export():
 
     def rows() -> Iterator[str]:
         try:
-            yield from _csv_lines(store.iterate(connection, text))
+            yield from csv_lines(CSV_COLUMNS, _cells(store.iterate(connection, text)))
         finally:
             connection.close()
 
@@ -53,26 +52,13 @@ def export():
     )
 
 
-def _csv_lines(entries: Iterator[store.Entry]) -> Iterator[str]:
-    """The header, then one chunk per entry: memory stays flat however long the log is."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def line(cells: list[str]) -> str:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(cells)
-        return buffer.getvalue()
-
-    yield line(list(CSV_COLUMNS))
+def _cells(entries: Iterator[store.Entry]) -> Iterator[list[str]]:
     for entry in entries:
-        yield line(
-            [entry.when.strftime("%Y-%m-%d %H:%M:%S")]
-            + [_neutralised(v) for v in (entry.operator, entry.action, entry.target)]
-            + ["ok" if entry.ok else "failed", _neutralised(entry.detail)]
-        )
-
-
-def _neutralised(value: str) -> str:
-    # A cell starting with = + - @ is a formula in spreadsheets (CSV injection).
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+        yield [
+            entry.when.strftime("%Y-%m-%d %H:%M:%S"),
+            entry.operator,
+            entry.action,
+            entry.target,
+            "ok" if entry.ok else "failed",
+            entry.detail,
+        ]

@@ -73,7 +73,7 @@ def add():
         lines = dict.fromkeys(line.strip() for line in form.entries.data.splitlines())
         for raw in filter(None, lines):
             result = _add_one(raw)
-            audit.record("domain.add", result.entry or raw, result.ok, result.message)
+            audit.record("domain.add", result.entry or raw, ok=result.ok, detail=result.message)
             results.append(result)
     return _render(form, results)
 
@@ -82,7 +82,7 @@ def add():
 def remove(entry: str):
     return confirm_then_perform(
         ConfirmForm(),
-        Confirmation(
+        ask=Confirmation(
             _("Stop allowing %(entry)s?", entry=entry),
             _(
                 "Nobody can register with an address of this domain any more. Existing accounts "
@@ -90,9 +90,9 @@ def remove(entry: str):
             ),
             _("Remove"),
         ),
-        url_for("domains.page"),
-        "domain.remove",
-        entry,
-        lambda: appliance.remove_domain(client(), entry),
-        _("%(entry)s is no longer allowed.", entry=entry),
+        back=url_for("domains.page"),
+        action="domain.remove",
+        target=entry,
+        operation=lambda: appliance.remove_domain(client(), entry),
+        success=_("%(entry)s is no longer allowed.", entry=entry),
     )

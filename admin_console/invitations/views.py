@@ -48,12 +48,12 @@ def page():
 
 def _listing(status: str, cursor: str | None) -> invitations.InvitationPage:
     try:
-        return invitations.list_invitations(client(), status, cursor, PAGE_SIZE)
+        return invitations.list_invitations(client(), status=status, cursor=cursor, limit=PAGE_SIZE)
     except SynapseRefused as refused:
         # A cursor the module refuses (an edited URL) means the first page, not an error.
         if cursor is None or refused.errcode != "M_INVALID_PARAM":
             raise
-        return invitations.list_invitations(client(), status, None, PAGE_SIZE)
+        return invitations.list_invitations(client(), status=status, cursor=None, limit=PAGE_SIZE)
 
 
 @bp.post("/<invitation_id>/revoke")
@@ -78,7 +78,7 @@ def revoke(invitation_id: str):
         ),
         _("Revoke"),
     )
-    asking = confirmed(form, ask, back)
+    asking = confirmed(form, ask=ask, back=back)
     if asking is not None:
         return asking
 
@@ -86,10 +86,10 @@ def revoke(invitation_id: str):
         return WITHDRAWN if invitations.revoke(client(), invitation_id) else STILL_SHOWN
 
     done = perform(
-        "invitation.revoke",
-        target,
-        run,
-        _("The invitation of %(address)s is revoked.", address=invitation.address),
+        action="invitation.revoke",
+        target=target,
+        operation=run,
+        success=_("The invitation of %(address)s is revoked.", address=invitation.address),
     )
     if done == STILL_SHOWN:
         flash(

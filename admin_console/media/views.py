@@ -94,5 +94,11 @@ def act(action: str):
 
     ask, success = _texts(action, raw)
     return confirm_then_perform(
-        form, ask, url_for("media.page"), f"media.{action}", raw, run, success
+        form,
+        ask=ask,
+        back=url_for("media.page"),
+        action=f"media.{action}",
+        target=raw,
+        operation=run,
+        success=success,
     )

@@ -5,11 +5,17 @@ from flask_wtf import FlaskForm
 from wtforms import Field, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
-from admin_console.validators import MAX_PASSWORD_LENGTH, strong_password
+from admin_console.policy import (
+    OPERATOR_PASSWORD_MIN_LENGTH,
+    OPERATOR_USERNAME_MAX_LENGTH,
+    OPERATOR_USERNAME_MIN_LENGTH,
+    PASSWORD_MAX_LENGTH,
+)
+from admin_console.validators import strong_password
 
-MIN_PASSWORD_LENGTH = 12
 PASSWORD_RULE = _l(
-    "at least %(count)d characters, upper and lower case, a digit", count=MIN_PASSWORD_LENGTH
+    "at least %(count)d characters, upper and lower case, a digit",
+    count=OPERATOR_PASSWORD_MIN_LENGTH,
 )
 
 
@@ -25,7 +31,7 @@ class AddOperatorForm(FlaskForm):
         _l("Username"),
         validators=[
             DataRequired(),
-            Length(min=2, max=64),
+            Length(min=OPERATOR_USERNAME_MIN_LENGTH, max=OPERATOR_USERNAME_MAX_LENGTH),
             Regexp(
                 r"^[a-z0-9._-]+$", message=_l("lower-case letters, digits, '.', '_' and '-' only")
             ),
@@ -33,18 +39,18 @@ class AddOperatorForm(FlaskForm):
     )
     password = PasswordField(
         _l("Password (%(rule)s)", rule=PASSWORD_RULE),
-        validators=strong_password(MIN_PASSWORD_LENGTH),
+        validators=strong_password(OPERATOR_PASSWORD_MIN_LENGTH),
     )
     confirm = _confirmation()
 
 
 class ChangePasswordForm(FlaskForm):
     current = PasswordField(
-        _l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)]
+        _l("Current password"), validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
     )
     password = PasswordField(
         _l("New password (%(rule)s)", rule=PASSWORD_RULE),
-        validators=strong_password(MIN_PASSWORD_LENGTH),
+        validators=strong_password(OPERATOR_PASSWORD_MIN_LENGTH),
     )
     confirm = _confirmation()
 

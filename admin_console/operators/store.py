@@ -7,20 +7,22 @@ own password, so a live plaintext password does not stay on the disk.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask_login import UserMixin
+from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from appliance.config.secrets_store import write_json_secret
 
 FIRST_OPERATOR = "admin"
-# Compared against when the username is unknown, so a login takes as long either way.
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+# werkzeug's scrypt, with a random salt. The config's PASSWORD_HASH_METHOD may name another
+# werkzeug method: the fast tests use a cheap one, since each hash costs scrypt's 32 MiB and CPU.
+DEFAULT_HASH_METHOD = "scrypt"
 
 
 class LastOperator(Exception):
@@ -28,12 +30,9 @@ class LastOperator(Exception):
 
 
 @dataclass
-class Operator(UserMixin):
+class Operator:
     id: int
     username: str
-
-    def get_id(self) -> str:
-        return str(self.id)
 
 
 def _from_row(row: sqlite3.Row | None) -> Operator | None:
@@ -52,16 +51,29 @@ def authenticate(connection: sqlite3.Connection, username: str, password: str) -
         "SELECT id, username, password_hash FROM operators WHERE username = ?", (username,)
     ).fetchone()
     if row is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(_hash_method()), password)
         return None
     return _from_row(row) if check_password_hash(row["password_hash"], password) else None
 
 
+def _hash_method() -> str:
+    return current_app.config.get("PASSWORD_HASH_METHOD", DEFAULT_HASH_METHOD)
+
+
+def _new_hash(password: str) -> str:
+    return generate_password_hash(password, method=_hash_method())
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    """Checked when the username is unknown, so that a login takes as long either way."""
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
+
+
 def create(connection: sqlite3.Connection, username: str, password: str) -> Operator:
-    # werkzeug's default is scrypt with a random salt.
     cursor = connection.execute(
         "INSERT INTO operators (username, password_hash) VALUES (?, ?)",
-        (username, generate_password_hash(password)),
+        (username, _new_hash(password)),
     )
     return Operator(cursor.lastrowid, username)
 
@@ -89,7 +101,7 @@ def ensure_first_operator(connection: sqlite3.Connection, credentials_file: Path
 def set_password(connection: sqlite3.Connection, operator_id: int, password: str) -> None:
     connection.execute(
         "UPDATE operators SET password_hash = ? WHERE id = ?",
-        (generate_password_hash(password), operator_id),
+        (_new_hash(password), operator_id),
     )
 
 
@@ -118,7 +130,10 @@ def list_all(connection: sqlite3.Connection) -> list[Operator]:
 
 
 def remove(connection: sqlite3.Connection, operator_id: int) -> None:
-    """Remove an operator, never the last one (the console would lock everyone out)."""
+    """Remove an operator, never the last one (the console would lock everyone out).
+
+    Their logins go with them: operator_sessions' foreign key cascades (db.py).
+    """
     connection.execute("BEGIN IMMEDIATE")
     try:
         if connection.execute("SELECT COUNT(*) FROM operators").fetchone()[0] <= 1:

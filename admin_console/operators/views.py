@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from admin_console import audit, db, lockout
+from admin_console import audit, db, lockout, sessions
 from admin_console.actions import Confirmation, Refused, confirm_then_perform
 from admin_console.auth import client_address, locked_message, require_login
 from admin_console.clock import now
@@ -41,11 +41,11 @@ def add():
         return _render(form), 400
     username = form.username.data
     if store.exists(db.get_db(), username):
-        audit.record("operator.add", username, False, "exists")
+        audit.record("operator.add", username, ok=False, detail="exists")
         flash(_("An operator named %(name)s already exists.", name=username), "error")
         return _render(form), 400
     store.create(db.get_db(), username, form.password.data)
-    audit.record("operator.add", username, True)
+    audit.record("operator.add", username, ok=True)
     flash(_("%(name)s can now log in.", name=username), "success")
     return redirect(url_for("operators.page"))
 
@@ -66,16 +66,16 @@ def remove(operator_id: int):
 
     return confirm_then_perform(
         ConfirmForm(),
-        Confirmation(
+        ask=Confirmation(
             _("Remove the operator %(name)s?", name=operator.username),
             _("They can no longer log in to the console."),
             _("Remove"),
         ),
-        url_for("operators.page"),
-        "operator.remove",
-        operator.username,
-        run,
-        _("%(name)s can no longer log in.", name=operator.username),
+        back=url_for("operators.page"),
+        action="operator.remove",
+        target=operator.username,
+        operation=run,
+        success=_("%(name)s can no longer log in.", name=operator.username),
     )
 
 
@@ -89,21 +89,28 @@ def change_password():
     try:
         right = lockout.guarded(
             connection,
-            name,
-            client_address(),
-            lambda: store.authenticate(connection, name, form.current.data),
-            now(),
+            username=name,
+            client=client_address(),
+            verify=lambda: store.authenticate(connection, name, form.current.data),
+            now=now(),
         )
     except lockout.Locked as locked:
-        audit.record("operator.password", name, False, "locked")
+        audit.record("operator.password", name, ok=False, detail="locked")
         flash(locked_message(locked.seconds), "error")
         return _password_page(form, 429)
     if right is None:
-        audit.record("operator.password", name, False, "wrong current password")
+        audit.record("operator.password", name, ok=False, detail="wrong current password")
         form.current.errors.append(_("this is not your current password"))
         return _password_page(form, 400)
-    store.set_password(connection, current_user.id, form.password.data)
-    audit.record("operator.password", name, True, _retire_generated_password(name))
+    # Whoever had the old password may be logged in elsewhere: only this login stays, and the
+    # new password never exists alongside the other logins.
+    with db.transaction(connection):
+        store.set_password(connection, current_user.id, form.password.data)
+        ended = sessions.end_all(
+            connection, operator_id=current_user.id, keep=current_user.get_id()
+        )
+    details = [f"ended {ended} other login(s)", _retire_generated_password(name)]
+    audit.record("operator.password", name, ok=True, detail="; ".join(filter(None, details)))
     flash(_("Your password is changed."), "success")
     return redirect(url_for("operators.page"))
 

@@ -27,7 +27,8 @@ def _kinds(room_list: list[rooms.Room]) -> dict[str, str]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         rules = pool.map(lambda room: rooms.access_rule(synapse, room.room_id), room_list)
         return {
-            room.room_id: room_kind(rule, room.join_rules) for room, rule in zip(room_list, rules)
+            room.room_id: room_kind(rule, room.join_rules)
+            for room, rule in zip(room_list, rules, strict=True)
         }
 
 
@@ -71,10 +72,10 @@ def publish(room_id: str, change: str):
         abort(400)
     on = change == "publish"
     perform(
-        f"room.{change}",
-        room_id,
-        lambda: rooms.set_published(client(), room_id, on),
-        _("The room is listed in the directory.")
+        action=f"room.{change}",
+        target=room_id,
+        operation=lambda: rooms.set_published(client(), room_id, on),
+        success=_("The room is listed in the directory.")
         if on
         else _("The room is no longer listed in the directory."),
     )
@@ -85,17 +86,17 @@ def publish(room_id: str, change: str):
 def block(room_id: str, change: str):
     on = change == "block"
     return toggle(
-        f"room.{change}",
-        room_id,
-        on,
-        lambda state: rooms.set_blocked(client(), room_id, state),
-        Confirmation(
+        action=f"room.{change}",
+        target=room_id,
+        on=on,
+        switch=lambda state: rooms.set_blocked(client(), room_id, state),
+        ask=Confirmation(
             _("Block %(room)s?", room=room_id),
             _("Nobody on this server can join the room any more; current members stay."),
             _("Block"),
         ),
-        _("The room is blocked.") if on else _("The room is no longer blocked."),
-        _detail_url(room_id),
+        success=_("The room is blocked.") if on else _("The room is no longer blocked."),
+        back=_detail_url(room_id),
     )
 
 
@@ -104,7 +105,7 @@ def delete(room_id: str):
     form = DeleteRoomForm()
     asking = confirmed(
         form,
-        Confirmation(
+        ask=Confirmation(
             _("Delete %(room)s and purge it?", room=room_id),
             _(
                 "Every local member is removed and the room's history is purged from the "
@@ -112,16 +113,16 @@ def delete(room_id: str):
             ),
             _("Delete and purge"),
         ),
-        _detail_url(room_id),
+        back=_detail_url(room_id),
     )
     if asking is not None:
         return asking
     blocked = form.block.data
     delete_id = perform(
-        "room.delete" + (".block" if blocked else ""),
-        room_id,
-        lambda: rooms.start_delete(client(), room_id, block=blocked),
-        _("Deletion started."),
+        action="room.delete" + (".block" if blocked else ""),
+        target=room_id,
+        operation=lambda: rooms.start_delete(client(), room_id, block=blocked),
+        success=_("Deletion started."),
     )
     if delete_id is None:
         return redirect(_detail_url(room_id))

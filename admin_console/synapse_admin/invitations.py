@@ -54,7 +54,7 @@ class InvitationPage:
 
 
 def list_invitations(
-    synapse: SynapseClient, status: str, cursor: str | None, limit: int
+    synapse: SynapseClient, *, status: str, cursor: str | None, limit: int
 ) -> InvitationPage:
     """One page of invitations (status: see STATUSES), newest first, from cursor (None: the
     first page)."""

@@ -40,7 +40,7 @@ class UserListPage:
 
 
 def list_user_page(
-    synapse: SynapseClient, kind: str, search: str, cursor: str | None, limit: int
+    synapse: SynapseClient, *, kind: str, search: str, cursor: str | None, limit: int
 ) -> UserListPage:
     """One page of users of the kind (see KINDS) matching search, from cursor (None: the
     first page). Search: a Matrix ID or email prefix, or words of the display name."""

@@ -94,7 +94,7 @@ def deactivate(synapse: SynapseClient, user_id: str, *, erase: bool) -> None:
     synapse.post(f"/_synapse/admin/v1/deactivate/{segment(user_id)}", {"erase": erase})
 
 
-def reactivate(synapse: SynapseClient, user_id: str, password: str, email: str | None) -> None:
+def reactivate(synapse: SynapseClient, user_id: str, *, password: str, email: str | None) -> None:
     """Reactivate with a new password; deactivation removed the emails, so one can be re-bound."""
     body: dict = {"deactivated": False, "password": password}
     if email:

@@ -6,11 +6,8 @@ from wtforms import BooleanField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from admin_console.forms import ConfirmForm
+from admin_console.policy import MATRIX_PASSWORD_MIN_LENGTH
 from admin_console.validators import EmailAddress, strong_password
-
-# Synapse's password_config.policy (templates/synapse/homeserver.yaml.j2): its Admin API does
-# not apply it to a password an admin sets, so the console does, with the same rules.
-MATRIX_PASSWORD_MIN_LENGTH = 10
 
 
 class DeactivateForm(ConfirmForm):

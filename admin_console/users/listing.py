@@ -24,12 +24,12 @@ def cursor_arg() -> str | None:
 
 
 def list_page(
-    synapse: SynapseClient, kind: str, search: str, cursor: str | None, limit: int
+    synapse: SynapseClient, *, kind: str, search: str, cursor: str | None, limit: int
 ) -> UserListPage:
     kind = kind if kind in FILTERS else "active"
     try:
-        return list_user_page(synapse, kind, search, cursor, limit)
+        return list_user_page(synapse, kind=kind, search=search, cursor=cursor, limit=limit)
     except SynapseRefused as refused:
         if cursor is None or refused.errcode != "M_INVALID_PARAM":
             raise
-        return list_user_page(synapse, kind, search, None, limit)
+        return list_user_page(synapse, kind=kind, search=search, cursor=None, limit=limit)

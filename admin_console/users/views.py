@@ -6,7 +6,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import LazyString
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -14,17 +23,18 @@ from flask_babel import lazy_gettext as _l
 from admin_console import audit
 from admin_console.actions import Confirmation, Refused, confirm_then_perform, perform, toggle
 from admin_console.auth import require_login
+from admin_console.csv_export import csv_lines
 from admin_console.externals import DomainCheck, is_external
 from admin_console.forms import ActionForm, ConfirmForm
 from admin_console.pagination import this_page_url
 from admin_console.synapse_admin import (
-    EndpointMissing,
     SynapseClient,
     appliance,
     client,
     rooms,
     users,
 )
+from admin_console.users import export as user_csv
 from admin_console.users import invitation
 from admin_console.users.forms import DeactivateForm, InviteForm, ReactivateForm
 from admin_console.users.listing import CURSOR_ARG, FILTERS, cursor_arg, list_page
@@ -40,7 +50,7 @@ ROOM_NAMES_SHOWN = 25
 def page():
     kind = request.args.get("kind", "active")
     search = request.args.get("q", "").strip()
-    listing = list_page(client(), kind, search, cursor_arg(), PAGE_SIZE)
+    listing = list_page(client(), kind=kind, search=search, cursor=cursor_arg(), limit=PAGE_SIZE)
     return render_template(
         "users/list.html",
         listing=listing,
@@ -52,6 +62,24 @@ def page():
     )
 
 
+@bp.get("/export.csv")
+def export():
+    """Every user of this filter and search, as CSV; who exported what is in the audit log."""
+    kind = request.args.get("kind", "active")
+    kind = kind if kind in FILTERS else "active"
+    search = request.args.get("q", "").strip()
+    synapse = client()
+    # The first page before answering: Synapse down gives the error page, not a broken file.
+    first = list_page(synapse, kind=kind, search=search, cursor=None, limit=user_csv.PAGE_SIZE)
+    audit.record("user.export", f"kind={kind} q={search}", ok=True)
+    listed = user_csv.all_pages(synapse, kind=kind, search=search, first=first)
+    return Response(
+        csv_lines(user_csv.COLUMNS, (user_csv.cells(user) for user in listed)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=users.csv"},
+    )
+
+
 def _page_url(cursor: str | None) -> str | None:
     return this_page_url(**{CURSOR_ARG: cursor}) if cursor else None
 
@@ -60,19 +88,12 @@ def _domain_check(synapse: SynapseClient) -> DomainCheck:
     return lambda address: appliance.email_domain_allowed(synapse, address)
 
 
-def _external(synapse: SynapseClient, details: users.UserDetails) -> bool:
-    try:
-        return is_external(details.user.displayname, details.emails, _domain_check(synapse))
-    except EndpointMissing:  # a module without the domain lookup: the display name only
-        return is_external(details.user.displayname)
-
-
 def _room_names(room_ids: list[str]) -> dict[str, str | None]:
     synapse = client()
     shown = room_ids[:ROOM_NAMES_SHOWN]
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = pool.map(lambda room_id: rooms.get_room(synapse, room_id).name, shown)
-        return dict(zip(shown, found))
+        return dict(zip(shown, found, strict=True))
 
 
 @bp.get("/<path:user_id>")
@@ -87,7 +108,7 @@ def detail(user_id: str):
         devices=users.devices(synapse, user_id),
         room_ids=room_ids,
         room_names=_room_names(room_ids),
-        external=_external(synapse, details),
+        external=is_external(synapse, user_id),
         action_form=ActionForm(),
         deactivate_form=DeactivateForm(),
         reactivate_form=ReactivateForm(),
@@ -104,7 +125,7 @@ def deactivate(user_id: str):
     erase = form.erase.data
     return confirm_then_perform(
         form,
-        Confirmation(
+        ask=Confirmation(
             _("Deactivate %(user)s?", user=user_id),
             _(
                 "The account can no longer log in, leaves every room and loses its email "
@@ -113,11 +134,11 @@ def deactivate(user_id: str):
             ),
             _("Deactivate"),
         ),
-        _detail_url(user_id),
-        "user.deactivate" + (".erase" if erase else ""),
-        user_id,
-        lambda: users.deactivate(client(), user_id, erase=erase),
-        _("%(user)s is deactivated.", user=user_id),
+        back=_detail_url(user_id),
+        action="user.deactivate" + (".erase" if erase else ""),
+        target=user_id,
+        operation=lambda: users.deactivate(client(), user_id, erase=erase),
+        success=_("%(user)s is deactivated.", user=user_id),
     )
 
 
@@ -131,10 +152,12 @@ def reactivate(user_id: str):
     # Bound as the registration would store it: the normalised form, never the raw text.
     email = parse_email(form.email.data).address if form.email.data else None
     perform(
-        "user.reactivate",
-        user_id,
-        lambda: users.reactivate(client(), user_id, form.password.data, email),
-        _("%(user)s is active again; give them the new password.", user=user_id),
+        action="user.reactivate",
+        target=user_id,
+        operation=lambda: users.reactivate(
+            client(), user_id, password=form.password.data, email=email
+        ),
+        success=_("%(user)s is active again; give them the new password.", user=user_id),
     )
     return redirect(_detail_url(user_id))
 
@@ -186,13 +209,13 @@ SWITCHES = {
 def _switch(name: str, user_id: str, on: bool, action: str):
     switch, user = SWITCHES[name], {"user": user_id}
     return toggle(
-        action,
-        user_id,
-        on,
-        lambda state: switch.call(client(), user_id, state),
-        Confirmation(str(switch.question) % user, str(switch.consequence), str(switch.button)),
-        str(switch.done_on if on else switch.done_off) % user,
-        _detail_url(user_id),
+        action=action,
+        target=user_id,
+        on=on,
+        switch=lambda state: switch.call(client(), user_id, state),
+        ask=Confirmation(str(switch.question) % user, str(switch.consequence), str(switch.button)),
+        success=str(switch.done_on if on else switch.done_off) % user,
+        back=_detail_url(user_id),
     )
 
 
@@ -215,7 +238,7 @@ def shadow_ban(user_id: str, change: str):
 def log_out(user_id: str):
     return confirm_then_perform(
         ConfirmForm(),
-        Confirmation(
+        ask=Confirmation(
             _("Log %(user)s out of every session?", user=user_id),
             _(
                 "Every device is removed; the user must log in again on each, and loses access "
@@ -223,11 +246,13 @@ def log_out(user_id: str):
             ),
             _("Log out everywhere"),
         ),
-        _detail_url(user_id),
-        "user.logout_all",
-        user_id,
-        lambda: _("%(count)d session(s) ended", count=users.log_out_everywhere(client(), user_id)),
-        _("%(user)s is logged out of every session.", user=user_id),
+        back=_detail_url(user_id),
+        action="user.logout_all",
+        target=user_id,
+        operation=lambda: _(
+            "%(count)d session(s) ended", count=users.log_out_everywhere(client(), user_id)
+        ),
+        success=_("%(user)s is logged out of every session.", user=user_id),
     )
 
 
@@ -244,10 +269,10 @@ def password_reset(user_id: str):
         return emails[0]
 
     perform(
-        "user.password_reset_mail",
-        user_id,
-        send,
-        _("Synapse sent its password-reset link to the user's address."),
+        action="user.password_reset_mail",
+        target=user_id,
+        operation=send,
+        success=_("Synapse sent its password-reset link to the user's address."),
     )
     return redirect(_detail_url(user_id))
 
@@ -260,6 +285,6 @@ def invite():
         domain_allowed = _domain_check(client())
         for address in invitation.parse_addresses(form.emails.data):
             outcome = invitation.invite(address, domain_allowed)
-            audit.record("user.invite", outcome.address, outcome.sent, outcome.reason)
+            audit.record("user.invite", outcome.address, ok=outcome.sent, detail=outcome.reason)
             outcomes.append(outcome)
     return render_template("users/invite.html", form=form, outcomes=outcomes)

@@ -15,13 +15,15 @@ the caller must store the address-to-account binding instead of re-deriving
 it.  The caller must also check the full user ID (``@localpart:server``)
 against Matrix's 255-byte limit, since only it knows the server name.
 
-Display name: see :func:`display_name_for`.
+Display name: see :func:`display_name_for`; what a person may change in it, and what never:
+see :func:`display_name_problem`.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections.abc import Iterator
 
 from appliance.addresses.email_address import EmailAddress
@@ -31,6 +33,18 @@ from appliance.addresses.email_address import EmailAddress
 _LOCALPART_PASS_THROUGH = frozenset("_-./" + string.ascii_lowercase + string.digits)
 DEFAULT_MAX_CANDIDATES = 100
 EXTERNAL_MARKER = "(external)"
+# The name a person may choose before the "[domain]" tag: long enough for any real name, short
+# enough that the tag and marker always show in a list of members.
+NAME_PART_MAX_LENGTH = 64
+
+# Refusals of a chosen display name (the module sends them to the client as they are).
+NAME_SUFFIX_REQUIRED = "The display name must end with {suffix}: only the name before it can change"
+NAME_ONLY_EXTERNALS_MARKED = "Only externals' display names end with (external)"
+NAME_PART_CHARACTERS = (
+    "The name may hold only Latin letters, digits, single spaces between words, hyphens, "
+    "apostrophes and full stops"
+)
+NAME_PART_LENGTH = f"The name before the domain must be 1 to {NAME_PART_MAX_LENGTH} characters long"
 
 _NAME_WORD_SEPARATORS = re.compile(r"[._]+")
 _NAME_PART_START = re.compile(r"(^|[-'])([a-z])")
@@ -100,3 +114,63 @@ def _name_from_local(local: str) -> str:
 
 def _capitalise(word: str) -> str:
     return _NAME_PART_START.sub(lambda match: match.group(1) + match.group(2).upper(), word)
+
+
+def name_suffix(email: EmailAddress, *, external: bool = False) -> str:
+    """What ends the display name of the address's account: ``[ac-paris.fr]``, or
+    ``[gmail.com] (external)`` for an external."""
+    tag = f"[{email.unicode_domain}]"
+    return f"{tag} {EXTERNAL_MARKER}" if external else tag
+
+
+def display_name_problem(
+    display_name: str, addresses: list[EmailAddress], *, external: bool
+) -> str | None:
+    """Why an account with these addresses may not show ``display_name`` (None: it may).
+
+    The name derived from one of the addresses is always fine.  Otherwise the name is a chosen
+    name part, a space and the suffix of one of the addresses (:func:`name_suffix`); an account
+    without an address (made by an administrator) has no suffix and chooses the whole name.
+    The name part is plain text a reader can trust (:func:`name_part_problem`), so it can neither
+    forge a tag or the external marker nor hide the real ones.
+    """
+    if any(display_name == display_name_for(a, external=external) for a in addresses):
+        return None
+    if not external and display_name.endswith(EXTERNAL_MARKER):
+        return NAME_ONLY_EXTERNALS_MARKED
+    if not addresses:
+        return name_part_problem(display_name)
+    suffixes = list(dict.fromkeys(name_suffix(a, external=external) for a in addresses))
+    for suffix in suffixes:
+        if display_name.endswith(f" {suffix}"):
+            return name_part_problem(display_name[: -len(suffix) - 1])
+    return NAME_SUFFIX_REQUIRED.format(suffix=" or ".join(suffixes))
+
+
+def name_part_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the chosen part of a display name (None: it can).
+
+    Allowed: letters of the Latin script (``é``, ``ç``, ``œ``, in composed form), ASCII digits,
+    hyphens, apostrophes (``'`` and ``’``), full stops, and single spaces between words.  This
+    leaves out, by construction, what makes a name lie: brackets and parentheses (a forged tag
+    or marker), invisible and bidirectional controls, every other space, and the look-alike
+    letters of other scripts and of fullwidth or mathematical forms.
+    """
+    if not 1 <= len(name) <= NAME_PART_MAX_LENGTH:
+        return NAME_PART_LENGTH
+    if unicodedata.normalize("NFC", name) != name or "  " in name or name != name.strip(" "):
+        return NAME_PART_CHARACTERS
+    if not all(_name_character(ch) for ch in name):
+        return NAME_PART_CHARACTERS
+    return None
+
+
+_NAME_PUNCTUATION = frozenset(" -'\u2019.")
+
+
+def _name_character(ch: str) -> bool:
+    if ch in _NAME_PUNCTUATION or "0" <= ch <= "9":
+        return True
+    # Basic Latin to Latin Extended-B, and Latin Extended Additional (Vietnamese): letters only.
+    latin = ord(ch) <= 0x024F or 0x1E00 <= ord(ch) <= 0x1EFF
+    return latin and unicodedata.category(ch) in ("Lu", "Ll")

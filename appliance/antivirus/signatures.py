@@ -5,6 +5,11 @@ by this version. clamd's VERSION reply names the daily database (freshclam's CVD
 signature files only (the evaluation's EICAR .ndb) it names none, so the version also covers a
 content hash of every signature file: adding, changing or removing one changes the version.
 
+The version also covers whether clamd refuses encrypted archives (asked of clamd with a tiny
+probe, see appliance.antivirus.encrypted): that follows clamd.conf, not the signature files, and
+a "clean" verdict on a password-protected zip made while they were allowed must not outlive the
+switch back to refusing them.
+
 The version changes as soon as the files do, but clamd goes on scanning with the signatures it
 loaded until it reloads. :class:`SignatureWatch` (used by the Synapse module and the content
 scanner) asks clamd to reload and says when verdicts may be cached again.
@@ -21,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.antivirus.clamd import ClamdClient, ClamdUnavailable
+from appliance.antivirus.encrypted import encrypted_archives_refused
 
 # ClamAV's database formats (clamd loads these from DatabaseDirectory; see `man sigtool`).
 SIGNATURE_SUFFIXES = frozenset(
@@ -45,6 +51,7 @@ class SignatureState:
     engine: str  # "ClamAV 1.4.6"
     database_version: str | None  # freshclam's daily version; None with custom files only
     published: datetime | None  # build time of the daily database, else newest file's mtime
+    encrypted_archives_refused: bool  # what clamd said of a password-protected zip
     # True once clamd has certainly loaded the files `version` covers (see SignatureWatch):
     # only then may a verdict be stored under `version`.
     cacheable: bool = False
@@ -101,6 +108,8 @@ class SignatureFiles:
         return Fingerprint(combined.hexdigest(), newest, changed_at, total)
 
     def _signature_files(self) -> list[Path]:
+        if self.directory is None:
+            return []
         return [
             path
             for path in self.directory.iterdir()
@@ -139,14 +148,17 @@ def _fingerprint(files: SignatureFiles) -> Fingerprint:
 
 def _state(client: ClamdClient, fingerprint: Fingerprint) -> SignatureState:
     reply = client.version()
+    encrypted_refused = encrypted_archives_refused(client)
     version = hashlib.sha256(
         f"{reply.engine}\0{reply.database_version}\0{reply.database_date}\0"
-        f"{fingerprint.files_hash}".encode()
+        f"{fingerprint.files_hash}\0{encrypted_refused}".encode()
     ).hexdigest()[:20]
     published = _parse_clamd_date(reply.database_date)
     if published is None and fingerprint.newest_mtime is not None:
         published = datetime.fromtimestamp(fingerprint.newest_mtime, tz=UTC)
-    return SignatureState(version, reply.engine, reply.database_version, published)
+    return SignatureState(
+        version, reply.engine, reply.database_version, published, encrypted_refused
+    )
 
 
 class SignatureWatch:

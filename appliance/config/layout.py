@@ -58,7 +58,7 @@ class Layout:
 
     @property
     def synapse_templates_dir(self) -> Path:
-        """Synapse's mail and confirmation-page templates, rendered from templates/synapse/email/."""
+        """Synapse's mail and confirmation-page templates (from templates/synapse/email/)."""
         return self.synapse_dir / "templates"
 
     @property

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
@@ -170,6 +171,10 @@ class ClamavSettings(_Section):
     # a host that cannot reach any mirror yet (real viruses are not detected until freshclam's
     # first download succeeds).
     evaluation_fallback: bool = False
+    # Password-protected archives (zip, 7z, rar) and encrypted PDFs cannot be scanned inside:
+    # refused by default (clamd's AlertEncryptedArchive/AlertEncryptedDoc); true lets them
+    # through unscanned.
+    allow_encrypted_archives: bool = False
 
 
 class MailSettings(_Section):
@@ -190,6 +195,17 @@ class RegistrationSettings(_Section):
     allowed_domains: list[DomainEntry] = Field(default_factory=lambda: ["example.org"])
     # Lifetime of the link sent by email to verify an address.
     validation_token_lifetime: str = "1h"
+
+
+class ExternalsSettings(_Section):
+    # Each email invitation is a mail sent in the server's name: how many may go out. Past a
+    # limit the invitation is refused (429 M_LIMIT_EXCEEDED, with when to try again).
+    # Per agent, in any minute (Element invites a list of addresses in quick succession).
+    invitations_per_inviter_per_minute: Annotated[int, Field(ge=1, le=1000)] = 20
+    # Per agent, in any 24 hours.
+    invitations_per_inviter_per_day: Annotated[int, Field(ge=1, le=10000)] = 50
+    # Per invited address, in any 24 hours, whoever invites it into whichever room.
+    invitations_per_address_per_day: Annotated[int, Field(ge=1, le=100)] = 5
 
 
 class PathSettings(_Section):
@@ -266,6 +282,7 @@ class Settings(_Section):
     clamav: ClamavSettings = ClamavSettings()
     mail: MailSettings = MailSettings()
     registration: RegistrationSettings = RegistrationSettings()
+    externals: ExternalsSettings = ExternalsSettings()
     paths: PathSettings = PathSettings()
     nginx: NginxSettings = NginxSettings()
     backup: BackupSettings = BackupSettings()
@@ -343,7 +360,7 @@ def _format_location(location: tuple) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _format_error(error: dict) -> str:
+def _format_error(error: ErrorDetails) -> str:
     where = _format_location(error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from appliance.addresses.media_ref import InvalidMediaRef, MediaRef
 from appliance.antivirus.clamd import ClamdClient
+from appliance.antivirus.encrypted import is_encrypted
 from appliance.antivirus.signatures import SignatureFiles, SignatureState
 from appliance.antivirus.verdict import Verdict
 from appliance.content_scanner.access_cache import AccessCache
@@ -55,8 +56,19 @@ def _not_clean(verdict: Verdict) -> ScannerError:
     return ScannerError(403, ErrCode.NOT_CLEAN, _verdict_info(verdict))
 
 
+# matrix-content-scanner's wording for a clean and an infected file; ours for an encrypted one.
+CLEAN_INFO = "File is clean"
+INFECTED_INFO = "***VIRUS DETECTED*** ({signature})"
+ENCRYPTED_INFO = (
+    "Encrypted file (password-protected): the antivirus cannot look inside it ({signature})"
+)
+
+
 def _verdict_info(verdict: Verdict) -> str:
-    return "File is clean" if verdict.clean else f"***VIRUS DETECTED*** ({verdict.signature})"
+    if verdict.clean:
+        return CLEAN_INFO
+    template = ENCRYPTED_INFO if is_encrypted(verdict) else INFECTED_INFO
+    return template.format(signature=verdict.signature)
 
 
 def _verdict_json(verdict: Verdict) -> web.Response:
@@ -105,7 +117,7 @@ async def download(request: web.Request) -> web.Response:
 async def thumbnail(request: web.Request) -> web.Response:
     media, query = _media(request), request.query
     return _if_clean(
-        *await _plain(request, lambda fetcher, auth: fetcher.thumbnail(media, query, auth))
+        *await _plain(request, lambda fetcher, auth: fetcher.thumbnail(media, dict(query), auth))
     )
 
 

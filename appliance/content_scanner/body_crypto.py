@@ -21,10 +21,10 @@ class BodyDecryptor:
     def __init__(self, key_file: Path):
         if key_file.exists():
             secret = vodozemac.Curve25519SecretKey.from_base64(read_secret(key_file))
-            self._decryption = vodozemac.PkDecryption.from_key(secret)
         else:
-            self._decryption = vodozemac.PkDecryption()
-            write_private_file(key_file, self._decryption.key.to_base64(), exclusive=True)
+            secret = vodozemac.Curve25519SecretKey()
+            write_private_file(key_file, secret.to_base64(), exclusive=True)
+        self._decryption = vodozemac.PkDecryption.from_key(secret)
 
     @property
     def public_key(self) -> str:
@@ -35,10 +35,15 @@ class BodyDecryptor:
         if not isinstance(encrypted_body, dict):
             raise malformed("encrypted_body must be a JSON object")
         parts = [encrypted_body.get(name) for name in ("ciphertext", "mac", "ephemeral")]
-        if not all(isinstance(part, str) for part in parts):
+        ciphertext, mac, ephemeral = parts
+        if not (
+            isinstance(ciphertext, str) and isinstance(mac, str) and isinstance(ephemeral, str)
+        ):
             raise malformed("encrypted_body needs ciphertext, mac and ephemeral (base64 strings)")
         try:
-            plaintext = self._decryption.decrypt(vodozemac.Message.from_base64(*parts))
+            plaintext = self._decryption.decrypt(
+                vodozemac.Message.from_base64(ciphertext, mac, ephemeral)
+            )
         except ValueError as error:  # vodozemac's decode and MAC errors are ValueErrors
             raise bad_decryption(f"encrypted_body could not be decrypted: {error}") from None
         try:

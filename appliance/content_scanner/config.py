@@ -75,4 +75,8 @@ class ScannerConfig:
 
 
 def _optional_int(value: object) -> int | None:
-    return None if value is None else int(value)
+    if value is None:
+        return None
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return int(value)

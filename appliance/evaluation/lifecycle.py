@@ -2,20 +2,25 @@
 
 `make up`, `make down` and `make status` call this through the `appliance` CLI, and the test
 harness uses it too, so the tests run the very thing a sysadmin tries.
+
+The state directory is private to the user who runs `make up` (it holds Synapse's database with
+everyone's access tokens, the mails with their links, the secrets): `up` makes it and everything
+in it 0700/0600, renders every file 0600, and starts the services with umask 077 (supervisor).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
 from appliance.config import preflight
 from appliance.config.layout import Layout
-from appliance.config.render import render_all, write_all
+from appliance.config.render import RenderedFile, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import Settings, SettingsError
 from appliance.evaluation import services
@@ -75,9 +80,10 @@ class EvaluationAppliance:
         to_start = [spec for spec in specs if running_process(spec) is None]
         report.already_running = [spec.name for spec in specs if spec not in to_start]
         self._preflight({spec.name for spec in to_start})
+        make_private(self.layout.state_dir)
         ensure_secrets(self.layout)
         services.prepare_maildir(self.layout.mail_dir)
-        changed = write_all(render_all(self.settings, self.layout))
+        changed = write_all(private_files(render_all(self.settings, self.layout)))
         for spec in specs:
             if spec.name in report.already_running and spec.reads_any_of(changed):
                 stop(spec)
@@ -141,6 +147,28 @@ class EvaluationAppliance:
             "console": health.check_http("console", f"{settings.console.listen.url}/login"),
             "content-scanner": health.check_content_scanner(settings.content_scanner.listen.url),
         }
+
+
+def make_private(state_dir: Path) -> None:
+    """The state directory and everything already in it: no access for the group or others.
+
+    A state directory made by an older release (0755 directories, 0644 database) is closed too.
+    Symbolic links are left alone (their mode means nothing; their targets are not ours).
+    """
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for directory, subdirectories, files in os.walk(state_dir):
+        for path in [
+            directory,
+            *(os.path.join(directory, name) for name in subdirectories + files),
+        ]:
+            status = os.lstat(path)
+            if not stat.S_ISLNK(status.st_mode) and status.st_mode & 0o077:
+                os.chmod(path, stat.S_IMODE(status.st_mode) & 0o700)
+
+
+def private_files(files: list[RenderedFile]) -> list[RenderedFile]:
+    """Evaluation: one user runs every service, so no rendered file needs group or other bits."""
+    return [replace(file, mode=file.mode & 0o700) for file in files]
 
 
 def _read_optional(path: Path) -> str | None:

@@ -2,6 +2,10 @@
 
 Each service gets a pidfile holding its pid and the process's start time, so a recycled pid
 is never mistaken for ours (and never killed). Production uses systemd units instead.
+
+Services start with umask 077, and their logs and pidfiles are 0600: what they create later
+(Synapse's database and its -wal, which hold access tokens, each mail in the Maildir, media,
+the console's database) is readable by the user who runs `make up` only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from pathlib import Path
 import psutil
 
 STOP_GRACE_SECONDS = 15.0
+# Nothing a service creates is for the group or other users (see the module's docstring).
+SERVICE_UMASK = 0o077
+PRIVATE_FILE = 0o600
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,13 @@ def running_process(spec: ServiceSpec) -> psutil.Process | None:
         return None
 
 
+def _open_private(path: Path, flags: int) -> int:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
+
+
 def start(spec: ServiceSpec) -> psutil.Process:
-    spec.logfile.parent.mkdir(parents=True, exist_ok=True)
-    spec.pidfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(spec.logfile, "ab") as log:
+    with os.fdopen(_open_private(spec.logfile, os.O_WRONLY | os.O_APPEND), "ab") as log:
         popen = subprocess.Popen(
             spec.argv,
             stdin=subprocess.DEVNULL,
@@ -68,18 +78,21 @@ def start(spec: ServiceSpec) -> psutil.Process:
             stderr=subprocess.STDOUT,
             cwd=spec.cwd,
             env={**os.environ, **spec.env},
+            umask=SERVICE_UMASK,
             # Its own session: `make up` returning, or a Ctrl-C in that terminal, leaves it be.
             start_new_session=True,
         )
     process = psutil.Process(popen.pid)
-    spec.pidfile.write_text(json.dumps({"pid": popen.pid, "create_time": process.create_time()}))
+    record = json.dumps({"pid": popen.pid, "create_time": process.create_time()})
+    with os.fdopen(_open_private(spec.pidfile, os.O_WRONLY | os.O_TRUNC), "w") as pidfile:
+        pidfile.write(record)
     return process
 
 
 def wait_until_ready(spec: ServiceSpec, process: psutil.Process) -> str | None:
     """Wait for the probe to pass; return None when ready, else why it is not."""
     deadline = time.monotonic() + spec.start_timeout
-    reason = "not probed yet"
+    reason: str | None = "not probed yet"
     while time.monotonic() < deadline:
         if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
             return f"exited during start-up (see {spec.logfile})"

@@ -1,1 +1,3 @@
-"""What runs against a live box in both modes: diagnostics and the console's service account on Synapse."""
+"""What runs against a live box in both modes: diagnostics and the console's service account on
+Synapse.
+"""

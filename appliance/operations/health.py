@@ -21,6 +21,9 @@ DISK_WARNING_PERCENT = 90.0
 MEMORY_WARNING_PERCENT = 95.0
 # freshclam updates several times a day; older signatures mean updates have stopped.
 STALE_SIGNATURES_DAYS = 3
+# The clamd check's words for clamav.allow_encrypted_archives, as clamd applies it.
+ENCRYPTED_REFUSED = "encrypted archives refused (they cannot be scanned)"
+ENCRYPTED_ALLOWED = "encrypted archives ALLOWED unscanned"
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,15 @@ def check_clamd(
     host: str, port: int, signatures: str, database_dir: Path | str | None = None
 ) -> Check:
     """clamd answers, and which signatures it uses: version and age (red when freshclam's
-    are stale, since then new viruses go undetected)."""
+    are stale, since then new viruses go undetected); whether it refuses encrypted archives,
+    from what it says of one (clamav.allow_encrypted_archives)."""
     client = ClamdClient(host, port, timeout=PROBE_TIMEOUT)
     try:
         client.ping()
         state = current_state(client, SignatureFiles(Path(database_dir) if database_dir else None))
     except ClamdUnavailable as error:
         return Check("clamd", False, str(error))
+    encrypted_refused = state.encrypted_archives_refused
     age = describe_age(state.age_seconds)
     if signatures == "evaluation":
         label = "EVALUATION signatures (EICAR test string only: real viruses are NOT detected)"
@@ -90,8 +95,11 @@ def check_clamd(
         "database_version": state.database_version,
         "published": state.published.isoformat() if state.published else None,
         "age_seconds": state.age_seconds,
+        "encrypted_archives": "refused" if encrypted_refused else "allowed",
     }
-    summary = f"{state.engine}, {label}, version {state.version[:12]}, {age}"
+    summary = f"{state.engine}, {label}, version {state.version[:12]}, {age}, " + (
+        ENCRYPTED_REFUSED if encrypted_refused else ENCRYPTED_ALLOWED
+    )
     stale = signatures == "freshclam" and (
         state.age_seconds is None or state.age_seconds > STALE_SIGNATURES_DAYS * 86400
     )

@@ -8,7 +8,7 @@ from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
-_KNOWN_KEYS = {"allowed_domains", "clamd"}
+_KNOWN_KEYS = {"allowed_domains", "clamd", "externals"}
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
@@ -23,10 +23,24 @@ class ClamdConfig:
 
 
 @dataclass(frozen=True)
+class InvitationLimits:
+    """How many email invitations (each one a mail from the server) may go out. The defaults
+    are those of appliance.yaml's `externals` section, which the rendered config always sets."""
+
+    # Element's invite dialog sends one request per address, in quick succession: a team of
+    # partners invited at once must fit in the burst.
+    per_inviter_per_minute: int = 20
+    per_inviter_per_day: int = 50
+    # Across every inviter and room: one person is not mailed without end by many agents.
+    per_address_per_day: int = 5
+
+
+@dataclass(frozen=True)
 class ModuleConfig:
     # Seed of the allowlist: copied into the module's table on first start.
     allowed_domains: tuple[str, ...]
     clamd: ClamdConfig
+    invitation_limits: InvitationLimits = InvitationLimits()
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -73,6 +87,29 @@ def _parse_clamd(raw: object) -> ClamdConfig:
     )
 
 
+_EXTERNALS_KEYS = {
+    "invitations_per_inviter_per_minute": "per_inviter_per_minute",
+    "invitations_per_inviter_per_day": "per_inviter_per_day",
+    "invitations_per_address_per_day": "per_address_per_day",
+}
+
+
+def _parse_externals(raw: object) -> InvitationLimits:
+    if raw is None:
+        return InvitationLimits()
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping", path=("externals",))
+    _refuse_unknown(raw, set(_EXTERNALS_KEYS), "externals")
+    limits = {}
+    for key, field in _EXTERNALS_KEYS.items():
+        value = raw.get(key, getattr(InvitationLimits, field))
+        # bool is an int in Python: `true` must not become a limit of 1.
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError("must be a whole number of at least 1", path=("externals", key))
+        limits[field] = value
+    return InvitationLimits(**limits)
+
+
 def parse_module_config(raw: object) -> ModuleConfig:
     if raw is None:
         raw = {}
@@ -82,4 +119,5 @@ def parse_module_config(raw: object) -> ModuleConfig:
     return ModuleConfig(
         allowed_domains=_parse_domains(raw.get("allowed_domains", [])),
         clamd=_parse_clamd(raw.get("clamd")),
+        invitation_limits=_parse_externals(raw.get("externals")),
     )

@@ -1,43 +1,112 @@
-"""ApplianceModule: the class Synapse loads. It only wires callbacks; each rule lives beside it."""
+"""ApplianceModule: the class Synapse loads.  It checks Synapse, then only wires; each rule lives
+in its concern.
+
+Wiring, one style: the stores (the module's tables, and the state each process keeps fresh)
+are started, then every concern is an object whose ``register()`` registers its callbacks or
+HTTP resources with the module API.  Every concern runs on every process (a worker serves the
+requests it receives); only table creation and seeding are left to the process that runs
+background tasks (see :mod:`.module_tables`).  Nothing here calls a Synapse internal a worker
+lacks: :func:`.synapse_internals.check_synapse` verifies every reach on the process itself
+before anything is registered, and stops Synapse with what changed.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from synapse.module_api import ModuleApi
 
 from appliance import __version__
+from appliance.synapse_module.accounts.display_names import DisplayNames
 from appliance.synapse_module.accounts.domain_store import DomainStore
-from appliance.synapse_module.accounts.identity_lookup import register_identity_lookup
-from appliance.synapse_module.accounts.registration import register_registration_policy
-from appliance.synapse_module.admin_api.domains import register_domain_admin_api
-from appliance.synapse_module.admin_api.quarantine import register_quarantine_api
-from appliance.synapse_module.admin_api.users import register_user_list_api
+from appliance.synapse_module.accounts.identity_lookup import IdentityInfoResource
+from appliance.synapse_module.accounts.profile_privacy import ProfilePrivacy
+from appliance.synapse_module.accounts.registration import RegistrationPolicy
+from appliance.synapse_module.admin_api.domains import DomainsResource
+from appliance.synapse_module.admin_api.invitations import InvitationsResource
+from appliance.synapse_module.admin_api.quarantine import QuarantineResource
+from appliance.synapse_module.admin_api.users import UserListResource
 from appliance.synapse_module.config import ModuleConfig, parse_module_config
-from appliance.synapse_module.media.scan import register_media_scanning
+from appliance.synapse_module.directory.user_search import DirectoryFilter
+from appliance.synapse_module.externals.identity_key import IdentityKey
+from appliance.synapse_module.externals.identity_server import (
+    IdentityServiceResource,
+    IdentityTokens,
+)
+from appliance.synapse_module.externals.invitation_mail import InvitationMail
+from appliance.synapse_module.externals.invitations import Invitations
+from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
+from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
+from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
-from appliance.synapse_module.rooms_and_people import register_rooms_and_people
+from appliance.synapse_module.module_tables import ModuleTables
+from appliance.synapse_module.rooms.rules import RoomRules
+from appliance.synapse_module.synapse_internals import (
+    USERS_INDEXES,
+    SynapseInternals,
+    check_synapse,
+)
 
 logger = logging.getLogger(__name__)
 
 
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+
+class Concern(Protocol):
+    def register(self) -> None: ...
+
+
 class ApplianceModule:
     def __init__(self, config: ModuleConfig, api: ModuleApi):
-        self._config = config
-        self._api = api
-        # Each concern registers its own callbacks and resources (one file each):
-        # registration policy (allowlist, identity), media scanning, room rules, admin endpoints.
-        self._domains = DomainStore(api, config.allowed_domains)
-        self._domains.start()
-        # Rooms, externals and email invitations; an invitation lets its address register.
-        invitations = register_rooms_and_people(api, self._domains.current)
-        register_registration_policy(api, self._domains.current, invitations.standing)
-        register_domain_admin_api(api, self._domains)
-        register_identity_lookup(api, self._domains.current)
-        scan_store = ScanStore(api)
-        register_media_scanning(api, config.clamd, scan_store)
-        register_quarantine_api(api, scan_store)
-        register_user_list_api(api)
+        check_synapse(api)  # before anything is registered: raises SynapseChanged
+        internals = SynapseInternals(api)
+
+        domains = DomainStore(api, config.allowed_domains)
+        externals = ExternalStore(api)
+        key, tokens, scans = IdentityKey(api), IdentityTokens(api), ScanStore(api)
+        # The user list does not wait for its indexes on Synapse's users table.
+        user_list_indexes = ModuleTables(api, "appliance_user_list_indexes", USERS_INDEXES)
+        stores: list[Startable] = [domains, externals, key, tokens, scans, user_list_indexes]
+        for store in stores:
+            store.start()
+
+        allowlist = domains.current
+        directory = ExternalDirectory(api, externals)
+        mail = InvitationMail(api)
+        invitations = Invitations(
+            api, externals, directory, allowlist, key, mail, config.invitation_limits
+        )
+        self.concerns: list[Concern] = [
+            # accounts: who may register, and Tchap's domain lookup
+            RegistrationPolicy(api, allowlist, invitations.standing),
+            IdentityInfoResource(api, allowlist),
+            # externals and email invitations (an invitation lets its address register)
+            ExternalRegistration(api, directory, allowlist, invitations.complete_for),
+            invitations,
+            IdentityServiceResource(api, tokens, key, invitations, directory, internals),
+            InviteExternalResource(api, invitations, internals),
+            InvitationPage(api, invitations, mail),
+            # rooms and the directory
+            RoomRules(api, directory, invitations, key),
+            DirectoryFilter(api, directory, internals),
+            # names and profiles, judged by the externals' record (after the room rules, whose
+            # refusal of an external's member event without the marker answers first)
+            DisplayNames(api, directory),
+            ProfilePrivacy(api, directory, internals),
+            # media
+            MediaScanner(api, config.clamd, scans),
+            # the console's admin endpoints
+            DomainsResource(api, domains),
+            QuarantineResource(api, scans),
+            UserListResource(api),
+            InvitationsResource(api, externals, invitations),
+        ]
+        for concern in self.concerns:
+            concern.register()
         logger.info(
             "appliance module %s loaded: %d allowed domain entries, clamd at %s:%d",
             __version__,

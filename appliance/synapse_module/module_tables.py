@@ -1,7 +1,8 @@
 """Creation of a module's own tables and indexes in Synapse's database (SQLite or PostgreSQL).
 
-Synapse has no schema hook for modules.  The process that runs background tasks (the main
-process) creates the tables when the module starts; the others use them as they find them.
+Synapse has no schema hook for modules.  Every store of the module creates its tables through
+this one routine (a :class:`ModuleTables` each): the process that runs background tasks (the
+main process) creates them when the module starts; the others use them as they find them.
 A store calls :meth:`ModuleTables.ready` before a query, so a query that comes in before
 the start-up creation has finished waits for it instead of failing on a missing table.  A
 process that does not create them may start before the one that does (or that one may have
@@ -23,30 +24,33 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 from twisted.internet.defer import Deferred
 
+from appliance.synapse_module.synapse_internals import is_postgres
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def _create(txn: LoggingTransaction, statements: tuple[str, ...]) -> None:
+def create_txn(txn: LoggingTransaction, statements: tuple[str, ...]) -> None:
     for statement in statements:
         txn.execute(statement)  # every statement is "... IF NOT EXISTS": safe to repeat
 
 
-def tables_exist(txn: LoggingTransaction, names: tuple[str, ...]) -> bool:
+def tables_exist_txn(txn: LoggingTransaction, names: tuple[str, ...]) -> bool:
     """Whether every named table is in the database."""
     # From the catalogue, not by querying the tables: on PostgreSQL a failed statement would
     # abort the transaction.
     marks = ", ".join("?" for _ in names)
-    if txn.database_engine.module.__name__ == "sqlite3":
-        query = f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})"
-    else:
+    if is_postgres(txn):
         query = (
             "SELECT COUNT(*) FROM information_schema.tables"
             f" WHERE table_schema = current_schema() AND table_name IN ({marks})"
         )
+    else:
+        query = f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})"
     txn.execute(query, names)
-    return txn.fetchone()[0] == len(names)
+    [(count,)] = txn.fetchall()  # one row: a COUNT
+    return count == len(names)
 
 
 class ModuleTables:
@@ -80,28 +84,32 @@ class ModuleTables:
     async def _create(self) -> Exception | None:
         """Create the tables; the error, if that failed, for every waiting caller to raise."""
         try:
-            await self._api.run_db_interaction(f"{self._name}_create", _create, self._schema)
+            await self._api.run_db_interaction(f"{self._name}_create", create_txn, self._schema)
         except Exception as error:
             return error
         self._created = True
         logger.info("module tables ready: %s", self._name)
         return None
 
-    async def ensure(self, names: tuple[str, ...], refusal: str) -> None:
-        """Return once the named tables are there (after this process's own creation, if it
-        makes them); until then refuse with 503 M_UNKNOWN and `refusal`, which should say to
-        try again in a moment."""
+    async def present(self, names: tuple[str, ...]) -> bool:
+        """Whether the named tables are there (after this process's own creation, if it makes
+        them); False, logged, when they cannot be created or read."""
         if self._found:
-            return
+            return True
         try:
             await self.ready()
             self._found = await self._api.run_db_interaction(
-                f"{self._name}_exist", tables_exist, names
+                f"{self._name}_exist", tables_exist_txn, names
             )
         except Exception:
             logger.exception("module tables cannot be created or read: %s", self._name)
-            raise SynapseError(503, refusal, Codes.UNKNOWN) from None
-        if not self._found:
+            return False
+        return self._found
+
+    async def ensure(self, names: tuple[str, ...], refusal: str) -> None:
+        """Return once the named tables are there; until then refuse with 503 M_UNKNOWN and
+        `refusal`, which should say to try again in a moment."""
+        if not await self.present(names):
             raise SynapseError(503, refusal, Codes.UNKNOWN)
 
 

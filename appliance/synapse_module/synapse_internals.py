@@ -1,27 +1,285 @@
-"""The three questions the module asks Synapse that its module API cannot answer.
+"""The one door to Synapse's internals: every reach outside its module API, and their check.
 
-Everything else goes through ``ModuleApi``.  These read Synapse's main data store directly,
-through its own (cached) methods rather than its tables, so that a Synapse upgrade that changes
-them fails loudly here, in one place, instead of deep inside a rule:
+Synapse's module API is the contract.  What the module needs beyond it is listed here, each
+with why the module API cannot do it; :func:`check_synapse`, called by
+``ApplianceModule.__init__``, verifies every reach on the running process and stops Synapse
+(:class:`SynapseChanged`, naming the Synapse version and what changed) rather than letting an
+upgrade break a rule at the first request.  The module was written against
+:data:`WRITTEN_FOR`.
 
-* the rooms a user is in: an external may find in the directory only the people they share a
-  room with, and ``check_username_for_spam`` runs once per search result;
-* the account an email address is bound to: the identity service's lookup, so that inviting
-  the address of someone who has an account invites that account;
-* the account an OpenID token belongs to: how a client proves who it is when it registers with
-  the identity service (``/_matrix/identity/v2/account/register``).
+1. ``ModuleApi._hs``: the HomeServer, kept private by the module API; only to reach its main
+   data store (``get_datastores().main``), whose class differs by process (``DataStore`` on
+   the main process, ``GenericWorkerStore`` on a worker).
+2. Store methods (:data:`STORE_METHODS`), all present on workers too:
+
+   * ``get_rooms_for_user``: an external finds in the directory only the people they share a
+     room with; ``check_username_for_spam`` runs once per search result, so this must be
+     Synapse's cached read, and the module API only reads one room's members at a time;
+   * ``get_user_id_by_threepid``: which account an address is bound to (the identity
+     service's lookup and store-invite, the invite endpoint); the module API reads a user's
+     addresses, not an address's user.
+
+   ``get_user_id_for_open_id_token`` is NOT used: ``GenericWorkerStore`` lacks it (the
+   identity service's ``account/register`` answered 500 on a worker).  The OpenID token is
+   read from its table instead (3), which every process can do.
+3. SQL on Synapse's own tables (:data:`SYNAPSE_COLUMNS`, every table and column the module's
+   SQL reads, checked against the database at start-up):
+
+   * ``open_id_tokens``: :func:`user_of_openid_token_txn`, the identity service's
+     ``account/register`` (the module API has no OpenID token lookup);
+   * ``user_threepids``: :func:`email_domain_accounts_txn`, the accounts each allowlist entry
+     admits (the module API lists one user's addresses at a time);
+   * ``users``, ``profiles``, ``user_threepids``, ``user_ips``, ``user_directory_search``:
+     the console's user list (:func:`user_ids_in_range_txn` and the functions after it;
+     ``admin_api/user_list_query.py`` plans a page, ``user_list_rows.py`` shapes its rows),
+     read a page at a time by keyset; the Admin API counts every matching user and pages by
+     offset, which grows with the server.
+4. Indexes the module creates on Synapse's ``users`` table (:data:`USERS_INDEXES`), for the
+   user list's admins and deactivated pages.
+5. ``synapse.storage.engines.PostgresEngine``: which SQL dialect the database speaks
+   (:func:`is_postgres`); ``LoggingTransaction.database_engine`` carries it.
+6. ``synapse.logging.context.current_context()``: the user whose request stores a file
+   (:func:`requesting_user_id`); ``check_media_file_for_spam`` is given no uploader.
+7. ``RoomVersion.msc4289_creator_power_enabled``: whether a room's creators have unlimited
+   power (room version 12); the module API hands events over with their room version but
+   documents none of its flags (:func:`creators_have_unlimited_power`).
+8. ``synapse.storage.database.make_conn``: the start-up check reads the schema on a
+   connection of its own, as Synapse's own start-up does, since a module's ``__init__`` cannot
+   wait for ``run_db_interaction``.
+
+9. ``ProfileHandler.check_profile_query_allowed``: who may read whose profile.  Synapse has no
+   module callback for profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``,
+   which would hold for agents too (the directory is theirs);
+   :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
+   Synapse's in the method both profile servlets call: the one patch of a Synapse method.
+
+Documented module API types that live outside ``synapse.module_api`` and are imported where
+they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
+``check_registration_for_spam``), and, for type checking only, ``synapse.media._base.FileInfo``
+and ``synapse.media.media_storage.ReadableFileWrapper`` (``check_media_file_for_spam``).
 """
 
 from __future__ import annotations
 
-from synapse.module_api import ModuleApi
+import importlib.metadata
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from synapse.module_api import EventBase, LoggingTransaction, ModuleApi, UserID
+
+WRITTEN_FOR = "1.163.2"
+SYNAPSE_VERSION = importlib.metadata.version("matrix-synapse")
+
+
+class SynapseChanged(RuntimeError):
+    """This Synapse no longer offers what the module reaches for: it must not start."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            f"The appliance module cannot run on Synapse {SYNAPSE_VERSION} (it was written for "
+            f"Synapse {WRITTEN_FOR}): {'; '.join(self.problems)}. "
+            "See appliance/synapse_module/synapse_internals.py for each reach and why."
+        )
+
+
+try:  # the names the module imports from Synapse's internals (reaches 5, 6, 7, 8)
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.logging.context import ContextRequest, LoggingContext, current_context
+    from synapse.storage.database import make_conn
+    from synapse.storage.engines import PostgresEngine
+except ImportError as error:  # a renamed or removed internal: say so, with the version
+    raise SynapseChanged([str(error)]) from error
+
+
+STORE_METHODS = ("get_rooms_for_user", "get_user_id_by_threepid")
+
+# Every column the module's SQL reads from Synapse's tables, whatever the dialect.
+SYNAPSE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": (
+        "name",
+        "admin",
+        "deactivated",
+        "shadow_banned",
+        "locked",
+        "user_type",
+        "creation_ts",
+        "is_guest",
+    ),
+    "profiles": ("user_id", "displayname"),
+    "user_threepids": ("user_id", "medium", "address"),
+    "user_ips": ("user_id", "last_seen"),
+    "user_directory_search": ("user_id",),
+    "open_id_tokens": ("token", "ts_valid_until_ms", "user_id"),
+}
+# The user directory's search column: an FTS4 table on SQLite, a tsvector on PostgreSQL.
+DIALECT_COLUMNS = {
+    "sqlite": {"user_directory_search": ("value",)},
+    "postgres": {"user_directory_search": ("vector",)},
+}
+
+# Partial indexes on Synapse's users table for the user list (admin_api/user_list_query.py,
+# which must keep its conditions word for word: "u.admin = 1", "u.deactivated = 1").  Synapse
+# never looks at them; a Synapse migration that rebuilds the table drops them, and the next
+# start-up creates them again.
+USERS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS appliance_users_admins ON users (name) WHERE admin = 1",
+    "CREATE INDEX IF NOT EXISTS appliance_users_deactivated ON users (name) WHERE deactivated = 1",
+)
+
+
+# --- the start-up check ----------------------------------------------------------------------
+
+
+def check_synapse(api: ModuleApi) -> None:
+    """Raise :class:`SynapseChanged` unless every reach holds on this process."""
+    problems = api_problems(api)
+    if not problems:
+        store = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
+        problems = store_problems(store) + attribute_problems()
+        if not problems:
+            problems = column_problems(schema_of(store, api.server_name), dialect_of(store))
+    if problems:
+        raise SynapseChanged(problems)
+
+
+def api_problems(api: object) -> list[str]:
+    hs = getattr(api, "_hs", None)
+    if hs is None:
+        return ["ModuleApi has no _hs (the HomeServer)"]
+    if not callable(getattr(hs, "get_datastores", None)):
+        return ["the HomeServer has no get_datastores()"]
+    if not callable(getattr(hs, "get_profile_handler", None)):
+        return ["the HomeServer has no get_profile_handler()"]
+    check = getattr(hs.get_profile_handler(), "check_profile_query_allowed", None)  # reach 9
+    if not callable(check) or list(inspect.signature(check).parameters)[:2] != [
+        "target_user",
+        "requester",
+    ]:
+        return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
+    return []
+
+
+def store_problems(store: object) -> list[str]:
+    """What the data store (an instance or a class) lacks of the methods the module calls."""
+    name = store.__name__ if isinstance(store, type) else type(store).__name__
+    problems = [
+        f"the data store {name} has no method {method}"
+        for method in STORE_METHODS
+        if not _has(store, method)
+    ]
+    if isinstance(store, type):
+        return problems
+    # Reach 8: the database the start-up check reads the schema of.
+    db_pool = getattr(store, "db_pool", None)
+    if db_pool is None:
+        problems.append(f"the data store {name} has no db_pool")
+    else:
+        problems += [
+            f"the data store's db_pool has no {attribute}"
+            for attribute in ("_database_config", "engine")
+            if not hasattr(db_pool, attribute)
+        ]
+    return problems
+
+
+def attribute_problems() -> list[str]:
+    """Reaches 5 to 7: the attributes the module reads on Synapse's objects."""
+    problems = []
+    if "database_engine" not in dir(LoggingTransaction):  # reach 5
+        problems.append("synapse.storage.database.LoggingTransaction has no database_engine")
+    if "request" not in dir(LoggingContext):
+        problems.append("synapse.logging.context.LoggingContext has no request")
+    if "requester" not in {field.name for field in getattr(ContextRequest, "__attrs_attrs__", ())}:
+        problems.append("synapse.logging.context.ContextRequest has no requester")
+    flag = "msc4289_creator_power_enabled"
+    lacking = [v for v, version in KNOWN_ROOM_VERSIONS.items() if not hasattr(version, flag)]
+    if lacking:
+        problems.append(f"room versions {', '.join(lacking)} have no {flag}")
+    elif not getattr(KNOWN_ROOM_VERSIONS.get("12"), flag, False):
+        problems.append(f"room version 12 is unknown or its {flag} is not set")
+    return problems
+
+
+def column_problems(schema: dict[str, set[str]], dialect: str) -> list[str]:
+    """What the database lacks of :data:`SYNAPSE_COLUMNS` (schema: table -> its columns)."""
+    problems = []
+    for table, columns in _expected_columns(dialect).items():
+        found = schema.get(table, set())
+        if not found:
+            problems.append(f"Synapse's database has no table {table}")
+            continue
+        missing = [column for column in columns if column not in found]
+        if missing:
+            problems.append(f"the table {table} has no column {', '.join(missing)}")
+    return problems
+
+
+def _expected_columns(dialect: str) -> dict[str, tuple[str, ...]]:
+    expected = dict(SYNAPSE_COLUMNS)
+    for table, columns in DIALECT_COLUMNS[dialect].items():
+        expected[table] = expected[table] + columns
+    return expected
+
+
+def dialect_of(store: Any) -> str:
+    return "postgres" if isinstance(store.db_pool.engine, PostgresEngine) else "sqlite"
+
+
+def schema_of(store: Any, server_name: str) -> dict[str, set[str]]:
+    """The columns of each table of :data:`SYNAPSE_COLUMNS`, read on a connection of its own
+    (a module's ``__init__`` cannot await ``run_db_interaction``; Synapse's own start-up
+    reads its schema the same way)."""
+    db_pool = store.db_pool
+    connection = make_conn(
+        db_config=db_pool._database_config,  # noqa: SLF001 (reach 8)
+        engine=db_pool.engine,
+        default_txn_name="appliance_synapse_check",
+        server_name=server_name,
+    )
+    try:
+        txn = connection.cursor(txn_name="appliance_synapse_check")
+        return {table: columns_of_txn(txn, table) for table in SYNAPSE_COLUMNS}
+    finally:
+        connection.close()
+
+
+def columns_of_txn(txn: LoggingTransaction, table: str) -> set[str]:
+    """The columns of a table (empty if there is no such table)."""
+    if is_postgres(txn):
+        txn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        )
+        return {row[0] for row in txn.fetchall()}
+    txn.execute(f"PRAGMA table_info({table})")  # a name from SYNAPSE_COLUMNS, never input
+    return {row[1] for row in txn.fetchall()}
+
+
+def _has(obj: object, name: str) -> bool:
+    # Statically: a cached store method refuses to be read from its class.
+    try:
+        inspect.getattr_static(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
+# --- the reaches -------------------------------------------------------------------------------
 
 
 class SynapseInternals:
+    """Reach 2: the main data store's methods, safe on every process."""
+
     def __init__(self, api: ModuleApi) -> None:
+        self._api = api
         # ModuleApi keeps its HomeServer private; Tchap's room access rules module reaches it
         # the same way for the same reason.
-        self._store = api._hs.get_datastores().main  # noqa: SLF001
+        # Any: its class depends on the process (DataStore, GenericWorkerStore).
+        self._store: Any = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
+        self._profiles = api._hs.get_profile_handler()  # noqa: SLF001 (reach 9)
 
     async def rooms_of(self, user_id: str) -> frozenset[str]:
         """The rooms the user has joined (cached by Synapse, invalidated on membership)."""
@@ -33,4 +291,193 @@ class SynapseInternals:
 
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
-        return await self._store.get_user_id_for_open_id_token(token, now_ms)
+        return await self._api.run_db_interaction(
+            "appliance_user_of_openid_token", user_of_openid_token_txn, token, now_ms
+        )
+
+    def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
+        """Reach 9: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
+        check on every authenticated profile lookup (``GET /profile/{user}[/{field}]``)."""
+        synapse_check = self._profiles.check_profile_query_allowed
+
+        async def check_profile_query_allowed(
+            target_user: UserID, requester: UserID | None = None
+        ) -> None:
+            await synapse_check(target_user, requester)
+            if requester is not None:
+                await check(requester.to_string(), target_user.to_string())
+
+        # The one patch of a Synapse method: its only callers are the two profile servlets.
+        self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]
+
+
+def user_of_openid_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:
+    """Reach 3: Synapse's own query (``OpenIdStore.get_user_id_for_open_id_token``)."""
+    txn.execute(
+        "SELECT user_id FROM open_id_tokens WHERE token = ? AND ? <= ts_valid_until_ms",
+        (token, now_ms),
+    )
+    row = txn.fetchone()
+    return row[0] if row else None
+
+
+def email_domain_accounts_txn(txn: LoggingTransaction) -> list[tuple[str, int]]:
+    """Reach 3: (domain, how many accounts have an email address there), one row per domain.
+
+    Deactivation removes an account's addresses, so only active accounts count.  Grouped in
+    SQL: one pass over the addresses, one row per domain to go through.
+    """
+    position = "strpos" if is_postgres(txn) else "instr"
+    txn.execute(
+        f"SELECT substr(address, {position}(address, '@') + 1) AS domain,"
+        " COUNT(DISTINCT user_id)"
+        " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
+    )
+    return [(domain, int(accounts)) for domain, accounts in txn.fetchall()]
+
+
+# --- reach 3: the console's user list (admin_api/user_list_query.py plans a page) ---------------
+# ``u`` is Synapse's users table.  An external is a user in the module's record of them.
+USER_IS_EXTERNAL = "EXISTS (SELECT 1 FROM appliance_externals x WHERE x.user_id = u.name)"
+# Both engines use a partial index (USERS_INDEXES) when the query has its condition word for
+# word: keep "u.admin = 1" and "u.deactivated = 1" as they are there.
+USER_KINDS = {
+    "active": "u.deactivated = 0",
+    "agents": f"u.deactivated = 0 AND NOT {USER_IS_EXTERNAL}",
+    "externals": f"u.deactivated = 0 AND {USER_IS_EXTERNAL}",
+    "admins": "u.admin = 1",
+    "deactivated": "u.deactivated = 1",
+    "all": "1 = 1",
+}
+
+
+def user_ids_in_range_txn(
+    txn: LoggingTransaction,
+    bounds: tuple[str, str] | None,
+    kind: str,
+    start: str,
+    forward: bool,
+    limit: int,
+) -> list[str]:
+    """Up to limit local, non-guest users of the kind whose ID lies in bounds (``low <= ID <
+    high``; None: any), strictly after start (before it, going back), in ID order: a range
+    of the users table's index on ``name``."""
+    condition, args = ("u.name >= ? AND u.name < ?", bounds) if bounds else ("1 = 1", ())
+    txn.execute(
+        f"SELECT u.name FROM users u WHERE {condition}"
+        f" AND u.name {'>' if forward else '<'} ? AND u.is_guest = 0"
+        f" AND {USER_KINDS[kind]}"
+        f" ORDER BY u.name {'ASC' if forward else 'DESC'} LIMIT ?",
+        (*args, start, limit),
+    )
+    return [row[0] for row in txn.fetchall()]
+
+
+def user_ids_with_email_in_txn(txn: LoggingTransaction, low: str, high: str) -> list[str]:
+    """The users with an email address in ``[low, high)`` (a range of user_threepids' index on
+    ``(medium, address)``)."""
+    txn.execute(
+        "SELECT user_id FROM user_threepids WHERE medium = 'email' AND address >= ?"
+        " AND address < ?",
+        (low, high),
+    )
+    return [row[0] for row in txn.fetchall()]
+
+
+def user_ids_with_words_txn(txn: LoggingTransaction, words: list[str]) -> list[str]:
+    """The users whose directory entry (user ID and display name) has a word starting with each
+    of words, through Synapse's user directory search table (FTS4 on SQLite, a tsvector on
+    PostgreSQL).  Words are letters and digits only: they need no quoting in either syntax."""
+    if is_postgres(txn):
+        query = "SELECT user_id FROM user_directory_search WHERE vector @@ to_tsquery('simple', ?)"
+        match = " & ".join(f"{word}:*" for word in words)
+    else:
+        query = "SELECT user_id FROM user_directory_search WHERE value MATCH ?"
+        match = " ".join(f"{word}*" for word in words)
+    txn.execute(query, (match,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def users_of_kind_txn(txn: LoggingTransaction, user_ids: list[str], kind: str) -> set[str]:
+    """Those of user_ids that are local, non-guest users of the kind."""
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        f"SELECT u.name FROM users u WHERE u.name IN ({marks}) AND u.is_guest = 0"
+        f" AND {USER_KINDS[kind]}",
+        tuple(user_ids),
+    )
+    return {row[0] for row in txn.fetchall()}
+
+
+def user_accounts_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, tuple]:
+    """user ID -> (name, admin, deactivated, shadow_banned, locked, user_type, creation_ts in
+    seconds, external), for those of user_ids that exist."""
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        "SELECT u.name, u.admin, u.deactivated, u.shadow_banned, u.locked, u.user_type,"
+        f" u.creation_ts, {USER_IS_EXTERNAL} FROM users u WHERE u.name IN ({marks})",
+        tuple(user_ids),
+    )
+    return {row[0]: row for row in txn.fetchall()}
+
+
+def display_names_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, str | None]:
+    """user ID -> display name, for those of user_ids that have a profile."""
+    # By localpart, the key Synapse has always indexed: its index on full_user_id is built by
+    # a background update, which a freshly upgraded server may not have finished.
+    by_localpart = {user_id[1:].split(":", 1)[0]: user_id for user_id in user_ids}
+    marks = ", ".join("?" for _ in by_localpart)
+    txn.execute(
+        f"SELECT user_id, displayname FROM profiles WHERE user_id IN ({marks})",
+        tuple(by_localpart),
+    )
+    return {by_localpart[localpart]: name for localpart, name in txn.fetchall()}
+
+
+def email_addresses_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, list[str]]:
+    """user ID -> its email addresses in order, for those of user_ids that have any."""
+    # By user only: with "medium = 'email'" in the query, SQLite picks the (medium, address)
+    # index and reads every address on the server.
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        f"SELECT user_id, medium, address FROM user_threepids WHERE user_id IN ({marks})"
+        " ORDER BY user_id, address",
+        tuple(user_ids),
+    )
+    emails: dict[str, list[str]] = {}
+    for user_id, medium, address in txn.fetchall():
+        if medium == "email":
+            emails.setdefault(user_id, []).append(address)
+    return emails
+
+
+def last_seen_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str, int]:
+    """user ID -> when any of its devices was last seen (ms), for those ever seen."""
+    marks = ", ".join("?" for _ in user_ids)
+    txn.execute(
+        f"SELECT user_id, MAX(last_seen) FROM user_ips WHERE user_id IN ({marks}) GROUP BY user_id",
+        tuple(user_ids),
+    )
+    return dict(txn.fetchall())
+
+
+# --- reaches 5 to 7 --------------------------------------------------------------------------
+
+
+def is_postgres(txn: LoggingTransaction) -> bool:
+    """Reach 5: whether the database speaks PostgreSQL (else SQLite)."""
+    return isinstance(txn.database_engine, PostgresEngine)
+
+
+def requesting_user_id() -> str | None:
+    """Reach 6: the user whose request is being served (None outside an authenticated one).
+
+    Reads the request that Synapse's logging context is attached to, defensively."""
+    request = getattr(current_context(), "request", None)
+    user = getattr(request, "requester", None)
+    return user if isinstance(user, str) and user.startswith("@") else None
+
+
+def creators_have_unlimited_power(create: EventBase) -> bool:
+    """Reach 7: whether the room's version gives its creators unlimited power (v12 on)."""
+    return bool(create.room_version.msc4289_creator_power_enabled)

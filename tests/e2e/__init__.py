@@ -1,1 +1,2 @@
-"""End-to-end tests of the console in a real browser (a package, so its conftest does not shadow tests/conftest.py)."""
+"""End-to-end tests of the console in a real browser (a package, so its conftest does not
+shadow tests/conftest.py)."""

@@ -1,7 +1,8 @@
 """The console in a real browser, against the evaluation appliance's gunicorn console: an
 operator adds a domain, an agent registers through the real email flow, the operator finds and
 deactivates them and sees it in the audit log; five wrong passwords lock a login; an operator
-changes their own password; long IDs wrap on a laptop screen."""
+changes their own password; a copy of the session cookie dies with the logout; long IDs wrap on
+a laptop screen."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import secrets
 from urllib.parse import quote
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
 from e2e.conftest import log_in
@@ -171,3 +173,30 @@ def test_long_ids_wrap_instead_of_widening_the_page(
         assert page.evaluate(
             "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
         ), f"{path} is wider than the window"
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(
+    browser_page: Page, console_url, operator
+):
+    """Someone copies the operator's cookie (same address, same browser signature); the
+    operator logs out in the browser; the copy gets the login page."""
+    page = browser_page
+    log_in(page, console_url, operator["username"], operator["password"])
+    expect(page).to_have_url(re.compile(r"/health/$"))
+    cookie = next(c for c in page.context.cookies() if c["name"] == "appliance_console")
+    thief = requests.Session()
+    thief.headers.update(
+        {
+            "User-Agent": page.evaluate("navigator.userAgent"),
+            "Cookie": f"{cookie['name']}={cookie['value']}",
+        }
+    )
+    before = thief.get(f"{console_url}/audit/", allow_redirects=False, timeout=30)
+    assert before.status_code == 200 and 'data-action="login"' in before.text
+
+    page.click("header .logout button")
+    expect(page).to_have_url(re.compile(r"/login"))
+
+    after = thief.get(f"{console_url}/audit/", allow_redirects=False, timeout=30)
+    assert after.status_code == 302 and "/login" in after.headers["Location"]
+    assert 'data-action="login"' not in after.text

@@ -13,8 +13,14 @@ from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress,
 from appliance.addresses.identity import (
     DEFAULT_MAX_CANDIDATES,
     EXTERNAL_MARKER,
+    NAME_ONLY_EXTERNALS_MARKED,
+    NAME_PART_CHARACTERS,
+    NAME_PART_LENGTH,
+    NAME_PART_MAX_LENGTH,
+    NAME_SUFFIX_REQUIRED,
     candidate_localparts,
     display_name_for,
+    display_name_problem,
     localpart_for,
 )
 
@@ -149,3 +155,105 @@ def test_display_name_has_exactly_one_bracketed_domain(raw: str, external: bool)
     suffix = f"[{email.unicode_domain}]" + (f" {EXTERNAL_MARKER}" if external else "")
     assert name.endswith(suffix)
     assert name[: -len(suffix)].strip()
+
+
+# --- chosen display names: what may change, and what never ---------------------------------------
+
+AGENT = [parse_email("pierre.dupont@ac-paris.fr")]
+GUEST = [parse_email("sam@gmail.com")]
+AGENT_TAG_WRONG = NAME_SUFFIX_REQUIRED.format(suffix="[ac-paris.fr]")
+GUEST_TAG_WRONG = NAME_SUFFIX_REQUIRED.format(suffix="[gmail.com] (external)")
+
+ACCEPTED = {
+    "derived": ("Pierre Dupont [ac-paris.fr]", AGENT, False),
+    "renamed": ("Pierre-Louis Dupont [ac-paris.fr]", AGENT, False),
+    "accents and apostrophe": ("Hélène d\u2019Arc-O'Neil [ac-paris.fr]", AGENT, False),
+    "initial and digits": ("P. Dupont 2 [ac-paris.fr]", AGENT, False),
+    "external renamed": ("Sam Smith [gmail.com] (external)", GUEST, True),
+    "no address": ("Service Desk", [], False),
+}
+REFUSED = {
+    "another domain's tag": ("Pierre Dupont [interieur.gouv.fr]", AGENT, False, AGENT_TAG_WRONG),
+    "forged tag before the real one": (
+        "Pierre [interieur.gouv.fr] [ac-paris.fr]",
+        AGENT,
+        False,
+        NAME_PART_CHARACTERS,
+    ),
+    "no tag": ("Pierre Dupont", AGENT, False, AGENT_TAG_WRONG),
+    "agent with the marker": (
+        "Pierre Dupont [ac-paris.fr] (external)",
+        AGENT,
+        False,
+        NAME_ONLY_EXTERNALS_MARKED,
+    ),
+    "external without the marker": ("Sam [gmail.com]", GUEST, True, GUEST_TAG_WRONG),
+    "external with an agent's tag": ("Sam [ac-paris.fr]", GUEST, True, GUEST_TAG_WRONG),
+    "marker hidden by a zero-width space": (
+        "Sam [gmail.com] (ext\u200bernal)",
+        GUEST,
+        True,
+        GUEST_TAG_WRONG,
+    ),
+    "Cyrillic look-alike of the marker": (
+        "Sam [gmail.com] (\u0435xt\u0435rnal)",
+        GUEST,
+        True,
+        GUEST_TAG_WRONG,
+    ),
+    "fake marker in the name part": (
+        "Sam (external) [ac-paris.fr]",
+        AGENT,
+        False,
+        NAME_PART_CHARACTERS,
+    ),
+    "zero-width space": ("Pierre\u200bDupont [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "right-to-left override": (
+        "Pierre \u202e)lanretxe( [ac-paris.fr]",
+        AGENT,
+        False,
+        NAME_PART_CHARACTERS,
+    ),
+    "Cyrillic letters": ("\u0420ierre [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "fullwidth letters": ("\uff30ierre [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "no-break space": ("Pierre\u00a0Dupont [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "double space": ("Pierre  Dupont [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "combining accent": ("Pierre\u0301 [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "newline": ("Pierre\n [ac-paris.fr]", AGENT, False, NAME_PART_CHARACTERS),
+    "empty name part": (" [ac-paris.fr]", AGENT, False, NAME_PART_LENGTH),
+    "too long": (
+        "P" * (NAME_PART_MAX_LENGTH + 1) + " [ac-paris.fr]",
+        AGENT,
+        False,
+        NAME_PART_LENGTH,
+    ),
+    "ten thousand characters": ("P" * 10_000 + " [ac-paris.fr]", AGENT, False, NAME_PART_LENGTH),
+    "no address, forged tag": ("Desk [interieur.gouv.fr]", [], False, NAME_PART_CHARACTERS),
+    "no address, marker": ("Desk (external)", [], False, NAME_ONLY_EXTERNALS_MARKED),
+}
+
+
+@pytest.mark.parametrize(("name", "addresses", "external"), ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_a_chosen_name_keeps_the_tag_and_marker(name, addresses, external) -> None:
+    assert display_name_problem(name, addresses, external=external) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "addresses", "external", "problem"), REFUSED.values(), ids=REFUSED.keys()
+)
+def test_a_name_that_lies_is_refused_with_its_reason(name, addresses, external, problem) -> None:
+    assert display_name_problem(name, addresses, external=external) == problem
+
+
+@given(st.text(max_size=80), st.booleans())
+def test_an_accepted_name_ends_with_the_real_suffix_and_hides_nothing(
+    chosen: str, external: bool
+) -> None:
+    addresses = GUEST if external else AGENT
+    suffix = "[gmail.com] (external)" if external else "[ac-paris.fr]"
+    for name in (chosen, f"{chosen} {suffix}"):
+        if display_name_problem(name, addresses, external=external) is None:
+            assert name.endswith(f" {suffix}")
+            part = name[: -len(suffix) - 1]
+            assert not set(part) & set("[]()\u200b\u202e\u00a0") and part.isprintable()
+            assert part.count("[") == 0 and EXTERNAL_MARKER not in part

@@ -21,8 +21,10 @@ when it moved; a local write refreshes at once.  Fail closed: until the list has
 when it could not be confirmed for :data:`MAX_AGE_SECONDS` (so that a removed domain cannot
 linger beyond that), :meth:`DomainStore.current` returns None and registration is refused.
 
-SQL uses ``?`` placeholders only, which Synapse converts for PostgreSQL.  The account counts
-read Synapse's own ``user_threepids`` table, which the module API does not expose.
+The tables are created by :class:`.ModuleTables` (the main process, at start-up), then seeded
+in a transaction of their own.  SQL uses ``?`` placeholders only, which Synapse converts for
+PostgreSQL.  The account counts read Synapse's own ``user_threepids`` table, which the module
+API does not expose, through :func:`.synapse_internals.email_domain_accounts_txn`.
 """
 
 from __future__ import annotations
@@ -34,11 +36,10 @@ from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction, ModuleApi
 
-# Not in the module API: the only way to tell which SQL dialect the database speaks.
-from synapse.storage.engines import PostgresEngine
-
 from appliance.addresses.domain_allowlist import WILDCARD_PREFIX, DomainAllowlist
 from appliance.addresses.email_address import InvalidDomain, normalise_domain
+from appliance.synapse_module.module_tables import ModuleTables
+from appliance.synapse_module.synapse_internals import email_domain_accounts_txn
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +93,8 @@ class _Snapshot:
 # --- transactions (run in a database thread; may be retried, so idempotent) -------------------
 
 
-def _create_and_seed(txn: LoggingTransaction, seed: tuple[str, ...], now_ms: int) -> bool:
-    """Create the tables; on the very first start copy the seed in. True if it seeded."""
-    for statement in _SCHEMA:
-        txn.execute(statement)
+def _seed_txn(txn: LoggingTransaction, seed: tuple[str, ...], now_ms: int) -> bool:
+    """On the very first start copy the seed in (the tables exist). True if it seeded."""
     txn.execute("SELECT generation FROM appliance_allowlist_state WHERE id = 1")
     if txn.fetchone() is not None:
         return False
@@ -113,7 +112,7 @@ def _create_and_seed(txn: LoggingTransaction, seed: tuple[str, ...], now_ms: int
     return True
 
 
-def _read_if_changed(txn: LoggingTransaction, known_generation: int | None) -> _Snapshot | None:
+def _read_if_changed_txn(txn: LoggingTransaction, known_generation: int | None) -> _Snapshot | None:
     # The generation is read before the entries: a change committed in between is then seen
     # again at the next refresh, never hidden behind a generation it is not part of.
     txn.execute("SELECT generation FROM appliance_allowlist_state WHERE id = 1")
@@ -127,12 +126,13 @@ def _read_if_changed(txn: LoggingTransaction, known_generation: int | None) -> _
     return _Snapshot(generation, [entry for (entry,) in txn.fetchall()])
 
 
-def _page(txn: LoggingTransaction, search: str, offset: int, limit: int) -> DomainPage:
+def _page_txn(txn: LoggingTransaction, search: str, offset: int, limit: int) -> DomainPage:
     """The entries containing search (every entry for ""), limit of them from offset."""
     escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     where, args = ("WHERE entry LIKE ? ESCAPE '\\'", (f"%{escaped}%",)) if search else ("", ())
     txn.execute(f"SELECT COUNT(*) FROM appliance_allowed_domains {where}", args)
-    total = int(txn.fetchone()[0])
+    [(count,)] = txn.fetchall()  # one row: a COUNT
+    total = int(count)
     txn.execute(
         f"SELECT entry, added_at, added_by FROM appliance_allowed_domains {where}"
         " ORDER BY entry LIMIT ? OFFSET ?",
@@ -141,10 +141,10 @@ def _page(txn: LoggingTransaction, search: str, offset: int, limit: int) -> Doma
     entries = [
         DomainEntry(entry, int(added_at), added_by) for entry, added_at, added_by in txn.fetchall()
     ]
-    return DomainPage(entries, _accounts(txn, [e.entry for e in entries]), total)
+    return DomainPage(entries, _accounts_txn(txn, [e.entry for e in entries]), total)
 
 
-def _accounts(txn: LoggingTransaction, entries: list[str]) -> dict[str, int]:
+def _accounts_txn(txn: LoggingTransaction, entries: list[str]) -> dict[str, int]:
     """entry -> how many accounts have an email address it admits, for the given entries.
 
     Deactivation removes an account's addresses, so only active accounts count.  The addresses
@@ -157,13 +157,7 @@ def _accounts(txn: LoggingTransaction, entries: list[str]) -> dict[str, int]:
     counts = dict.fromkeys(entries, 0)
     if not entries:
         return counts
-    position = "strpos" if isinstance(txn.database_engine, PostgresEngine) else "instr"
-    txn.execute(
-        f"SELECT substr(address, {position}(address, '@') + 1) AS domain,"
-        " COUNT(DISTINCT user_id)"
-        " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
-    )
-    for domain, accounts in txn.fetchall():
+    for domain, accounts in email_domain_accounts_txn(txn):
         for entry in _entries_admitting(domain):
             if entry in counts:
                 counts[entry] += int(accounts)
@@ -182,7 +176,7 @@ def _entries_admitting(domain: str) -> list[str]:
     return [domain] + [WILDCARD_PREFIX + ".".join(labels[i:]) for i in range(1, len(labels))]
 
 
-def _get_entry(txn: LoggingTransaction, entry: str) -> DomainEntry | None:
+def _get_entry_txn(txn: LoggingTransaction, entry: str) -> DomainEntry | None:
     txn.execute(
         "SELECT entry, added_at, added_by FROM appliance_allowed_domains WHERE entry = ?", (entry,)
     )
@@ -190,7 +184,7 @@ def _get_entry(txn: LoggingTransaction, entry: str) -> DomainEntry | None:
     return DomainEntry(row[0], int(row[1]), row[2]) if row else None
 
 
-def _bump_generation(txn: LoggingTransaction) -> None:
+def _bump_generation_txn(txn: LoggingTransaction) -> None:
     txn.execute("UPDATE appliance_allowlist_state SET generation = generation + 1 WHERE id = 1")
 
 
@@ -204,7 +198,7 @@ def insert_entry_txn(txn: LoggingTransaction, entry: str, now_ms: int, added_by:
     )
     created = txn.rowcount == 1
     if created:
-        _bump_generation(txn)
+        _bump_generation_txn(txn)
     return created
 
 
@@ -212,7 +206,7 @@ def delete_entry_txn(txn: LoggingTransaction, entry: str) -> bool:
     txn.execute("DELETE FROM appliance_allowed_domains WHERE entry = ?", (entry,))
     deleted = txn.rowcount == 1
     if deleted:
-        _bump_generation(txn)
+        _bump_generation_txn(txn)
     return deleted
 
 
@@ -223,8 +217,8 @@ class DomainStore:
     """The allowlist as one process sees it, and the only writer of its tables.
 
     Entries given to :meth:`add` and :meth:`remove` must already be normalised
-    (:func:`appliance.addresses.domain_allowlist.normalise_domain_entry`); the admin endpoints do that,
-    so that they can answer a bad entry with its reason.
+    (:func:`appliance.addresses.domain_allowlist.normalise_domain_entry`); the admin endpoints
+    do that, so that they can answer a bad entry with its reason.
     """
 
     def __init__(
@@ -242,9 +236,10 @@ class DomainStore:
         self._confirmed_at = float("-inf")
         self._failing = False
         self._refreshing = 0
-        # Only the process that runs background tasks creates the tables (see start()).
-        self._creates_tables = api.should_run_background_tasks()
-        self._tables_ready = False
+        # Only the process that runs background tasks creates and seeds the tables.
+        self._tables = ModuleTables(api, "appliance_allowlist", _SCHEMA)
+        self._seeds = api.should_run_background_tasks()
+        self._seeded = False
 
     def start(self) -> None:
         """Create and seed the tables (main process only), load the list, keep it fresh."""
@@ -265,11 +260,12 @@ class DomainStore:
             return None
         return self._allowlist
 
-    async def _create_tables(self) -> None:
+    async def _create_and_seed(self) -> None:
         try:
+            await self._tables.ready()
             seeded = await self._api.run_db_interaction(
-                "appliance_allowlist_create",
-                _create_and_seed,
+                "appliance_allowlist_seed",
+                _seed_txn,
                 self._seed,
                 self._api.get_current_time_msec(),
             )
@@ -278,7 +274,7 @@ class DomainStore:
                 "cannot create the allowlist tables (retrying): registration is refused"
             )
             return
-        self._tables_ready = True
+        self._seeded = True
         if seeded:
             logger.info("allowlist seeded from appliance.yaml with %d entries", len(self._seed))
         else:
@@ -288,8 +284,8 @@ class DomainStore:
             )
 
     async def _scheduled_refresh(self) -> None:
-        if self._creates_tables and not self._tables_ready:
-            await self._create_tables()
+        if self._seeds and not self._seeded:
+            await self._create_and_seed()
         # Rebuilding a very large list can outlast a period: never pile up rebuilds.
         if not self._refreshing:
             await self.refresh()
@@ -300,7 +296,7 @@ class DomainStore:
         self._refreshing += 1
         try:
             snapshot = await self._api.run_db_interaction(
-                "appliance_allowlist_read", _read_if_changed, self._generation
+                "appliance_allowlist_read", _read_if_changed_txn, self._generation
             )
             if snapshot is not None:
                 await self._install(snapshot)
@@ -330,11 +326,11 @@ class DomainStore:
     async def page(self, search: str, offset: int, limit: int) -> DomainPage:
         """A page of the entries containing search (normalised form), with their accounts."""
         return await self._api.run_db_interaction(
-            "appliance_allowlist_page", _page, search, offset, limit
+            "appliance_allowlist_page", _page_txn, search, offset, limit
         )
 
     async def get(self, entry: str) -> DomainEntry | None:
-        return await self._api.run_db_interaction("appliance_allowlist_get", _get_entry, entry)
+        return await self._api.run_db_interaction("appliance_allowlist_get", _get_entry_txn, entry)
 
     async def add(self, entry: str, added_by: str) -> bool:
         """Add a normalised entry; False if it was already there."""

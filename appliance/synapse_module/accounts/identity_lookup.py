@@ -21,6 +21,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi, SynapseReques
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
+from appliance.synapse_module.admin_api.request_args import query_values
 
 INFO_PATH = "/_matrix/identity/api/v1/info"
 
@@ -30,6 +31,10 @@ class IdentityInfoResource(DirectServeJsonResource):
         super().__init__()
         self._api = api
         self._allowlist = allowlist
+
+    def register(self) -> None:
+        """Serve INFO_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(INFO_PATH, self)
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         medium = _query_value(request, "medium")
@@ -50,7 +55,7 @@ class IdentityInfoResource(DirectServeJsonResource):
 
 
 def _query_value(request: SynapseRequest, name: str) -> str:
-    values = (request.args or {}).get(name.encode("ascii"))
+    values = query_values(request, name)
     if not values:
         raise SynapseError(400, f"Missing query parameter {name!r}", Codes.MISSING_PARAM)
     if len(values) > 1:
@@ -61,7 +66,3 @@ def _query_value(request: SynapseRequest, name: str) -> str:
         raise SynapseError(
             400, f"The query parameter {name!r} is not valid UTF-8", Codes.INVALID_PARAM
         ) from None
-
-
-def register_identity_lookup(api: ModuleApi, allowlist: AllowlistSource) -> None:
-    api.register_web_resource(INFO_PATH, IdentityInfoResource(api, allowlist))

@@ -1,6 +1,7 @@
 """Registration policy: who may register or bind an email address, and the identity they get.
 
-Synapse calls these callbacks (contracts as in Synapse 1.163's module API, checked against its source):
+Synapse calls these callbacks (contracts as in Synapse 1.163's module API, checked against its
+source):
 
 * ``is_3pid_allowed``: before a verification mail is sent for registration or for adding an
   address to an account, and again when ``/register`` completes.  A refusal is Synapse's
@@ -9,6 +10,10 @@ Synapse calls these callbacks (contracts as in Synapse 1.163's module API, check
   An address of a domain not on the list is admitted to register (never to be added to an
   existing account) while an agent's email invitation waits for it (``invitations.py``); its
   account is an external's, and its display name carries the "(external)" marker.
+  Synapse asks nothing when a validated session is used (``/register`` asks again, but
+  ``/account/3pid/add`` does not), and its sessions do not record what they were opened for:
+  only ``enable_3pid_changes: false`` (homeserver.yaml) keeps a session opened to register,
+  say by an invited external, from attaching its address to an agent's account.
 * ``get_username_for_registration`` / ``get_displayname_for_registration``: the Matrix ID and
   display name come from the verified address, Tchap-style; a username proposed by the client
   is ignored (``inhibit_user_in_use_error`` keeps a taken one from failing early).
@@ -21,11 +26,12 @@ Synapse calls these callbacks (contracts as in Synapse 1.163's module API, check
 
 Password reset: Synapse does not consult modules for it, and the rule is that it needs none.
 A reset only re-proves control of an address already bound to an account, and every binding
-went through ``is_3pid_allowed``; an address of a domain that was never allowed has no account
-and gets ``M_THREEPID_NOT_FOUND``.  Removing a domain stops new registrations and new bindings
-from it; it does not lock out the agents who already have an account (nor, later, invited
-externals, whose domains are not on the list).  Cutting an existing account off is an explicit
-administrator act: deactivation, which also unbinds its addresses.
+went through ``is_3pid_allowed``; an address of a domain that was never allowed has no account,
+and no reset mail is sent to it (Synapse answers as if one were:
+``request_token_inhibit_3pid_errors``).  Removing a domain stops new registrations and new
+bindings from it; it does not lock out the agents who already have an account (nor, later,
+invited externals, whose domains are not on the list).  Cutting an existing account off is an
+explicit administrator act: deactivation, which also unbinds its addresses.
 """
 
 from __future__ import annotations
@@ -133,8 +139,11 @@ def verified_email(uia_results: dict) -> EmailAddress | None:
     threepid = uia_results.get(EMAIL_STAGE)
     if not isinstance(threepid, dict) or threepid.get("medium") != "email":
         return None
+    address = threepid.get("address")
+    if not isinstance(address, str):
+        return None
     try:
-        return parse_email(threepid.get("address"))
+        return parse_email(address)
     except InvalidEmailAddress:
         return None
 
@@ -174,6 +183,7 @@ class RegistrationPolicy:
         if (
             registration
             and admission.verdict is Verdict.NOT_ALLOWED
+            and admission.email is not None
             and await self._invited(admission.email.address)
         ):
             invited = f"{admission.email.address} is invited"
@@ -181,6 +191,17 @@ class RegistrationPolicy:
         return admission
 
     async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
+        """Synapse's ``is_3pid_allowed`` (password auth provider callback).
+
+        Args:
+            medium: ``email`` (anything else is refused).
+            address: the address as the client sent it.
+            registration: True while registering, False when adding it to an account.
+
+        Returns:
+            Whether Synapse may verify and bind the address; False becomes Synapse's 403
+            ``M_THREEPID_DENIED``.
+        """
         if medium != "email":
             logger.info("refused a %s third-party identifier: only email is accepted", medium)
             return False
@@ -191,6 +212,16 @@ class RegistrationPolicy:
         return admission.allowed
 
     async def get_username_for_registration(self, uia_results: dict, params: dict) -> str | None:
+        """Synapse's ``get_username_for_registration`` (password auth provider callback).
+
+        Args:
+            uia_results: the completed stages of the registration (the email stage's address).
+            params: the client's request body; its ``username`` is ignored.
+
+        Returns:
+            The localpart derived from the verified address (the first one free), or None
+            when no address was verified (``check_registration_for_spam`` then refuses).
+        """
         email = verified_email(uia_results)
         if email is None:
             return None  # no verified address: check_registration_for_spam refuses
@@ -208,6 +239,12 @@ class RegistrationPolicy:
         return localpart_for(email)
 
     async def get_displayname_for_registration(self, uia_results: dict, params: dict) -> str | None:
+        """Synapse's ``get_displayname_for_registration`` (password auth provider callback).
+
+        Returns:
+            ``Name [domain]`` from the verified address, with the external marker for a domain
+            not on the allowlist; None when no address was verified.
+        """
         email = verified_email(uia_results)
         if email is None:
             return None
@@ -221,25 +258,29 @@ class RegistrationPolicy:
         request_info: Collection[tuple[str, str]],
         auth_provider_id: str | None = None,
     ) -> RegistrationBehaviour:
+        """Synapse's ``check_registration_for_spam`` (spam checker callback), the last gate.
+
+        Args:
+            email_threepid: the verified email threepid, or None.
+            username: the localpart about to be registered.
+            request_info: (user agent, IP) pairs of the client's request; empty server-side.
+            auth_provider_id: the single sign-on provider, if any.
+
+        Returns:
+            ``ALLOW`` for an admitted address with its derived localpart, or a server-side
+            registration (shared secret, admin); ``DENY`` otherwise (Synapse answers 429).
+        """
         if email_threepid is None:
             if not request_info and auth_provider_id is None:
                 return RegistrationBehaviour.ALLOW  # server-side: shared secret or admin token
             logger.warning("refused registration of %r: no verified email address", username)
             return RegistrationBehaviour.DENY
         admission = await self._admission(email_threepid.get("address", ""), registration=True)
-        if not admission.allowed:
+        if not admission.allowed or admission.email is None:
             logger.warning("refused registration of %r: %s", username, admission.reason)
             return RegistrationBehaviour.DENY
-        if username not in candidate_localparts(admission.email):
+        if username is None or username not in candidate_localparts(admission.email):
             # Another module or a config change let a chosen username through.
             logger.warning("refused registration of %r: not derived from its address", username)
             return RegistrationBehaviour.DENY
         return RegistrationBehaviour.ALLOW
-
-
-def register_registration_policy(
-    api: ModuleApi, allowlist: AllowlistSource, invited: InvitationCheck = _no_invitation
-) -> RegistrationPolicy:
-    policy = RegistrationPolicy(api, allowlist, invited)
-    policy.register()
-    return policy

@@ -1,1 +1,2 @@
-"""Admin-only endpoints under /_synapse/client/appliance/v1/ for what Synapse's Admin API does not cover (server-admin token required)."""
+"""Admin-only endpoints under /_synapse/client/appliance/v1/ for what Synapse's Admin API
+does not cover (server-admin token required)."""

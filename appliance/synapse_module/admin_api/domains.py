@@ -50,6 +50,10 @@ class DomainsResource(DirectServeJsonResource):
         self._api = api
         self._store = store
 
+    def register(self) -> None:
+        """Serve DOMAINS_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(DOMAINS_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         await require_server_admin(self._api, request)
         raw = _raw_entry(request)
@@ -133,7 +137,3 @@ def _normalised(raw: str) -> str:
 
 def _not_listed(entry: str) -> SynapseError:
     return SynapseError(404, f"{entry} is not on the list of allowed domains", Codes.NOT_FOUND)
-
-
-def register_domain_admin_api(api: ModuleApi, store: DomainStore) -> None:
-    api.register_web_resource(DOMAINS_PATH, DomainsResource(api, store))

@@ -75,6 +75,10 @@ class InvitationsResource(DirectServeJsonResource):
         self._store = store
         self._invitations = invitations
 
+    def register(self) -> None:
+        """Serve INVITATIONS_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(INVITATIONS_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         await require_server_admin(self._api, request)
         segments = _segments(request)
@@ -125,9 +129,3 @@ def _segments(request: SynapseRequest) -> list[str]:
 
 def _unknown_path() -> SynapseError:
     return SynapseError(404, f"Unknown path below {INVITATIONS_PATH}", Codes.UNRECOGNIZED)
-
-
-def register_invitation_admin_api(
-    api: ModuleApi, store: ExternalStore, invitations: Invitations
-) -> None:
-    api.register_web_resource(INVITATIONS_PATH, InvitationsResource(api, store, invitations))

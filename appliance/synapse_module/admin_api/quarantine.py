@@ -33,6 +33,10 @@ class QuarantineResource(DirectServeJsonResource):
         self._api = api
         self._store = store
 
+    def register(self) -> None:
+        """Serve QUARANTINE_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(QUARANTINE_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         await require_server_admin(self._api, request)
         offset = integer_arg(request, "from", 0, minimum=0)
@@ -47,7 +51,3 @@ class QuarantineResource(DirectServeJsonResource):
         if offset + limit < total:
             body["next_token"] = str(offset + limit)
         return 200, body
-
-
-def register_quarantine_api(api: ModuleApi, store: ScanStore) -> None:
-    api.register_web_resource(QUARANTINE_PATH, QuarantineResource(api, store))

@@ -3,12 +3,20 @@ that names the argument and says what it must be."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from synapse.module_api import SynapseRequest
 from synapse.module_api.errors import Codes, SynapseError
 
 
+def query_values(request: SynapseRequest, name: str) -> list[bytes]:
+    """Every value of a query-string argument, raw (Twisted keeps them as bytes)."""
+    args = cast("dict[bytes, list[bytes]] | None", request.args)
+    return (args or {}).get(name.encode("ascii"), [])
+
+
 def string_arg(request: SynapseRequest, name: str, default: str = "", max_length: int = 256) -> str:
-    values = request.args.get(name.encode())
+    values = query_values(request, name)
     if not values:
         return default
     try:

@@ -22,13 +22,14 @@ from walking an index in ID order through every row when it underestimates how f
 The user directory leaves out deactivated users, and deactivation removes their addresses:
 those are found by their ID only.
 ``kind=admins`` and ``kind=deactivated`` read the module's partial indexes on ``users(name)``
-(:data:`INDEXES`), which hold only the admins or only the deactivated users, in ID order: a
-page of the few admins reads a page's worth of them, not every user before them.
+(:data:`.synapse_internals.USERS_INDEXES`), which hold only the admins or only the deactivated
+users, in ID order: a page of the few admins reads a page's worth of them, not every user
+before them.
 
 These are Synapse's own tables, which the module API does not expose: the Admin API's user
-list counts every matching user and pages by offset, which grows with the server.  Column use
-follows Synapse 1.163's schema.  SQL has ``?`` placeholders only (Synapse converts them for
-PostgreSQL), so no literal question mark or percent sign may appear in it.
+list counts every matching user and pages by offset, which grows with the server.  The SQL that
+reads them is in :mod:`.synapse_internals` (``user_ids_in_range_txn`` and the functions after
+it), whose start-up check verifies every table and column it names; this module plans the page.
 """
 
 from __future__ import annotations
@@ -36,36 +37,22 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from synapse.module_api import LoggingTransaction
 
-# Not in the module API: the only way to tell which full-text syntax the database speaks.
-from synapse.storage.engines import PostgresEngine
-
-KINDS = ("active", "agents", "externals", "admins", "deactivated", "all")
-MAX_SEARCH_WORDS = 10
-
-EXTERNAL = "EXISTS (SELECT 1 FROM appliance_externals x WHERE x.user_id = u.name)"
-_KIND_CONDITIONS = {
-    "active": "u.deactivated = 0",
-    "agents": f"u.deactivated = 0 AND NOT {EXTERNAL}",
-    "externals": f"u.deactivated = 0 AND {EXTERNAL}",
-    "admins": "u.admin = 1",
-    "deactivated": "u.deactivated = 1",
-    "all": "1 = 1",
-}
-_WORD = re.compile(r"[^\W_]+")
-
-# Created by the module at start-up (see register_user_list_api). Both engines use a partial
-# index when the query's WHERE has its condition word for word ("u.admin = 1" above), so keep
-# the two in step. Synapse never looks at them; a Synapse migration that rebuilds the table
-# drops them, and the next start-up creates them again.
-INDEXES = (
-    "CREATE INDEX IF NOT EXISTS appliance_users_admins ON users (name) WHERE admin = 1",
-    "CREATE INDEX IF NOT EXISTS appliance_users_deactivated ON users (name) WHERE deactivated = 1",
+from appliance.synapse_module.synapse_internals import (
+    USER_KINDS,
+    user_ids_in_range_txn,
+    user_ids_with_email_in_txn,
+    user_ids_with_words_txn,
+    users_of_kind_txn,
 )
+
+KINDS = tuple(USER_KINDS)
+MAX_SEARCH_WORDS = 10
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
@@ -81,23 +68,29 @@ class Position:
 
 @dataclass(frozen=True)
 class IdRange:
-    """Users of the users table (``u``) in the order of its index on ``name``."""
+    """Users of the users table in the order of its index on ``name``: those whose ID lies in
+    bounds (``low <= ID < high``), or every user (None)."""
 
-    condition: str = "1 = 1"
-    args: tuple = ()
+    bounds: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class Matches:
-    """A set of user IDs found through another table's index (``sql`` selects them)."""
+    """A set of user IDs found through another table's index (``find_txn`` reads them)."""
 
-    sql: str
-    args: tuple = ()
+    find_txn: Callable[[LoggingTransaction], list[str]]
 
 
 Source = IdRange | Matches
 EVERYONE = IdRange()
-EXTERNALS = Matches("SELECT user_id FROM appliance_externals")
+
+
+def _externals_txn(txn: LoggingTransaction) -> list[str]:
+    txn.execute("SELECT user_id FROM appliance_externals")  # the module's own record
+    return [row[0] for row in txn.fetchall()]
+
+
+EXTERNALS = Matches(_externals_txn)
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -112,15 +105,12 @@ def prefix_range(prefix: str) -> tuple[str, str]:
 
 
 def id_prefix(prefix: str) -> IdRange:
-    return IdRange("u.name >= ? AND u.name < ?", prefix_range(prefix))
+    return IdRange(prefix_range(prefix))
 
 
 def email_prefix(prefix: str) -> Matches:
-    return Matches(
-        "SELECT user_id FROM user_threepids WHERE medium = 'email' AND address >= ?"
-        " AND address < ?",
-        prefix_range(prefix),
-    )
+    low, high = prefix_range(prefix)
+    return Matches(lambda txn: user_ids_with_email_in_txn(txn, low, high))
 
 
 def search_words(text: str) -> list[str]:
@@ -129,21 +119,12 @@ def search_words(text: str) -> list[str]:
     return _WORD.findall(normalised)[:MAX_SEARCH_WORDS]
 
 
-def directory_words(words: Sequence[str], postgres: bool) -> Matches:
-    """Users whose directory entry (user ID and display name) has a word starting with each
-    of words.  Words are letters and digits only, so they need no quoting in either syntax."""
-    if postgres:
-        return Matches(
-            "SELECT user_id FROM user_directory_search WHERE vector @@ to_tsquery('simple', ?)",
-            (" & ".join(f"{word}:*" for word in words),),
-        )
-    return Matches(
-        "SELECT user_id FROM user_directory_search WHERE value MATCH ?",
-        (" ".join(f"{word}*" for word in words),),
-    )
+def directory_words(words: list[str]) -> Matches:
+    """Users whose directory entry has a word starting with each of words."""
+    return Matches(lambda txn: user_ids_with_words_txn(txn, words))
 
 
-def sources_for(search: str, kind: str, postgres: bool) -> list[Source]:
+def sources_for(search: str, kind: str) -> list[Source]:
     text = search.strip()
     if not text:
         return [EXTERNALS if kind == "externals" else EVERYONE]
@@ -154,62 +135,41 @@ def sources_for(search: str, kind: str, postgres: bool) -> list[Source]:
     sources: list[Source] = [id_prefix("@" + text.lower())]
     words = search_words(text)
     if words:
-        sources.append(directory_words(words, postgres))
+        sources.append(directory_words(words))
     return sources
 
 
-def page_of_user_ids(
+def page_of_user_ids_txn(
     txn: LoggingTransaction, search: str, kind: str, position: Position | None, limit: int
 ) -> list[str]:
     """Up to limit + 1 user IDs from position on, in the direction of position (so that the
     caller knows whether there is more), merged from every source of the search."""
     position = position or Position("")  # after the empty string: from the very first
-    postgres = isinstance(txn.database_engine, PostgresEngine)
     found: set[str] = set()
-    for source in sources_for(search, kind, postgres):
+    for source in sources_for(search, kind):
         if isinstance(source, IdRange):
-            found.update(_range_page(txn, source, kind, position, limit + 1))
+            found.update(
+                user_ids_in_range_txn(
+                    txn, source.bounds, kind, position.user_id, position.forward, limit + 1
+                )
+            )
         else:
-            found.update(_matches_page(txn, source, kind, position, limit + 1))
+            found.update(_matches_page_txn(txn, source, kind, position, limit + 1))
     return sorted(found, reverse=not position.forward)[: limit + 1]
 
 
-def _range_page(
-    txn: LoggingTransaction, source: IdRange, kind: str, position: Position, limit: int
-) -> list[str]:
-    txn.execute(
-        f"SELECT u.name FROM users u WHERE {source.condition}"
-        f" AND u.name {'>' if position.forward else '<'} ? AND u.is_guest = 0"
-        f" AND {_KIND_CONDITIONS[kind]}"
-        f" ORDER BY u.name {'ASC' if position.forward else 'DESC'} LIMIT ?",
-        source.args + (position.user_id, limit),
-    )
-    return [row[0] for row in txn.fetchall()]
-
-
-def _matches_page(
+def _matches_page_txn(
     txn: LoggingTransaction, source: Matches, kind: str, position: Position, limit: int
 ) -> list[str]:
-    txn.execute(source.sql, source.args)
     candidates = sorted(
-        {row[0] for row in txn.fetchall() if position.admits(row[0])},
+        {user_id for user_id in source.find_txn(txn) if position.admits(user_id)},
         reverse=not position.forward,
     )
     kept: list[str] = []
     for start in range(0, len(candidates), limit):
-        kept += _of_kind(txn, candidates[start : start + limit], kind)
+        chunk = candidates[start : start + limit]
+        of_kind = users_of_kind_txn(txn, chunk, kind)
+        kept += [user_id for user_id in chunk if user_id in of_kind]
         if len(kept) >= limit:
             break
     return kept[:limit]
-
-
-def _of_kind(txn: LoggingTransaction, user_ids: list[str], kind: str) -> list[str]:
-    """The users among user_ids (in their order) that are local, not guests, of the kind."""
-    marks = ", ".join("?" for _ in user_ids)
-    txn.execute(
-        f"SELECT u.name FROM users u WHERE u.name IN ({marks}) AND u.is_guest = 0"
-        f" AND {_KIND_CONDITIONS[kind]}",
-        tuple(user_ids),
-    )
-    kept = {row[0] for row in txn.fetchall()}
-    return [user_id for user_id in user_ids if user_id in kept]

@@ -40,13 +40,11 @@ from synapse.module_api.errors import Codes, SynapseError
 from appliance.synapse_module.admin_api.auth import require_server_admin
 from appliance.synapse_module.admin_api.request_args import integer_arg, string_arg
 from appliance.synapse_module.admin_api.user_list_query import (
-    INDEXES,
     KINDS,
     Position,
-    page_of_user_ids,
+    page_of_user_ids_txn,
 )
-from appliance.synapse_module.admin_api.user_list_rows import UserRow, rows_for
-from appliance.synapse_module.module_tables import ModuleTables
+from appliance.synapse_module.admin_api.user_list_rows import UserRow, rows_for_txn
 
 USERS_PATH = "/_synapse/client/appliance/v1/users"
 DEFAULT_LIMIT = 50
@@ -95,6 +93,13 @@ class UserListResource(DirectServeJsonResource):
         super().__init__()
         self._api = api
 
+    def register(self) -> None:
+        """Serve USERS_PATH (on every process: any may receive the request).
+
+        The list does not wait for its indexes (created with the module's tables): without
+        them a page is slower, never wrong."""
+        self._api.register_web_resource(USERS_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         await require_server_admin(self._api, request)
         kind = string_arg(request, "kind", "active")
@@ -105,20 +110,14 @@ class UserListResource(DirectServeJsonResource):
         cursor = string_arg(request, "from", max_length=1024)
         position = decode_cursor(cursor) if cursor else None
         rows, more = await self._api.run_db_interaction(
-            "appliance_user_list", _page, search, kind, position, limit
+            "appliance_user_list", _page_txn, search, kind, position, limit
         )
         return 200, page_json(rows, more, position)
 
 
-def _page(
+def _page_txn(
     txn: LoggingTransaction, search: str, kind: str, position: Position | None, limit: int
 ) -> tuple[list[UserRow], bool]:
     # One transaction: the page's IDs and their details come from the same snapshot.
-    user_ids = page_of_user_ids(txn, search, kind, position, limit)
-    return rows_for(txn, user_ids[:limit]), len(user_ids) > limit
-
-
-def register_user_list_api(api: ModuleApi) -> None:
-    # The list does not wait for its indexes: without them a page is slower, never wrong.
-    ModuleTables(api, "appliance_user_list_indexes", INDEXES).start()
-    api.register_web_resource(USERS_PATH, UserListResource(api))
+    user_ids = page_of_user_ids_txn(txn, search, kind, position, limit)
+    return rows_for_txn(txn, user_ids[:limit]), len(user_ids) > limit

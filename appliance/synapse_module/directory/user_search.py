@@ -32,7 +32,17 @@ class DirectoryFilter:
         )
 
     async def check_username_for_spam(self, user_profile: UserProfile, requester_id: str) -> bool:
-        # Synapse passes requester_id only to a callback that declares both parameters.
+        """Synapse's ``check_username_for_spam`` (spam checker callback), once per result of
+        a user directory search.
+
+        Args:
+            user_profile: the user found (``user_id``, ``display_name``, ``avatar_url``).
+            requester_id: who searches (Synapse passes it only to a callback that declares
+                both parameters).
+
+        Returns:
+            True to hide the result: an external sees only the people they share a room with.
+        """
         found = user_profile["user_id"]
         if found == requester_id or not await self._directory.is_external(requester_id):
             return False

@@ -1,1 +1,2 @@
-"""Externals and email invitations: who is external, invitations by email, the identity service, its key."""
+"""Externals and email invitations: who is external, invitations by email, the identity
+service, its key."""

@@ -37,14 +37,15 @@ _SCHEMA = (
 )
 
 
-def _load_or_create(txn: LoggingTransaction, candidate: str) -> str:
+def _load_or_create_txn(txn: LoggingTransaction, candidate: str) -> str:
     txn.execute(
         "INSERT INTO appliance_identity_key (id, signing_key) VALUES (1, ?)"
         " ON CONFLICT (id) DO NOTHING",
         (candidate,),
     )
     txn.execute("SELECT signing_key FROM appliance_identity_key WHERE id = 1")
-    return txn.fetchone()[0]
+    [(signing_key,)] = txn.fetchall()  # the row inserted above, or the one already there
+    return signing_key
 
 
 class IdentityKey:
@@ -68,7 +69,7 @@ class IdentityKey:
             signedjson.key.generate_signing_key(KEY_ID.split(":")[1])
         )
         encoded = await self._api.run_db_interaction(
-            "appliance_identity_key_load", _load_or_create, candidate
+            "appliance_identity_key_load", _load_or_create_txn, candidate
         )
         signing_key = signedjson.key.decode_signing_key_base64("ed25519", "0", encoded)
         self.public_key = signedjson.key.encode_verify_key_base64(

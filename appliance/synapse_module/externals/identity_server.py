@@ -13,14 +13,20 @@ address never leaves the box (``default_identity_server`` points clients here):
 ``GET  .../hash_details``, ``POST .../lookup``   which account an address belongs to; only the
                                                  ``none`` algorithm: the identity service is the
                                                  homeserver, which knows every address already
-``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`)
+``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`);
+                                                 an address already invited into the room while
+                                                 that invitation is pending gets it back (its
+                                                 token: Synapse rewrites the same room event),
+                                                 and no second mail
 ``GET  .../pubkey/isvalid``, ``.../pubkey/ed25519:0``  the key in ``m.room.third_party_invite``
 
 Tokens are random, stored hashed (SHA-256) with their user, and accepted as
 ``Authorization: Bearer`` or ``?access_token=`` (Synapse uses both).  Externals get no answer
 from ``lookup``: they must not learn which addresses have an account.  Refusals in
 ``store-invite`` come too late for a clear message (Synapse turns them into a 500): the same
-rules already refused in ``user_may_send_3pid_invite``; here they only guard the endpoint.
+rules already refused in ``user_may_send_3pid_invite`` (the limits on invitation mails with 429
+``M_LIMIT_EXCEEDED`` and ``retry_after_ms``); here they only guard the endpoint, and the limits
+are decided for good, atomically, when the invitation is stored.
 Until the token table is there (a worker may start before the main process has created it),
 the calls that use a token answer 503 ``M_UNKNOWN`` "try again in a moment", not a 500.
 """
@@ -41,8 +47,10 @@ from synapse.module_api import (
 )
 from synapse.module_api.errors import Codes, SynapseError
 
+from appliance.synapse_module.admin_api.request_args import query_values
 from appliance.synapse_module.externals.identity_key import KEY_ID, IdentityKey
 from appliance.synapse_module.externals.invitations import (
+    ONLY_MEMBERS_WHO_MAY_INVITE,
     Invitations,
     canonical_email,
     masked,
@@ -50,7 +58,6 @@ from appliance.synapse_module.externals.invitations import (
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.module_tables import ModuleTables
-from appliance.synapse_module.rooms.kinds import CREATE, MEMBER, POWER_LEVELS, RoomState
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
 logger = logging.getLogger(__name__)
@@ -77,20 +84,20 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _insert_token(txn: LoggingTransaction, token_hash: str, user_id: str, now_ms: int) -> None:
+def _insert_token_txn(txn: LoggingTransaction, token_hash: str, user_id: str, now_ms: int) -> None:
     txn.execute(
         "INSERT INTO appliance_identity_tokens (token_hash, user_id, created_at) VALUES (?, ?, ?)",
         (token_hash, user_id, now_ms),
     )
 
 
-def _user_of_token(txn: LoggingTransaction, token_hash: str) -> str | None:
+def _user_of_token_txn(txn: LoggingTransaction, token_hash: str) -> str | None:
     txn.execute("SELECT user_id FROM appliance_identity_tokens WHERE token_hash = ?", (token_hash,))
     row = txn.fetchone()
     return row[0] if row else None
 
 
-def _delete_token(txn: LoggingTransaction, token_hash: str) -> None:
+def _delete_token_txn(txn: LoggingTransaction, token_hash: str) -> None:
     txn.execute("DELETE FROM appliance_identity_tokens WHERE token_hash = ?", (token_hash,))
 
 
@@ -107,20 +114,20 @@ class IdentityTokens:
         await self._tables.ensure(_TABLES, NOT_READY)
         now = self._api.get_current_time_msec()
         await self._api.run_db_interaction(
-            "appliance_identity_token_issue", _insert_token, _hash(token), user_id, now
+            "appliance_identity_token_issue", _insert_token_txn, _hash(token), user_id, now
         )
         return token
 
     async def user_of(self, token: str) -> str | None:
         await self._tables.ensure(_TABLES, NOT_READY)
         return await self._api.run_db_interaction(
-            "appliance_identity_token_user", _user_of_token, _hash(token)
+            "appliance_identity_token_user", _user_of_token_txn, _hash(token)
         )
 
     async def revoke(self, token: str) -> None:
         await self._tables.ensure(_TABLES, NOT_READY)
         await self._api.run_db_interaction(
-            "appliance_identity_token_revoke", _delete_token, _hash(token)
+            "appliance_identity_token_revoke", _delete_token_txn, _hash(token)
         )
 
 
@@ -128,7 +135,7 @@ def _token_of(request: SynapseRequest) -> str | None:
     header = request.getHeader("Authorization")
     if header and header.startswith("Bearer "):
         return header.removeprefix("Bearer ").strip()
-    values = (request.args or {}).get(b"access_token")
+    values = query_values(request, "access_token")
     return values[0].decode("ascii", errors="replace") if values else None
 
 
@@ -174,6 +181,10 @@ class IdentityServiceResource(DirectServeJsonResource):
             "/lookup": self._lookup,
             "/store-invite": self._store_invite,
         }
+
+    def register(self) -> None:
+        """Serve IDENTITY_PATH (on every process: nothing here is main-only)."""
+        self._api.register_web_resource(IDENTITY_PATH, self)
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict]:
         return 200, await self._route(self._get, request)
@@ -236,8 +247,10 @@ class IdentityServiceResource(DirectServeJsonResource):
         return {"user_id": await self._user(request)}
 
     async def _logout(self, request: SynapseRequest) -> dict:
-        await self._user(request)
-        await self._tokens.revoke(_token_of(request))
+        await self._user(request)  # refuses a request without a valid token
+        token = _token_of(request)
+        if token is not None:
+            await self._tokens.revoke(token)
         return {}
 
     # --- lookup --------------------------------------------------------------------------------
@@ -312,20 +325,13 @@ class IdentityServiceResource(DirectServeJsonResource):
         problem = await self._invitations.problem_with(sender, address, room_id)
         if problem is not None and not await self._api.is_user_admin(sender):
             raise SynapseError(403, problem, Codes.FORBIDDEN)
-        state = RoomState(
-            await self._api.get_room_state(
-                room_id, [(CREATE, ""), (POWER_LEVELS, ""), (MEMBER, sender)]
-            )
-        )
-        if state.membership(sender) != "join" or state.power_of(sender) < state.invite_level():
-            raise SynapseError(
-                403, "Only a member allowed to invite can invite by email", Codes.FORBIDDEN
-            )
+        if not await self._invitations.member_may_invite(sender, room_id):
+            raise SynapseError(403, ONLY_MEMBERS_WHO_MAY_INVITE, Codes.FORBIDDEN)
 
     # --- key ---------------------------------------------------------------------------------
 
     async def _key_is_valid(self, request: SynapseRequest) -> dict:
-        values = (request.args or {}).get(b"public_key") or [b""]
+        values = query_values(request, "public_key") or [b""]
         return {
             "valid": self._key.public_key is not None
             and values[0].decode("ascii", errors="replace") == self._key.public_key
@@ -338,7 +344,3 @@ class IdentityServiceResource(DirectServeJsonResource):
         if self._key.public_key is None:
             raise SynapseError(503, "The key is not loaded yet", Codes.UNKNOWN)
         return {"public_key": self._key.public_key}
-
-
-def register_identity_service(api: ModuleApi, resource: IdentityServiceResource) -> None:
-    api.register_web_resource(IDENTITY_PATH, resource)

@@ -3,9 +3,19 @@
 The templates live with Synapse's other mails (``templates/synapse/email/``, rendered into
 Synapse's ``custom_template_directory``), so that they share their base layout and an operator
 overrides them the same way.
+
+The mail goes out in the server's name, so what an agent chose (the room's name, the inviter's
+display name) never reaches it as such: :func:`quoted_text` makes it one line (no header or
+line can be injected), without links (no scheme, no dot inside a word: no mail client turns
+it into a link) and at most :data:`MAX_QUOTED` characters; the templates show it between
+quotes, as someone else's words. The subject carries only the server's name and the quoted room
+name.
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 from synapse.module_api import ModuleApi
 
@@ -15,6 +25,34 @@ MAIL_HTML = "appliance_invitation.html"
 MAIL_TEXT = "appliance_invitation.txt"
 PAGE = "appliance_invitation_page.html"
 PAGE_PATH = "/_synapse/client/appliance/v1/invitation"
+
+MAX_QUOTED = 60
+ELLIPSIS = "…"
+# A middle dot in place of a full stop: read as a dot by a person, never as a domain name's by a
+# mail client (nor by IDNA, which maps other dot-like characters such as U+2024 to a full stop).
+SAFE_DOT = "·"
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)  # https://, file:///, ...
+# Full stops that a link finder may take for a host name's: any between two visible characters
+# (a letter, a digit, an accent, a hyphen...), of any script: NFKC has already folded the
+# fullwidth and small ones into "." and the halfwidth ideographic one into "。". A dot that ends
+# a sentence or a run of dots ("...") stays; a run inside a word ("a..b") goes as a whole.
+_DOTS = re.compile(r"(?<=\S)[.。]+(?=[^\s.。])")
+
+
+def quoted_text(text: str, limit: int = MAX_QUOTED) -> str:
+    """Text chosen by an agent, made fit for a mail in the server's name: one line of at most
+    `limit` characters, with no link."""
+    # Compatibility forms folded first (fullwidth letters, dots and slashes become plain ones),
+    # so that what follows sees what a mail client would.
+    text = unicodedata.normalize("NFKC", text)
+    # Controls (CR, LF, tab), line and paragraph separators, invisible format characters
+    # (bidirectional overrides, zero-width joiners) and unassigned ones become spaces.
+    text = "".join(" " if unicodedata.category(char)[0] in "CZ" else char for char in text)
+    text = _DOTS.sub(lambda run: SAFE_DOT * len(run.group()), _SCHEME.sub(" ", text))
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + ELLIPSIS
+    return text
 
 
 class InvitationMail:
@@ -32,15 +70,15 @@ class InvitationMail:
             "app_name": self._api.email_app_name,
             "homeserver_url": self._api.public_baseurl,
             "address": invitation.address,
-            "room_name": room_name,
-            "inviter_name": inviter_name,
+            "room_name": quoted_text(room_name) or quoted_text(invitation.room_id),
+            "inviter_name": quoted_text(inviter_name) or quoted_text(invitation.inviter),
             "link": self.link(invitation),
             "pending": invitation.pending,
         }
 
     async def send(self, invitation: Invitation, room_name: str, inviter_name: str) -> None:
         variables = self._variables(invitation, room_name, inviter_name)
-        subject = f"[{self._api.server_name}] {inviter_name} vous invite / invites you: {room_name}"
+        subject = f"[{self._api.server_name}] Invitation « {variables['room_name']} »"
         await self._api.send_mail(
             invitation.address,
             subject,

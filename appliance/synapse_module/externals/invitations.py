@@ -10,10 +10,19 @@ An invitation comes in through either door, with the same rules and the same eff
   an identity server over HTTPS.
 
 An address whose domain is not allowed may be invited only into a room open to externals; an
-allowed address anywhere.  The invitation is stored (:mod:`.external_store`) and mailed with a
-link to a page that says how to create the account.  While it waits, it lets its address
-register (the registration policy asks :meth:`Invitations.standing`): an invitation the room
-has revoked, or one already used, does not.
+allowed address anywhere.  The invitation is stored (:mod:`.store`) and mailed with a link to
+a page that says how to create the account.  While it waits, it lets its address register (the
+registration policy asks :meth:`Invitations.standing`): an invitation the room has revoked, or
+one already used, does not.
+
+Every invitation mail is a mail in the server's name, so they are limited
+(:class:`~appliance.synapse_module.config.InvitationLimits`): per inviter in any minute and in
+any 24 hours, per address in any 24 hours, counted in the invitations table (the same for every
+Synapse process).  Past a limit: 429 ``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` and one of
+the ``TOO_MANY_*`` messages, and no mail.  An address already invited into a room, while that
+invitation is pending there, is not mailed again: the second invitation answers as the first
+did and reuses it (a client that retries, or two members inviting the same person, see a
+success, as Element expects from an invite; the room already shows the pending invitation).
 
 A server admin sees every invitation (:meth:`Invitations.describe`, for the console) and may
 revoke a pending one (:meth:`Invitations.revoke`): its address can no longer register.
@@ -28,21 +37,26 @@ that Synapse's registration never makes.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+from typing import Literal
 
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
 from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
+from appliance.synapse_module.config import InvitationLimits
 from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.policy import ExternalDirectory
-from appliance.synapse_module.externals.store import ExternalStore, Invitation
+from appliance.synapse_module.externals.store import Exhausted, ExternalStore, Invitation, Quota
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
+    CREATE,
     JOIN_RULES,
     MEMBER,
+    POWER_LEVELS,
     THIRD_PARTY_INVITE,
     RoomKind,
     RoomState,
@@ -57,7 +71,20 @@ JOINED = "joined"  # the outcome of an invitation used by its person
 # Its outcome while the person is being joined; still there after a crash or restart meanwhile.
 INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
+ONLY_MEMBERS_WHO_MAY_INVITE = "Only a member allowed to invite can invite by email"
+TOO_MANY_FROM_YOU_NOW = (
+    "You have sent too many email invitations in the last minute: wait a moment, then try again"
+)
+TOO_MANY_FROM_YOU_TODAY = (
+    "You have sent as many email invitations as allowed in 24 hours: try again later"
+)
+TOO_MANY_FOR_ADDRESS = (
+    "This address has received as many invitations as allowed in 24 hours: try again later"
+)
+REVOKED_BY_THE_ROOM = "revoked by the room"
 NAME = "m.room.name"
+MINUTE_MS = 60 * 1000
+DAY_MS = 24 * 60 * MINUTE_MS
 
 
 def masked(email: EmailAddress) -> str:
@@ -79,6 +106,7 @@ class Invitations:
         allowlist: AllowlistSource,
         key: IdentityKey,
         mail: InvitationMail,
+        limits: InvitationLimits,
     ) -> None:
         self._api = api
         self._store = store
@@ -86,6 +114,7 @@ class Invitations:
         self._allowlist = allowlist
         self._key = key
         self._mail = mail
+        self._limits = limits
 
     def register(self) -> None:
         self._api.register_spam_checker_callbacks(
@@ -101,7 +130,11 @@ class Invitations:
             return f"This address cannot be invited: {admission.reason}"
         if admission.verdict is Verdict.UNAVAILABLE:
             return f"Invitations by email are unavailable: {admission.reason}"
-        if admission.verdict is Verdict.NOT_ALLOWED and kind is not RoomKind.OPEN:
+        if (
+            admission.verdict is Verdict.NOT_ALLOWED
+            and admission.email is not None
+            and kind is not RoomKind.OPEN
+        ):
             return (
                 f"Only a room open to externals can invite {admission.email.address}: its "
                 f"domain {admission.email.domain} is not among the domains allowed on this server"
@@ -117,16 +150,62 @@ class Invitations:
         )
         return self.address_problem(address, state.kind)
 
+    async def member_may_invite(self, inviter: str, room_id: str) -> bool:
+        """Whether inviter is in the room and has the power to invite there."""
+        state = RoomState(
+            await self._api.get_room_state(
+                room_id, [(CREATE, ""), (POWER_LEVELS, ""), (MEMBER, inviter)]
+            )
+        )
+        return state.membership(inviter) == "join" and state.power_of(inviter) >= (
+            state.invite_level()
+        )
+
     async def user_may_send_3pid_invite(
         self, inviter: str, medium: str, address: str, room_id: str
-    ) -> str | tuple[str, dict]:
+    ) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
+        """Synapse's ``user_may_send_3pid_invite`` (spam checker callback), the identity-service
+        door, before Synapse calls store-invite.
+
+        Args:
+            inviter: who invites.
+            medium, address: whom (only ``email`` is accepted).
+            room_id: into which room.
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` saying why not.
+
+        Raises:
+            SynapseError: 429 ``M_LIMIT_EXCEEDED`` past a limit (Synapse would turn any returned
+                code into a 403).
+        """
         problem = (
             ONLY_EMAIL if medium != "email" else await self.problem_with(inviter, address, room_id)
         )
-        if problem is None or await self._api.is_user_admin(inviter):
-            return NOT_SPAM
-        logger.info("refused %s's email invitation into %s: %s", inviter, room_id, problem)
-        return Codes.FORBIDDEN, {"error": problem}
+        if problem is not None and not await self._api.is_user_admin(inviter):
+            logger.info("refused %s's email invitation into %s: %s", inviter, room_id, problem)
+            return Codes.FORBIDDEN, {"error": problem}
+        email = canonical_email(address)
+        if await self.pending(email.address, room_id) is None:
+            await self.check_limits(inviter, email.address)
+        return NOT_SPAM
+
+    # --- limits --------------------------------------------------------------------------------
+
+    def _quotas(self, inviter: str, address: str) -> tuple[Quota, ...]:
+        limits = self._limits
+        return (
+            Quota("inviter", inviter, limits.per_inviter_per_minute, MINUTE_MS),
+            Quota("inviter", inviter, limits.per_inviter_per_day, DAY_MS),
+            Quota("address", address, limits.per_address_per_day, DAY_MS),
+        )
+
+    async def check_limits(self, inviter: str, address: str) -> None:
+        """Raise 429 if one more invitation mail from inviter to address would pass a limit: the
+        early, clear answer, before a room event is sent; :meth:`create` decides atomically."""
+        exhausted = await self._store.exhausted(self._quotas(inviter, address))
+        if exhausted is not None:
+            raise _too_many(inviter, exhausted)
 
     # --- invitations -------------------------------------------------------------------------
 
@@ -140,10 +219,25 @@ class Invitations:
             "public_key": keys[0]["public_key"],
         }
 
+    async def pending(self, address: str, room_id: str) -> Invitation | None:
+        """The invitation of this address into this room that is still pending there, or None.
+        One the room has withdrawn (a member emptied its m.room.third_party_invite) is recorded
+        as revoked here: the address may be invited into the room again."""
+        for invitation in await self._store.pending_in_room(address, room_id):
+            if await self._still_in_room(invitation):
+                return invitation
+            await self._store.complete(invitation.token, None, REVOKED_BY_THE_ROOM)
+        return None
+
     async def create(
         self, inviter: str, email: EmailAddress, room_id: str, token: str
     ) -> Invitation:
-        """Store the invitation and mail it; if the mail cannot go, nothing is kept."""
+        """Store the invitation and mail it, if every limit has a place (else 429, nothing
+        kept); if the mail cannot go, nothing is kept. An invitation of this address still
+        pending in this room is returned instead (its token differs): no second mail."""
+        pending = await self.pending(email.address, room_id)
+        if pending is not None:
+            return pending
         invitation = Invitation(
             token=token,
             link_id=secrets.token_urlsafe(24),
@@ -152,7 +246,11 @@ class Invitations:
             inviter=inviter,
             created_at=self._api.get_current_time_msec(),
         )
-        await self._store.add_invitation(invitation)
+        admitted = await self._store.add_within(invitation, self._quotas(inviter, email.address))
+        if isinstance(admitted, Exhausted):
+            raise _too_many(inviter, admitted)
+        if admitted.token != token:
+            return admitted  # the same invitation, made meanwhile by another request
         try:
             room_name, inviter_name = await self.names(invitation)
             await self._mail.send(invitation, room_name, inviter_name)
@@ -277,7 +375,7 @@ class Invitations:
         try:
             state = RoomState(await self._api.get_room_state(room_id))
             if not state.content(THIRD_PARTY_INVITE, invitation.token):
-                return "revoked by the room"
+                return REVOKED_BY_THE_ROOM
             inviter = await self._inviter(invitation, state)
             if inviter is None:
                 return "failed: nobody left in the room may invite"
@@ -305,6 +403,29 @@ class Invitations:
             ):
                 return candidate
         return None
+
+
+def _too_many(inviter: str, exhausted: Exhausted) -> SynapseError:
+    quota, retry_after_ms = exhausted.quota, exhausted.retry_after_ms
+    if quota.column == "address":
+        message = TOO_MANY_FOR_ADDRESS
+    else:
+        message = TOO_MANY_FROM_YOU_NOW if quota.window_ms == MINUTE_MS else TOO_MANY_FROM_YOU_TODAY
+    # Logged with the inviter, never the address (the log is read by more people than the mail).
+    logger.warning(
+        "refused an email invitation from %s: %d per %d s reached (by %s)",
+        inviter,
+        quota.most,
+        quota.window_ms // 1000,
+        quota.column,
+    )
+    return SynapseError(
+        429,
+        message,
+        Codes.LIMIT_EXCEEDED,
+        additional_fields={"retry_after_ms": retry_after_ms},
+        headers={"Retry-After": str(math.ceil(retry_after_ms / 1000))},
+    )
 
 
 def _no_longer_pending(outcome: str | None) -> SynapseError:

@@ -9,12 +9,16 @@ HTTPS, which a homeserver reachable only over plain HTTP (the evaluation applian
   ``200 {"room_id", "email", "user_id": "@...", "pending": false}``;
 * otherwise the room gets an ``m.room.third_party_invite`` from the inviter (so the room's
   members see it, and may revoke it, as with any email invitation), the invitation is stored
-  and mailed; ``200 {"room_id", "email", "user_id": null, "pending": true}``.
+  and mailed; ``200 {"room_id", "email", "user_id": null, "pending": true}``;
+* an address whose invitation into this room is still pending there: the same answer, and
+  nothing else (no second room event, no second mail). A success, not a refusal: the person
+  is invited, as asked, and a client that retries after a lost answer must not see an error.
 
 Refusals: 400 ``M_INVALID_PARAM`` / ``M_MISSING_PARAM`` for a bad body or address, 403
 ``M_FORBIDDEN`` with the reason (an external inviting, an address of a domain not allowed into
-a room not open to externals, an inviter who is not in the room or may not invite), 502 if the
-mail cannot be sent (nothing is kept).
+a room not open to externals, an inviter who is not in the room or may not invite), 429
+``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` past a limit on invitation mails (per inviter, per
+address: :mod:`.invitations`), 502 if the mail cannot be sent (nothing is kept).
 
 ``GET /_synapse/client/appliance/v1/invitation?id=<link id>``: the page the mail links to,
 which tells the invited person how to create the account (HTML, no token needed).
@@ -34,8 +38,14 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.addresses.email_address import EmailAddress
+from appliance.synapse_module.admin_api.request_args import query_values
 from appliance.synapse_module.externals.invitation_mail import PAGE_PATH, InvitationMail
-from appliance.synapse_module.externals.invitations import Invitations, canonical_email, new_token
+from appliance.synapse_module.externals.invitations import (
+    ONLY_MEMBERS_WHO_MAY_INVITE,
+    Invitations,
+    canonical_email,
+    new_token,
+)
 from appliance.synapse_module.rooms.kinds import THIRD_PARTY_INVITE
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
@@ -53,6 +63,10 @@ class InviteExternalResource(DirectServeJsonResource):
         self._invitations = invitations
         self._internals = internals
 
+    def register(self) -> None:
+        """Serve INVITE_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(INVITE_PATH, self)
+
     async def _async_render_POST(self, request: SynapseRequest) -> tuple[int, dict]:
         inviter = (await self._api.get_user_by_req(request)).user.to_string()
         body = parse_json_object_from_request(request)
@@ -68,7 +82,12 @@ class InviteExternalResource(DirectServeJsonResource):
         if existing is not None:
             await self._api.update_room_membership(inviter, existing, room_id, "invite")
             return 200, {**answer, "user_id": existing, "pending": False}
-        await self._invite(inviter, email, room_id)
+        if await self._invitations.pending(email.address, room_id) is None:
+            await self._invitations.check_limits(inviter, email.address)
+            await self._invite(inviter, email, room_id)
+        elif not await self._invitations.member_may_invite(inviter, room_id):
+            # Nothing is sent to the room here: its auth rules cannot refuse an outsider.
+            raise SynapseError(403, ONLY_MEMBERS_WHO_MAY_INVITE, Codes.FORBIDDEN)
         return 200, {**answer, "user_id": None, "pending": True}
 
     async def _invite(self, inviter: str, email: EmailAddress, room_id: str) -> None:
@@ -85,37 +104,41 @@ class InviteExternalResource(DirectServeJsonResource):
             }
         )
         try:
-            await self._invitations.create(inviter, email, room_id, token)
+            invitation = await self._invitations.create(inviter, email, room_id, token)
         except Exception:
-            await self._api.create_and_send_event_into_room(
-                {
-                    "type": THIRD_PARTY_INVITE,
-                    "room_id": room_id,
-                    "sender": inviter,
-                    "state_key": token,
-                    "content": {},
-                }
-            )
+            await self._withdraw(inviter, room_id, token)
             raise
+        if invitation.token != token:
+            # Another request invited the same address into the room meanwhile: one is enough.
+            await self._withdraw(inviter, room_id, token)
+
+    async def _withdraw(self, inviter: str, room_id: str, token: str) -> None:
+        await self._api.create_and_send_event_into_room(
+            {
+                "type": THIRD_PARTY_INVITE,
+                "room_id": room_id,
+                "sender": inviter,
+                "state_key": token,
+                "content": {},
+            }
+        )
 
 
 class InvitationPage(DirectServeHtmlResource):
-    def __init__(self, invitations: Invitations, mail: InvitationMail) -> None:
+    def __init__(self, api: ModuleApi, invitations: Invitations, mail: InvitationMail) -> None:
         super().__init__()
+        self._api = api
         self._invitations = invitations
         self._mail = mail
 
+    def register(self) -> None:
+        """Serve PAGE_PATH (on every process: any may receive the request)."""
+        self._api.register_web_resource(PAGE_PATH, self)
+
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, bytes]:
-        values = (request.args or {}).get(b"id") or [b""]
+        values = query_values(request, "id") or [b""]
         invitation = await self._invitations.by_link(values[0].decode("ascii", errors="replace"))
         if invitation is None:
             raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
         room_name, inviter_name = await self._invitations.names(invitation)
         return 200, self._mail.page(invitation, room_name, inviter_name).encode("utf-8")
-
-
-def register_invite_api(
-    api: ModuleApi, invitations: Invitations, mail: InvitationMail, internals: SynapseInternals
-) -> None:
-    api.register_web_resource(INVITE_PATH, InviteExternalResource(api, invitations, internals))
-    api.register_web_resource(PAGE_PATH, InvitationPage(invitations, mail))

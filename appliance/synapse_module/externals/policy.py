@@ -12,9 +12,11 @@ allowed, then every invitation pending for that address is completed: the person
 and joined to the room (see :meth:`.invitations.Invitations.complete_for`).
 
 Externals are marked in their display name, ``Name [domain] (external)``
-(:func:`appliance.addresses.identity.display_name_for`): the console and every member of a room rely on
-it.  A renamed external gets the marker back (``on_profile_update``), and a member event that
-would show an external without it is refused by the room rules.
+(:func:`appliance.addresses.identity.display_name_for`): every member of a room relies on it (the
+console reads the record instead).  A renamed external gets the marker back
+(``on_profile_update``), and a member event that would show an external without it is refused
+by the room rules; :mod:`appliance.synapse_module.accounts.display_names` checks the rest of the
+name (the tag, no forged or hidden marker) on every path.
 """
 
 from __future__ import annotations
@@ -107,6 +109,12 @@ class ExternalRegistration:
         )
 
     async def on_address_bound(self, user_id: str, medium: str, address: str) -> None:
+        """Synapse's ``on_add_user_third_party_identifier`` (third-party rules callback), run
+        inside ``/register`` once the verified address is bound to the new account.
+
+        Records an external, marks its name and completes the invitations waiting for the
+        address; returns nothing (Synapse ignores the result).
+        """
         if medium != "email":
             return
         try:
@@ -130,6 +138,8 @@ class ExternalRegistration:
     async def on_profile_update(
         self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool
     ) -> None:
+        """Synapse's ``on_profile_update`` (third-party rules callback): puts the external
+        marker back on an external's new display name; returns nothing."""
         if deactivation or not await self._directory.is_external(user_id):
             return
         if new_profile.display_name is None or not has_marker(new_profile.display_name):

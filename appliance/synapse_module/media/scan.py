@@ -6,6 +6,16 @@ and never served. Verdicts are cached by content hash and signature version, and
 clamd has certainly loaded the signatures that version names (clamd_signatures.SignatureWatch);
 anything that stops a verdict from being reached (clamd down, slow or confused, the scan tables
 not created yet) refuses the file.
+
+Refusals say what happened, to the client and in the log: `403 M_FORBIDDEN` for a file the
+antivirus found something in, or could not look inside (a password-protected archive, unless
+`clamav.allow_encrypted_archives`), `503 M_UNKNOWN` "try again" when the antivirus could not
+give a verdict. The callback raises these errors rather than returning a code: Synapse 1.163
+answers every refused upload "400 Bad content" whatever code the callback returns (and remote
+media "404"), while a SynapseError raised here reaches the client as it is on uploads and remote
+media fetches (media_storage.store_into_file deletes the file and re-raises it before anything
+is recorded; the upload servlet and the remote download let SynapseError through). Thumbnails
+Synapse makes at upload only log the error. tests/test_encrypted_files.py checks the answers.
 """
 
 from __future__ import annotations
@@ -19,13 +29,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from synapse.module_api import NOT_SPAM, ModuleApi
-from synapse.module_api.errors import Codes
+from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.antivirus.clamd import CHUNK_SIZE, ClamdClient, ClamdUnavailable
+from appliance.antivirus.encrypted import is_encrypted
 from appliance.antivirus.signatures import SignatureFiles, SignatureState, SignatureWatch
 from appliance.antivirus.verdict import Verdict
 from appliance.synapse_module.config import ClamdConfig
 from appliance.synapse_module.media.scan_store import QuarantineRecord, ScanStore, TablesNotReady
+from appliance.synapse_module.synapse_internals import requesting_user_id
 
 if TYPE_CHECKING:  # Synapse's own types of the callback's arguments
     from synapse.media._base import FileInfo
@@ -33,10 +45,25 @@ if TYPE_CHECKING:  # Synapse's own types of the callback's arguments
 
 logger = logging.getLogger(__name__)
 
-# Synapse turns a refused upload into 400 "Bad content" whatever we return; these errcodes
-# reach clients for remote media and thumbnails (404 with this errcode).
-INFECTED = Codes.FORBIDDEN
-NOT_SCANNED = Codes.UNKNOWN
+# What a client is told (see the module's docstring for why these are raised).
+INFECTED_MESSAGE = "The antivirus found {signature} in this file: it was refused"
+ENCRYPTED_MESSAGE = (
+    "This file is encrypted (password-protected): the antivirus cannot look inside it, "
+    "so it was refused"
+)
+NOT_SCANNED_MESSAGE = "The antivirus could not scan this file right now: try again in a moment"
+
+
+def refusal(verdict: Verdict) -> SynapseError:
+    """The error for a file clamd did not find clean."""
+    if is_encrypted(verdict):
+        return SynapseError(403, ENCRYPTED_MESSAGE, Codes.FORBIDDEN)
+    signature = verdict.signature or "a threat"
+    return SynapseError(403, INFECTED_MESSAGE.format(signature=signature), Codes.FORBIDDEN)
+
+
+def not_scanned() -> SynapseError:
+    return SynapseError(503, NOT_SCANNED_MESSAGE, Codes.UNKNOWN)
 
 
 def media_kind(file_info: FileInfo) -> str:
@@ -59,15 +86,10 @@ def requesting_user() -> str | None:
     """The user whose request is storing the file (the uploader, for an upload).
 
     FileInfo carries no uploader and the module API offers no way to get one, so this reads
-    the request that Synapse's logging context is attached to: an internal but long-stable
-    part of Synapse (synapse.logging.context), read defensively. None when there is no
-    authenticated request (e.g. media fetched in the background).
+    the request that Synapse's logging context is attached to (through synapse_internals).
+    None when there is no authenticated request (e.g. media fetched in the background).
     """
-    from synapse.logging.context import current_context
-
-    request = getattr(current_context(), "request", None)
-    user = getattr(request, "requester", None)
-    return user if isinstance(user, str) and user.startswith("@") else None
+    return requesting_user_id()
 
 
 def file_chunks(path: str, deadline: float) -> Iterator[bytes]:
@@ -99,23 +121,48 @@ class MediaScanner:
         )
         self._last_version: str | None = None
 
+    def register(self) -> None:
+        """Scan every stored file (the store's tables are created with the module's tables)."""
+        self._api.register_spam_checker_callbacks(
+            check_media_file_for_spam=self.check_media_file_for_spam
+        )
+
     async def check_media_file_for_spam(
         self, file_wrapper: ReadableFileWrapper, file_info: FileInfo
-    ) -> Literal["NOT_SPAM"] | Codes:
+    ) -> Literal["NOT_SPAM"]:
+        """Synapse's ``check_media_file_for_spam`` (spam checker callback), after the file is
+        written and before it is recorded.
+
+        Args:
+            file_wrapper: the stored file (its ``path`` is read).
+            file_info: what is stored: an upload, remote media, a thumbnail or a URL preview.
+
+        Returns:
+            ``NOT_SPAM`` for a clean file.
+
+        Raises:
+            SynapseError: 403 ``M_FORBIDDEN`` for a file found infected or encrypted (it is
+                quarantined), 503 when no verdict could be reached (fail closed).  Synapse then
+                deletes a refused file.
+        """
         kind, media = media_kind(file_info), media_uri(file_info, self._api.server_name)
         user = requesting_user()
         try:
-            return await self._check(file_wrapper.path, kind, media, user)
+            verdict = await self._check(file_wrapper.path, kind, media, user)
         except (ClamdUnavailable, TablesNotReady) as error:
-            logger.error("refused %s %s: it could not be scanned: %s", kind, media, error)
+            logger.error(
+                "refused %s %s: antivirus unavailable, not scanned: %s", kind, media, error
+            )
+            raise not_scanned() from None
         except Exception:
-            # Fail closed: an exception here would also refuse the file, but as a 500.
-            logger.exception("refused %s %s: scanning it failed", kind, media)
-        return NOT_SCANNED
+            # Fail closed, and say "try again" rather than a bare 500.
+            logger.exception("refused %s %s: antivirus unavailable, scanning failed", kind, media)
+            raise not_scanned() from None
+        if not verdict.clean:
+            raise refusal(verdict)
+        return NOT_SPAM
 
-    async def _check(
-        self, path: str, kind: str, media: str, user: str | None
-    ) -> Literal["NOT_SPAM"] | Codes:
+    async def _check(self, path: str, kind: str, media: str, user: str | None) -> Verdict:
         sha256, state = await self._api.defer_to_thread(self._hash_and_state, path)
         await self._on_signature_version(state.version)
         verdict = await self._store.get_verdict(sha256, state.version)
@@ -126,10 +173,9 @@ class MediaScanner:
                 await self._store.record_verdict(sha256, state.version, verdict, now)
         else:
             logger.info("%s %s: verdict for %s from the cache", kind, media, sha256)
-        if verdict.clean:
-            return NOT_SPAM
-        await self._quarantine(sha256, kind, media, user, verdict, state)
-        return INFECTED
+        if not verdict.clean:
+            await self._quarantine(sha256, kind, media, user, verdict, state)
+        return verdict
 
     def _hash_and_state(self, path: str) -> tuple[str, SignatureState]:
         return file_sha256(path), self._signatures.state()
@@ -168,17 +214,11 @@ class MediaScanner:
         )
         await self._store.add_quarantine_record(record)
         logger.warning(
-            "refused infected %s %s (sha256 %s, from %s): %s",
+            "refused %s %s %s (sha256 %s, from %s): %s",
+            "encrypted" if is_encrypted(verdict) else "infected",
             kind,
             media,
             sha256,
             record.user_id or "unknown user",
             record.signature,
         )
-
-
-def register_media_scanning(api: ModuleApi, config: ClamdConfig, store: ScanStore) -> None:
-    """Scan every stored file; also starts the store (its tables are made once, at start-up)."""
-    store.start()
-    scanner = MediaScanner(api, config, store)
-    api.register_spam_checker_callbacks(check_media_file_for_spam=scanner.check_media_file_for_spam)

@@ -4,10 +4,11 @@ Synapse owns the data (one backup holds it all, every worker sees it). SQL uses 
 placeholders and only syntax SQLite and PostgreSQL share; transaction functions are
 idempotent because Synapse may re-run them.
 
-The tables are created once, at start-up, by the process that runs background tasks (as
-DomainStore does), so that concurrent ``CREATE TABLE`` cannot race on PostgreSQL; a failed
-creation is retried. Until the tables are there, every read and write raises TablesNotReady:
-uploads are refused (fail closed), never scanned into a store that is not there.
+The tables are created by :class:`.ModuleTables`, once, at start-up, by the process that runs
+background tasks, so that concurrent ``CREATE TABLE`` cannot race on PostgreSQL; a failed
+creation is tried again by the next caller. Until the tables are there, every read and write
+raises TablesNotReady: uploads are refused (fail closed), never scanned into a store that is not
+there.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 from synapse.module_api import LoggingTransaction, ModuleApi
 
 from appliance.antivirus.verdict import Verdict
-from appliance.synapse_module.module_tables import tables_exist
+from appliance.synapse_module.module_tables import ModuleTables
 
 logger = logging.getLogger(__name__)
 
-CREATE_RETRY_MS = 5000
 _TABLES = ("appliance_media_verdicts", "appliance_media_quarantine")
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS appliance_media_verdicts (
@@ -75,43 +75,21 @@ _QUARANTINE_COLUMNS = (
 class ScanStore:
     def __init__(self, api: ModuleApi):
         self._api = api
-        # Only one process creates the tables; the others find them (see _ensure_ready).
-        self._creates_tables = api.should_run_background_tasks()
-        self._ready = False
+        self._tables = ModuleTables(api, "appliance_scan", _SCHEMA)
 
     def start(self) -> None:
         """Create the tables, in the background-tasks process only; once per start-up."""
-        if self._creates_tables:
-            self._api.run_as_background_process("appliance_scan_tables", self._create_tables)
-
-    async def _create_tables(self) -> None:
-        try:
-            await self._api.run_db_interaction("appliance_scan_tables", _create_schema)
-        except Exception:
-            logger.exception("cannot create the scan tables (retrying): uploads are refused")
-            self._api.delayed_background_call(
-                CREATE_RETRY_MS, self._create_tables, desc="appliance_scan_tables_retry"
-            )
-            return
-        self._ready = True
-        logger.info("scan tables ready")
+        self._tables.start()
 
     async def _ensure_ready(self) -> None:
-        """Fail closed until the tables exist; never creates them (start() does, once)."""
-        if self._ready:
-            return
-        # Another process creates them: ask the database whether it has done so yet.
-        if not self._creates_tables and await self._api.run_db_interaction(
-            "appliance_scan_tables_exist", tables_exist, _TABLES
-        ):
-            self._ready = True
-            return
-        raise TablesNotReady("the scan tables are not created yet")
+        """Fail closed until the tables exist (this process creates them, or another does)."""
+        if not await self._tables.present(_TABLES):
+            raise TablesNotReady("the scan tables are not created yet")
 
     async def get_verdict(self, sha256: str, signature_version: str) -> Verdict | None:
         await self._ensure_ready()
         return await self._api.run_db_interaction(
-            "appliance_get_verdict", _select_verdict, sha256, signature_version
+            "appliance_get_verdict", _select_verdict_txn, sha256, signature_version
         )
 
     async def record_verdict(
@@ -119,34 +97,34 @@ class ScanStore:
     ) -> None:
         await self._ensure_ready()
         await self._api.run_db_interaction(
-            "appliance_record_verdict", _upsert_verdict, sha256, signature_version, verdict, now_ms
+            "appliance_record_verdict",
+            _upsert_verdict_txn,
+            sha256,
+            signature_version,
+            verdict,
+            now_ms,
         )
 
     async def forget_verdicts_except(self, signature_version: str) -> None:
         """Drop verdicts made with other signatures: they can never be used again."""
         await self._ensure_ready()
         await self._api.run_db_interaction(
-            "appliance_prune_verdicts", _delete_other_versions, signature_version
+            "appliance_prune_verdicts", _delete_other_versions_txn, signature_version
         )
 
     async def add_quarantine_record(self, record: QuarantineRecord) -> None:
         await self._ensure_ready()
-        await self._api.run_db_interaction("appliance_quarantine_add", _insert_record, record)
+        await self._api.run_db_interaction("appliance_quarantine_add", _insert_record_txn, record)
 
     async def list_quarantine(self, offset: int, limit: int) -> tuple[list[QuarantineRecord], int]:
         """Newest first; returns (the page, the total count)."""
         await self._ensure_ready()
         return await self._api.run_db_interaction(
-            "appliance_quarantine_list", _select_records, offset, limit
+            "appliance_quarantine_list", _select_records_txn, offset, limit
         )
 
 
-def _create_schema(txn: LoggingTransaction) -> None:
-    for statement in _SCHEMA:
-        txn.execute(statement)
-
-
-def _select_verdict(txn: LoggingTransaction, sha256: str, version: str) -> Verdict | None:
+def _select_verdict_txn(txn: LoggingTransaction, sha256: str, version: str) -> Verdict | None:
     txn.execute(
         "SELECT verdict, signature FROM appliance_media_verdicts"
         " WHERE sha256 = ? AND signature_version = ?",
@@ -156,7 +134,7 @@ def _select_verdict(txn: LoggingTransaction, sha256: str, version: str) -> Verdi
     return None if row is None else Verdict(clean=row[0] == "clean", signature=row[1])
 
 
-def _upsert_verdict(
+def _upsert_verdict_txn(
     txn: LoggingTransaction, sha256: str, version: str, verdict: Verdict, now_ms: int
 ) -> None:
     txn.execute(
@@ -169,11 +147,11 @@ def _upsert_verdict(
     )
 
 
-def _delete_other_versions(txn: LoggingTransaction, version: str) -> None:
+def _delete_other_versions_txn(txn: LoggingTransaction, version: str) -> None:
     txn.execute("DELETE FROM appliance_media_verdicts WHERE signature_version <> ?", (version,))
 
 
-def _insert_record(txn: LoggingTransaction, record: QuarantineRecord) -> None:
+def _insert_record_txn(txn: LoggingTransaction, record: QuarantineRecord) -> None:
     txn.execute(
         f"INSERT INTO appliance_media_quarantine ({_QUARANTINE_COLUMNS})"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id) DO NOTHING",
@@ -190,11 +168,11 @@ def _insert_record(txn: LoggingTransaction, record: QuarantineRecord) -> None:
     )
 
 
-def _select_records(
+def _select_records_txn(
     txn: LoggingTransaction, offset: int, limit: int
 ) -> tuple[list[QuarantineRecord], int]:
     txn.execute("SELECT COUNT(*) FROM appliance_media_quarantine")
-    total = txn.fetchone()[0]
+    [(total,)] = txn.fetchall()  # one row: a COUNT
     txn.execute(
         f"SELECT {_QUARANTINE_COLUMNS} FROM appliance_media_quarantine"
         " ORDER BY detected_ts DESC, record_id LIMIT ? OFFSET ?",

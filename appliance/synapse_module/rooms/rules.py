@@ -1,18 +1,22 @@
-"""The room rules, enforced server-side whatever a client sends (kinds in :mod:`.room_kinds`).
+"""The room rules, enforced server-side whatever a client sends (kinds in :mod:`.kinds`).
 
-* ``on_create_room`` runs first, before anything is written: it decides the room's kind, gives
-  it its access rule, join rule, history visibility and encryption, and refuses a request the
-  rules do not allow (an external creating a room, an external invited into a private room or
-  a forum, a direct chat for three, a private room listed in the directory...).  A refusal
-  there leaves nothing half-created.
+* ``on_create_room`` runs first, before anything is written: it decides every state event the
+  creation writes (access rule, join rule, history visibility, guest access, power levels,
+  encryption, the client's own ``initial_state``, whose member events become invitations) and
+  refuses a request the rules do not allow (an external creating a room, an external invited
+  into a private room or a forum, a direct chat for three, a room born tombstoned, power levels
+  below the minimums...).  A refusal there leaves nothing half-created, and what it accepts
+  passes every later check.
 * ``check_event_allowed`` is the backstop every later local event passes through (client API,
   module API, upgrades): it keeps each kind's promises event by event.  The events of a
   creation are those ``on_create_room`` decided.  Messages and other non-state events leave at
-  once, so the cost per message stays negligible.
+  once (redactions are looked at: the rules' own events are never redacted), so the cost per
+  message stays negligible.
 * ``user_may_publish_room`` and ``user_may_create_room_alias`` keep private rooms out of the
   directory and externals from publishing anything.
 
-Every refusal is a 403 ``M_FORBIDDEN`` whose message says why (400 ``M_INVALID_PARAM`` for a
+A room without a valid access rule is treated as a private room, never as a forum.  Every
+refusal is a 403 ``M_FORBIDDEN`` whose message says why (400 ``M_INVALID_PARAM`` for a
 malformed request).  Server administrators bypass every refusal.  Room upgrades are refused:
 Synapse does not carry the access rule over to the new room.
 """
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
+from urllib.parse import urlsplit
 
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, Requester, RoomAlias, StateMap
 from synapse.module_api.errors import Codes, SynapseError
@@ -36,11 +42,15 @@ from appliance.synapse_module.rooms.kinds import (
     CREATE,
     DIRECT_FULL,
     ENCRYPTION,
+    FOREIGN_IDENTITY_SERVER,
+    GUEST_ACCESS,
+    HISTORY_VISIBILITY,
     JOIN_RULES,
     MEMBER,
     ONLY_FORUMS_LISTED,
     POWER_LEVELS,
     PRIVATE_CHAT,
+    REDACTION,
     THIRD_PARTY_INVITE,
     TOMBSTONE,
     TRUSTED_PRIVATE_CHAT,
@@ -54,11 +64,14 @@ from appliance.synapse_module.rooms.kinds import (
     direct_chat_full,
     email_invite_problem,
     encryption_problem,
+    guest_access_problem,
+    history_problem,
     join_rule_problem,
+    levels_problem,
     plan_creation,
+    raised_in,
     raised_users,
-    users_default_problem,
-    users_in,
+    redaction_problem,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,6 +117,8 @@ class RoomRules:
             JOIN_RULES: self._join_rule,
             ENCRYPTION: self._encryption,
             POWER_LEVELS: self._power_levels,
+            HISTORY_VISIBILITY: self._history_visibility,
+            GUEST_ACCESS: self._guest_access,
             MEMBER: self._member,
             THIRD_PARTY_INVITE: self._third_party_invite,
         }
@@ -122,9 +137,22 @@ class RoomRules:
     async def on_create_room(
         self, requester: Requester, config: dict, is_requester_admin: bool
     ) -> None:
+        """Synapse's ``on_create_room`` (third-party rules callback), before anything is written.
+
+        Args:
+            requester: who creates the room.
+            config: the ``createRoom`` body, rewritten in place into the plan's request (preset,
+                visibility, invitations, the whole ``initial_state`` with the power levels first).
+            is_requester_admin: whether a server admin creates it (a refused request of theirs
+                goes through unchanged).
+
+        Raises:
+            SynapseError: 403 ``M_FORBIDDEN`` with the rule's message, or 400
+                ``M_INVALID_PARAM`` for a malformed request; Synapse then creates nothing.
+        """
         creator = requester.user.to_string()
         try:
-            plan = await self._people_checked(creator, plan_creation(config))
+            plan = await self._people_checked(creator, plan_creation(config, creator=creator))
         except RoomRuleError as error:
             if is_requester_admin and not error.malformed:
                 logger.info("administrator %s bypassed a room rule: %s", creator, error.message)
@@ -137,17 +165,22 @@ class RoomRules:
         """Check the people the request names; raise :class:`RoomRuleError`."""
         if await self._directory.is_external(creator):
             raise RoomRuleError(EXTERNALS_CANNOT_CREATE)
-        named = {*plan.invitees, *plan.additional_creators, *users_in(plan.power_levels)}
+        raised = raised_in(plan.power_levels)
+        named = {*plan.invitees, *plan.additional_creators, *raised}
         externals = await self._directory.externals_among(named)
         if externals & set(plan.additional_creators):
             raise RoomRuleError(EXTERNALS_NOT_CREATORS)
-        if externals & users_in(plan.power_levels):
+        if externals & raised:
             raise RoomRuleError(EXTERNALS_LEVEL)
         invited = externals & set(plan.invitees)
         if invited and plan.kind is RoomKind.FORUM:
             raise RoomRuleError(EXTERNALS_NO_FORUMS)
         if invited and plan.kind is RoomKind.PRIVATE:
             raise RoomRuleError(EXTERNALS_NOT_IN_PRIVATE)
+        own = urlsplit(self._api.public_baseurl).netloc
+        if any(server != own for server in plan.identity_servers):
+            # Synapse would call that server once the room exists: refused before.
+            raise RoomRuleError(FOREIGN_IDENTITY_SERVER)
         for address in plan.email_invitees:
             if problem := self._invitations.address_problem(address, plan.kind):
                 raise RoomRuleError(problem)
@@ -162,6 +195,20 @@ class RoomRules:
     async def check_event_allowed(
         self, event: EventBase, state_events: StateMap[EventBase]
     ) -> tuple[bool, dict | None]:
+        """Synapse's ``check_event_allowed`` (third-party rules callback), for every local event.
+
+        Args:
+            event: the event about to be sent.
+            state_events: the room's current state, (type, state key) to event.
+
+        Returns:
+            ``(True, None)``: the event is allowed as it is.
+
+        Raises:
+            SynapseError: 403 ``M_FORBIDDEN`` with the rule's message (400 for malformed).
+        """
+        if event.type == REDACTION:
+            return await self._redaction(event, state_events)
         if not event.is_state():
             return True, None
         check = self._checks.get(event.type)
@@ -171,12 +218,26 @@ class RoomRules:
         if state.being_created and event.type != CREATE:
             # The events of a room's creation come from a request on_create_room has checked.
             return True, None
-        problem = await check(event, state)
+        await self._refuse_unless_admin(event, await check(event, state))
+        return True, None
+
+    async def _refuse_unless_admin(self, event: EventBase, problem: str | None) -> None:
         if problem is not None and not await self._api.is_user_admin(event.sender):
             logger.info(
                 "refused %s in %s from %s: %s", event.type, event.room_id, event.sender, problem
             )
             raise _error(problem)
+
+    async def _redaction(
+        self, event: EventBase, state_events: StateMap[EventBase]
+    ) -> tuple[bool, dict | None]:
+        """A redaction of one of the room's current rule events would strip its content (an
+        access rule gone, power levels emptied): only a server admin may."""
+        redacted_type = next(
+            (key[0] for key, state in state_events.items() if state.event_id == event.redacts),
+            None,
+        )
+        await self._refuse_unless_admin(event, redaction_problem(redacted_type))
         return True, None
 
     async def _create(self, event: EventBase, state: RoomState) -> str | None:
@@ -204,8 +265,14 @@ class RoomRules:
     async def _encryption(self, event: EventBase, state: RoomState) -> str | None:
         return encryption_problem(state, event.content)
 
+    async def _history_visibility(self, event: EventBase, state: RoomState) -> str | None:
+        return history_problem(state.kind, event.content)
+
+    async def _guest_access(self, event: EventBase, state: RoomState) -> str | None:
+        return guest_access_problem(event.content)
+
     async def _power_levels(self, event: EventBase, state: RoomState) -> str | None:
-        if problem := users_default_problem(event.content):
+        if problem := levels_problem(state.kind, state.content(POWER_LEVELS), event.content):
             return problem
         raised = raised_users(state.content(POWER_LEVELS), event.content)
         return EXTERNALS_LEVEL if await self._directory.externals_among(raised) else None
@@ -233,11 +300,19 @@ class RoomRules:
 
     # --- directory -----------------------------------------------------------------------------
 
-    async def user_may_publish_room(self, user_id: str, room_id: str) -> str | tuple[str, dict]:
+    async def user_may_publish_room(
+        self, user_id: str, room_id: str
+    ) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
+        """Synapse's ``user_may_publish_room`` (spam checker callback).
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` for a room that is not a
+            forum (unless it is leaving the directory) or an external.
+        """
         # Synapse does not say whether the room is being listed or unlisted: a room that is
         # not a forum may only leave the directory (it can be listed from before the rules).
         if await self._directory.is_external(user_id):
-            problem = EXTERNALS_CANNOT_PUBLISH
+            problem: str | None = EXTERNALS_CANNOT_PUBLISH
         else:
             state = RoomState(
                 await self._api.get_room_state(room_id, [(ACCESS_RULES, ""), (JOIN_RULES, "")])
@@ -250,7 +325,12 @@ class RoomRules:
 
     async def user_may_create_room_alias(
         self, user_id: str, alias: RoomAlias
-    ) -> str | tuple[str, dict]:
+    ) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
+        """Synapse's ``user_may_create_room_alias`` (spam checker callback).
+
+        Returns:
+            ``NOT_SPAM``, or ``(M_FORBIDDEN, {"error": message})`` for an external.
+        """
         if await self._directory.is_external(user_id):
             return Codes.FORBIDDEN, {"error": EXTERNALS_NO_ALIASES}
         return NOT_SPAM

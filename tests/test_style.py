@@ -1,0 +1,38 @@
+"""The Python code's mechanical checks, run with the tests so CI enforces them: ruff's lint rules
+and formatter (configured in pyproject.toml), and mypy on the `appliance` package, whose Synapse
+types make an upgrade that renames something fail here rather than at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from appliance.config.layout import SOURCE_ROOT
+
+TOOLS = Path(sys.executable).parent
+
+
+def run_tool(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(TOOLS / argv[0]), *argv[1:]],
+        cwd=SOURCE_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_ruff_finds_nothing():
+    result = run_tool("ruff", "check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tree_is_formatted():
+    result = run_tool("ruff", "format", "--no-cache", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_nothing_in_the_appliance_package():
+    result = run_tool("mypy", "--no-incremental", "appliance")
+    assert result.returncode == 0, result.stdout + result.stderr
