@@ -1,4 +1,4 @@
-"""Room creation, invitation, join and messages with the appliance module, against Synapse without it.
+"""Creating a room, inviting, joining and sending with the appliance module, against without.
 
 Two Synapses start side by side from the same rendered configuration (bench_registration's
 pair: one has its ``modules:`` section removed).  On each, agent A creates a private room the
@@ -49,7 +49,8 @@ STEPS = ("create", "invite", "join", "send")
 ENCRYPTED = [
     {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
 ]
-# A line of Synapse's request log: "... ru=(0.049sec, 0.001sec) ... "POST /_matrix/client/v3/createRoom ..."
+# A line of Synapse's request log:
+# "... ru=(0.049sec, 0.001sec) ... "POST /_matrix/client/v3/createRoom ..."
 REQUEST_LOG = re.compile(
     r"ru=\(([\d.]+)sec, ([\d.]+)sec\).*\"(?:POST|PUT) /_matrix/client/v3/"
     r"(?P<path>createRoom|rooms/[^/ ]+/invite|join/|rooms/[^/ ]+/send/)"
@@ -194,7 +195,8 @@ def measure_forum(
         names = list(servers) if index % 2 == 0 else list(reversed(servers))
         for name in names:
             sender, room = senders[name], rooms[name]
-            timings[name].append(timed(lambda: ok(sender.send_text(room, f"Message {index}"))))
+            text = f"Message {index}"
+            timings[name].append(timed(lambda s=sender, r=room, t=text: ok(s.send_text(r, t))))
     cpu = {name: server_cpu(logs[name], offsets[name])["send"] for name in servers}
     return timings, cpu
 
