@@ -47,3 +47,12 @@ $(STAMP): pyproject.toml constraints.txt
 # Removes all local state (accounts, rooms, media, secrets) of the evaluation appliance.
 clean-state: down
 	rm -rf var
+
+# Every benchmark in bench/ in turn (`make bench ONLY=rooms` for one), then one summary table;
+# fails only if a benchmark could not run (bench/README.md).
+.PHONY: bench bench-system-packages
+bench: bench-system-packages venv
+	$(VENV)/bin/python bench/run_all.py $(if $(ONLY),--only $(ONLY))
+
+bench-system-packages:
+	@scripts/install-system-packages --with-bench-packages

@@ -40,6 +40,7 @@ from flask.testing import FlaskClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from bench_result import Row, at_most, emit  # noqa: E402
 from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from admin_console import create_app  # noqa: E402
@@ -54,6 +55,7 @@ from appliance.operations.service_account import ensure_service_token  # noqa: E
 
 SIZES = (10_000, 100_000)
 ROUNDS = 21
+FLAT = 1.3  # the console's growth from 10,000 to 100,000 users still called flat
 DOMAIN = "bench.example.fr"
 ADMINS = 10  # and the service account
 DEACTIVATED = 100  # two pages' worth
@@ -265,6 +267,7 @@ def main() -> None:
                 f"{console_ms / api_ms:>7.2f}"
             )
     small, large = SIZES
+    rows: list[Row] = []
     for label, figures in table.items():
         console_growth = figures[(large, "console")] / figures[(small, "console")]
         api_growth = figures[(large, "api")] / figures[(small, "api")]
@@ -272,6 +275,14 @@ def main() -> None:
             f"{label}: console {large:,} / {small:,} users = {console_growth:.2f}, "
             f"Admin API {api_growth:.2f}"
         )
+        figure = (
+            f"{figures[(small, 'console')]:.0f} -> {figures[(large, 'console')]:.0f} ms "
+            f"(Admin API {figures[(small, 'api')]:.0f} -> {figures[(large, 'api')]:.0f} ms, "
+            f"{api_growth:.2f})"
+        )
+        what = f"user list, {label}: {large:,} / {small:,} users"
+        rows.append(at_most(what, figure, console_growth, FLAT))
+    emit("console_users", rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Room creation, invitation, join and messages with the appliance module, against Synapse without it.
+"""Creating a room, inviting, joining and sending with the appliance module, against without.
 
 Two Synapses start side by side from the same rendered configuration (bench_registration's
 pair: one has its ``modules:`` section removed).  On each, agent A creates a private room the
@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench_registration import DOMAIN, start, without_module  # noqa: E402
+from bench_result import at_most, emit, no_goal  # noqa: E402
 from matrix_helpers import MatrixClient, Person, SideSynapse, wait_for_allowlist  # noqa: E402
 from requests import Session  # noqa: E402
 
@@ -48,7 +49,8 @@ STEPS = ("create", "invite", "join", "send")
 ENCRYPTED = [
     {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
 ]
-# A line of Synapse's request log: "... ru=(0.049sec, 0.001sec) ... "POST /_matrix/client/v3/createRoom ..."
+# A line of Synapse's request log:
+# "... ru=(0.049sec, 0.001sec) ... "POST /_matrix/client/v3/createRoom ..."
 REQUEST_LOG = re.compile(
     r"ru=\(([\d.]+)sec, ([\d.]+)sec\).*\"(?:POST|PUT) /_matrix/client/v3/"
     r"(?P<path>createRoom|rooms/[^/ ]+/invite|join/|rooms/[^/ ]+/send/)"
@@ -193,7 +195,8 @@ def measure_forum(
         names = list(servers) if index % 2 == 0 else list(reversed(servers))
         for name in names:
             sender, room = senders[name], rooms[name]
-            timings[name].append(timed(lambda: ok(sender.send_text(room, f"Message {index}"))))
+            text = f"Message {index}"
+            timings[name].append(timed(lambda s=sender, r=room, t=text: ok(s.send_text(r, t))))
     cpu = {name: server_cpu(logs[name], offsets[name])["send"] for name in servers}
     return timings, cpu
 
@@ -236,6 +239,17 @@ def main() -> int:
     verdict = "met" if wall <= GOAL else "NOT met"
     print(f"ratio with/without module, wall time = {wall:.2f}x (goal <= {GOAL:.2f}: {verdict})")
     print(f"ratio with/without module, Synapse CPU time = {server:.2f}x")
+    with_ms, without_ms = (
+        statistics.median(sum(row.values()) for row in timings[name]) * 1000 for name in timings
+    )
+    what = "create, invite, join, send: with / without module"
+    emit(
+        "rooms",
+        [
+            at_most(f"{what}, wall", f"{with_ms:.0f} ms against {without_ms:.0f} ms", wall, GOAL),
+            no_goal(f"{what}, Synapse CPU", "", server),
+        ],
+    )
     return 0
 
 

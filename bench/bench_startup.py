@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from bench_result import emit, no_goal  # noqa: E402
 from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from appliance.config.layout import Layout  # noqa: E402
@@ -68,6 +69,11 @@ def main() -> None:
     print(f"synapse alone, start to /health OK : {synapse_s:.2f} s (median of {ROUNDS})")
     print(f"appliance up, start to all healthy : {appliance_s:.2f} s (median of {ROUNDS})")
     print(f"ratio appliance / synapse alone    : {appliance_s / synapse_s:.2f}")
+    figure = f"{appliance_s:.1f} s against {synapse_s:.1f} s"
+    emit(
+        "startup",
+        [no_goal("`appliance up` / Synapse alone, to healthy", figure, appliance_s / synapse_s)],
+    )
 
 
 if __name__ == "__main__":
