@@ -27,7 +27,7 @@ def port_problem(key: str, host: str, port: int) -> str | None:
     return None
 
 
-def _bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
+def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
     """(service, settings key, host, port) for every port a local service listens on."""
     ports = [
         ("synapse", "synapse.listen.port", *_address(settings.synapse.listen)),
@@ -66,7 +66,7 @@ def path_problem(key: str, path: Path) -> str | None:
 def check_ports(settings: Settings, services_to_start: set[str]) -> list[str]:
     """Ports of the services about to start must be free (those already running hold theirs)."""
     problems = []
-    for service, key, host, port in _bound_ports(settings):
+    for service, key, host, port in bound_ports(settings):
         if service in services_to_start:
             problem = port_problem(key, host, port)
             if problem:

@@ -237,8 +237,21 @@ class BackupSettings(_Section):
     directory: Path = Path("/var/backups/appliance")
     # When the backup runs, in systemd's OnCalendar syntax.
     schedule: str = "*-*-* 03:15:00"
-    # How many backups are kept; older ones are deleted.
+    # Production's nightly script: how many backups are kept; older ones are deleted.
     keep: Annotated[int, Field(ge=1, le=365)] = 14
+    # `appliance backup`: the restic repository, a local directory (relative paths are taken
+    # from the settings file's directory) or any restic URL (sftp:host:/path, rest:https://...,
+    # s3:...) to send the backups off the host. null: ./backups beside the settings file in
+    # evaluation, <directory>/restic in production. Never inside paths.state_dir.
+    repository: str | None = None
+    # The passphrase that encrypts the repository: a 0600 file, made on the first backup when
+    # missing. Keep a copy off the host: without it no backup can be read. Never inside
+    # paths.state_dir (a restore starts from an empty one).
+    passphrase_file: Path = Path("backup-passphrase")
+    # Retention (restic forget): the newest backup of each of the last N days, weeks, months.
+    keep_daily: Annotated[int, Field(ge=0, le=3650)] = 7
+    keep_weekly: Annotated[int, Field(ge=0, le=520)] = 4
+    keep_monthly: Annotated[int, Field(ge=0, le=240)] = 12
 
 
 class HostSettings(_Section):
@@ -323,6 +336,12 @@ class Settings(_Section):
                     "clamav.signatures: production mode needs real signatures (freshclam)"
                 )
         self._own_addresses_rules()
+        backup = self.backup
+        if not (backup.keep_daily or backup.keep_weekly or backup.keep_monthly):
+            raise ValueError(
+                "backup.keep_daily: keep_daily, keep_weekly and keep_monthly are all 0, which "
+                "would delete every backup as soon as it is made"
+            )
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
