@@ -82,7 +82,13 @@ def cmd_up(args) -> int:
         who = "" if is_root() else " (you are not root, so `make up` could not install it)"
         print(f"! {service} is not installed{who}: {hint}")
         print(f"  going on without {service}: files cannot be scanned until it runs.")
-    report = appliance.up()
+    try:
+        report = appliance.up()
+    except SettingsError as error:  # preflight's: name the settings file in the header
+        file = settings_path(args.config)
+        raise SettingsError(
+            str(file) if file.is_file() else "the default settings", error.problems
+        ) from None
     for name in report.already_running:
         print(f"= {name} was already running")
     for name, seconds in report.started.items():

@@ -336,6 +336,7 @@ class Settings(_Section):
                     "clamav.signatures: production mode needs real signatures (freshclam)"
                 )
         self._own_addresses_rules()
+        self._one_service_per_address()
         backup = self.backup
         if not (backup.keep_daily or backup.keep_weekly or backup.keep_monthly):
             raise ValueError(
@@ -363,6 +364,25 @@ class Settings(_Section):
                     "(add it to nginx.bind_addresses)"
                 )
 
+    def _one_service_per_address(self) -> None:
+        """Two services on one address and port: the second could never start (or, worse,
+        clients would reach the wrong one); refused with both keys."""
+        taken: dict[tuple[str, int], str] = {}
+        bound = [
+            (f"{key}.port", listener.bind_address, listener.port)
+            for key, listener in self._listeners().items()
+        ]
+        if self.mail.run_local_sink:
+            bound.append(("mail.smtp_port", self.mail.smtp_host, self.mail.smtp_port))
+        for key, host, port in bound:
+            address = (_canonical_host(host), port)
+            if address in taken:
+                raise ValueError(
+                    f"{key}: {host}:{port} is already {taken[address]}'s; two services cannot "
+                    "listen on the same address and port"
+                )
+            taken[address] = key
+
     def _listeners(self) -> dict[str, Listener]:
         return {
             "synapse.listen": self.synapse.listen,
@@ -370,6 +390,13 @@ class Settings(_Section):
             "content_scanner.listen": self.content_scanner.listen,
             "clamav.listen": self.clamav.listen,
         }
+
+
+def _canonical_host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()  # a host name (the mail sink's smtp_host)
 
 
 def _format_location(location: tuple) -> str:
