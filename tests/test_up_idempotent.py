@@ -63,11 +63,15 @@ def _pids(appliance) -> dict[str, int | None]:
 
 
 def _file_stats(appliance) -> dict[Path, tuple]:
-    files = private_files(render_all(appliance.settings, appliance.layout))
+    """Every rendered file, secret and the service token: inode, mode, mtime and ctime."""
+    layout = appliance.layout
+    paths = [file.path for file in private_files(render_all(appliance.settings, layout))]
+    paths += [path for path in layout.secrets_dir.rglob("*") if path.is_file()]
+    paths += [layout.service_token, layout.console_secret_key]
     stats = {}
-    for file in files:
-        status = file.path.stat()
-        stats[file.path] = (status.st_ino, status.st_mode, status.st_mtime_ns, status.st_ctime_ns)
+    for path in paths:
+        status = path.stat()
+        stats[path] = (status.st_ino, status.st_mode, status.st_mtime_ns, status.st_ctime_ns)
     return stats
 
 
