@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -284,6 +285,66 @@ def _check_everything_is_back(appliance, before: dict) -> None:
     # And the restored appliance works: a new message lands in a restored room.
     room_id = next(iter(before["rooms"]))
     assert alice.send_text(room_id, "after the restore").status_code == 200
+
+
+def test_a_backup_taken_while_messages_and_uploads_flow_is_consistent(drill, tmp_path):
+    """Every media file the backed-up database names is in the backup, whole, and the database
+    copy passes SQLite's integrity check, though clients wrote throughout the run."""
+    home, settings_file, appliance = drill
+    appliance.up()  # after the drill above, or alone
+    client = client_for(appliance)
+    wait_for_allowlist(client)
+    person = Person.register(client, f"flux.{secrets.token_hex(3)}@ac-paris.fr")
+    room_id = person.new_room(name="Flux")
+    url = appliance.settings.synapse.listen.url
+    stop, statuses = threading.Event(), []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            statuses.append(person.send_text(room_id, secrets.token_hex(8)).status_code)
+            upload = requests.post(
+                f"{url}/_matrix/media/v3/upload",
+                data=secrets.token_bytes(50_000),
+                headers={"Authorization": f"Bearer {person.token}"},
+                timeout=TIMEOUT,
+            )
+            statuses.append(upload.status_code)
+
+    writer = threading.Thread(target=traffic)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(statuses) < 10:  # the traffic is flowing before the backup starts
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.05)
+        backed_up = run_cli(settings_file, "backup")
+        during = len(statuses)
+    finally:
+        stop.set()
+        writer.join()
+    assert backed_up.returncode == 0, backed_up.stderr
+    assert len(statuses) > during > 10  # writes went on during and after the run
+    assert set(statuses) == {200}
+
+    repository = Repository(str(home / "backups"), home / "backup-passphrase")
+    latest = repository.snapshots()[-1]
+    repository.restore(latest["id"], tmp_path)
+    root = tmp_path / latest["paths"][0].lstrip("/")
+    assert not [p for p in root.rglob("*") if p.name.endswith(("-wal", "-shm", "-journal"))]
+    database = sqlite3.connect(root / "synapse" / "homeserver.db")
+    try:
+        assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        media = database.execute(
+            "SELECT media_id, media_length FROM local_media_repository "
+            "WHERE quarantined_by IS NULL AND media_length IS NOT NULL"
+        ).fetchall()
+    finally:
+        database.close()
+    content = root / "synapse" / "media_store" / "local_content"
+    assert len(media) > 1
+    for media_id, length in media:
+        path = content / media_id[:2] / media_id[2:4] / media_id[4:]
+        assert path.stat().st_size == length, media_id
 
 
 def test_a_failed_backup_is_reported_and_records_nothing(drill):
