@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ import pytest
 import requests
 import yaml
 from console_helpers import csrf_token
-from harness import evaluation_settings
+from harness import evaluation_settings, free_port
 from matrix_helpers import Person, _path_part, client_for, wait_for_allowlist
 from matrix_media_helpers import EICAR
 
@@ -36,6 +37,7 @@ from appliance.backup.restic import Repository
 from appliance.backup.runner import (
     PASSPHRASE_OPEN,
     REFUSED_NOT_EMPTY,
+    REFUSED_PG_NOT_EMPTY,
     REFUSED_RUNNING,
     STAGING,
 )
@@ -420,3 +422,127 @@ def test_media_deleted_during_the_snapshot_never_aborts_it(tmp_path):
     for path in linked:  # what was taken is whole
         index = int(path.name.removeprefix("media"))
         assert path.read_bytes() == index.to_bytes(4, "big")
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(*argv: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL cluster of this module's own (Debian's 15), on a socket in a temp dir,
+    with an empty database `synapse` owned by the role `synapse` (C collation)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL 15 is not installed: apt-get install -y postgresql")
+    base = Path(tempfile.mkdtemp(prefix="appliance-pg-", dir="/tmp"))
+    base.chmod(0o755)  # the postgres user must reach its data directory and socket
+    shutil.chown(base, "postgres", "postgres")
+    data, sockets, port = base / "data", base / "sockets", free_port()
+    sockets.mkdir()
+    shutil.chown(sockets, "postgres", "postgres")
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres")
+    options = f"-k {sockets} -p {port} -c listen_addresses=''"
+    _as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(base / "log"),
+        "-w",
+        "-o",
+        options,
+        "start",
+    )
+    cluster = {"host": str(sockets), "port": port}
+    try:
+        _psql(cluster, "CREATE ROLE synapse LOGIN")
+        _create_empty_database(cluster)
+        yield cluster
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _psql(cluster: dict, sql: str, database: str = "postgres") -> str:
+    return _as_postgres(
+        "psql",
+        "-h",
+        cluster["host"],
+        "-p",
+        str(cluster["port"]),
+        "-d",
+        database,
+        "--tuples-only",
+        "--no-align",
+        "-c",
+        sql,
+    ).stdout.strip()
+
+
+def _create_empty_database(cluster: dict) -> None:
+    _psql(cluster, "DROP DATABASE IF EXISTS synapse")
+    _psql(
+        cluster,
+        "CREATE DATABASE synapse OWNER synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+        "TEMPLATE template0",
+    )
+
+
+def test_the_drill_on_postgresql(postgres, tmp_path):
+    home = tmp_path
+    data = evaluation_settings(home / "var").model_dump(mode="json", exclude_unset=True)
+    data["synapse"]["database"] = {"engine": "postgresql", "name": "synapse", **postgres}
+    data["backup"] = {"repository": str(home / "backups")}
+    settings = parse_settings(data, "PostgreSQL drill")
+    settings_file = home / "appliance.yaml"
+    settings_file.write_text(yaml.safe_dump(data))
+    appliance = EvaluationAppliance(settings, Layout.from_settings(settings, home))
+    appliance.up()
+    try:
+        client = client_for(appliance)
+        wait_for_allowlist(client)
+        alice = Person.register(client, "alice.pg@ac-paris.fr")
+        room_id = alice.new_room(name="Sur PostgreSQL")
+        sent = alice.send_text(room_id, "stored in PostgreSQL")
+        assert sent.status_code == 200, sent.text
+        keys = alice.call("POST", "/_matrix/client/v3/keys/upload", {"one_time_keys": ONE_TIME_KEY})
+        assert keys.json()["one_time_key_counts"].get("curve25519") == 1, keys.text
+        backed_up = run_cli(settings_file, "backup")
+        assert backed_up.returncode == 0, backed_up.stderr
+        assert "synapse/synapse.pgdump" in backed_up.stdout
+    finally:
+        appliance.down()
+    shutil.rmtree(appliance.layout.state_dir)
+
+    # Synapse's documentation: never restore over a database that has tables.
+    refused = run_cli(settings_file, "restore")
+    assert refused.returncode == 5
+    assert REFUSED_PG_NOT_EMPTY.format(name="synapse") in refused.stderr
+    assert not appliance.layout.state_dir.exists()
+
+    _create_empty_database(postgres)
+    restored = run_cli(settings_file, "restore")
+    assert restored.returncode == 0, restored.stderr
+    assert _psql(postgres, "SELECT count(*) FROM e2e_one_time_keys_json", "synapse") == "0"
+    owners = _psql(
+        postgres, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", "synapse"
+    )
+    assert owners == "synapse"
+    again = EvaluationAppliance(settings, appliance.layout)
+    again.up()
+    try:
+        assert client_for(again).whoami(alice.token).json()["user_id"] == alice.user_id
+        bodies = [e["content"].get("body") for e in _messages(alice, room_id)]
+        assert "stored in PostgreSQL" in bodies
+        keys = alice.call("POST", "/_matrix/client/v3/keys/upload", {})
+        assert keys.json()["one_time_key_counts"].get("curve25519", 0) == 0, keys.text
+    finally:
+        again.down()

@@ -310,38 +310,32 @@ def _restore_synapse_database(settings: Settings, layout: Layout, root: Path) ->
 
 
 def _pg_restore(database: PostgresDatabase, dump: Path) -> None:
-    """Into an empty database only (Synapse's documentation); the dump is read on stdin, so
-    PostgreSQL's superuser needs no access to our files."""
-    connect = [
-        f"--host={database.host}",
-        f"--port={database.port}",
-        f"--username={database.user}",
-        f"--dbname={database.name}",
-    ]
-    env, prefix = snapshot.postgres_access(database)
+    """Into an empty database only (Synapse's documentation), in one transaction; the dump is
+    read on stdin, so PostgreSQL's superuser needs no access to our files."""
 
-    def run(*argv: str, stdin=None) -> str:
+    def run(program: str, *arguments: str, stdin=None) -> str:
+        argv, env = snapshot.postgres_command(database, program, *arguments)
         result = subprocess.run(
-            [*prefix, *argv], env=env, stdin=stdin, capture_output=True, text=True, check=False
+            argv, env=env, stdin=stdin, capture_output=True, text=True, check=False
         )
         if result.returncode != 0:
-            raise BackupError(f"{argv[0]} failed: {result.stderr.strip()}")
+            raise BackupError(f"{program} failed: {result.stderr.strip()}")
         return result.stdout
 
     count_tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-    tables = run("psql", *connect, "--tuples-only", "--no-align", "--command", count_tables)
+    tables = run("psql", "--tuples-only", "--no-align", "--command", count_tables)
     if int(tables.strip() or 0):
         raise BackupError(REFUSED_PG_NOT_EMPTY.format(name=database.name))
     with open(dump, "rb") as stream:
         run(
             "pg_restore",
             "--exit-on-error",
+            "--single-transaction",  # all of it or nothing
             "--no-owner",
             f"--role={database.user}",
-            *connect,
             stdin=stream,
         )
-    run("psql", *connect, "--command", "TRUNCATE e2e_one_time_keys_json")
+    run("psql", "--command", "TRUNCATE e2e_one_time_keys_json")
 
 
 def _make_private(root: Path) -> None:

@@ -121,33 +121,30 @@ def _pg_dump(database: PostgresDatabase, target: Path) -> None:
     """pg_dump's custom format, without the one-time keys (Synapse's backup documentation); the
     dump comes on stdout, so PostgreSQL's superuser needs no access to the staging directory."""
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env, prefix = postgres_access(database)
-    argv = [
-        *prefix,
-        "pg_dump",
-        "--format=custom",
-        "--exclude-table-data=e2e_one_time_keys_json",
-        f"--host={database.host}",
-        f"--port={database.port}",
-        f"--username={database.user}",
-        f"--dbname={database.name}",
-    ]
+    argv, env = postgres_command(
+        database, "pg_dump", "--format=custom", "--exclude-table-data=e2e_one_time_keys_json"
+    )
     with open(target, "wb") as output:
         result = subprocess.run(argv, env=env, stdout=output, stderr=subprocess.PIPE, check=False)
     if result.returncode != 0:
         raise SnapshotError(f"pg_dump failed: {result.stderr.decode(errors='replace').strip()}")
 
 
-def postgres_access(database: PostgresDatabase) -> tuple[dict, list[str]]:
-    """The environment and command prefix that reach the database: its password if set, else
-    (production, as root) peer authentication over the socket as PostgreSQL's superuser."""
+def postgres_command(
+    database: PostgresDatabase, program: str, *arguments: str
+) -> tuple[list[str], dict]:
+    """A PostgreSQL client's command line and environment for Synapse's database: with its
+    password when set, else (production, as root, over the socket) as PostgreSQL's superuser by
+    peer authentication, else as Synapse's role."""
     env = dict(os.environ)
+    prefix: list[str] = []
+    user = [f"--username={database.user}"]
     if database.password is not None:
         env["PGPASSWORD"] = database.password.get_secret_value()
-        return env, []
-    if os.geteuid() == 0 and database.host.startswith("/"):
-        return env, ["runuser", "-u", "postgres", "--"]
-    return env, []
+    elif os.geteuid() == 0 and database.host.startswith("/"):
+        prefix, user = ["runuser", "-u", "postgres", "--"], []
+    connect = [f"--host={database.host}", f"--port={database.port}", *user]
+    return [*prefix, program, *connect, f"--dbname={database.name}", *arguments], env
 
 
 def _link_media(layout: Layout, staging: Path, snapshot: Snapshot) -> None:
