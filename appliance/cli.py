@@ -82,13 +82,7 @@ def cmd_up(args) -> int:
         who = "" if is_root() else " (you are not root, so `make up` could not install it)"
         print(f"! {service} is not installed{who}: {hint}")
         print(f"  going on without {service}: files cannot be scanned until it runs.")
-    try:
-        report = appliance.up()
-    except SettingsError as error:  # preflight's: name the settings file in the header
-        file = settings_path(args.config)
-        raise SettingsError(
-            str(file) if file.is_file() else "the default settings", error.problems
-        ) from None
+    report = appliance.up()
     for name in report.already_running:
         print(f"= {name} was already running")
     for name, seconds in report.started.items():
@@ -213,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SettingsError as error:
+        if error.source == "the settings":  # found after loading (preflight, backup paths)
+            file = settings_path(args.config)
+            source = str(file) if file.is_file() else "the default settings"
+            error = SettingsError(source, error.problems)
         print(f"appliance {args.command}: {error}", file=sys.stderr)
         print("Nothing was started or changed.", file=sys.stderr)
         return EXIT_BAD_SETTINGS

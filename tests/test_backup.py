@@ -35,6 +35,7 @@ from matrix_media_helpers import EICAR
 from appliance.backup import snapshot
 from appliance.backup.restic import Repository
 from appliance.backup.runner import (
+    NOTHING_TO_BACK_UP,
     PASSPHRASE_OPEN,
     REFUSED_NOT_EMPTY,
     REFUSED_PG_NOT_EMPTY,
@@ -391,8 +392,19 @@ def test_backups_inside_the_state_directory_are_refused_with_the_key(tmp_path):
     settings_file.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True)))
     refused = run_cli(settings_file, "backup")
     assert refused.returncode == 2
+    assert refused.stderr.startswith(f"appliance backup: {settings_file} is not valid:")
     assert "backup.repository" in refused.stderr and "inside paths.state_dir" in refused.stderr
     assert not (tmp_path / "backup-passphrase").exists()
+
+
+def test_a_backup_where_no_appliance_ever_ran_is_refused_and_creates_nothing(tmp_path):
+    settings = evaluation_settings(tmp_path / "var")
+    settings_file = tmp_path / "appliance.yaml"
+    settings_file.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True)))
+    refused = run_cli(settings_file, "backup")
+    assert refused.returncode == 5
+    assert first_line_of(NOTHING_TO_BACK_UP) in refused.stderr
+    assert sorted(os.listdir(tmp_path)) == ["appliance.yaml"]
 
 
 def test_a_retention_that_keeps_nothing_is_refused_with_the_key():

@@ -59,6 +59,7 @@ REFUSED_PG_NOT_EMPTY = (
     "documentation forbids restoring over them: drop and create it empty first"
 )
 ALREADY_RUNNING = "another backup is running (lock {lock})"
+NOTHING_TO_BACK_UP = "nothing to back up: {database} does not exist (has the appliance run here?)"
 PASSPHRASE_MISSING = (
     "backup.passphrase_file: {path} does not exist; no backup can be read without it"
 )
@@ -124,21 +125,7 @@ def repository(
 ) -> tuple[Repository, bool]:
     """The repository of these settings, checked; return it and whether the passphrase file
     was just made. Raises SettingsError naming the key."""
-    location = repository_location(settings, base_dir)
-    passphrase = passphrase_path(settings, base_dir)
-    problems = []
-    if not _is_url(location) and Path(location).is_relative_to(layout.state_dir):
-        problems.append(
-            INSIDE_STATE.format(key="backup.repository", path=location, state_dir=layout.state_dir)
-        )
-    if passphrase.is_relative_to(layout.state_dir):
-        problems.append(
-            INSIDE_STATE.format(
-                key="backup.passphrase_file", path=passphrase, state_dir=layout.state_dir
-            )
-        )
-    if problems:
-        raise SettingsError("the settings", problems)
+    location, passphrase = _checked_locations(settings, layout, base_dir)
     created = False
     if not passphrase.exists():
         if not create_passphrase:
@@ -154,14 +141,38 @@ def repository(
     return Repository(location, passphrase), created
 
 
+def _checked_locations(settings: Settings, layout: Layout, base_dir: Path) -> tuple[str, Path]:
+    """The repository and the passphrase file, refused (SettingsError naming the key) inside
+    the state directory; nothing is created."""
+    location = repository_location(settings, base_dir)
+    passphrase = passphrase_path(settings, base_dir)
+    problems = []
+    if not _is_url(location) and Path(location).is_relative_to(layout.state_dir):
+        problems.append(
+            INSIDE_STATE.format(key="backup.repository", path=location, state_dir=layout.state_dir)
+        )
+    if passphrase.is_relative_to(layout.state_dir):
+        problems.append(
+            INSIDE_STATE.format(
+                key="backup.passphrase_file", path=passphrase, state_dir=layout.state_dir
+            )
+        )
+    if problems:
+        raise SettingsError("the settings", problems)
+    return location, passphrase
+
+
 # Backup ------------------------------------------------------------------------------------
 def run_backup(
     settings: Settings, layout: Layout, base_dir: Path, settings_file: Path | None = None
 ) -> BackupReport:
     began = time.monotonic()
+    _checked_locations(settings, layout, base_dir)  # settings first, as everywhere
+    synapse_database = layout.synapse_dir / "homeserver.db"
+    if settings.synapse.database.engine == "sqlite" and not synapse_database.exists():
+        raise BackupError(NOTHING_TO_BACK_UP.format(database=synapse_database))
     repo, made_passphrase = repository(settings, layout, base_dir, create_passphrase=True)
     created = [str(repo.passphrase_file)] if made_passphrase else []
-    layout.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock_path = layout.state_dir / LOCK
     with open(lock_path, "a") as lock:
         try:
