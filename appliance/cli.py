@@ -9,6 +9,7 @@ import sys
 
 from appliance import __version__
 from appliance.backup.runner import BackupError, run_backup, run_restore
+from appliance.backup.snapshot import SETTINGS_COPY
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.render import give_secrets_to_owners, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
@@ -163,6 +164,9 @@ def cmd_restore(args) -> int:
         f"{layout.state_dir} in {report.seconds:.1f} s; {report.one_time_keys_cleared} "
         "one-time keys cleared (clients upload new ones). Start the appliance: `make up`."
     )
+    kept_settings = layout.state_dir / SETTINGS_COPY
+    if kept_settings.exists():
+        print(f"The settings file at backup time is in {kept_settings} (yours is unchanged).")
     return 0
 
 

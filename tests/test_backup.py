@@ -239,6 +239,7 @@ def test_a_populated_appliance_comes_back_whole_from_its_backup(drill):
     restore_seconds = time.monotonic() - began
     assert restored.returncode == 0, restored.stderr
     state = appliance.layout.state_dir
+    assert (state / snapshot.SETTINGS_COPY).read_text() == settings_file.read_text()
     assert state.stat().st_mode & 0o777 == 0o700
     assert not list(state.parent.glob(".*restoring*"))
     assert not [p for p in state.rglob("*") if p.name.endswith(("-wal", "-shm"))]
