@@ -38,6 +38,7 @@ from appliance.backup.runner import (
     NOTHING_TO_BACK_UP,
     PASSPHRASE_OPEN,
     REFUSED_NOT_EMPTY,
+    REFUSED_OTHER_SERVER,
     REFUSED_PG_NOT_EMPTY,
     REFUSED_RUNNING,
     STAGING,
@@ -354,8 +355,7 @@ def test_a_backup_taken_while_messages_and_uploads_flow_is_consistent(drill, tmp
 def test_a_failed_backup_is_reported_and_records_nothing(drill):
     home, settings_file, appliance = drill
     passphrase = home / "backup-passphrase"
-    if not passphrase.exists():
-        assert run_cli(settings_file, "backup").returncode == 0
+    _ensure_a_backup(home, settings_file)
     repository = Repository(str(home / "backups"), passphrase)
     count = len(repository.snapshots())
     saved = passphrase.read_text()
@@ -370,11 +370,43 @@ def test_a_failed_backup_is_reported_and_records_nothing(drill):
     assert not (appliance.layout.state_dir / STAGING).exists()
 
 
+def _ensure_a_backup(home: Path, settings_file: Path) -> None:
+    """The tests below also run alone: make the first backup if the drill did not."""
+    passphrase = home / "backup-passphrase"
+    if not passphrase.exists() or not Repository(str(home / "backups"), passphrase).snapshots():
+        backed_up = run_cli(settings_file, "backup")
+        assert backed_up.returncode == 0, backed_up.stderr
+
+
+def test_a_backup_of_another_server_is_refused_and_nothing_is_put_in_place(drill, tmp_path):
+    home, settings_file, appliance = drill
+    _ensure_a_backup(home, settings_file)
+    data = yaml.safe_load(settings_file.read_text())
+    data["server_name"] = "other.appliance.localhost"
+    data["paths"]["state_dir"] = str(tmp_path / "var")
+    data["backup"] = {
+        "repository": str(home / "backups"),
+        "passphrase_file": str(home / "backup-passphrase"),
+    }
+    # Its own ports: the drill's appliance may be running.
+    fresh = evaluation_settings(tmp_path / "var").model_dump(mode="json", exclude_unset=True)
+    for key in ("public_baseurl", "synapse", "console", "content_scanner", "clamav", "mail"):
+        data[key] = fresh[key]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(data))
+    refused = run_cli(other, "restore")
+    assert refused.returncode == 5
+    expected = REFUSED_OTHER_SERVER.format(
+        backup=appliance.settings.server_name, settings="other.appliance.localhost"
+    )
+    assert expected in refused.stderr
+    assert sorted(os.listdir(tmp_path)) == ["other.yaml"]  # no var/, no leftover
+
+
 def test_a_passphrase_others_can_read_is_refused(drill):
     home, settings_file, _ = drill
     passphrase = home / "backup-passphrase"
-    if not passphrase.exists():
-        assert run_cli(settings_file, "backup").returncode == 0
+    _ensure_a_backup(home, settings_file)
     passphrase.chmod(0o644)
     try:
         refused = run_cli(settings_file, "backup")

@@ -31,6 +31,8 @@ from appliance.backup.restic import Repository, ResticError
 from appliance.config import preflight
 from appliance.config.layout import Layout
 from appliance.config.settings import PostgresDatabase, Settings, SettingsError
+from appliance.evaluation.lifecycle import EvaluationAppliance, make_private
+from appliance.evaluation.supervisor import running_process
 
 STAGING = "backup-staging"
 LOCK = "backup.lock"
@@ -212,9 +214,6 @@ def run_backup(
 def running_services(settings: Settings, layout: Layout) -> list[str]:
     """The services of these settings that run: recorded by `up` and alive, or answering on
     their port (production's systemd units, or anything else holding it)."""
-    from appliance.evaluation.lifecycle import EvaluationAppliance
-    from appliance.evaluation.supervisor import running_process
-
     running = {
         spec.name
         for spec in EvaluationAppliance(settings, layout).specs()
@@ -259,7 +258,7 @@ def run_restore(
         record = {**manifest, "snapshot_id": chosen["id"], "one_time_keys_cleared": cleared}
         (root / snapshot.MANIFEST).unlink()
         (root / RESTORED_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        _make_private(root)
+        make_private(root)
         if state.exists():
             state.rmdir()  # empty, checked above
         os.rename(root, state)
@@ -347,9 +346,3 @@ def _pg_restore(database: PostgresDatabase, dump: Path) -> None:
             stdin=stream,
         )
     run("psql", "--command", "TRUNCATE e2e_one_time_keys_json")
-
-
-def _make_private(root: Path) -> None:
-    from appliance.evaluation.lifecycle import make_private
-
-    make_private(root)
