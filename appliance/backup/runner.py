@@ -188,15 +188,20 @@ def run_backup(
                 created.append(repo.location)
             taken = snapshot.take(settings, layout, staging, settings_file)
             snapshot_id = repo.backup(staging, host=settings.server_name)
-            backup = settings.backup
+        except (snapshot.SnapshotError, ResticError, OSError) as error:
+            raise BackupError(f"no backup was recorded: {error}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        backup = settings.backup
+        try:
             repo.forget(
                 daily=backup.keep_daily, weekly=backup.keep_weekly, monthly=backup.keep_monthly
             )
             kept = len(repo.snapshots())
-        except (snapshot.SnapshotError, ResticError, OSError) as error:
-            raise BackupError(str(error)) from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        except ResticError as error:
+            raise BackupError(
+                f"backup {snapshot_id[:8]} was recorded, but the retention failed: {error}"
+            ) from None
     return BackupReport(
         snapshot_id=snapshot_id,
         seconds=time.monotonic() - began,
