@@ -322,13 +322,14 @@ def test_a_backup_taken_while_messages_and_uploads_flow_is_consistent(drill, tmp
         while len(statuses) < 10:  # the traffic is flowing before the backup starts
             assert time.monotonic() < deadline, statuses
             time.sleep(0.05)
+        before = len(statuses)
         backed_up = run_cli(settings_file, "backup")
-        during = len(statuses)
+        during = len(statuses) - before
     finally:
         stop.set()
         writer.join()
     assert backed_up.returncode == 0, backed_up.stderr
-    assert len(statuses) > during > 10  # writes went on during and after the run
+    assert during > 0  # clients wrote while the backup ran (it takes seconds, a write ms)
     assert set(statuses) == {200}
 
     repository = Repository(str(home / "backups"), home / "backup-passphrase")
