@@ -29,6 +29,11 @@ APPLIANCE = [sys.executable, "-m", "appliance.cli"]
 # What clamd logs each time it (re)loads its signature databases.
 CLAMD_LOADED = "Loaded "
 CLAMD_RELOADED = "Reading databases from"
+PRODUCTION = {
+    "mode": "production",
+    "public_baseurl": "https://matrix.example.gov/",
+    "clamav": {"signatures": "freshclam"},
+}
 
 
 def run_cli(settings_file: Path, *arguments: str) -> subprocess.CompletedProcess:
@@ -142,6 +147,14 @@ def test_the_console_keeps_no_control_socket_outside_its_state(running):
         (
             {"clamav": {"listen": {"port": 9101}}, "mail": {"smtp_port": 9101}},
             "mail.smtp_port: 127.0.0.1:9101 is already clamav.listen.port's",
+        ),
+        (  # nginx's wildcard takes the port on loopback too
+            {**PRODUCTION, "synapse": {"listen": {"port": 443}}},
+            "nginx.https_port: 0.0.0.0:443 is already synapse.listen.port's (127.0.0.1:443)",
+        ),
+        (
+            {**PRODUCTION, "nginx": {"http_port": 8448}},
+            "nginx.federation_port: 0.0.0.0:8448 is already nginx.http_port's",
         ),
     ],
 )

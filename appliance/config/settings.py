@@ -366,22 +366,28 @@ class Settings(_Section):
 
     def _one_service_per_address(self) -> None:
         """Two services on one address and port: the second could never start (or, worse,
-        clients would reach the wrong one); refused with both keys."""
-        taken: dict[tuple[str, int], str] = {}
+        clients would reach the wrong one); refused with both keys. A wildcard address (nginx's
+        0.0.0.0 or ::) takes the port on every address of its family."""
         bound = [
             (f"{key}.port", listener.bind_address, listener.port)
             for key, listener in self._listeners().items()
         ]
         if self.mail.run_local_sink:
             bound.append(("mail.smtp_port", self.mail.smtp_host, self.mail.smtp_port))
+        if self.mode == "production":
+            nginx = self.nginx
+            for key in ("https_port", "http_port", "federation_port"):
+                port = getattr(nginx, key)
+                bound += [(f"nginx.{key}", address, port) for address in nginx.bind_addresses]
+        seen: list[tuple[str, str, int]] = []
         for key, host, port in bound:
-            address = (_canonical_host(host), port)
-            if address in taken:
-                raise ValueError(
-                    f"{key}: {host}:{port} is already {taken[address]}'s; two services cannot "
-                    "listen on the same address and port"
-                )
-            taken[address] = key
+            for other_key, other_host, other_port in seen:
+                if port == other_port and _same_socket(host, other_host):
+                    raise ValueError(
+                        f"{key}: {host}:{port} is already {other_key}'s ({other_host}:{port}); "
+                        "two services cannot listen on the same address and port"
+                    )
+            seen.append((key, host, port))
 
     def _listeners(self) -> dict[str, Listener]:
         return {
@@ -392,11 +398,16 @@ class Settings(_Section):
         }
 
 
-def _canonical_host(host: str) -> str:
+def _same_socket(first: str, second: str) -> bool:
+    """Whether two listeners on one port would collide: the same address, or a wildcard and an
+    address of its family (IPv6 wildcards are v6-only, as nginx binds them)."""
     try:
-        return str(ipaddress.ip_address(host))
+        a, b = ipaddress.ip_address(first), ipaddress.ip_address(second)
     except ValueError:
-        return host.lower()  # a host name (the mail sink's smtp_host)
+        return first.lower() == second.lower()  # a host name (the mail sink's smtp_host)
+    if a == b:
+        return True
+    return a.version == b.version and (a.is_unspecified or b.is_unspecified)
 
 
 def _format_location(location: tuple) -> str:
