@@ -4,7 +4,7 @@ VENV := .venv
 APPLIANCE := $(VENV)/bin/appliance
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-fast system-packages test-system-packages venv render check clean-state
+.PHONY: up down status backup restore test test-fast system-packages test-system-packages venv render check clean-state
 
 up: system-packages venv
 	$(APPLIANCE) up
@@ -14,6 +14,14 @@ down:
 
 status: venv
 	$(APPLIANCE) status
+
+# An encrypted backup into the restic repository (backup.repository; ./backups by default).
+backup: venv
+	$(APPLIANCE) backup
+
+# Puts the latest backup (or SNAPSHOT=id) into an empty var/, the appliance stopped.
+restore: venv
+	$(APPLIANCE) restore $(SNAPSHOT)
 
 check: venv
 	$(APPLIANCE) check

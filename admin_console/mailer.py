@@ -11,6 +11,11 @@ Transport security, decided here once:
   but offers no STARTTLS gets neither the password nor the mail.
 * A relay on this host (a loopback address, judged from the connected socket, not the name)
   may get the password without TLS: it never leaves the machine.
+
+A relay that accepts the connection and then never answers holds no request for long: each
+exchange waits at most SMTP_TIMEOUT_SECONDS (default TIMEOUT_SECONDS), and once the relay has
+timed out in a request, the request's other mails fail at once with the same reason (inviting
+a hundred addresses must not wait a hundred times).
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from flask import current_app
+from flask import current_app, g
 
 TIMEOUT_SECONDS = 10
+RELAY_TIMED_OUT = (
+    "the mail relay {relay} did not answer within {seconds:g} s: nothing was sent, try again "
+    "once it answers"
+)
 
 
 class MailNotSent(Exception):
@@ -39,14 +48,25 @@ def send(to: str, subject: str, body: str) -> None:
     message["Message-ID"] = make_msgid(domain=config["SERVER_NAME_MATRIX"].split(":")[0])
     message.set_content(body)
     relay = f"{config['SMTP_HOST']}:{config['SMTP_PORT']}"
+    stalled = g.get("mail_relay_timed_out")
+    if stalled:
+        raise MailNotSent(stalled)
+    seconds = float(config.get("SMTP_TIMEOUT_SECONDS", TIMEOUT_SECONDS))
     try:
-        with smtplib.SMTP(
-            config["SMTP_HOST"], config["SMTP_PORT"], timeout=TIMEOUT_SECONDS
-        ) as smtp:
+        with smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=seconds) as smtp:
             _secure_and_log_in(smtp, config, relay)
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as error:
+        if _timed_out(error):
+            g.mail_relay_timed_out = RELAY_TIMED_OUT.format(relay=relay, seconds=seconds)
+            raise MailNotSent(g.mail_relay_timed_out) from None
         raise MailNotSent(f"the mail relay {relay} did not take it: {error}") from None
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Connected, then no answer in time: smtplib turns the socket's timeout into
+    SMTPServerDisconnected, raised while handling it."""
+    return isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
 
 
 def _secure_and_log_in(smtp: smtplib.SMTP, config, relay: str) -> None:

@@ -1,5 +1,5 @@
-"""The `appliance` command: up, down, status (evaluation); check, render, service-token, probe
-and version (both modes; the Ansible roles run them on the host)."""
+"""The `appliance` command: up, down, status (evaluation); check, render, service-token, probe,
+backup, restore and version (both modes; the Ansible roles run them on the host)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import json
 import sys
 
 from appliance import __version__
+from appliance.backup.runner import BackupError, run_backup, run_restore
+from appliance.backup.snapshot import SETTINGS_COPY
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.render import give_secrets_to_owners, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
-from appliance.config.settings import SettingsError, load_settings
+from appliance.config.settings import SettingsError, load_settings, settings_path
 from appliance.evaluation.lifecycle import EvaluationAppliance, StartError, is_root
 from appliance.operations import health
 from appliance.operations.service_account import ServiceAccountError, ensure_console_token
@@ -19,6 +21,7 @@ from appliance.operations.service_account import ServiceAccountError, ensure_con
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
 EXIT_SERVICE_ACCOUNT = 4
+EXIT_BACKUP_FAILED = 5
 # `appliance probe NAME`: the checks of appliance.operations.health, as the console's health
 # page runs them.
 PROBES = sorted(name for name in dir(health) if name.startswith("check_"))
@@ -133,6 +136,40 @@ def cmd_status(args) -> int:
     return 0 if all_ok else 1
 
 
+def cmd_backup(args) -> int:
+    settings, base_dir = load_settings(args.config)
+    layout = Layout.from_settings(settings, base_dir)
+    file = settings_path(args.config)
+    report = run_backup(settings, layout, base_dir, file if file.is_file() else None)
+    for path in report.created:
+        print(f"+ created {path}")
+    if report.new_passphrase:
+        print("  Keep a copy of the passphrase off this host: without it no backup can be read.")
+    for path in report.media_skipped:
+        print(f"~ {path} was deleted during the backup (not included)")
+    print(
+        f"backup {report.snapshot_id[:8]} written to {report.repository} in "
+        f"{report.seconds:.1f} s ({', '.join(report.databases)}, {report.media_files} media "
+        f"files); {report.snapshots_kept} backups kept"
+    )
+    return 0
+
+
+def cmd_restore(args) -> int:
+    settings, base_dir = load_settings(args.config)
+    layout = Layout.from_settings(settings, base_dir)
+    report = run_restore(settings, layout, base_dir, args.snapshot)
+    print(
+        f"restored backup {report.snapshot_id[:8]} (taken {report.taken_at}) into "
+        f"{layout.state_dir} in {report.seconds:.1f} s; {report.one_time_keys_cleared} "
+        "one-time keys cleared (clients upload new ones). Start the appliance: `make up`."
+    )
+    kept_settings = layout.state_dir / SETTINGS_COPY
+    if kept_settings.exists():
+        print(f"The settings file at backup time is in {kept_settings} (yours is unchanged).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description=__doc__)
     parser.add_argument(
@@ -155,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "version", help="print the appliance's and Synapse's versions and the source tree (JSON)"
     ).set_defaults(func=cmd_version)
+    commands.add_parser(
+        "backup", help="back up the appliance into its restic repository (encrypted)"
+    ).set_defaults(func=cmd_backup)
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty state directory (appliance stopped)"
+    )
+    restore.add_argument("snapshot", nargs="?", default="latest", help="snapshot id (or latest)")
+    restore.set_defaults(func=cmd_restore)
     commands.add_parser("up", help="start the evaluation appliance").set_defaults(func=cmd_up)
     commands.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     commands.add_parser("status", help="show each service").set_defaults(func=cmd_status)
@@ -166,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SettingsError as error:
+        if error.source == "the settings":  # found after loading (preflight, backup paths)
+            file = settings_path(args.config)
+            source = str(file) if file.is_file() else "the default settings"
+            error = SettingsError(source, error.problems)
         print(f"appliance {args.command}: {error}", file=sys.stderr)
         print("Nothing was started or changed.", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -176,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceAccountError as error:
         print(f"appliance {args.command}: {error}", file=sys.stderr)
         return EXIT_SERVICE_ACCOUNT
+    except BackupError as error:
+        print(f"appliance {args.command}: {error}", file=sys.stderr)
+        return EXIT_BACKUP_FAILED
 
 
 if __name__ == "__main__":

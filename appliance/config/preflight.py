@@ -1,11 +1,14 @@
-"""Checks run before anything starts, so a bad setup stops `make up` with nothing half-started."""
+"""Checks run before anything starts, so a bad setup stops `make up` with nothing half-started.
+
+They only look: nothing is created or written before every check has passed, so "Nothing was
+started or changed" is true when they refuse.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import socket
-import tempfile
 from pathlib import Path
 
 from appliance.config.layout import Layout
@@ -27,7 +30,7 @@ def port_problem(key: str, host: str, port: int) -> str | None:
     return None
 
 
-def _bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
+def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
     """(service, settings key, host, port) for every port a local service listens on."""
     ports = [
         ("synapse", "synapse.listen.port", *_address(settings.synapse.listen)),
@@ -51,14 +54,17 @@ def _address(listener: Listener) -> tuple[str, int]:
 
 
 def path_problem(key: str, path: Path) -> str | None:
-    """Why the directory cannot be created or written, or None."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        return f"{key}: {path} is not writable: {error.strerror or error}"
-    if not os.access(path, os.W_OK | os.X_OK):
+    """Why the directory cannot be created or written, or None; creates and writes nothing
+    (preflight must leave no trace when it refuses): the nearest existing directory must be
+    writable by us, on a file system mounted read-write."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{key}: {path} is not writable: {existing} is not a directory"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{key}: {path} is not writable: {existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
         return f"{key}: {path} is not writable"
     return None
 
@@ -66,7 +72,7 @@ def path_problem(key: str, path: Path) -> str | None:
 def check_ports(settings: Settings, services_to_start: set[str]) -> list[str]:
     """Ports of the services about to start must be free (those already running hold theirs)."""
     problems = []
-    for service, key, host, port in _bound_ports(settings):
+    for service, key, host, port in bound_ports(settings):
         if service in services_to_start:
             problem = port_problem(key, host, port)
             if problem:

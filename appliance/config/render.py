@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -156,12 +157,19 @@ def render_all(
 
 
 def write_all(files: list[RenderedFile]) -> list[Path]:
-    """Write the rendered files; return those whose content changed (for restarts and Ansible)."""
+    """Write the rendered files; return those changed in content, mode or owner.
+
+    A file whose content and mode are already right is not touched at all (not even chmod,
+    which changes its ctime): services watching their files (clamd's SelfCheck on its
+    signatures) see nothing, and `up` restarts only what a change concerns.
+    """
     changed = []
     for file in files:
-        if file.path.exists() and file.path.read_text(encoding="utf-8") == file.content:
-            os.chmod(file.path, file.mode)
-            if _give_to_owner(file.path, file.owner):
+        if _same_content(file):
+            mode_changed = stat.S_IMODE(file.path.stat().st_mode) != file.mode
+            if mode_changed:
+                os.chmod(file.path, file.mode)
+            if _give_to_owner(file.path, file.owner) or mode_changed:
                 changed.append(file.path)
             continue
         if file.owner:
@@ -175,6 +183,13 @@ def write_all(files: list[RenderedFile]) -> list[Path]:
         _give_to_owner(file.path, file.owner)
         changed.append(file.path)
     return changed
+
+
+def _same_content(file: RenderedFile) -> bool:
+    try:
+        return file.path.read_text(encoding="utf-8") == file.content
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
 
 
 def _ids(user: str) -> tuple[int, int]:

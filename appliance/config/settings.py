@@ -297,8 +297,21 @@ class BackupSettings(_Section):
     directory: Path = Path("/var/backups/appliance")
     # When the backup runs, in systemd's OnCalendar syntax.
     schedule: str = "*-*-* 03:15:00"
-    # How many backups are kept; older ones are deleted.
+    # Production's nightly script: how many backups are kept; older ones are deleted.
     keep: Annotated[int, Field(ge=1, le=365)] = 14
+    # `appliance backup`: the restic repository, a local directory (relative paths are taken
+    # from the settings file's directory) or any restic URL (sftp:host:/path, rest:https://...,
+    # s3:...) to send the backups off the host. null: ./backups beside the settings file in
+    # evaluation, <directory>/restic in production. Never inside paths.state_dir.
+    repository: str | None = None
+    # The passphrase that encrypts the repository: a 0600 file, made on the first backup when
+    # missing. Keep a copy off the host: without it no backup can be read. Never inside
+    # paths.state_dir (a restore starts from an empty one).
+    passphrase_file: Path = Path("backup-passphrase")
+    # Retention (restic forget): the newest backup of each of the last N days, weeks, months.
+    keep_daily: Annotated[int, Field(ge=0, le=3650)] = 7
+    keep_weekly: Annotated[int, Field(ge=0, le=520)] = 4
+    keep_monthly: Annotated[int, Field(ge=0, le=240)] = 12
 
 
 class HostSettings(_Section):
@@ -386,6 +399,13 @@ class Settings(_Section):
             if self.auth.oidc is not None and not self.auth.oidc.issuer.startswith("https://"):
                 raise ValueError("auth.oidc.issuer: production mode needs an https:// issuer")
         self._own_addresses_rules()
+        self._one_service_per_address()
+        backup = self.backup
+        if not (backup.keep_daily or backup.keep_weekly or backup.keep_monthly):
+            raise ValueError(
+                "backup.keep_daily: keep_daily, keep_weekly and keep_monthly are all 0, which "
+                "would delete every backup as soon as it is made"
+            )
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
@@ -407,6 +427,31 @@ class Settings(_Section):
                     "(add it to nginx.bind_addresses)"
                 )
 
+    def _one_service_per_address(self) -> None:
+        """Two services on one address and port: the second could never start (or, worse,
+        clients would reach the wrong one); refused with both keys. A wildcard address (nginx's
+        0.0.0.0 or ::) takes the port on every address of its family."""
+        bound = [
+            (f"{key}.port", listener.bind_address, listener.port)
+            for key, listener in self._listeners().items()
+        ]
+        if self.mail.run_local_sink:
+            bound.append(("mail.smtp_port", self.mail.smtp_host, self.mail.smtp_port))
+        if self.mode == "production":
+            nginx = self.nginx
+            for key in ("https_port", "http_port", "federation_port"):
+                port = getattr(nginx, key)
+                bound += [(f"nginx.{key}", address, port) for address in nginx.bind_addresses]
+        seen: list[tuple[str, str, int]] = []
+        for key, host, port in bound:
+            for other_key, other_host, other_port in seen:
+                if port == other_port and _same_socket(host, other_host):
+                    raise ValueError(
+                        f"{key}: {host}:{port} is already {other_key}'s ({other_host}:{port}); "
+                        "two services cannot listen on the same address and port"
+                    )
+            seen.append((key, host, port))
+
     def _listeners(self) -> dict[str, Listener]:
         return {
             "synapse.listen": self.synapse.listen,
@@ -414,6 +459,18 @@ class Settings(_Section):
             "content_scanner.listen": self.content_scanner.listen,
             "clamav.listen": self.clamav.listen,
         }
+
+
+def _same_socket(first: str, second: str) -> bool:
+    """Whether two listeners on one port would collide: the same address, or a wildcard and an
+    address of its family (IPv6 wildcards are v6-only, as nginx binds them)."""
+    try:
+        a, b = ipaddress.ip_address(first), ipaddress.ip_address(second)
+    except ValueError:
+        return first.lower() == second.lower()  # a host name (the mail sink's smtp_host)
+    if a == b:
+        return True
+    return a.version == b.version and (a.is_unspecified or b.is_unspecified)
 
 
 def _format_location(location: tuple) -> str:

@@ -105,6 +105,9 @@ def console(settings: Settings, layout: Layout) -> ServiceSpec:
             "2",
             "--threads",
             "4",
+            # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl):
+            # two appliances on one machine would share it, one able to stop the other's.
+            "--no-control-socket",
             "--access-logfile",
             "-",
             "admin_console:create_app()",

@@ -4,6 +4,11 @@ The templates live with Synapse's other mails (``templates/synapse/email/``, ren
 Synapse's ``custom_template_directory``), so that they share their base layout and an operator
 overrides them the same way.
 
+Sending is bounded (:data:`SEND_TIMEOUT_SECONDS`): Synapse's mailer has a connect timeout only,
+so a relay that accepts the connection and then never answers would hold the inviting client's
+request forever; past the bound the send fails, and the invitation is not kept (the caller
+answers 502).
+
 The mail goes out in the server's name, so what an agent chose (the room's name, the inviter's
 display name) never reaches it as such: :func:`quoted_text` makes it one line (no header or
 line can be injected), without links (no scheme, no dot inside a word: no mail client turns
@@ -17,7 +22,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from synapse.module_api import ModuleApi
+from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
+from twisted.internet import reactor
 
 from appliance.synapse_module.externals.store import Invitation
 
@@ -27,6 +33,9 @@ PAGE = "appliance_invitation_page.html"
 PAGE_PATH = "/_synapse/client/appliance/v1/invitation"
 
 MAX_QUOTED = 60
+# Longer than a relay that answers ever takes (Synapse's own connect timeout is 30 s, but a
+# relay on loopback or the LAN answers in milliseconds), shorter than a client gives up.
+SEND_TIMEOUT_SECONDS = 15.0
 ELLIPSIS = "…"
 # A middle dot in place of a full stop: read as a dot by a person, never as a domain name's by a
 # mail client (nor by IDNA, which maps other dot-like characters such as U+2024 to a full stop).
@@ -79,12 +88,17 @@ class InvitationMail:
     async def send(self, invitation: Invitation, room_name: str, inviter_name: str) -> None:
         variables = self._variables(invitation, room_name, inviter_name)
         subject = f"[{self._api.server_name}] Invitation « {variables['room_name']} »"
-        await self._api.send_mail(
+        sending = run_in_background(
+            self._api.send_mail,
             invitation.address,
             subject,
             self._html.render(variables),
             self._text.render(variables),
         )
+        # Synapse runs on Twisted's global reactor; past the bound, the send is cancelled and
+        # twisted.internet.defer.TimeoutError raised.
+        sending.addTimeout(SEND_TIMEOUT_SECONDS, reactor)
+        await make_deferred_yieldable(sending)
 
     def page(self, invitation: Invitation, room_name: str, inviter_name: str) -> str:
         return self._page.render(self._variables(invitation, room_name, inviter_name))

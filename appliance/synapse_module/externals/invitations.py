@@ -71,6 +71,8 @@ JOINED = "joined"  # the outcome of an invitation used by its person
 # Its outcome while the person is being joined; still there after a crash or restart meanwhile.
 INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
+# The relay refused the mail, or did not answer in time (invitation_mail.SEND_TIMEOUT_SECONDS).
+MAIL_NOT_SENT = "The invitation mail could not be sent; nothing was kept: try again later"
 ONLY_MEMBERS_WHO_MAY_INVITE = "Only a member allowed to invite can invite by email"
 TOO_MANY_FROM_YOU_NOW = (
     "You have sent too many email invitations in the last minute: wait a moment, then try again"
@@ -257,11 +259,7 @@ class Invitations:
         except Exception:
             logger.exception("cannot mail the invitation of %s into %s", email.domain, room_id)
             await self._store.delete_invitation(token)
-            raise SynapseError(
-                502,
-                "The invitation mail could not be sent; nothing was kept: try again later",
-                Codes.UNKNOWN,
-            ) from None
+            raise SynapseError(502, MAIL_NOT_SENT, Codes.UNKNOWN) from None
         logger.info("%s invited an address of %s into %s", inviter, email.domain, room_id)
         return invitation
 
