@@ -58,8 +58,16 @@ class Layout:
 
     @property
     def synapse_templates_dir(self) -> Path:
-        """Synapse's mail and confirmation-page templates, rendered from templates/synapse/email/."""
+        """Synapse's mail and confirmation pages, rendered from templates/synapse/email/."""
         return self.synapse_dir / "templates"
+
+    @property
+    def synapse_workers_dir(self) -> Path:
+        """One rendered config per Synapse worker (synapse.workers.preset other than none)."""
+        return self.synapse_dir / "workers"
+
+    def worker_config(self, name: str) -> Path:
+        return self.synapse_workers_dir / f"{name}.yaml"
 
     @property
     def media_store(self) -> Path:

@@ -18,6 +18,7 @@ from appliance import __version__
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
 from appliance.config.settings import Settings
+from appliance.config.worker_routes import nginx_routes, upstreams
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
     targets += [
         (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
         for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
+    ]
+    # One file per Synapse worker (render_all hands each its worker).
+    targets += [
+        ("synapse/worker.yaml.j2", layout.worker_config(worker.name), 0o644)
+        for worker in settings.worker_plan().workers
     ]
     if settings.clamav.signatures == "evaluation" or settings.clamav.evaluation_fallback:
         targets.append(
@@ -133,6 +139,7 @@ def render_all(
 ) -> list[RenderedFile]:
     """Render every config file for these settings; nothing is written."""
     environment = _environment()
+    workers = settings.worker_plan()
     context = {
         "settings": settings,
         "layout": layout,
@@ -142,12 +149,17 @@ def render_all(
         "clamav_user": clamav_user,
         # The host name nginx serves and the self-signed certificate names.
         "public_host": urlsplit(settings.public_baseurl).hostname,
+        # Synapse's processes: an empty plan (preset none) renders no worker part at all.
+        "workers": workers,
+        "worker_routes": nginx_routes(workers),
+        "worker_upstreams": upstreams(workers),
     }
+    by_config = {layout.worker_config(worker.name): worker for worker in workers.workers}
     return [
         RenderedFile(
             name,
             path,
-            environment.get_template(name).render(context),
+            environment.get_template(name).render(context, worker=by_config.get(path)),
             mode,
             _owner(settings, layout, path),
         )
