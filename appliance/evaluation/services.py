@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from pathlib import Path
 
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.settings import Settings
+from appliance.config.worker_routes import Worker
 from appliance.evaluation.supervisor import ServiceSpec
 from appliance.operations import health
 
@@ -142,4 +144,80 @@ def content_scanner(settings: Settings, layout: Layout) -> ServiceSpec:
         cwd=SOURCE_ROOT,
         start_timeout=30,
         config_files=(layout.content_scanner_config,),
+    )
+
+
+def synapse_worker(settings: Settings, layout: Layout, worker: Worker) -> ServiceSpec:
+    """One Synapse worker: the shared homeserver.yaml, then its own rendered file."""
+    host = settings.synapse.listen.connect_host
+    url = f"http://{host}:{worker.http_port}"
+    return ServiceSpec(
+        name=f"synapse-{worker.name}",
+        argv=[
+            sys.executable,
+            "-m",
+            worker.app,
+            "-c",
+            str(layout.homeserver_config),
+            "-c",
+            str(layout.worker_config(worker.name)),
+        ],
+        pidfile=layout.pidfile(f"synapse-{worker.name}"),
+        logfile=layout.logfile(f"synapse-{worker.name}"),
+        # Every listener answers /health, the media worker's too.
+        probe=lambda: _probe(lambda: health.check_synapse(url)),
+        env={"PYTHONPATH": str(SOURCE_ROOT)},
+        cwd=layout.synapse_dir,
+        start_timeout=90,
+        config_files=(
+            layout.homeserver_config,
+            layout.worker_config(worker.name),
+            layout.synapse_log_config,
+            layout.synapse_templates_dir,
+        ),
+    )
+
+
+def synapse_workers(settings: Settings, layout: Layout) -> list[ServiceSpec]:
+    """Every worker of synapse.workers.preset, in the plan's order (none: no worker)."""
+    return [synapse_worker(settings, layout, w) for w in settings.worker_plan().workers]
+
+
+def redis_answers(socket_path: Path) -> str | None:
+    """None when Redis answers PING on its unix socket, else why not."""
+    try:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(2)
+            connection.connect(str(socket_path))
+            connection.sendall(b"PING\r\n")
+            reply = connection.recv(64)
+    except OSError as error:
+        return f"Redis does not answer on {socket_path}: {error}"
+    return None if reply.startswith(b"+PONG") else f"Redis answered {reply!r}"
+
+
+def redis(socket_path: Path, directory: Path, *, name: str = "redis") -> ServiceSpec:
+    """A private Redis on a unix socket only (never Debian's service on port 6379): no TCP
+    listener, no persistence (Synapse uses it for replication messages and a cache only)."""
+    return ServiceSpec(
+        name=name,
+        argv=[
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        pidfile=directory / f"{name}.pid",
+        logfile=directory / f"{name}.log",
+        probe=lambda: redis_answers(socket_path),
+        start_timeout=20,
     )

@@ -1,0 +1,562 @@
+"""Synapse workers (synapse.workers.preset small): the module's rules hold on every process.
+
+A real PostgreSQL 15 cluster and a private Redis (tests/workers_fixtures.py), the main process
+and the small preset's two workers started from the rendered files, the session appliance's
+clamd. Hostile requests go straight to the process they target (as a client that bypasses the
+reverse proxy would); polite ones go where the routing table (appliance.config.worker_routes,
+the same one nginx is rendered from) sends them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+import requests
+import yaml
+from harness import evaluation_settings, free_port
+from matrix_helpers import MatrixClient, Person, SideServices, SideSynapse
+from matrix_media_helpers import EICAR, User, register_user, unique_bytes
+from synapse.config.homeserver import HomeServerConfig
+
+from appliance.config.layout import Layout
+from appliance.config.render import render_all, write_all
+from appliance.config.secrets_store import ensure_secrets
+from appliance.config.settings import Settings, parse_settings
+from appliance.config.worker_routes import MAIN, MASTER, WorkerPlan, process_for
+from appliance.evaluation import services
+from appliance.evaluation.supervisor import start, stop, wait_until_ready
+from appliance.synapse_module.accounts.identity_lookup import INFO_PATH
+from appliance.synapse_module.admin_api.domains import DOMAINS_PATH
+from appliance.synapse_module.admin_api.quarantine import QUARANTINE_PATH
+from appliance.synapse_module.admin_api.users import USERS_PATH
+from appliance.synapse_module.media.scan import INFECTED_MESSAGE
+from appliance.synapse_module.rooms.kinds import INVITE_ONLY
+
+TIMEOUT = 30
+EICAR_SIGNATURE = "Appliance.Evaluation.EICAR-Test-File.UNOFFICIAL"
+# How soon a change to the allowlist made through one process must hold on every other one.
+ALLOWLIST_BOUND_SECONDS = 5.0
+
+
+# --- settings and processes ------------------------------------------------------------------
+
+
+def _free_port_run(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (worker i uses base + 2i, + 1)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        probes = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def workers_settings(
+    state_dir: Path, *, database: str, pg_port: int, redis: Path, clamd_port: int, preset="small"
+) -> Settings:
+    synapse_port = free_port()
+    return evaluation_settings(
+        state_dir,
+        public_baseurl=f"http://127.0.0.1:{synapse_port}/",
+        synapse={
+            "listen": {"port": synapse_port},
+            "database": {
+                "engine": "postgresql",
+                "host": "127.0.0.1",
+                "port": pg_port,
+                "name": database,
+                "user": "synapse",
+                "pool_max": 5,
+            },
+            "workers": {
+                "preset": preset,
+                "base_port": _free_port_run(4),
+                "replication_port": free_port(),
+            },
+            "redis": {"path": str(redis)},
+        },
+        clamav={"listen": {"port": clamd_port}},
+    )
+
+
+class WorkersAppliance(SideServices):
+    """The main process, then every worker of the plan (each from its rendered file)."""
+
+    def __init__(self, settings: Settings, layout: Layout, *, workers_first: bool = False):
+        self.plan: WorkerPlan = settings.worker_plan()
+        self.main = services.synapse(settings, layout)
+        self.workers = services.synapse_workers(settings, layout)
+        sink = services.mail_sink(settings, layout)
+        processes = [*self.workers, self.main] if workers_first else [self.main, *self.workers]
+        super().__init__(settings, layout, [sink, *processes])
+        host = settings.synapse.listen.connect_host
+        self.url = settings.synapse.listen.url
+        self.urls = {MAIN: self.url}
+        self.replication_urls = {MAIN: f"http://{host}:{self.plan.main_replication_port}"}
+        for worker in self.plan.workers:
+            self.urls[worker.name] = f"http://{host}:{worker.http_port}"
+            self.replication_urls[worker.name] = f"http://{host}:{worker.replication_port}"
+
+    def routed_client(self) -> RoutedClient:
+        return RoutedClient(self)
+
+    def direct_client(self, process: str) -> MatrixClient:
+        """A client that sends every request to one process, whatever the routes say."""
+        return MatrixClient(self.urls[process], self.layout.mail_dir)
+
+    def log(self, process: str) -> str:
+        name = "synapse" if process == MAIN else f"synapse-{process}"
+        return self.layout.logfile(name).read_text(errors="replace")
+
+    def admin_token(self) -> str:
+        return SideSynapse.admin_token(self)  # type: ignore[arg-type]
+
+
+class RoutingSession(requests.Session):
+    """Sends each request to the process the routing table names, as nginx does; records it."""
+
+    def __init__(self, appliance: WorkersAppliance):
+        super().__init__()
+        self._appliance = appliance
+        self.served: list[tuple[str, str, str]] = []
+
+    def request(self, method, url, *args, **kwargs):
+        parts = urlsplit(url)
+        process = process_for(self._appliance.plan, method, parts.path)
+        target = urlsplit(self._appliance.urls[process])
+        self.served.append((method.upper(), parts.path, process))
+        return super().request(
+            method, urlunsplit(parts._replace(netloc=target.netloc)), *args, **kwargs
+        )
+
+
+class RoutedClient(MatrixClient):
+    def __init__(self, appliance: WorkersAppliance):
+        self.session = RoutingSession(appliance)
+        super().__init__(appliance.urls[MAIN], appliance.layout.mail_dir, self.session)
+
+    def served_by(self, method: str, path_end: str) -> list[str]:
+        return [p for m, path, p in self.session.served if m == method and path.endswith(path_end)]
+
+
+@pytest.fixture(scope="module")
+def small(
+    tmp_path_factory, postgres_cluster, redis_socket, appliance
+) -> Iterator[WorkersAppliance]:
+    postgres_cluster.create_database("synapse_small")
+    state_dir = tmp_path_factory.mktemp("workers-small")
+    settings = workers_settings(
+        state_dir,
+        database="synapse_small",
+        pg_port=postgres_cluster.port,
+        redis=redis_socket,
+        clamd_port=appliance.settings.clamav.listen.port,
+    )
+    with WorkersAppliance(settings, Layout.from_settings(settings, state_dir)) as running:
+        for process in running.urls:
+            wait_for_lookup(running.direct_client(process), "probe@ac-paris.fr", 200)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def admin(small) -> str:
+    return small.admin_token()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> float:
+    """Poll until condition() holds; return how long it took (bounded, never a fixed sleep)."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
+def wait_for_lookup(client: MatrixClient, address: str, status: int, timeout: float = 60.0):
+    wait_for(
+        lambda: client.identity_info(address).status_code == status,
+        f"the identity lookup of {address} answering {status} at {client.base_url}",
+        timeout,
+    )
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- rendering: every file loads in Synapse's own parser ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "preset, mode",
+    [("small", "evaluation"), ("standard", "evaluation"), ("standard", "production")],
+)
+def test_every_worker_file_loads_in_synapses_parser_and_carries_no_module(tmp_path, preset, mode):
+    data = {
+        "mode": mode,
+        "synapse": {
+            "database": {"engine": "postgresql", "max_connections": 200},
+            "workers": {"preset": preset},
+            "redis": {"path": "/run/appliance/redis.sock"},
+        },
+        "paths": {"state_dir": str(tmp_path / "var")},
+    }
+    if mode == "production":
+        data |= {
+            "public_baseurl": "https://chat.example.org/",
+            "clamav": {"signatures": "freshclam"},
+        }
+    settings = parse_settings(data, "test settings")
+    layout = Layout.from_settings(settings, tmp_path)
+    ensure_secrets(layout)
+    write_all(render_all(settings, layout))
+    plan = settings.worker_plan()
+    homeserver = str(layout.homeserver_config)
+
+    main = HomeServerConfig.load_config("main", ["-c", homeserver])
+    assert main.worker.worker_app is None and main.redis.redis_enabled
+    # "main" in instance_map; each worker's parser renames it "master" (checked below).
+    assert main.worker.instance_map[MAIN].port == plan.main_replication_port
+    assert main.media.can_load_media_repo is False  # media moved to its worker
+    assert (
+        main.worker.worker_replication_secret
+        == layout.secret("worker_replication_secret").read_text().strip()
+    )
+    assert sorted(p.name for p in layout.synapse_workers_dir.iterdir()) == sorted(
+        f"{w.name}.yaml" for w in plan.workers
+    )
+    for worker in plan.workers:
+        path = layout.worker_config(worker.name)
+        own = yaml.safe_load(path.read_text())
+        # The module (and every other shared setting) only comes from homeserver.yaml.
+        assert set(own) == {"worker_app", "worker_name", "worker_log_config", "worker_listeners"}
+        config = HomeServerConfig.load_config(worker.name, ["-c", homeserver, "-c", str(path)])
+        assert config.worker.worker_name == worker.name
+        assert config.worker.instance_map[worker.name].port == worker.replication_port
+        assert config.worker.instance_map[MASTER].port == plan.main_replication_port
+        assert [m[0].__name__ for m in config.modules.loaded_modules] == ["ApplianceModule"]
+        assert config.media.can_load_media_repo is ("media" in worker.roles)
+        assert config.worker.run_background_tasks is (plan.background_tasks_on == worker.name)
+        ports = {listener.port for listener in config.worker.worker_listeners}
+        assert ports == {worker.http_port, worker.replication_port}
+
+
+def test_the_preset_none_renders_no_worker_part(tmp_path):
+    settings = evaluation_settings(tmp_path)
+    layout = Layout.from_settings(settings, tmp_path)
+    files = render_all(settings, layout)
+    homeserver = next(f for f in files if f.path == layout.homeserver_config).content
+    for key in ("instance_map", "stream_writers", "redis", "enable_media_repo", "replication"):
+        assert key not in homeserver
+    assert not [f for f in files if f.path.is_relative_to(layout.synapse_workers_dir)]
+
+
+# --- routes: Synapse's documented lists, and what stays on main ---------------------------------
+
+SMALL_ROUTES = [
+    ("GET", "/_matrix/client/v3/sync", "generic1"),
+    ("POST", "/_matrix/client/v3/register", "generic1"),
+    ("POST", "/_matrix/client/v3/login", "generic1"),
+    ("POST", "/_matrix/client/v3/createRoom", "generic1"),
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/send/m.room.message/1", "generic1"),
+    ("GET", "/_matrix/client/v3/pushrules/", "generic1"),
+    ("PUT", "/_matrix/client/v3/pushrules/global/override/x", MAIN),  # a stream writer's
+    ("POST", "/_matrix/media/v3/upload", "media1"),
+    ("GET", "/_matrix/client/v1/media/download/x/y", "media1"),
+    ("POST", "/_synapse/admin/v1/media/quarantine/x/y", "media1"),
+    # Synapse keeps these on the main process.
+    ("POST", "/_matrix/client/v3/register/email/requestToken", MAIN),
+    ("POST", "/_matrix/client/v3/account/3pid/add", MAIN),
+    ("POST", "/_matrix/client/v3/account/password", MAIN),
+    ("POST", "/_matrix/client/v3/user/@a:x/openid/request_token", MAIN),
+    ("POST", "/_matrix/client/v3/logout", MAIN),
+    ("POST", "/_matrix/client/v3/rooms/!a:x/upgrade", MAIN),
+    ("POST", "/_matrix/client/v3/rooms/!a:x/report/$e", MAIN),
+    ("GET", "/_synapse/admin/v2/users/@a:x", MAIN),
+    ("GET", DOMAINS_PATH, MAIN),
+    ("GET", "/_synapse/client/password_reset/email/submit_token", MAIN),
+]
+
+
+@pytest.mark.parametrize("method, path, process", SMALL_ROUTES)
+def test_the_small_preset_routes_as_synapses_worker_docs_say(method, path, process):
+    settings = parse_settings(
+        {
+            "synapse": {
+                "database": {"engine": "postgresql"},
+                "workers": {"preset": "small"},
+                "redis": {"path": "/run/r.sock"},
+            }
+        },
+        "test settings",
+    )
+    assert process_for(settings.worker_plan(), method, path) == process
+
+
+# --- the module on every process ----------------------------------------------------------------
+
+
+def test_every_module_endpoint_answers_on_every_process_and_listener(small, admin):
+    listeners = {**small.urls, **{f"{p} replication": u for p, u in small.replication_urls.items()}}
+    for listener, url in listeners.items():
+        lookup = requests.get(
+            url + INFO_PATH, params={"medium": "email", "address": "a@ac-paris.fr"}, timeout=TIMEOUT
+        )
+        assert lookup.json() == {"hs": small.settings.server_name}, (listener, lookup.text)
+        for path in (DOMAINS_PATH, QUARANTINE_PATH, USERS_PATH):
+            anonymous = requests.get(url + path, timeout=TIMEOUT)
+            assert (anonymous.status_code, anonymous.json()["errcode"]) == (
+                401,
+                "M_MISSING_TOKEN",
+            ), (listener, path, anonymous.text)
+            listed = requests.get(url + path, headers=_bearer(admin), timeout=TIMEOUT)
+            assert listed.status_code == 200, (listener, path, listed.text)
+        identity = requests.get(url + "/_matrix/identity/v2", timeout=TIMEOUT)
+        assert identity.status_code == 200, (listener, identity.text)
+
+
+def test_an_allowlist_change_holds_on_the_worker_within_5_seconds(small, admin):
+    main, worker = small.direct_client(MAIN), small.direct_client("generic1")
+    domain = f"w{secrets.token_hex(3)}.fr"
+    address = f"agent@{domain}"
+
+    added = requests.put(f"{small.urls[MAIN]}{DOMAINS_PATH}/{domain}", headers=_bearer(admin))
+    assert added.status_code == 201, added.text
+    took_add = wait_for(
+        lambda: worker.identity_info(address).json() == {"hs": small.settings.server_name},
+        "the added domain on the worker",
+        ALLOWLIST_BOUND_SECONDS,
+    )
+    # The address is verified while its domain is allowed...
+    session = main.verify("register", address)
+
+    removed = requests.delete(f"{small.urls[MAIN]}{DOMAINS_PATH}/{domain}", headers=_bearer(admin))
+    assert removed.status_code == 200, removed.text
+    took_remove = wait_for(
+        lambda: worker.identity_info(address).json().get("requires_invite") is True,
+        "the removed domain on the worker",
+        ALLOWLIST_BOUND_SECONDS,
+    )
+    # ... and registered, once the domain is gone, straight at the worker.
+    refused = worker.register(session)
+
+    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_THREEPID_DENIED")
+    assert main.user_of_email(address, admin).status_code == 404  # no account at all
+    print(f"allowlist on the worker: added in {took_add:.2f} s, removed in {took_remove:.2f} s")
+
+
+def test_registration_goes_through_the_worker(small, admin):
+    client = small.routed_client()
+    address = f"jeanne.{secrets.token_hex(3)}@ac-paris.fr"
+
+    account = client.register_account(address)
+
+    assert client.served_by("POST", "/register") == ["generic1", "generic1"]
+    assert client.served_by("POST", "/requestToken") == [MAIN]
+    assert small.direct_client(MAIN).whoami(account.access_token).json()["user_id"] == (
+        account.user_id
+    )
+    assert f"jeanne.{address.split('.')[1].split('@')[0]}" in account.user_id
+
+
+def test_registration_without_an_email_is_refused_on_the_worker(small, admin):
+    worker = small.direct_client("generic1")
+    username = f"nomail{secrets.token_hex(3)}"
+    body = {"username": username, "password": "Aa1-" + secrets.token_urlsafe(12)}
+    first = worker.post("/_matrix/client/v3/register", body)
+    session = first.json().get("session")
+    forged = worker.post(
+        "/_matrix/client/v3/register",
+        {**body, "auth": {"type": "m.login.dummy", "session": session}},
+    )
+
+    assert forged.status_code == 401, forged.text  # the email stage is still required
+    assert all(flow["stages"] == ["m.login.email.identity"] for flow in first.json()["flows"])
+    user = f"@{username}:{small.settings.server_name}"
+    gone = requests.get(
+        f"{small.urls[MAIN]}/_synapse/admin/v2/users/{user}",
+        headers=_bearer(admin),
+        timeout=TIMEOUT,
+    )
+    assert gone.status_code == 404
+
+
+def test_room_rules_refuse_on_the_worker(small):
+    client = small.routed_client()
+    agent = Person.register(client, f"paul.{secrets.token_hex(3)}@ac-paris.fr")
+    # As Element creates a private room: guest access in initial_state.
+    room = agent.new_room(
+        preset="private_chat",
+        initial_state=[{"type": "m.room.guest_access", "content": {"guest_access": "forbidden"}}],
+    )
+    assert client.served_by("POST", "/createRoom") == ["generic1"]
+
+    worker = Person(small.direct_client("generic1"), agent.user_id, agent.token)
+    opened = worker.put_state(room, "m.room.join_rules", {"join_rule": "public"})
+    public = worker.create_room(
+        preset="private_chat",
+        initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "public"}}],
+    )
+
+    assert (opened.status_code, opened.json()) == (
+        403,
+        {"errcode": "M_FORBIDDEN", "error": INVITE_ONLY},
+    )
+    assert public.status_code == 403 and public.json()["error"] == INVITE_ONLY
+    state = Person(small.direct_client(MAIN), agent.user_id, agent.token).state(room)
+    assert state[("m.room.join_rules", "")] == {"join_rule": "invite"}
+    assert state[("m.room.encryption", "")]["algorithm"] == "m.megolm.v1.aes-sha2"
+
+
+def test_eicar_is_refused_on_the_media_worker_and_quarantined(small, admin):
+    secret = small.layout.secret("registration_shared_secret").read_text().strip()
+    uploader: User = register_user(small.urls[MAIN], secret, "worker-media")
+    media = small.urls["media1"]
+
+    infected = requests.post(
+        f"{media}/_matrix/media/v3/upload",
+        data=EICAR,
+        headers={**uploader.headers, "Content-Type": "text/plain"},
+        timeout=TIMEOUT,
+    )
+    clean_bytes = unique_bytes()
+    clean = requests.post(
+        f"{media}/_matrix/media/v3/upload", data=clean_bytes, headers=uploader.headers, timeout=60
+    )
+
+    assert infected.status_code == 403, infected.text
+    assert infected.json() == {
+        "errcode": "M_FORBIDDEN",
+        "error": INFECTED_MESSAGE.format(signature=EICAR_SIGNATURE),
+    }
+    sha256 = hashlib.sha256(EICAR).hexdigest()
+    records = requests.get(
+        small.urls[MAIN] + QUARANTINE_PATH, params={"limit": 1000}, headers=_bearer(admin)
+    ).json()["records"]
+    assert [r["user_id"] for r in records if r["sha256"] == sha256] == [uploader.user_id]
+    assert clean.status_code == 200, clean.text
+    server_name, media_id = clean.json()["content_uri"].removeprefix("mxc://").split("/")
+    served = requests.get(
+        f"{media}/_matrix/client/v1/media/download/{server_name}/{media_id}",
+        headers=uploader.headers,
+        timeout=TIMEOUT,
+    )
+    assert served.content == clean_bytes
+    # The main process no longer serves media at all (enable_media_repo: false).
+    on_main = requests.post(
+        f"{small.urls[MAIN]}/_matrix/media/v3/upload", data=EICAR, headers=uploader.headers
+    )
+    assert on_main.status_code in (404, 405), on_main.text
+
+
+def test_the_identity_service_openid_path_works_on_the_worker(small):
+    client = small.routed_client()
+    agent = Person.register(client, f"iris.{secrets.token_hex(3)}@ac-paris.fr")
+    issued = client.post(
+        f"/_matrix/client/v3/user/{quote(agent.user_id)}/openid/request_token",
+        {},
+        token=agent.token,
+    )
+    assert issued.status_code == 200, issued.text
+    worker = small.urls["generic1"]
+    body = {**issued.json(), "matrix_server_name": small.settings.server_name}
+
+    registered = requests.post(
+        f"{worker}/_matrix/identity/v2/account/register", json=body, timeout=TIMEOUT
+    )
+    forged = requests.post(
+        f"{worker}/_matrix/identity/v2/account/register",
+        json={**body, "access_token": secrets.token_urlsafe(24)},
+        timeout=TIMEOUT,
+    )
+
+    assert registered.status_code == 200, registered.text
+    account = requests.get(
+        f"{worker}/_matrix/identity/v2/account",
+        headers=_bearer(registered.json()["token"]),
+        timeout=TIMEOUT,
+    )
+    assert account.json() == {"user_id": agent.user_id}
+    assert (forged.status_code, forged.json()) == (
+        401,
+        {"errcode": "M_UNKNOWN_TOKEN", "error": "The OpenID token is unknown or expired"},
+    )
+
+
+# --- start order --------------------------------------------------------------------------------
+
+
+def test_workers_started_before_main_fail_closed_then_recover_logging_once(
+    tmp_path, postgres_cluster, redis_socket, appliance
+):
+    postgres_cluster.create_database("synapse_early")
+    settings = workers_settings(
+        tmp_path,
+        database="synapse_early",
+        pg_port=postgres_cluster.port,
+        redis=redis_socket,
+        clamd_port=appliance.settings.clamav.listen.port,
+    )
+    layout = Layout.from_settings(settings, tmp_path)
+    running = WorkersAppliance(settings, layout, workers_first=True)
+    ensure_secrets(layout)
+    write_all(render_all(settings, layout))
+    _prepare_synapse_schema(layout)  # Synapse's own tables, not the module's
+    worker = running.direct_client("generic1")
+    address = "early@ac-paris.fr"
+
+    specs = running.workers
+    try:
+        for spec in specs:
+            reason = wait_until_ready(spec, start(spec))
+            assert reason is None, reason
+        closed = worker.identity_info(address)
+        main = running.main
+        assert wait_until_ready(main, start(main)) is None
+        recovered = wait_for(
+            lambda: worker.identity_info(address).status_code == 200, "the worker recovering", 60
+        )
+    finally:
+        for spec in [running.main, *reversed(specs)]:
+            stop(spec)
+
+    assert closed.status_code == 503 and closed.json()["errcode"] == "M_UNKNOWN", closed.text
+    log = running.log("generic1")
+    assert log.count("cannot read the allowlist") == 1, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    print(f"worker recovered {recovered:.2f} s after the main process was ready")
+
+
+def _prepare_synapse_schema(layout: Layout) -> None:
+    """Create Synapse's schema with Synapse's own script, without loading the module."""
+    config = yaml.safe_load(layout.homeserver_config.read_text())
+    database_only = layout.synapse_dir / "database-only.yaml"
+    database_only.write_text(yaml.safe_dump({"database": config["database"]}))
+    subprocess.run(
+        [sys.executable, "-m", "synapse._scripts.update_synapse_database"]
+        + ["--database-config", str(database_only)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
