@@ -92,6 +92,7 @@ def workers_settings(
                 "preset": preset,
                 "base_port": _free_port_run(4),
                 "replication_port": free_port(),
+                "main_port": free_port(),
             },
             "redis": {"path": str(redis)},
         },
@@ -108,9 +109,12 @@ class WorkersAppliance(SideServices):
         self.workers = services.synapse_workers(settings, layout)
         sink = services.mail_sink(settings, layout)
         processes = [*self.workers, self.main] if workers_first else [self.main, *self.workers]
-        super().__init__(settings, layout, [sink, *processes])
+        router = services.router(settings, layout)
+        super().__init__(settings, layout, [sink, *processes, router])
         host = settings.synapse.listen.connect_host
-        self.url = settings.synapse.listen.url
+        # The local router, where clients go (as nginx in production).
+        self.router_url = settings.synapse.listen.url
+        self.url = settings.synapse_main_url
         self.urls = {MAIN: self.url}
         self.replication_urls = {MAIN: f"http://{host}:{self.plan.main_replication_port}"}
         for worker in self.plan.workers:
@@ -513,6 +517,44 @@ def test_the_identity_service_openid_path_works_on_the_worker(small):
         401,
         {"errcode": "M_UNKNOWN_TOKEN", "error": "The OpenID token is unknown or expired"},
     )
+
+
+# --- the local router (evaluation's nginx) ------------------------------------------------------
+
+
+def test_the_router_sends_media_to_the_media_worker_and_the_rest_where_the_table_says(small):
+    secret = small.layout.secret("registration_shared_secret").read_text().strip()
+    # Through the router: the admin registration endpoint is on no worker route (main).
+    user: User = register_user(small.router_url, secret, "routed")
+    router = small.router_url
+    clean_bytes = unique_bytes(256 * 1024)
+
+    infected = requests.post(
+        f"{router}/_matrix/media/v3/upload", data=EICAR, headers=user.headers, timeout=TIMEOUT
+    )
+    clean = requests.post(
+        f"{router}/_matrix/media/v3/upload", data=clean_bytes, headers=user.headers, timeout=60
+    )
+    synced = requests.get(
+        f"{router}/_matrix/client/v3/sync", params={"timeout": 0}, headers=user.headers
+    )
+
+    # Only the media worker has a media repository: a refusal by the module proves it got there.
+    assert infected.json() == {
+        "errcode": "M_FORBIDDEN",
+        "error": INFECTED_MESSAGE.format(signature=EICAR_SIGNATURE),
+    }
+    assert clean.status_code == 200, clean.text
+    server_name, media_id = clean.json()["content_uri"].removeprefix("mxc://").split("/")
+    served = requests.get(
+        f"{router}/_matrix/client/v1/media/download/{server_name}/{media_id}",
+        headers=user.headers,
+        timeout=TIMEOUT,
+    )
+    assert served.content == clean_bytes
+    assert synced.status_code == 200 and "next_batch" in synced.json()
+    assert "GET /_matrix/client/v3/sync" in small.log("generic1")
+    assert "GET /_matrix/client/v3/sync" not in small.log(MAIN)
 
 
 # --- start order --------------------------------------------------------------------------------

@@ -70,6 +70,11 @@ class Layout:
         return self.synapse_workers_dir / f"{name}.yaml"
 
     @property
+    def router_config(self) -> Path:
+        """Evaluation with workers: the local router's routes (from worker_routes)."""
+        return self.synapse_dir / "router.json"
+
+    @property
     def media_store(self) -> Path:
         return self.synapse_dir / "media_store"
 

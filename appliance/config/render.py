@@ -18,7 +18,7 @@ from appliance import __version__
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
 from appliance.config.settings import Settings
-from appliance.config.worker_routes import nginx_routes, upstreams
+from appliance.config.worker_routes import nginx_routes, router_table, upstreams
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
         (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
         for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
     ]
+    if settings.routes_locally:
+        targets.append(("synapse/router.json.j2", layout.router_config, 0o644))
     # One file per Synapse worker (render_all hands each its worker).
     targets += [
         ("synapse/worker.yaml.j2", layout.worker_config(worker.name), 0o644)
@@ -153,6 +155,11 @@ def render_all(
         "workers": workers,
         "worker_routes": nginx_routes(workers),
         "worker_upstreams": upstreams(workers),
+        "router": router_table(
+            workers,
+            host=settings.synapse.listen.connect_host,
+            main_url=settings.synapse_main_url,
+        ),
     }
     by_config = {layout.worker_config(worker.name): worker for worker in workers.workers}
     return [

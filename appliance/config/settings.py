@@ -165,6 +165,9 @@ class WorkerSettings(_Section):
     # replication_port.
     base_port: Port = 8100
     replication_port: Port = 9093
+    # Evaluation only: a local router takes synapse.listen and routes as nginx does in
+    # production; the main process's own client listener moves to this port.
+    main_port: Port = 8099
 
 
 class SynapseSettings(_Section):
@@ -400,6 +403,25 @@ class Settings(_Section):
     def worker_plan(self) -> WorkerPlan:
         return self.synapse.worker_plan(production=self.mode == "production")
 
+    @property
+    def routes_locally(self) -> bool:
+        """Evaluation with workers: the local router listens on synapse.listen (where clients,
+        the console and the scanner go) and sends each request to its process."""
+        return self.mode == "evaluation" and self.synapse.workers.preset != "none"
+
+    @property
+    def synapse_main_port(self) -> int:
+        """The main Synapse process's client listener."""
+        if self.routes_locally:
+            return self.synapse.workers.main_port
+        return self.synapse.listen.port
+
+    @property
+    def synapse_main_url(self) -> str:
+        """Where the main process answers directly (not through the local router)."""
+        listen = self.synapse.listen
+        return Listener(bind_address=listen.bind_address, port=self.synapse_main_port).url
+
     def _worker_rules(self) -> None:
         workers, database = self.synapse.workers, self.synapse.database
         if workers.preset != "standard":
@@ -429,6 +451,8 @@ class Settings(_Section):
     def _worker_ports_free(self, plan: WorkerPlan) -> None:
         taken = {listener.port: key for key, listener in self._listeners().items()}
         ports = {"synapse.workers.replication_port": plan.main_replication_port}
+        if self.routes_locally:
+            ports["synapse.workers.main_port"] = self.synapse.workers.main_port
         for worker in plan.workers:
             ports[f"worker {worker.name} (HTTP)"] = worker.http_port
             ports[f"worker {worker.name} (replication)"] = worker.replication_port

@@ -313,3 +313,13 @@ def upstreams(plan: WorkerPlan) -> dict[str, list[Worker]]:
         if workers:
             pools["synapse_" + "_".join(sorted(w.name for w in workers))] = workers
     return pools
+
+
+def router_table(plan: WorkerPlan, *, host: str, main_url: str) -> dict:
+    """What the evaluation router (appliance.evaluation.router) routes with: the same routes
+    and pools as nginx, each pool as its workers' URLs, anything else to `main_url`."""
+    pools = {
+        name: [f"http://{host}:{worker.http_port}" for worker in workers]
+        for name, workers in upstreams(plan).items()
+    }
+    return {"main": main_url, "pools": pools, "routes": nginx_routes(plan)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from appliance.config.layout import SOURCE_ROOT, Layout
@@ -74,7 +75,7 @@ def clamd(settings: Settings, layout: Layout, clamd_binary: Path) -> ServiceSpec
 
 
 def synapse(settings: Settings, layout: Layout) -> ServiceSpec:
-    url = settings.synapse.listen.url
+    url = settings.synapse_main_url
     return ServiceSpec(
         name="synapse",
         argv=[sys.executable, "-m", "synapse.app.homeserver", "-c", str(layout.homeserver_config)],
@@ -169,6 +170,8 @@ def synapse_worker(settings: Settings, layout: Layout, worker: Worker) -> Servic
         env={"PYTHONPATH": str(SOURCE_ROOT)},
         cwd=layout.synapse_dir,
         start_timeout=90,
+        # Workers refuse to start on a database the main process has not prepared yet.
+        waits_for_synapse=True,
         config_files=(
             layout.homeserver_config,
             layout.worker_config(worker.name),
@@ -221,3 +224,39 @@ def redis(socket_path: Path, directory: Path, *, name: str = "redis") -> Service
         probe=lambda: redis_answers(socket_path),
         start_timeout=20,
     )
+
+
+def router(settings: Settings, layout: Layout) -> ServiceSpec:
+    """Evaluation with workers: the local router on synapse.listen (see router.py)."""
+    listen = settings.synapse.listen
+    return ServiceSpec(
+        name="router",
+        argv=[
+            sys.executable,
+            "-m",
+            "appliance.evaluation.router",
+            str(layout.router_config),
+            listen.bind_address,
+            str(listen.port),
+        ],
+        pidfile=layout.pidfile("router"),
+        logfile=layout.logfile("router"),
+        # Through the router to the main process (/health is on no worker route).
+        probe=lambda: _probe(lambda: health.check_synapse(listen.url)),
+        env={"PYTHONPATH": str(SOURCE_ROOT)},
+        start_timeout=30,
+        config_files=(layout.router_config,),
+        waits_for_synapse=True,
+    )
+
+
+def evaluation_redis(settings: Settings, layout: Layout) -> ServiceSpec | None:
+    """Evaluation with workers and a Redis socket: our own Redis there, else none (a Redis
+    given by host and port is someone else's to run)."""
+    redis_settings = settings.synapse.redis
+    if settings.synapse.workers.preset == "none" or redis_settings is None:
+        return None
+    if redis_settings.path is None:
+        return None
+    spec = redis(redis_settings.path, layout.state_dir / "redis")
+    return replace(spec, pidfile=layout.pidfile("redis"), logfile=layout.logfile("redis"))
