@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -33,6 +34,7 @@ from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import Settings, parse_settings
 from appliance.config.worker_routes import MAIN, MASTER, WorkerPlan, process_for
 from appliance.evaluation import services
+from appliance.evaluation.lifecycle import EvaluationAppliance
 from appliance.evaluation.supervisor import start, stop, wait_until_ready
 from appliance.synapse_module.accounts.identity_lookup import INFO_PATH
 from appliance.synapse_module.admin_api.domains import DOMAINS_PATH
@@ -555,6 +557,43 @@ def test_the_router_sends_media_to_the_media_worker_and_the_rest_where_the_table
     assert synced.status_code == 200 and "next_batch" in synced.json()
     assert "GET /_matrix/client/v3/sync" in small.log("generic1")
     assert "GET /_matrix/client/v3/sync" not in small.log(MAIN)
+
+
+def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stops_them(
+    tmp_path, postgres_cluster
+):
+    postgres_cluster.create_database("synapse_up")
+    state_dir = tmp_path / "var"
+    settings = workers_settings(
+        state_dir,
+        database="synapse_up",
+        pg_port=postgres_cluster.port,
+        redis=tmp_path / "redis.sock",
+        clamd_port=free_port(),  # its own clamd, as `make up` runs one
+    )
+    running = EvaluationAppliance(settings, Layout.from_settings(settings, state_dir))
+    processes = ["redis", "synapse", "synapse-generic1", "synapse-media1", "router"]
+    try:
+        running.up()
+        status = {name: (pid, check) for name, pid, check in running.status()}
+        again = running.up()
+        redis_pid = status["redis"][0]
+        redis_inet = [c for c in psutil.Process(redis_pid).net_connections(kind="inet") if c.laddr]
+        lookup = requests.get(
+            settings.synapse.listen.url + INFO_PATH,
+            params={"medium": "email", "address": "a@ac-paris.fr"},
+            timeout=TIMEOUT,
+        )
+    finally:
+        stopped = running.down()
+
+    assert set(processes) <= set(status)
+    assert all(check.ok for _, check in status.values()), status
+    assert set(processes) <= set(again.already_running)
+    assert redis_inet == []  # a unix socket only, never a TCP port (Debian's is 6379)
+    assert lookup.json() == {"hs": settings.server_name}
+    assert set(processes) <= set(stopped)
+    assert not any(psutil.pid_exists(pid) for pid, _ in status.values() if pid)
 
 
 # --- start order --------------------------------------------------------------------------------

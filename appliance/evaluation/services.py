@@ -258,5 +258,6 @@ def evaluation_redis(settings: Settings, layout: Layout) -> ServiceSpec | None:
         return None
     if redis_settings.path is None:
         return None
-    spec = redis(redis_settings.path, layout.state_dir / "redis")
+    # Redis writes nothing (no persistence): the run directory is its working directory.
+    spec = redis(redis_settings.path, layout.run_dir)
     return replace(spec, pidfile=layout.pidfile("redis"), logfile=layout.logfile("redis"))
