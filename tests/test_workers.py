@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from synapse.config.homeserver import HomeServerConfig
 from appliance.config.layout import Layout
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
-from appliance.config.settings import Settings, parse_settings
+from appliance.config.settings import HostSettings, NginxSettings, Settings, parse_settings
 from appliance.config.worker_routes import MAIN, MASTER, WorkerPlan, process_for
 from appliance.evaluation import services
 from appliance.evaluation.lifecycle import EvaluationAppliance
@@ -557,6 +558,107 @@ def test_the_router_sends_media_to_the_media_worker_and_the_rest_where_the_table
     assert synced.status_code == 200 and "next_batch" in synced.json()
     assert "GET /_matrix/client/v3/sync" in small.log("generic1")
     assert "GET /_matrix/client/v3/sync" not in small.log(MAIN)
+
+
+@pytest.fixture
+def nginx_in_front(small, tmp_path) -> Iterator[str]:
+    """Debian's nginx with the production site rendered for the running small preset (TLS with
+    a throwaway certificate, free loopback ports); yields its https:// base URL."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.fail("nginx is not installed: run `apt-get install -y nginx-light`")
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"]
+        + ["/CN=127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+    )
+    https_port = free_port()
+    settings = small.settings.model_copy(
+        update={
+            "nginx": NginxSettings(
+                bind_addresses=["127.0.0.1"],
+                https_port=https_port,
+                http_port=free_port(),
+                federation_port=free_port(),
+                certificate=certificate,
+                private_key=key,
+                acme_webroot=tmp_path,
+            ),
+            "host": HostSettings(system_root=tmp_path / "root", service_user="root"),
+        }
+    )
+    (site,) = [
+        f.content
+        for f in render_all(settings, small.layout)
+        if f.template == "nginx/appliance.conf.j2"
+    ]
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events {}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {tmp_path}/body;\n"
+        f" proxy_temp_path {tmp_path}/proxy;\n include {tmp_path}/site.conf;\n}}\n"
+    )
+    checked = subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(
+        [nginx, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"https://127.0.0.1:{https_port}"
+    try:
+        wait_for(lambda: _answers(base), "nginx answering", 30)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(base: str) -> bool:
+    try:
+        requests.get(base + "/_matrix/client/versions", verify=False, timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def test_production_nginx_rendered_from_the_table_routes_to_the_workers(small, nginx_in_front):
+    secret = small.layout.secret("registration_shared_secret").read_text().strip()
+    user: User = register_user(small.urls[MAIN], secret, "nginx")
+
+    infected = requests.post(
+        f"{nginx_in_front}/_matrix/media/v3/upload",
+        data=EICAR,
+        headers=user.headers,
+        verify=False,
+        timeout=TIMEOUT,
+    )
+    synced = requests.get(
+        f"{nginx_in_front}/_matrix/client/v3/sync",
+        params={"timeout": 0, "filter": '{"room":{"timeline":{"limit":1}}}'},
+        headers=user.headers,
+        verify=False,
+        timeout=TIMEOUT,
+    )
+    whoami = requests.get(
+        f"{nginx_in_front}/_matrix/client/v3/account/whoami",
+        headers=user.headers,
+        verify=False,
+        timeout=TIMEOUT,
+    )
+    hidden = requests.get(f"{nginx_in_front}{DOMAINS_PATH}", verify=False, timeout=TIMEOUT)
+
+    assert infected.json()["error"] == INFECTED_MESSAGE.format(signature=EICAR_SIGNATURE)
+    assert synced.status_code == 200 and "next_batch" in synced.json()
+    assert whoami.json()["user_id"] == user.user_id
+    assert hidden.status_code == 404  # the module's admin endpoints stay on loopback
+    log = small.log("generic1")
+    assert '"GET /_matrix/client/v3/sync?' in log and "filter=%7B%22room" in log
 
 
 def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stops_them(
