@@ -678,6 +678,11 @@ def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stop
     try:
         running.up()
         status = {name: (pid, check) for name, pid, check in running.status()}
+        memory = {
+            name: psutil.Process(pid).memory_info().rss >> 20
+            for name, (pid, _) in status.items()
+            if pid
+        }
         again = running.up()
         redis_pid = status["redis"][0]
         redis_inet = [c for c in psutil.Process(redis_pid).net_connections(kind="inet") if c.laddr]
@@ -696,6 +701,7 @@ def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stop
     assert lookup.json() == {"hs": settings.server_name}
     assert set(processes) <= set(stopped)
     assert not any(psutil.pid_exists(pid) for pid, _ in status.values() if pid)
+    print("resident memory (MiB) per process:", memory)
 
 
 # --- start order --------------------------------------------------------------------------------
