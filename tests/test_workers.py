@@ -33,7 +33,7 @@ from appliance.config.layout import Layout
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import HostSettings, NginxSettings, Settings, parse_settings
-from appliance.config.worker_routes import MAIN, MASTER, WorkerPlan, process_for
+from appliance.config.worker_routes import MAIN, MASTER, WorkerPlan, process_for, processes_for
 from appliance.evaluation import services
 from appliance.evaluation.lifecycle import EvaluationAppliance
 from appliance.evaluation.supervisor import start, stop, wait_until_ready
@@ -319,6 +319,39 @@ def test_the_small_preset_routes_as_synapses_worker_docs_say(method, path, proce
         "test settings",
     )
     assert process_for(settings.worker_plan(), method, path) == process
+
+
+STANDARD_ROUTES = [
+    ("GET", "/_matrix/client/v3/sync", ["sync1", "sync2"]),
+    ("POST", "/_matrix/client/v3/register", ["auth1"]),  # one process: whole rate limits
+    ("POST", "/_matrix/client/v3/login", ["auth1"]),
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/typing/@a:x", ["writer1"]),
+    ("PUT", "/_matrix/client/v3/sendToDevice/m.x/1", ["writer1"]),
+    ("PUT", "/_matrix/client/v3/pushrules/global/override/x", ["writer1"]),
+    ("GET", "/_matrix/client/v3/rooms/!a:x/members", ["client1", "client2"]),
+    ("GET", "/_matrix/client/v3/rooms/!a:x/messages", ["client1"]),  # pagination: one process
+    ("GET", "/_matrix/federation/v1/event/$e", ["federation_reader1"]),
+    ("POST", "/_matrix/media/v3/upload", ["media1"]),
+    ("POST", "/_matrix/client/v3/account/password", [MAIN]),
+]
+
+
+@pytest.mark.parametrize("method, path, processes", STANDARD_ROUTES)
+def test_the_standard_preset_routes_to_its_pools(method, path, processes):
+    settings = parse_settings(
+        {
+            "mode": "production",
+            "public_baseurl": "https://chat.example.org/",
+            "clamav": {"signatures": "freshclam"},
+            "synapse": {
+                "database": {"engine": "postgresql", "max_connections": 200},
+                "workers": {"preset": "standard"},
+                "redis": {"host": "10.0.0.5"},
+            },
+        },
+        "test settings",
+    )
+    assert processes_for(settings.worker_plan(), method, path) == processes
 
 
 # --- the module on every process ----------------------------------------------------------------

@@ -247,7 +247,8 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("client", rf"^/_matrix/client/{_V}/rooms/.*/(join|invite|leave|ban|unban|kick)$", None),
     ("client", rf"^/_matrix/client/{_V}/(join|knock|profile)/", None),
     ("client", rf"^/_matrix/client/{_R}/user_directory/search$", None),
-    ("client", rf"^/_matrix/client/{_V}/rooms/.*/messages$", None),
+    # Synapse's docs: every pagination request for a room on one process.
+    ("messages", rf"^/_matrix/client/{_V}/rooms/.*/messages$", None),
     ("client", rf"^/_matrix/client/{_V}/pushrules/", ("GET",)),
     ("client", rf"^/_matrix/client/{_R}/.*/(tags|account_data)", ("GET",)),
     ("client", rf"^/_matrix/client/{_V}/presence/", ("GET",)),
@@ -257,7 +258,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
 # Which roles take which route roles: a small preset's one generic worker does it all.
 _SERVES = {
     "sync": {"sync"},
-    "client": {"client", "auth", "federation_reader"},
+    "client": {"client", "auth", "federation_reader", "messages"},
     "auth": {"auth"},
     "writer": {"writer"},
     "media": {"media"},
@@ -267,12 +268,18 @@ _SERVES = {
 _COMPILED = tuple((role, re.compile(pattern), methods) for role, pattern, methods in ROUTES)
 
 
+# Route roles that one process only may take, whatever the pool (pagination, per Synapse).
+_ONE_PROCESS = {"messages"}
+
+
 def _workers_for(plan: WorkerPlan, route_role: str) -> list[Worker]:
     """The workers that take a route's role: dedicated ones first, else those that serve it."""
     dedicated = plan.with_role(route_role)
-    if dedicated:
-        return dedicated
-    return [w for w in plan.workers if any(route_role in _SERVES.get(r, ()) for r in w.roles)]
+    if not dedicated:
+        dedicated = [
+            w for w in plan.workers if any(route_role in _SERVES.get(r, ()) for r in w.roles)
+        ]
+    return dedicated[:1] if route_role in _ONE_PROCESS else dedicated
 
 
 def processes_for(plan: WorkerPlan, method: str, path: str) -> list[str]:
