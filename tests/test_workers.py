@@ -10,6 +10,7 @@ the same one nginx is rendered from) sends them.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import shutil
 import socket
@@ -553,6 +554,29 @@ def test_the_identity_service_openid_path_works_on_the_worker(small):
         401,
         {"errcode": "M_UNKNOWN_TOKEN", "error": "The OpenID token is unknown or expired"},
     )
+
+
+def test_the_console_health_page_checks_every_worker(small, tmp_path):
+    from admin_console import create_app
+
+    rendered = json.loads(small.layout.console_config.read_text())
+    app = create_app(
+        {
+            **rendered,
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key",
+            "DATABASE": str(tmp_path / "console.sqlite3"),
+            "FIRST_OPERATOR_FILE": str(tmp_path / "console-admin.json"),
+        }
+    )
+    with app.app_context():
+        from admin_console.health import run_checks
+
+        checks = {check.name: check for check in run_checks()}
+
+    assert set(rendered["SYNAPSE_WORKERS"]) == {"generic1", "media1"}
+    for name in ("synapse", "synapse-generic1", "synapse-media1"):
+        assert checks[name].ok, checks[name]
 
 
 # --- the local router (evaluation's nginx) ------------------------------------------------------

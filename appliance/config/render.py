@@ -155,6 +155,11 @@ def render_all(
         "workers": workers,
         "worker_routes": nginx_routes(workers),
         "worker_upstreams": upstreams(workers),
+        # The console's health page checks each worker on its own listener.
+        "worker_health_urls": {
+            worker.name: f"http://{settings.synapse.listen.connect_host}:{worker.http_port}"
+            for worker in workers.workers
+        },
         "router": router_table(
             workers,
             host=settings.synapse.listen.connect_host,
