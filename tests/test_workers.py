@@ -765,14 +765,14 @@ def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stop
 
 
 def test_workers_started_before_main_fail_closed_then_recover_logging_once(
-    tmp_path, postgres_cluster, redis_socket, appliance
+    tmp_path, postgres_cluster, own_redis, appliance
 ):
     postgres_cluster.create_database("synapse_early")
     settings = workers_settings(
         tmp_path,
         database="synapse_early",
         pg_port=postgres_cluster.port,
-        redis=redis_socket,
+        redis=own_redis,
         clamd_port=appliance.settings.clamav.listen.port,
     )
     layout = Layout.from_settings(settings, tmp_path)

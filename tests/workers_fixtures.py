@@ -90,11 +90,9 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def redis_socket(tmp_path_factory) -> Iterator[Path]:
+def _private_redis(directory: Path) -> Iterator[Path]:
     if shutil.which("redis-server") is None:
         pytest.fail("Redis is not installed: run `apt-get install -y redis-server`")
-    directory = tmp_path_factory.mktemp("redis")
     socket_path = directory / "redis.sock"
     spec = services.redis(socket_path, directory)
     reason = wait_until_ready(spec, start(spec))
@@ -105,3 +103,16 @@ def redis_socket(tmp_path_factory) -> Iterator[Path]:
         yield socket_path
     finally:
         stop(spec)
+
+
+@pytest.fixture(scope="session")
+def redis_socket(tmp_path_factory) -> Iterator[Path]:
+    """A Redis for one set of Synapse processes. Synapse's replication channel is named after
+    the server name, which the test deployments share: each set needs a Redis of its own."""
+    yield from _private_redis(tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory) -> Iterator[Path]:
+    """A Redis for a test's own set of Synapse processes (see redis_socket)."""
+    yield from _private_redis(tmp_path_factory.mktemp("redis"))
