@@ -270,6 +270,42 @@ def test_every_worker_file_loads_in_synapses_parser_and_carries_no_module(tmp_pa
         assert ports == {worker.http_port, worker.replication_port}
 
 
+def test_production_renders_a_worker_unit_and_a_target_starting_main_then_workers(tmp_path):
+    settings = parse_settings(
+        {
+            "mode": "production",
+            "public_baseurl": "https://chat.example.org/",
+            "clamav": {"signatures": "freshclam"},
+            "host": {"system_root": str(tmp_path / "root"), "service_user": "synapse"},
+            "synapse": {
+                "database": {"engine": "postgresql"},
+                "workers": {"preset": "small"},
+                "redis": {"path": "/run/appliance/redis.sock"},
+            },
+            "paths": {"state_dir": str(tmp_path / "var")},
+        },
+        "test settings",
+    )
+    layout = Layout.from_settings(settings, tmp_path)
+    units = {f.path.name: f.content for f in render_all(settings, layout)}
+
+    unit = units["appliance-synapse-worker@.service"]
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(
+        f"--config-path={layout.homeserver_config} "
+        f"--config-path={layout.synapse_workers_dir}/%i.yaml"
+    )
+    assert "After=network-online.target appliance-synapse.service" in unit
+    wants = next(
+        line for line in units["appliance-synapse.target"].splitlines() if "Wants=" in line
+    )
+    assert wants.split("=")[1].split() == [
+        "appliance-synapse.service",
+        "appliance-synapse-worker@generic1.service",
+        "appliance-synapse-worker@media1.service",
+    ]
+
+
 def test_the_preset_none_renders_no_worker_part(tmp_path):
     settings = evaluation_settings(tmp_path)
     layout = Layout.from_settings(settings, tmp_path)

@@ -97,6 +97,13 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         ("backup/appliance-backup.service.j2", units / "appliance-backup.service", 0o644),
         ("backup/appliance-backup.timer.j2", units / "appliance-backup.timer", 0o644),
     ]
+    if settings.worker_plan().enabled:
+        # Synapse's workers: one templated unit, and a target that starts main then workers.
+        worker_unit = "appliance-synapse-worker@.service"
+        targets += [
+            (f"systemd/{worker_unit}.j2", units / worker_unit, 0o644),
+            ("systemd/appliance-synapse.target.j2", units / "appliance-synapse.target", 0o644),
+        ]
     if settings.synapse.database.engine == "postgresql":
         # Debian 12's PostgreSQL; the file may exist before the package: the cluster it creates
         # then starts with these settings (socket only, the port) from its first start.
