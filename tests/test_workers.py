@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -33,8 +34,22 @@ from synapse.config.homeserver import HomeServerConfig
 from appliance.config.layout import Layout
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
-from appliance.config.settings import HostSettings, NginxSettings, Settings, parse_settings
-from appliance.config.worker_routes import MAIN, MASTER, WorkerPlan, process_for, processes_for
+from appliance.config.settings import (
+    HostSettings,
+    NginxSettings,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
+from appliance.config.worker_routes import (
+    MAIN,
+    MASTER,
+    WorkerPlan,
+    plan_problems,
+    plan_workers,
+    process_for,
+    processes_for,
+)
 from appliance.evaluation import services
 from appliance.evaluation.lifecycle import EvaluationAppliance
 from appliance.evaluation.supervisor import start, stop, wait_until_ready
@@ -211,6 +226,74 @@ def wait_for_lookup(client: MatrixClient, address: str, status: int, timeout: fl
 
 def _bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- settings: refused with the key's path and the reason ---------------------------------------
+
+WORKERS_ON_POSTGRES = {
+    "database": {"engine": "postgresql"},
+    "workers": {"preset": "small"},
+    "redis": {"path": "/run/appliance/redis.sock"},
+}
+
+
+@pytest.mark.parametrize(
+    "synapse, problem",
+    [
+        (
+            {**WORKERS_ON_POSTGRES, "database": {"engine": "sqlite"}},
+            "synapse.workers.preset: small needs PostgreSQL (synapse.database.engine: "
+            "postgresql): processes cannot share SQLite",
+        ),
+        (
+            {k: v for k, v in WORKERS_ON_POSTGRES.items() if k != "redis"},
+            "synapse.workers.preset: small needs synapse.redis (Synapse's processes replicate "
+            "through Redis)",
+        ),
+        (
+            {**WORKERS_ON_POSTGRES, "database": {"engine": "postgresql", "pool_max": 40}},
+            "synapse.workers: connection budget: 3 processes x 40 connections (pool_max) + 10 "
+            "reserved = 130, more than PostgreSQL's max_connections (100): lower "
+            "synapse.database.pool_max or raise synapse.database.max_connections",
+        ),
+        (
+            {**WORKERS_ON_POSTGRES, "workers": {"preset": "small", "sync_workers": 3}},
+            "synapse.workers.sync_workers: only used with preset standard",
+        ),
+        (
+            {**WORKERS_ON_POSTGRES, "workers": {"preset": "small", "base_port": 8079}},
+            "synapse.workers: worker generic1 (replication) would listen on port 8080, already "
+            "console.listen's",
+        ),
+        (
+            {**WORKERS_ON_POSTGRES, "redis": {"path": "redis.sock"}},
+            "synapse.redis: path: redis.sock is not an absolute path",
+        ),
+        (
+            {**WORKERS_ON_POSTGRES, "redis": {"path": "/run/r.sock", "host": "10.0.0.5"}},
+            "synapse.redis: give either path (a unix socket) or host, not both nor neither",
+        ),
+        ({"workers": {"preset": "large"}}, "synapse.workers.preset: Input should be 'none'"),
+    ],
+)
+def test_bad_worker_settings_are_refused_with_the_key_and_the_reason(synapse, problem):
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({"synapse": synapse}, "test settings")
+    assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
+
+
+def test_a_plan_with_two_writers_of_a_single_writer_stream_or_a_bad_name_is_refused():
+    plan = plan_workers("small", base_port=8100, main_replication_port=9093)
+    two_typing_writers = replace(plan, stream_writers={"typing": ["master", "generic1"]})
+    badly_named = replace(plan, workers=(replace(plan.workers[0], name="Master"),))
+
+    assert plan_problems(plan, pool_max=10, max_connections=100) == []
+    assert plan_problems(two_typing_writers, pool_max=10, max_connections=100) == [
+        "stream typing: Synapse allows one writer, not ['master', 'generic1']"
+    ]
+    assert plan_problems(badly_named, pool_max=10, max_connections=100) == [
+        "worker name 'Master': lowercase letters, digits and _ only"
+    ]
 
 
 # --- rendering: every file loads in Synapse's own parser ----------------------------------------
