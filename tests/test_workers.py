@@ -372,6 +372,12 @@ def test_production_renders_a_worker_unit_and_a_target_starting_main_then_worker
     layout = Layout.from_settings(settings, tmp_path)
     units = {f.path.name: f.content for f in render_all(settings, layout)}
 
+    # The content scanner fetches media from the media worker (main has no media repository).
+    scanner = json.loads(units["content-scanner.json"])
+    assert (
+        scanner["synapse_url"]
+        == f"http://127.0.0.1:{settings.worker_plan().media_worker.http_port}"
+    )
     unit = units["appliance-synapse-worker@.service"]
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert exec_start.endswith(

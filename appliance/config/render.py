@@ -18,7 +18,7 @@ from appliance import __version__
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
 from appliance.config.settings import Settings
-from appliance.config.worker_routes import nginx_routes, router_table, upstreams
+from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,13 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
     return targets
 
 
+def _media_url(settings: Settings, workers: WorkerPlan) -> str:
+    media = workers.media_worker
+    if media is None or settings.routes_locally:
+        return settings.synapse.listen.url
+    return f"http://{settings.synapse.listen.connect_host}:{media.http_port}"
+
+
 def _owner(settings: Settings, layout: Layout, path: Path) -> str | None:
     """The user who owns `path` in production: the service whose directory holds it.
 
@@ -162,6 +169,9 @@ def render_all(
         "workers": workers,
         "worker_routes": nginx_routes(workers),
         "worker_upstreams": upstreams(workers),
+        # Where media is fetched (the content scanner): the media worker when there is one and
+        # no local router in front of it (production, where nginx only serves the outside).
+        "media_url": _media_url(settings, workers),
         # The console's health page checks each worker on its own listener.
         "worker_health_urls": {
             worker.name: f"http://{settings.synapse.listen.connect_host}:{worker.http_port}"
