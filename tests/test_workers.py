@@ -31,6 +31,7 @@ from matrix_helpers import MatrixClient, Person, SideServices, SideSynapse
 from matrix_media_helpers import EICAR, User, register_user, unique_bytes
 from synapse.config.homeserver import HomeServerConfig
 
+from appliance.addresses.media_ref import MediaRef
 from appliance.config.layout import Layout
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
@@ -53,6 +54,7 @@ from appliance.config.worker_routes import (
 from appliance.evaluation import services
 from appliance.evaluation.lifecycle import EvaluationAppliance
 from appliance.evaluation.supervisor import start, stop, wait_until_ready
+from appliance.operations.service_account import SERVICE_LOCALPART
 from appliance.synapse_module.accounts.identity_lookup import INFO_PATH
 from appliance.synapse_module.admin_api.domains import DOMAINS_PATH
 from appliance.synapse_module.admin_api.quarantine import QUARANTINE_PATH
@@ -285,7 +287,9 @@ def test_bad_worker_settings_are_refused_with_the_key_and_the_reason(synapse, pr
 def test_a_plan_with_two_writers_of_a_single_writer_stream_or_a_bad_name_is_refused():
     plan = plan_workers("small", base_port=8100, main_replication_port=9093)
     two_typing_writers = replace(plan, stream_writers={"typing": ["master", "generic1"]})
-    badly_named = replace(plan, workers=(replace(plan.workers[0], name="Master"),))
+    badly_named = replace(
+        plan, workers=(replace(plan.workers[0], name="Master"), *plan.workers[1:])
+    )
 
     assert plan_problems(plan, pool_max=10, max_connections=100) == []
     assert plan_problems(two_typing_writers, pool_max=10, max_connections=100) == [
@@ -702,6 +706,42 @@ def test_the_console_health_page_checks_every_worker(small, tmp_path):
     assert set(rendered["SYNAPSE_WORKERS"]) == {"generic1", "media1"}
     for name in ("synapse", "synapse-generic1", "synapse-media1"):
         assert checks[name].ok, checks[name]
+
+
+def test_the_consoles_media_actions_reach_the_media_worker(small, admin):
+    from admin_console.synapse_admin import media
+    from admin_console.synapse_admin.client import (
+        SynapseClient,
+        SynapseRefused,
+        SynapseUnavailable,
+    )
+
+    secret = small.layout.secret("registration_shared_secret").read_text().strip()
+    user: User = register_user(small.urls[MAIN], secret, "console-media")
+    uploaded = requests.post(
+        f"{small.urls['media1']}/_matrix/media/v3/upload",
+        data=unique_bytes(),
+        headers=user.headers,
+        timeout=60,
+    )
+    ref = MediaRef.from_mxc(uploaded.json()["content_uri"])
+    token_file = small.layout.service_token
+    main_only = SynapseClient(small.urls[MAIN], token_file)
+    with_media = SynapseClient(small.urls[MAIN], token_file, media_url=small.urls["media1"])
+
+    with pytest.raises((SynapseRefused, SynapseUnavailable)):
+        media.quarantine(main_only, ref)  # the main process has no media repository
+    media.quarantine(with_media, ref)
+
+    info = requests.get(
+        f"{small.urls['media1']}/_synapse/admin/v1/media/{ref.url_path}",
+        headers=_bearer(admin),
+        timeout=TIMEOUT,
+    )
+    assert (
+        info.json()["media_info"]["quarantined_by"]
+        == f"@{SERVICE_LOCALPART}:{small.settings.server_name}"
+    )
 
 
 # --- the local router (evaluation's nginx) ------------------------------------------------------

@@ -25,7 +25,13 @@ PRESETS = ("none", "small", "standard")
 # Streams Synapse lets only one process write (synapse/config/workers.py).
 SINGLE_WRITER_STREAMS = ("typing", "to_device", "account_data", "presence", "push_rules")
 # Streams that accept several writers.
-MULTI_WRITER_STREAMS = ("events", "receipts", "device_lists")
+MULTI_WRITER_STREAMS = (
+    "events",
+    "receipts",
+    "device_lists",
+    "thread_subscriptions",
+    "quarantined_media_changes",
+)
 
 # Connections kept free beside Synapse's pools: the backup's pg_dump, psql, the console.
 RESERVED_CONNECTIONS = 10
@@ -130,13 +136,11 @@ def plan_workers(
     )
     writers = [w.name for w in workers if "writer" in w.roles] or [MASTER]
     background = [w.name for w in workers if "background" in w.roles] or [MASTER]
-    return WorkerPlan(
-        preset,
-        main_replication_port,
-        workers,
-        {stream: list(writers) for stream in (*MULTI_WRITER_STREAMS, *SINGLE_WRITER_STREAMS)},
-        background[0],
-    )
+    streams = {stream: list(writers) for stream in (*MULTI_WRITER_STREAMS, *SINGLE_WRITER_STREAMS)}
+    # The media admin endpoints (quarantine) move to the media worker, and Synapse has them
+    # write this stream where they run: without it, quarantining there fails (500).
+    streams["quarantined_media_changes"] += [w.name for w in workers if "media" in w.roles]
+    return WorkerPlan(preset, main_replication_port, workers, streams, background[0])
 
 
 def plan_problems(plan: WorkerPlan, *, pool_max: int, max_connections: int) -> list[str]:
@@ -270,6 +274,11 @@ _COMPILED = tuple((role, re.compile(pattern), methods) for role, pattern, method
 
 # Route roles that one process only may take, whatever the pool (pagination, per Synapse).
 _ONE_PROCESS = {"messages"}
+
+
+def is_media_path(path: str) -> bool:
+    """Whether the media repository serves this path (media and media admin endpoints)."""
+    return any(role == "media" and pattern.match(path) for role, pattern, _ in _COMPILED)
 
 
 def _workers_for(plan: WorkerPlan, route_role: str) -> list[Worker]:
