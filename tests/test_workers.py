@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 from harness import evaluation_settings, free_port
-from matrix_helpers import MatrixClient, Person, SideServices, SideSynapse
+from matrix_helpers import MatrixClient, Person, SideServices
 from matrix_media_helpers import EICAR, User, register_user, unique_bytes
 from synapse.config.homeserver import HomeServerConfig
 
@@ -54,7 +54,7 @@ from appliance.config.worker_routes import (
 from appliance.evaluation import services
 from appliance.evaluation.lifecycle import EvaluationAppliance
 from appliance.evaluation.supervisor import start, stop, wait_until_ready
-from appliance.operations.service_account import SERVICE_LOCALPART
+from appliance.operations.service_account import SERVICE_LOCALPART, ensure_service_token
 from appliance.synapse_module.accounts.identity_lookup import INFO_PATH
 from appliance.synapse_module.admin_api.domains import DOMAINS_PATH
 from appliance.synapse_module.admin_api.quarantine import QUARANTINE_PATH
@@ -154,7 +154,14 @@ class WorkersAppliance(SideServices):
         return self.layout.logfile(name).read_text(errors="replace")
 
     def admin_token(self) -> str:
-        return SideSynapse.admin_token(self)  # type: ignore[arg-type]
+        """A server admin's token, made the way the appliance makes the console's."""
+        ensure_service_token(
+            self.url,
+            shared_secret_file=self.layout.secret("registration_shared_secret"),
+            password_file=self.layout.secret("synapse-service-password"),
+            token_file=self.layout.service_token,
+        )
+        return self.layout.service_token.read_text().strip()
 
 
 class RoutingSession(requests.Session):
