@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, render_template
@@ -45,9 +46,15 @@ def run_checks() -> list[health.Check]:
         health.check_memory,
         health.check_cpu,
     ]
+    # Synapse's workers (synapse.workers.preset), each on its own listener.
+    probes += [_worker_probe(name, url) for name, url in config.get("SYNAPSE_WORKERS", {}).items()]
     # In parallel: one service timing out must not make the page wait for the sum.
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
         return list(pool.map(lambda probe: probe(), probes))
+
+
+def _worker_probe(name: str, url: str):
+    return lambda: replace(health.check_synapse(url), name=f"synapse-{name}")
 
 
 def charts() -> list:

@@ -17,6 +17,9 @@ from appliance.antivirus.clamd import ClamdClient
 from appliance.config.layout import Layout
 from appliance.evaluation.lifecycle import EvaluationAppliance
 
+# Session fixtures of the worker tests: a PostgreSQL cluster and a private Redis.
+pytest_plugins = ["workers_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def appliance(tmp_path_factory) -> EvaluationAppliance:

@@ -16,6 +16,8 @@ from urllib.parse import quote
 import requests
 from flask import current_app
 
+from appliance.config.worker_routes import is_media_path
+
 TIMEOUT_SECONDS = 10.0
 
 
@@ -48,6 +50,9 @@ class SynapseClient:
     base_url: str
     token_file: Path
     timeout: float = TIMEOUT_SECONDS
+    # With Synapse's workers, the media repository (and its admin endpoints) is not on the
+    # main process: those paths go here (worker_routes decides which they are).
+    media_url: str | None = None
 
     def get(self, path: str, params: dict | list | None = None, *, token: bool = True) -> dict:
         """GET path; without token for the endpoints any client may call (no need to lend it)."""
@@ -72,7 +77,8 @@ class SynapseClient:
 
     def _call(self, method: str, path: str, token: bool = True, **kwargs) -> dict:
         headers = {"Authorization": f"Bearer {self._token()}"} if token else {}
-        url = f"{self.base_url}{path}"
+        base = self.media_url if self.media_url and is_media_path(path) else self.base_url
+        url = f"{base}{path}"
         try:
             response = requests.request(
                 method, url, headers=headers, timeout=self.timeout, **kwargs
@@ -109,8 +115,10 @@ def _decode(response: requests.Response, path: str) -> dict:
 def client() -> SynapseClient:
     """The client of the current app, built from its config."""
     config = current_app.config
+    media_url = config.get("SYNAPSE_MEDIA_URL")
     return SynapseClient(
         config["SYNAPSE_URL"].rstrip("/"),
         Path(config["SERVICE_TOKEN_FILE"]),
         float(config.get("SYNAPSE_TIMEOUT_SECONDS", TIMEOUT_SECONDS)),
+        media_url.rstrip("/") if media_url else None,
     )

@@ -62,6 +62,19 @@ class Layout:
         return self.synapse_dir / "templates"
 
     @property
+    def synapse_workers_dir(self) -> Path:
+        """One rendered config per Synapse worker (synapse.workers.preset other than none)."""
+        return self.synapse_dir / "workers"
+
+    def worker_config(self, name: str) -> Path:
+        return self.synapse_workers_dir / f"{name}.yaml"
+
+    @property
+    def router_config(self) -> Path:
+        """Evaluation with workers: the local router's routes (from worker_routes)."""
+        return self.synapse_dir / "router.json"
+
+    @property
     def media_store(self) -> Path:
         return self.synapse_dir / "media_store"
 

@@ -32,8 +32,10 @@ def port_problem(key: str, host: str, port: int) -> str | None:
 
 def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
     """(service, settings key, host, port) for every port a local service listens on."""
+    # With the local router (workers in evaluation), synapse.listen is the router's.
+    listener = "router" if settings.routes_locally else "synapse"
     ports = [
-        ("synapse", "synapse.listen.port", *_address(settings.synapse.listen)),
+        (listener, "synapse.listen.port", *_address(settings.synapse.listen)),
         ("console", "console.listen.port", *_address(settings.console.listen)),
         ("clamd", "clamav.listen.port", *_address(settings.clamav.listen)),
         (
@@ -46,6 +48,22 @@ def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
         ports.append(
             ("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port)
         )
+    return ports + _worker_ports(settings)
+
+
+def _worker_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
+    """Synapse's workers, the main process's replication listener and the local router."""
+    if not settings.routes_locally:
+        return []
+    host, plan = settings.synapse.listen.bind_address, settings.worker_plan()
+    ports = [
+        ("router", "synapse.listen.port", host, settings.synapse.listen.port),
+        ("synapse", "synapse.workers.main_port", host, settings.synapse_main_port),
+        ("synapse", "synapse.workers.replication_port", host, plan.main_replication_port),
+    ]
+    for worker in plan.workers:
+        for port in (worker.http_port, worker.replication_port):
+            ports.append((f"synapse-{worker.name}", "synapse.workers.base_port", host, port))
     return ports
 
 

@@ -19,6 +19,7 @@ from appliance import __version__
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
 from appliance.config.settings import Settings
+from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
         (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
         for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
     ]
+    if settings.routes_locally:
+        targets.append(("synapse/router.json.j2", layout.router_config, 0o644))
+    # One file per Synapse worker (render_all hands each its worker).
+    targets += [
+        ("synapse/worker.yaml.j2", layout.worker_config(worker.name), 0o644)
+        for worker in settings.worker_plan().workers
+    ]
     if settings.clamav.signatures == "evaluation" or settings.clamav.evaluation_fallback:
         targets.append(
             (
@@ -90,12 +98,26 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         ("backup/appliance-backup.service.j2", units / "appliance-backup.service", 0o644),
         ("backup/appliance-backup.timer.j2", units / "appliance-backup.timer", 0o644),
     ]
+    if settings.worker_plan().enabled:
+        # Synapse's workers: one templated unit, and a target that starts main then workers.
+        worker_unit = "appliance-synapse-worker@.service"
+        targets += [
+            (f"systemd/{worker_unit}.j2", units / worker_unit, 0o644),
+            ("systemd/appliance-synapse.target.j2", units / "appliance-synapse.target", 0o644),
+        ]
     if settings.synapse.database.engine == "postgresql":
         # Debian 12's PostgreSQL; the file may exist before the package: the cluster it creates
         # then starts with these settings (socket only, the port) from its first start.
         conf_d = root / "etc/postgresql/15/main/conf.d"
         targets.append(("postgresql/appliance.conf.j2", conf_d / "appliance.conf", 0o644))
     return targets
+
+
+def _media_url(settings: Settings, workers: WorkerPlan) -> str:
+    media = workers.media_worker
+    if media is None or settings.routes_locally:
+        return settings.synapse.listen.url
+    return f"http://{settings.synapse.listen.connect_host}:{media.http_port}"
 
 
 def _owner(settings: Settings, layout: Layout, path: Path) -> str | None:
@@ -134,6 +156,7 @@ def render_all(
 ) -> list[RenderedFile]:
     """Render every config file for these settings; nothing is written."""
     environment = _environment()
+    workers = settings.worker_plan()
     context = {
         "settings": settings,
         "layout": layout,
@@ -143,12 +166,30 @@ def render_all(
         "clamav_user": clamav_user,
         # The host name nginx serves and the self-signed certificate names.
         "public_host": urlsplit(settings.public_baseurl).hostname,
+        # Synapse's processes: an empty plan (preset none) renders no worker part at all.
+        "workers": workers,
+        "worker_routes": nginx_routes(workers),
+        "worker_upstreams": upstreams(workers),
+        # Where media is fetched (the content scanner): the media worker when there is one and
+        # no local router in front of it (production, where nginx only serves the outside).
+        "media_url": _media_url(settings, workers),
+        # The console's health page checks each worker on its own listener.
+        "worker_health_urls": {
+            worker.name: f"http://{settings.synapse.listen.connect_host}:{worker.http_port}"
+            for worker in workers.workers
+        },
+        "router": router_table(
+            workers,
+            host=settings.synapse.listen.connect_host,
+            main_url=settings.synapse_main_url,
+        ),
     }
+    by_config = {layout.worker_config(worker.name): worker for worker in workers.workers}
     return [
         RenderedFile(
             name,
             path,
-            environment.get_template(name).render(context),
+            environment.get_template(name).render(context, worker=by_config.get(path)),
             mode,
             _owner(settings, layout, path),
         )

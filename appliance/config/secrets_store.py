@@ -14,7 +14,13 @@ from appliance.config.layout import Layout
 
 # Synapse reads each of these from its own file (the *_path options), so homeserver.yaml
 # itself holds no secret.
-SYNAPSE_SECRETS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
+SYNAPSE_SECRETS = (
+    "registration_shared_secret",
+    "macaroon_secret_key",
+    "form_secret",
+    # Authenticates requests between Synapse's processes on their replication listeners.
+    "worker_replication_secret",
+)
 CONSOLE_SECRET_KEY = "console_secret_key"
 
 

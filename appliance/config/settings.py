@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.config.worker_routes import WorkerPlan, plan_problems, plan_workers
 
 DEFAULT_SETTINGS_FILE = "appliance.yaml"
 SETTINGS_ENV = "APPLIANCE_CONFIG"
@@ -129,6 +130,46 @@ class PostgresDatabase(_Section):
     password: SecretStr | None = None
     # Synapse opens this many connections per process; PostgreSQL's default max is 100.
     pool_max: Annotated[int, Field(ge=1, le=50)] = 10
+    # PostgreSQL's max_connections (rendered into its settings on a host the roles provision):
+    # pool_max for every Synapse process, plus a reserve, must fit (see synapse.workers).
+    max_connections: Annotated[int, Field(ge=20, le=10000)] = 100
+
+
+class RedisSettings(_Section):
+    # Synapse's processes talk to each other through Redis (workers only). Either a unix
+    # socket (an absolute path: evaluation, or Redis on the Synapse host) or host and port.
+    path: Path | None = None
+    host: str | None = None
+    port: Port = 6379
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_address(self) -> RedisSettings:
+        if (self.path is None) == (self.host is None):
+            raise ValueError("give either path (a unix socket) or host, not both nor neither")
+        if self.path is not None and not self.path.is_absolute():
+            raise ValueError(f"path: {self.path} is not an absolute path")
+        return self
+
+
+class WorkerSettings(_Section):
+    # none: one Synapse process. small: the main process, one generic worker for sync and
+    # client traffic, one media repository. standard: pools of sync and client workers, one
+    # for login and registration, a stream writer, media, background tasks (and in production
+    # a federation reader, a federation sender and a pusher). Anything but none needs
+    # PostgreSQL and synapse.redis.
+    preset: Literal["none", "small", "standard"] = "none"
+    # standard only: how many sync workers and client workers.
+    sync_workers: Annotated[int, Field(ge=1, le=16)] | None = None
+    client_workers: Annotated[int, Field(ge=1, le=16)] | None = None
+    # Worker i listens on base_port + 2i (HTTP) and base_port + 2i + 1 (replication), on
+    # synapse.listen.bind_address; the main process's replication listener on
+    # replication_port.
+    base_port: Port = 8100
+    replication_port: Port = 9093
+    # Evaluation only: a local router takes synapse.listen and routes as nginx does in
+    # production; the main process's own client listener moves to this port.
+    main_port: Port = 8099
 
 
 class SynapseSettings(_Section):
@@ -145,6 +186,20 @@ class SynapseSettings(_Section):
     # Synapse's ip_range_whitelist, which federation and push also use: list only this host's
     # own addresses, never loopback (internal services listen there without authentication).
     own_addresses: list[Annotated[str, AfterValidator(_own_address)]] = Field(default_factory=list)
+    workers: WorkerSettings = WorkerSettings()
+    redis: RedisSettings | None = None
+
+    def worker_plan(self, *, production: bool = False) -> WorkerPlan:
+        """Every Synapse process these settings ask for (see appliance.config.worker_routes)."""
+        workers = self.workers
+        return plan_workers(
+            workers.preset,
+            base_port=workers.base_port,
+            main_replication_port=workers.replication_port,
+            sync_workers=workers.sync_workers or 2,
+            client_workers=workers.client_workers or 2,
+            production=production,
+        )
 
 
 class ConsoleSettings(_Section):
@@ -406,6 +461,7 @@ class Settings(_Section):
                 "backup.keep_daily: keep_daily, keep_weekly and keep_monthly are all 0, which "
                 "would delete every backup as soon as it is made"
             )
+        self._worker_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
@@ -451,6 +507,70 @@ class Settings(_Section):
                         "two services cannot listen on the same address and port"
                     )
             seen.append((key, host, port))
+    def worker_plan(self) -> WorkerPlan:
+        return self.synapse.worker_plan(production=self.mode == "production")
+
+    @property
+    def routes_locally(self) -> bool:
+        """Evaluation with workers: the local router listens on synapse.listen (where clients,
+        the console and the scanner go) and sends each request to its process."""
+        return self.mode == "evaluation" and self.synapse.workers.preset != "none"
+
+    @property
+    def synapse_main_port(self) -> int:
+        """The main Synapse process's client listener."""
+        if self.routes_locally:
+            return self.synapse.workers.main_port
+        return self.synapse.listen.port
+
+    @property
+    def synapse_main_url(self) -> str:
+        """Where the main process answers directly (not through the local router)."""
+        listen = self.synapse.listen
+        return Listener(bind_address=listen.bind_address, port=self.synapse_main_port).url
+
+    def _worker_rules(self) -> None:
+        workers, database = self.synapse.workers, self.synapse.database
+        if workers.preset != "standard":
+            for key in ("sync_workers", "client_workers"):
+                if getattr(workers, key) is not None:
+                    raise ValueError(f"synapse.workers.{key}: only used with preset standard")
+        plan = self.worker_plan()
+        if not plan.enabled:
+            return
+        if database.engine != "postgresql":
+            raise ValueError(
+                f"synapse.workers.preset: {workers.preset} needs PostgreSQL "
+                "(synapse.database.engine: postgresql): processes cannot share SQLite"
+            )
+        if self.synapse.redis is None:
+            raise ValueError(
+                f"synapse.workers.preset: {workers.preset} needs synapse.redis "
+                "(Synapse's processes replicate through Redis)"
+            )
+        problems = plan_problems(
+            plan, pool_max=database.pool_max, max_connections=database.max_connections
+        )
+        if problems:
+            raise ValueError(f"synapse.workers: {problems[0]}")
+        self._worker_ports_free(plan)
+
+    def _worker_ports_free(self, plan: WorkerPlan) -> None:
+        taken = {listener.port: key for key, listener in self._listeners().items()}
+        ports = {"synapse.workers.replication_port": plan.main_replication_port}
+        if self.routes_locally:
+            ports["synapse.workers.main_port"] = self.synapse.workers.main_port
+        for worker in plan.workers:
+            ports[f"worker {worker.name} (HTTP)"] = worker.http_port
+            ports[f"worker {worker.name} (replication)"] = worker.replication_port
+        for what, port in ports.items():
+            if port > 65535:
+                raise ValueError(f"synapse.workers.base_port: {what} would need port {port}")
+            if port in taken:
+                raise ValueError(
+                    f"synapse.workers: {what} would listen on port {port}, already {taken[port]}'s"
+                )
+            taken[port] = what
 
     def _listeners(self) -> dict[str, Listener]:
         return {

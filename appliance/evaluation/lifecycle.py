@@ -64,7 +64,14 @@ class EvaluationAppliance:
             specs.append(services.mail_sink(self.settings, self.layout))
         if self.clamd_binary:
             specs.append(services.clamd(self.settings, self.layout, self.clamd_binary))
+        redis = services.evaluation_redis(self.settings, self.layout)
+        if redis is not None:
+            specs.append(redis)
         specs.append(services.synapse(self.settings, self.layout))
+        # Synapse's workers and the router in front of them (synapse.workers.preset).
+        specs += services.synapse_workers(self.settings, self.layout)
+        if self.settings.routes_locally:
+            specs.append(services.router(self.settings, self.layout))
         specs.append(services.content_scanner(self.settings, self.layout))
         specs.append(services.console(self.settings, self.layout))
         return specs
@@ -96,16 +103,24 @@ class EvaluationAppliance:
         return report
 
     def _start_all(self, to_start: list[ServiceSpec], report: UpReport) -> None:
-        """Start every service at once, then wait for each: none waits on another to start."""
+        """Start every service at once, then wait for each; Synapse's workers and the router
+        in a second wave, once the main process is ready."""
         started: list[tuple[ServiceSpec, psutil.Process, float]] = []
+        waves = [
+            [spec for spec in to_start if not spec.waits_for_synapse],
+            [spec for spec in to_start if spec.waits_for_synapse],
+        ]
         try:
-            for spec in to_start:
-                started.append((spec, start(spec), time.monotonic()))
-            for spec, process, began in started:
-                reason = wait_until_ready(spec, process)
-                if reason is not None:
-                    raise StartError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
-                report.started[spec.name] = time.monotonic() - began
+            for wave in waves:
+                in_wave = []
+                for spec in wave:
+                    in_wave.append((spec, start(spec), time.monotonic()))
+                started += in_wave
+                for spec, process, began in in_wave:
+                    reason = wait_until_ready(spec, process)
+                    if reason is not None:
+                        raise StartError(f"{spec.name} {reason}\n{tail(spec.logfile)}")
+                    report.started[spec.name] = time.monotonic() - began
             ensure_console_token(self.settings, self.layout)
         except (StartError, ServiceAccountError) as error:
             for spec, _, _ in reversed(started):
@@ -130,7 +145,8 @@ class EvaluationAppliance:
         rows = []
         for spec in self.specs():
             process = running_process(spec)
-            rows.append((spec.name, process.pid if process else None, checks[spec.name]))
+            check = checks.get(spec.name) or _probe_check(spec)
+            rows.append((spec.name, process.pid if process else None, check))
         return rows
 
     def health_checks(self) -> dict[str, health.Check]:
@@ -148,6 +164,12 @@ class EvaluationAppliance:
             "console": health.check_http("console", f"{settings.console.listen.url}/login"),
             "content-scanner": health.check_content_scanner(settings.content_scanner.listen.url),
         }
+
+
+def _probe_check(spec: ServiceSpec) -> health.Check:
+    """A service without a check of its own (a Synapse worker, Redis, the router): its probe."""
+    reason = spec.probe()
+    return health.Check(spec.name, reason is None, reason or "answers")
 
 
 def make_private(state_dir: Path) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.settings import Settings
+from appliance.config.worker_routes import Worker
 from appliance.evaluation.supervisor import ServiceSpec
 from appliance.operations import health
 
@@ -72,7 +75,7 @@ def clamd(settings: Settings, layout: Layout, clamd_binary: Path) -> ServiceSpec
 
 
 def synapse(settings: Settings, layout: Layout) -> ServiceSpec:
-    url = settings.synapse.listen.url
+    url = settings.synapse_main_url
     return ServiceSpec(
         name="synapse",
         argv=[sys.executable, "-m", "synapse.app.homeserver", "-c", str(layout.homeserver_config)],
@@ -146,3 +149,118 @@ def content_scanner(settings: Settings, layout: Layout) -> ServiceSpec:
         start_timeout=30,
         config_files=(layout.content_scanner_config,),
     )
+
+
+def synapse_worker(settings: Settings, layout: Layout, worker: Worker) -> ServiceSpec:
+    """One Synapse worker: the shared homeserver.yaml, then its own rendered file."""
+    host = settings.synapse.listen.connect_host
+    url = f"http://{host}:{worker.http_port}"
+    return ServiceSpec(
+        name=f"synapse-{worker.name}",
+        argv=[
+            sys.executable,
+            "-m",
+            worker.app,
+            "-c",
+            str(layout.homeserver_config),
+            "-c",
+            str(layout.worker_config(worker.name)),
+        ],
+        pidfile=layout.pidfile(f"synapse-{worker.name}"),
+        logfile=layout.logfile(f"synapse-{worker.name}"),
+        # Every listener answers /health, the media worker's too.
+        probe=lambda: _probe(lambda: health.check_synapse(url)),
+        env={"PYTHONPATH": str(SOURCE_ROOT)},
+        cwd=layout.synapse_dir,
+        start_timeout=90,
+        # Workers refuse to start on a database the main process has not prepared yet.
+        waits_for_synapse=True,
+        config_files=(
+            layout.homeserver_config,
+            layout.worker_config(worker.name),
+            layout.synapse_log_config,
+            layout.synapse_templates_dir,
+        ),
+    )
+
+
+def synapse_workers(settings: Settings, layout: Layout) -> list[ServiceSpec]:
+    """Every worker of synapse.workers.preset, in the plan's order (none: no worker)."""
+    return [synapse_worker(settings, layout, w) for w in settings.worker_plan().workers]
+
+
+def redis_answers(socket_path: Path) -> str | None:
+    """None when Redis answers PING on its unix socket, else why not."""
+    try:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(2)
+            connection.connect(str(socket_path))
+            connection.sendall(b"PING\r\n")
+            reply = connection.recv(64)
+    except OSError as error:
+        return f"Redis does not answer on {socket_path}: {error}"
+    return None if reply.startswith(b"+PONG") else f"Redis answered {reply!r}"
+
+
+def redis(socket_path: Path, directory: Path, *, name: str = "redis") -> ServiceSpec:
+    """A private Redis on a unix socket only (never Debian's service on port 6379): no TCP
+    listener, no persistence (Synapse uses it for replication messages and a cache only)."""
+    return ServiceSpec(
+        name=name,
+        argv=[
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        pidfile=directory / f"{name}.pid",
+        logfile=directory / f"{name}.log",
+        probe=lambda: redis_answers(socket_path),
+        start_timeout=20,
+    )
+
+
+def router(settings: Settings, layout: Layout) -> ServiceSpec:
+    """Evaluation with workers: the local router on synapse.listen (see router.py)."""
+    listen = settings.synapse.listen
+    return ServiceSpec(
+        name="router",
+        argv=[
+            sys.executable,
+            "-m",
+            "appliance.evaluation.router",
+            str(layout.router_config),
+            listen.bind_address,
+            str(listen.port),
+        ],
+        pidfile=layout.pidfile("router"),
+        logfile=layout.logfile("router"),
+        # Through the router to the main process (/health is on no worker route).
+        probe=lambda: _probe(lambda: health.check_synapse(listen.url)),
+        env={"PYTHONPATH": str(SOURCE_ROOT)},
+        start_timeout=30,
+        config_files=(layout.router_config,),
+        waits_for_synapse=True,
+    )
+
+
+def evaluation_redis(settings: Settings, layout: Layout) -> ServiceSpec | None:
+    """Evaluation with workers and a Redis socket: our own Redis there, else none (a Redis
+    given by host and port is someone else's to run)."""
+    redis_settings = settings.synapse.redis
+    if settings.synapse.workers.preset == "none" or redis_settings is None:
+        return None
+    if redis_settings.path is None:
+        return None
+    # Redis writes nothing (no persistence): the run directory is its working directory.
+    spec = redis(redis_settings.path, layout.run_dir)
+    return replace(spec, pidfile=layout.pidfile("redis"), logfile=layout.logfile("redis"))

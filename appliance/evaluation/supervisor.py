@@ -41,6 +41,8 @@ class ServiceSpec:
     # Rendered files (or directories of them) the service reads at start: when one changes,
     # `up` restarts the service so the new settings apply.
     config_files: tuple[Path, ...] = ()
+    # Started once the others are ready (Synapse's workers need the main process's schema).
+    waits_for_synapse: bool = False
 
     def reads_any_of(self, paths: list[Path]) -> bool:
         return any(

@@ -61,6 +61,10 @@ class ModuleTables:
         # Only one process creates tables, so that concurrent DDL cannot race on PostgreSQL.
         self._created = not api.should_run_background_tasks()
         self._found = False  # tables are never dropped: once found, no need to look again
+        # Absent tables and failed reads are logged once each, not at every retry (a worker
+        # started before the main process retries every few seconds until they appear).
+        self._absence_logged = False
+        self._failure_logged = False
         # The creation under way, which every caller waits for: on PostgreSQL a second
         # CREATE ... IF NOT EXISTS running beside it can fail (unique violation on pg_type).
         self._creation: Deferred[Exception | None] | None = None
@@ -102,9 +106,28 @@ class ModuleTables:
                 f"{self._name}_exist", tables_exist_txn, names
             )
         except Exception:
-            logger.exception("module tables cannot be created or read: %s", self._name)
+            if not self._failure_logged:
+                logger.exception("module tables cannot be created or read: %s", self._name)
+                self._failure_logged = True
             return False
+        self._failure_logged = False
         return self._found
+
+    async def available(self, names: tuple[str, ...]) -> bool:
+        """Whether the named tables are there, for a loop that retries until they are: their
+        absence is logged once (a warning, no traceback), and their arrival once."""
+        found = await self.present(names)
+        if not found and not self._absence_logged:
+            logger.warning(
+                "module tables not there yet: %s (the process that runs background tasks "
+                "creates them); refusing what needs them and retrying quietly",
+                self._name,
+            )
+            self._absence_logged = True
+        elif found and self._absence_logged:
+            logger.info("module tables now there: %s", self._name)
+            self._absence_logged = False
+        return found
 
     async def ensure(self, names: tuple[str, ...], refusal: str) -> None:
         """Return once the named tables are there; until then refuse with 503 M_UNKNOWN and

@@ -64,7 +64,9 @@ class IdentityKey:
     async def load(self) -> None:
         if self.public_key is not None:
             return
-        await self._tables.ready()
+        # On a worker started first, the table comes later: wait for it quietly (fail closed).
+        if not await self._tables.available(("appliance_identity_key",)):
+            return
         candidate = signedjson.key.encode_signing_key_base64(
             signedjson.key.generate_signing_key(KEY_ID.split(":")[1])
         )

@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 # Agents known not to be external; externals are few and all kept.
 MAX_CACHED_AGENTS = 100_000
+# A local account this process has known for less than this is not remembered as an agent:
+# with workers, another process may be registering it as an external right now (the record is
+# written just after the account), and nothing would tell this process.
+AGENT_CACHE_AFTER_MS = 60_000
 
 
 def has_marker(display_name: str) -> bool:
@@ -52,7 +56,9 @@ class ExternalDirectory:
 
     Being external never changes once recorded, so externals are cached for good.  An agent
     is cached only once the account exists: the record is written while the account is being
-    registered, so a user ID asked about before that must be asked again.
+    registered, so a user ID asked about before that must be asked again. With workers the
+    registration may run on another process, so a local account is cached only once this
+    process has seen it exist for AGENT_CACHE_AFTER_MS (its record, if any, is there by then).
     """
 
     def __init__(self, api: ModuleApi, store: ExternalStore) -> None:
@@ -60,6 +66,7 @@ class ExternalDirectory:
         self._store = store
         self._externals: set[str] = set()
         self._agents: OrderedDict[str, None] = OrderedDict()
+        self._first_seen: OrderedDict[str, int] = OrderedDict()  # local accounts, not cached yet
 
     async def is_external(self, user_id: str) -> bool:
         if user_id in self._externals:
@@ -71,11 +78,24 @@ class ExternalDirectory:
             self._externals.add(user_id)
             return True
         # Users of other servers never become externals here; local ones only once registered.
-        if not self._api.is_mine(user_id) or await self._api.check_user_exists(user_id):
+        if not self._api.is_mine(user_id) or await self._settled_account(user_id):
             self._agents[user_id] = None
             if len(self._agents) > MAX_CACHED_AGENTS:
                 self._agents.popitem(last=False)
         return False
+
+    async def _settled_account(self, user_id: str) -> bool:
+        """Whether the local account exists and this process has known it long enough."""
+        if not await self._api.check_user_exists(user_id):
+            return False
+        now = self._api.get_current_time_msec()
+        first_seen = self._first_seen.setdefault(user_id, now)
+        if now - first_seen < AGENT_CACHE_AFTER_MS:
+            if len(self._first_seen) > MAX_CACHED_AGENTS:
+                self._first_seen.popitem(last=False)
+            return False
+        del self._first_seen[user_id]
+        return True
 
     async def externals_among(self, user_ids: Iterable[str]) -> set[str]:
         return {user_id for user_id in set(user_ids) if await self.is_external(user_id)}

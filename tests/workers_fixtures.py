@@ -1,0 +1,118 @@
+"""Session fixtures for Synapse workers: a throwaway PostgreSQL 15 cluster and a private Redis.
+
+PostgreSQL runs as Debian's `postgres` user (initdb refuses root) from a directory of its own
+under /tmp, listening on 127.0.0.1 and a free port only, with trust authentication (loopback,
+the test's own cluster). Redis listens on a unix socket in the test's directory and never on a
+TCP port (Debian's service on 6379 is never used). Both stop at the end of the session.
+Registered through `pytest_plugins` in conftest.py.
+"""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from harness import free_port
+
+from appliance.evaluation import services
+from appliance.evaluation.supervisor import start, stop, tail, wait_until_ready
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_USER = "postgres"
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    directory: Path
+    port: int
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        result = _as_postgres(
+            [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port)]
+            + ["-U", POSTGRES_USER, "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql]
+        )
+        return result.stdout.strip()
+
+    def create_database(self, name: str, owner: str = "synapse") -> None:
+        """A database as Synapse requires it (C collation), owned by `owner`."""
+        if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{owner}'"):
+            self.psql(f"CREATE ROLE {owner} LOGIN")
+        self.psql(
+            f"CREATE DATABASE {name} OWNER {owner} ENCODING 'UTF8' "
+            "LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0"
+        )
+
+    def connections(self, database: str) -> int:
+        return int(self.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"))
+
+
+def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["runuser", "-u", POSTGRES_USER, "--", *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL 15 is not installed: run `apt-get install -y postgresql`")
+    directory = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
+    entry = pwd.getpwnam(POSTGRES_USER)
+    shutil.chown(directory, entry.pw_uid, entry.pw_gid)
+    data, port = directory / "data", free_port()
+    _as_postgres(
+        [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", POSTGRES_USER]
+        + ["--auth=trust", "--encoding=UTF8", "--locale=C"]
+    )
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c max_connections=100 "
+        "-c fsync=off -c synchronous_commit=off"
+    )
+    _as_postgres(
+        [str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-o", options]
+        + ["-l", str(directory / "postgres.log"), "-w", "-t", "60", "start"]
+    )
+    try:
+        yield PostgresCluster(directory, port)
+    finally:
+        _as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _private_redis(directory: Path) -> Iterator[Path]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("Redis is not installed: run `apt-get install -y redis-server`")
+    socket_path = directory / "redis.sock"
+    spec = services.redis(socket_path, directory)
+    reason = wait_until_ready(spec, start(spec))
+    if reason is not None:
+        stop(spec)
+        pytest.fail(f"redis {reason}\n{tail(spec.logfile)}")
+    try:
+        yield socket_path
+    finally:
+        stop(spec)
+
+
+@pytest.fixture(scope="session")
+def redis_socket(tmp_path_factory) -> Iterator[Path]:
+    """A Redis for one set of Synapse processes. Synapse's replication channel is named after
+    the server name, which the test deployments share: each set needs a Redis of its own."""
+    yield from _private_redis(tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory) -> Iterator[Path]:
+    """A Redis for a test's own set of Synapse processes (see redis_socket)."""
+    yield from _private_redis(tmp_path_factory.mktemp("redis"))
