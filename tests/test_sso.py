@@ -158,7 +158,9 @@ def test_an_agent_signs_in_through_the_providers_page_with_the_derived_identity(
     client = MatrixClient(sso_server.url, sso_server.synapse.layout.mail_dir)
     assert client.whoami(login["access_token"]).json()["user_id"] == user_id
     # ProConnect's given_name and usual_name, in the appliance's "Name [domain]" form.
-    assert client.display_name(user_id) == "Hélène Lefèvre [ac-paris.fr]"
+    assert (
+        client.display_name(user_id, token=login["access_token"]) == "Hélène Lefèvre [ac-paris.fr]"
+    )
     assert bound_emails(sso_server, user_id) == [address]
 
 
@@ -170,7 +172,9 @@ def test_without_name_claims_the_display_name_comes_from_the_address(sso_server,
 
     client = MatrixClient(sso_server.url, sso_server.synapse.layout.mail_dir)
     assert login["user_id"] == expected_user_id(sso_server, address)
-    assert client.display_name(login["user_id"]) == display_name_for(parse_email(address))
+    assert client.display_name(login["user_id"], token=login["access_token"]) == display_name_for(
+        parse_email(address)
+    )
 
 
 def test_a_second_sign_in_reuses_the_account(sso_server, chromium):
@@ -261,7 +265,7 @@ def test_name_claims_cannot_forge_the_domain_tag_or_the_external_marker(sso_serv
     login = signed_in(sso_server, sso_sign_in(chromium, sso_server, person.login, person.password))
 
     client = MatrixClient(sso_server.url, sso_server.synapse.layout.mail_dir)
-    shown = client.display_name(login["user_id"])
+    shown = client.display_name(login["user_id"], token=login["access_token"])
     expected_family = "Z" * MAX_NAME_LENGTH
     assert shown == f"Chef interieur.gouv.fr external {expected_family} [ac-paris.fr]"
 
