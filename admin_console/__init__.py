@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The admin console: a Flask app for the sysadmins who run the appliance."""
 
 from __future__ import annotations

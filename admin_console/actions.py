@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Carrying out an operator's action: do it, record it in the audit log, tell the operator.
 
 Every state change of every page goes through `perform`, so none can skip the audit log.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Operator login and logout (flask-login) with lockout and session limits; every other page
 requires a login.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Line charts as server-rendered SVG: the CSP allows no script, so no charting library.
 
 `line_chart` turns samples into coordinates; templates/macros.html draws them.

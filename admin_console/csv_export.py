@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """CSV exports a spreadsheet opens as plain text: no cell can be read as a formula.
 
 A cell beginning with one of FORMULA_PREFIXES (=, +, -, @, TAB, CR: OWASP's list for CSV

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's own SQLite database: operators, their logins, login attempts, the audit log,
 health samples.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """What an operator sees when Synapse is down, refuses, or lacks an endpoint."""
 
 from __future__ import annotations

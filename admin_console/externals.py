@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Who is an external guest, decided in this one place: by the appliance module's record.
 
 The module records an external when its account is created (`appliance_externals`), and its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Forms shared by every page (Flask-WTF adds the CSRF token to each)."""
 
 from flask_babel import lazy_gettext as _l

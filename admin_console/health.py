@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The health page: every service and resource green or red with the reason.
 
 It only talks to services over the network (and reads the disk), so it keeps working, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """CPU, memory, disk and Synapse response time, sampled in the background for 24 h charts.
 
 Samples live in the console's database, one row per minute. Each console worker runs its own

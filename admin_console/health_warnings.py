@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Warnings on the health page: what will break soon, before it does.
 
 Disk above 90 %, antivirus signatures older than 48 h (freshclam only: the evaluation's

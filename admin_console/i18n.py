@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """French and English (Flask-Babel): the operator picks; until then the browser's preference.
 
 Messages are in `translations/<lang>/LC_MESSAGES/messages.po`. After changing texts, from the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Login lockout, per username and client, under a ceiling per username.
 
 Five wrong passwords for one username from one client (an IPv4 address, or an IPv6 /64, which

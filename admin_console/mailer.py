@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Mail sent by the console itself (invitations), through the box's SMTP relay.
 
 Transport security, decided here once:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Offset pagination as Synapse's Admin API does it (`from`, `limit`), for every list page."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's policy values on names and passwords, each defined here and nowhere else.
 
 Forms, validators and the messages that state a rule read them from here, so a rule and what

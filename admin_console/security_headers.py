@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Response headers that make the console safe to expose on an intranet."""
 
 from flask import Flask, Response

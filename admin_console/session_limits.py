@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """How long an operator's login lasts: SESSION_TIMEOUT_MINUTES without activity, and
 ABSOLUTE_LIFETIME_HOURS at most however active.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Operators' logins as server-side records, so that the server can end them.
 
 A login is a row of `operator_sessions` in the console's database. The browser holds only an

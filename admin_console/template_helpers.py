@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Functions every template may call."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Form validators shared by several pages: password strength and email addresses."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The `appliance` command: up, down, status (evaluation); check, render, service-token, probe,
 backup, restore and version (both modes; the Ansible roles run them on the host)."""
 

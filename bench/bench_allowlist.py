@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """One allowlist decision at 10, 1,000 and 100,000 entries, and against Synapse's regex list.
 
 The module's decision (``decide``: strict parsing of the address, then one set look-up per

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's user list page with 10,000 and 100,000 users on the server, against a plain
 Admin API call for the same page, in the same run (must stay flat).
 

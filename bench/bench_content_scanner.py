@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """scan_encrypted: our content scanner against matrix-content-scanner 1.0.8, same run.
 
 Both scanners run side by side against the same Synapse and the same clamd (EICAR signatures):

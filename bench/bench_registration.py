@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The registration round trip with the appliance module, against the same Synapse without it.
 
 Two Synapses are started side by side from the same rendered configuration (each with its own

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The one machine-readable line each benchmark prints last, which `bench/run_all.py` collects.
 
 A benchmark keeps its own detailed report, then calls ``emit(name, rows)``: one line

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Creating a room, inviting, joining and sending with the appliance module, against without.
 
 Two Synapses start side by side from the same rendered configuration (bench_registration's

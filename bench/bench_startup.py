@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Time from `appliance up` (installed) to healthy, against Synapse's own start time, same run.
 
 Synapse alone: the same rendered homeserver.yaml started by itself until /health says OK.

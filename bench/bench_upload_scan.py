@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Upload throughput with upload-time scanning against without, same run, at 1, 10 and 50 MB.
 
 Two Synapses from the same rendered homeserver.yaml run side by side: one with the appliance

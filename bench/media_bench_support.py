@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """What the media benchmarks share: throwaway services on free loopback ports in a temp dir,
 started by the same code as `make up` (the tests' SideServices), optionally with an edited
 homeserver.yaml."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Run every benchmark in bench/ in turn (or the ones named), then print one summary table.
 
 Each `bench/bench_<name>.py` runs in its own process with this Python; its own detailed

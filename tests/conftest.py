@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The test harness: one real evaluation appliance per test session.
 
 Synapse (SQLite, with the appliance module), clamd with the project's EICAR signatures, the SMTP

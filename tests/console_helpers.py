@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Helpers shared by the console's tests (both tiers): log in through the real login form with
 its CSRF token, an operator's session on the console, Synapse's Admin API for setting up and
 checking, a clock the tests move, a self-signed certificate. Fixtures live in conftest.py.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Helpers shared by tests and benchmarks: free ports, evaluation settings, the mail sink reader.
 
 Kept out of conftest.py so that benchmarks and nested test folders can import them by a unique

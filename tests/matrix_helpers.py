@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Client-side Matrix flows for tests, run over real HTTP as any client would run them.
 
 `MatrixClient` requests a verification mail, reads the link from the SMTP sink's Maildir,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Media for the antivirus tests: users, uploads, encrypted attachments, and clamd's state.
 
 Everything goes over real HTTP to the shared appliance's Synapse and content scanner, and to

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """LemonLDAP::NG from Debian as the OpenID provider of the tests (pytest plugin).
 
 What French administrations run, written by nobody here: its portal (``liblemonldap-ng-portal

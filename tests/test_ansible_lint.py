@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The playbook's static checks: yamllint and ansible-lint (production profile) clean, every role
 built the same way, and the inventory variables mapped onto keys the settings model knows."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The restore drill: an evaluation appliance of its own, populated the way people use it (agents
 registered through the mail flow, rooms, messages, media, a quarantined file, an allowed domain
 and an operator added through the console, so also audit entries), backed up with `appliance

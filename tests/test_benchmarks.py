@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """`make bench`: the runner's table and exit status, and a baseline that cannot run correctly.
 
 The runner (bench/run_all.py) runs real benchmark processes: small scripts written here that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The allowed-domains page against the module's endpoints: pages and account counts, bulk add,
 remove, live."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Health history (real samples, SVG charts), warnings (disk, TLS expiry), and the security
 rules every page of the console follows."""
 

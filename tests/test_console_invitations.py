@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Email invitations seen by the operators: the module's admin endpoint, the console page, and
 revoking one, against the real appliance; then the endpoint of a Synapse whose externals'
 tables are not created yet (503, never a 500)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's mail against real SMTP relays (aiosmtpd): STARTTLS verifies the certificate,
 and the relay's password never crosses a network in clear (admin_console/mailer.py)."""
 

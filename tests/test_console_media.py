@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The media page: files the antivirus refused, the signatures, quarantine/release/delete."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The room pages against real rooms: kind, members, publish, block, delete with purge."""
 
 from __future__ import annotations

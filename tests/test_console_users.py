@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The user pages against the real appliance: Admin API search and pages, a user's page, and
 every action, checked in Synapse itself afterwards.
 """

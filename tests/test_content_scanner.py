@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The content scanner (matrix-content-scanner API) against the real Synapse and real clamd."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The allowlist's admin endpoints, and their effect on registration without a restart."""
 
 from __future__ import annotations

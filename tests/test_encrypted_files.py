@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The antivirus says what it knows: encrypted archives, infected files and an absent scanner
 are three different refusals, for the client and in the logs.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """`appliance up`, `status` and `down` as a sysadmin runs them (the CLI behind `make`)."""
 
 from __future__ import annotations

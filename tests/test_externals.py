@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """External guests: invited by email, registered through any client, kept to their rooms.
 
 On the shared appliance the invitation goes through the appliance's endpoint (its Synapse

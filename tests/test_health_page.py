@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The health page against the real services, including Synapse killed by hand."""
 
 from __future__ import annotations

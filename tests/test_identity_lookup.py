@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tchap's domain lookup, `GET /_matrix/identity/api/v1/info`, served by the module."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """No official mail as a weapon: the appliance's invitation endpoint, driven as a hostile agent.
 
 Against the shared appliance (its limits are the defaults of appliance.yaml, read from its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A room never loses its last administrator, on the shared appliance's real Synapse.
 
 Each test builds a room as Element or Tchap would (createRoom with a preset, invitations,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A mail relay that accepts the connection and never answers: the appliance's own senders give
 the client an answer anyway, and keep nothing half-done.
 

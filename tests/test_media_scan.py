@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Upload-time scanning in Synapse, against the real Synapse and the real clamd."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Names cannot lie: every path to a display name, tried as a hostile client, over real HTTP.
 
 An agent keeps its ``[domain]`` tag, an external its ``[domain] (external)``, whatever it sends:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Evaluation secrets stay private: nothing under the state directory is open to other users.
 
 The state directory holds Synapse's database (everyone's access tokens), the Maildir (links that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Profiles and existence, over real HTTP: what a caller can learn about an account.
 
 An anonymous caller learns nothing (the same answer for an account and for no account); an

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The production playbook on a real systemd host: a Debian 12 rootfs booted with systemd-nspawn.
 
 `ansible/site.yml` converges the booted container through `community.docker.nsenter`, first

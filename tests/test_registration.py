@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Registration of agents by a verified professional address, over real HTTP.
 
 The shared appliance (real Synapse with the module, real SMTP sink) runs the Tchap flow as any

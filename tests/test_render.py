@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The renderer: each mode renders, and Synapse's own config parser accepts the result."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The room directory lists forums, and only forums, over real HTTP.
 
 Forums are found in ``/publicRooms`` by name and by topic and joined by any agent through their

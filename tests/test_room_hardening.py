@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Every room promise on every path Synapse offers, attacked over real HTTP.
 
 Each test sends the request a hostile client would send (a ``createRoom`` smuggling state

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The four kinds of rooms, created by agents over real HTTP and checked event by event.
 
 The shared appliance (real Synapse with the module) is driven as Element or Tchap drive it:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The settings model and preflight: every bad input is refused with its key and reason."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Single sign-on through a real OpenID provider: LemonLDAP::NG (Debian's), in a real browser.
 
 Debian's Chromium, driven by Playwright, starts where a Matrix client sends its user

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The Synapse module: validated config, loaded by the real Synapse with one version line, its
 reaches into Synapse checked at load (a Synapse that lacks one stops with what changed), and
 its tables created once however many callers ask while the creation is under way."""

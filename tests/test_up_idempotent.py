@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """`up` changes nothing it need not: a second `appliance up` with the same settings restarts no
 service, touches no rendered file (content, mode, even ctime: a chmod would change it, and
 clamd's SelfCheck would reload its signatures), and clamd loads its signatures once. Settings

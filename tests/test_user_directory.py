@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The agents' directory (``/user_directory/search``), over real HTTP.
 
 Any agent finds any other agent of the server by name or by email address, whether or not

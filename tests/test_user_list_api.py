@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The module's user list endpoint against the appliance's real Synapse: who may call it,
 pages that cover every user exactly once in both directions, kinds and searches.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Synapse workers (synapse.workers.preset small): the module's rules hold on every process.
 
 A real PostgreSQL 15 cluster and a private Redis (tests/workers_fixtures.py), the main process

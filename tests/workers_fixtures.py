@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Session fixtures for Synapse workers: a throwaway PostgreSQL 15 cluster and a private Redis.
 
 PostgreSQL runs as Debian's `postgres` user (initdb refuses root) from a directory of its own

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The audit log: `record()` for every operator action, and its page (search, CSV export).
 
 Entries are kept AUDIT_RETENTION_DAYS (appliance.yaml: console.audit_retention_days): each new

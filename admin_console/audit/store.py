@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The audit log: every operator action with who, what, on what, when and the result.
 
 Rows are never changed; they are deleted once older than the retention period (`prune`).

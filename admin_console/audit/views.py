@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The audit log page: searchable, paged, exportable as CSV."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The allowed-domains page. Changes go to the module's endpoints and are live at once.
 
 The module searches and pages the list, and counts the accounts of the shown page's entries

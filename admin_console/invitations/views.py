@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The invitations page: email invitations newest first, by the module's cursor; revoking one.
 
 A revoked invitation no longer lets its address register; the room's pending invitation is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The antivirus signatures clamd uses now: version and age, read from clamd itself."""
 
 from __future__ import annotations

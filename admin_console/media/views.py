@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The media page: what the scanner refused, the signatures, and actions on one file."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Console operators: the sysadmins who log in (not Matrix users). Store, forms and page."""
 
 from admin_console.operators.store import (

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Forms of the operators page and of an operator's own password."""
 
 from flask_babel import lazy_gettext as _l

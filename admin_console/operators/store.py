@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Console operators: the sysadmins who log in to the console (not Matrix users).
 
 The first operator is created with a random password written to a 0600 file for the person

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The operators page: who can log in to the console; add and remove. And one's own password."""
 
 from __future__ import annotations

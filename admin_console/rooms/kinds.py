@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The kind of a room, in the appliance's terms, from Tchap's access rule and the join rule."""
 
 from __future__ import annotations

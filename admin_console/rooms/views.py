@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The room pages. Never message contents: only names, state and members."""
 
 from __future__ import annotations

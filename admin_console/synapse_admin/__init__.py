@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Synapse, seen from the console: one client (`client.py`) and one module per concern.
 
 Blueprints import from here; nothing else in the console talks to Synapse.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The appliance module's own endpoints.
 
 Its admin endpoints (`/_synapse/client/appliance/v1/`) cover what Synapse's Admin API does not:

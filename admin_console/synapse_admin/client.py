@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The one HTTP client of the console towards Synapse: Admin API and the module's endpoints.
 
 Every call carries the server-admin service token, read server-side from its 0600 file, except

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Email invitations through the appliance module's endpoint
 (`/_synapse/client/appliance/v1/invitations`): who invited which address into which room, and
 what became of it; revoking a pending one.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Media through Synapse's Admin API: quarantine, release, delete one file."""
 
 from __future__ import annotations

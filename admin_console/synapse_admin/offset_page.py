@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """One page of a list that Synapse (or the module) pages by offset: `from`, `limit`, a total.
 
 The Admin API's room list and the module's quarantine and allowlist all answer this way, each

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Rooms through Synapse's Admin API: list, details, members, publish, block, delete with purge.
 
 Never message contents: nothing here reads events other than the room's access-rules state.

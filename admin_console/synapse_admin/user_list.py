@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The user list through the appliance module's endpoint (`/_synapse/client/appliance/v1/users`).
 
 Pages are keyset pages in user ID order: each answer carries opaque cursors to the next and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """One user through Synapse's Admin API: details, devices, rooms, and the actions on them.
 
 The user list comes from the appliance module (`user_list.py`), by keyset pages.

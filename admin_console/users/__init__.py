@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Users: search and page through accounts, a user's page, and the actions on an account."""
 
 from admin_console.users.views import bp

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The user list as CSV: every user of a filter and search, all pages, for a spreadsheet.
 
 Display names are chosen by the users themselves, so every cell goes through

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Inviting an agent: a mail telling them how to register with their professional address.
 
 Synapse has no "invite by email" for registration (its own mails only verify an address a

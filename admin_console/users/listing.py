@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The user list: one page of the appliance module's user list per request, by cursor.
 
 The page in the query string is the module's opaque cursor (`from`), which stays valid

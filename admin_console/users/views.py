@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The user pages: list (server-side search, filters, pages), one user, and the actions."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Allowlist of the email domains whose owners may register.
 
 An entry is either an exact domain (``ac-paris.fr``) or an explicit subdomain

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Strict parsing and normalisation of professional email addresses.
 
 Registration is gated on the domain of an address, so this parser is a

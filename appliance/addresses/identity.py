@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tchap-style Matrix identity derived from a verified professional address.
 
 Localpart: ``pierre.dupont@ac-paris.fr`` -> ``pierre.dupont-ac-paris.fr``:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Which media a request is about: ``mxc://{server_name}/{media_id}``, strictly validated.
 
 Shared by the content scanner and the console, which both put these two parts into Synapse

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A small client for clamd's TCP protocol: PING, VERSION, RELOAD and INSTREAM scans.
 
 Every failure (refused, timed out, a reply we do not understand) raises ClamdUnavailable, so

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Encrypted files: what clamd reports when it cannot look inside one, and a probe that asks it.
 
 clamd cannot scan a password-protected archive (zip, 7z, rar) or an encrypted PDF. With

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Which signatures clamd is using: one opaque version string, plus when they were published.
 
 A verdict is only as good as the signatures that produced it, so every cached verdict is keyed

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A scan verdict: what clamd said about some bytes.
 
 One type for clamd's answer (appliance.antivirus.clamd), the Synapse module's verdict cache and the

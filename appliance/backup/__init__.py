@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Backups that restore: `appliance backup` and `appliance restore`, in both modes.
 
 - `snapshot`: a consistent copy of the state directory's irreplaceable part, laid out as the

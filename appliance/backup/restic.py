@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The encrypted repository: Debian's restic, driven through its command line.
 
 restic encrypts everything it stores with the repository's passphrase (read from a 0600 file,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """One backup run and one restore, as `appliance backup` / `appliance restore` (and the
 production timer) run them.
 

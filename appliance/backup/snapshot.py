@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A consistent copy of what the appliance cannot rebuild, laid out as the state directory.
 
 The copy lives in a staging directory beside the live state (same file system: media is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Where every file of the appliance lives, derived from the settings' state directory.
 
 Each service's secrets live in its own directory, so that in production (one system user per

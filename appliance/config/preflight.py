@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Checks run before anything starts, so a bad setup stops `make up` with nothing half-started.
 
 They only look: nothing is created or written before every check has passed, so "Nothing was

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The one config renderer: every file on the box comes from `templates/` through `render_all`.
 
 The `appliance` CLI calls it in evaluation and the Ansible roles call it (through

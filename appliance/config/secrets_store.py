@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Secrets on disk: created once, mode 0600 in a 0700 directory, never printed or logged."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The settings model: `appliance.yaml`, the one input every config file is rendered from.
 
 Validation happens here, before anything starts: an unknown key or a bad value is refused with
@@ -507,6 +508,7 @@ class Settings(_Section):
                         "two services cannot listen on the same address and port"
                     )
             seen.append((key, host, port))
+
     def worker_plan(self) -> WorkerPlan:
         return self.synapse.worker_plan(production=self.mode == "production")
 

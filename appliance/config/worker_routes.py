@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Synapse's processes for a worker preset, and which request path goes to which of them.
 
 The one place that knows the worker topology: the settings validate it, the renderer writes

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The content scanner: the matrix-content-scanner API in front of Synapse's media and clamd.
 
 Clients ask it before they show a file, plain or end-to-end encrypted (it decrypts the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """`python -m appliance.content_scanner --config FILE`: run the content scanner."""
 
 from __future__ import annotations

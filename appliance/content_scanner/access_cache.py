@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Recent proofs that a client may read a media: Synapse served it, or answered its HEAD, with
 that client's token a moment ago.
 

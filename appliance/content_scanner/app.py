@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The HTTP API (matrix-content-scanner's), on aiohttp.
 
 GET  /_matrix/media_proxy/unstable/public_key

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Encrypted attachments (the spec's EncryptedFile): validate the metadata, check, decrypt.
 
 AES-256 in CTR mode with the 16-byte IV as the initial counter block; ``hashes.sha256`` is the

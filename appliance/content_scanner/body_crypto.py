@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Encrypted request bodies (``encrypted_body``): the metadata of an attachment, encrypted by
 the client to this scanner's public key with vodozemac's PkEncryption (libolm's "pk" scheme),
 so a TLS-terminating proxy in between never sees attachment keys.

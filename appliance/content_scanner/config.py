@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The content scanner's configuration: one JSON file rendered from templates/content_scanner/."""
 
 from __future__ import annotations

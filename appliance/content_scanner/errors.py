@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The error answers of the matrix-content-scanner API: ``{"reason": CODE, "info": text}``."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Fetching media from Synapse's authenticated media API with the client's own access token,
 so Synapse decides who may read what; the scanner holds no token of its own. Every download
 asks Synapse; only `check_access` (a verdict without the file) may answer from the recent

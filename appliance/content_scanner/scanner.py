@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Verdicts: from the cache when the same bytes were scanned with the same signatures, else
 from clamd (within the configured time), one scan per file however many requests ask for it at
 once. Anything short of a verdict raises `not_scanned` (fail closed).

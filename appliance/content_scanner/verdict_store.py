@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Verdicts that survive restarts: a small SQLite file under <state_dir>/content-scanner/.
 
 Keyed like the Synapse module's: the plaintext's SHA-256 and the signature version, so a

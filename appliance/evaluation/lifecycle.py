@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The all-in-one evaluation appliance: render, start, check and stop every service locally.
 
 `make up`, `make down` and `make status` call this through the `appliance` CLI, and the test

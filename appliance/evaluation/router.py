@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The evaluation router: what nginx does in production, for Synapse's workers on one machine.
 
 `python -m appliance.evaluation.router <router.json> <host> <port>` listens on synapse.listen

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The services of the evaluation appliance, in start order, each with its readiness probe."""
 
 from __future__ import annotations

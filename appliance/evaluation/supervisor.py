@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Evaluation-mode process supervision: start, find and stop exactly the processes we started.
 
 Each service gets a pidfile holding its pid and the process's start time, so a recycled pid

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Diagnostics: one check per service or resource, each green or red with a reason.
 
 Used by `appliance status` and by the console's health page. Every check has a short timeout

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's service account on Synapse: a server admin created with the shared secret.
 
 Its access token is kept in a private file on the box (0600; in production 0640 for the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The module's configuration block, validated when Synapse starts (errors name the key)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """ApplianceModule: the class Synapse loads.  It checks Synapse, then only wires; each rule lives
 in its concern.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Creation of a module's own tables and indexes in Synapse's database (SQLite or PostgreSQL).
 
 Synapse has no schema hook for modules.  Every store of the module creates its tables through

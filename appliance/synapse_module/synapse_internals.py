@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The one door to Synapse's internals: every reach outside its module API, and their check.
 
 Synapse's module API is the contract.  What the module needs beyond it is listed here, each

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A real browser (Debian's Chromium through Playwright) on the running evaluation appliance."""
 
 from __future__ import annotations

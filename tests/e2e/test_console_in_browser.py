@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console in a real browser, against the evaluation appliance's gunicorn console: an
 operator adds a domain, an agent registers through the real email flow, the operator finds and
 deactivates them and sees it in the audit log; five wrong passwords lock a login; an operator

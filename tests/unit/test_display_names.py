@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The fast tier of the display-name rules: the module's callbacks called directly, on a
 ``Mock(spec=ModuleApi)`` that answers as Synapse would, with real Synapse events.
 

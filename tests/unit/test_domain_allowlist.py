@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tests for appliance.addresses.domain_allowlist, including end-to-end admission attacks."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tests for appliance.addresses.email_address: strict parsing and normalisation."""
 
 from __future__ import annotations

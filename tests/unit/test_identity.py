@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tests for appliance.addresses.identity: Matrix localparts and display names."""
 
 from __future__ import annotations

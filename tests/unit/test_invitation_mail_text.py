@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tests for quoted_text: what an agent chose, made fit for a mail in the server's name."""
 
 from __future__ import annotations

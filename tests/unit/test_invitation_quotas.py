@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tests for the invitation quotas' SQL (appliance.synapse_module.externals.store) on SQLite:
 the sliding window, the honesty of retry_after_ms, and the pending invitation kept."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The fast tier of who may read whose profile: the module's check called directly, with the
 rooms each user is in as Synapse would give them (tests/test_profiles.py does it over HTTP)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The room kinds' pure rules: creation plans and state changes, without Synapse."""
 
 from __future__ import annotations

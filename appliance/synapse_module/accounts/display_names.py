@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Display names that cannot lie, on every path Synapse offers to change one.
 
 A display name is derived from the account's address at registration ("Pierre Dupont

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The allowlist of email domains, kept in Synapse's database and mirrored in every process.
 
 Two module tables live beside Synapse's own, so one backup holds them and every worker reads

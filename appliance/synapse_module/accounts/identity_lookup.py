@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Tchap's domain lookup: ``GET /_matrix/identity/api/v1/info?medium=email&address=...``.
 
 Tchap clients ask it before registering, to learn which homeserver an address belongs to.

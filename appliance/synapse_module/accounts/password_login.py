@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Password sign-in for externals only, when agents sign in through single sign-on.
 
 With ``auth.password_login: false`` (only allowed with ``auth.oidc``), the rendered

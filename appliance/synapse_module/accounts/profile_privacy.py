@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Who may learn that an account exists, through its profile.
 
 * Anonymous callers: nothing.  homeserver.yaml sets ``require_auth_for_profile_requests``, so

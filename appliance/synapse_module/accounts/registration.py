@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Registration policy: who may register or bind an email address, and the identity they get.
 
 Synapse calls these callbacks (contracts as in Synapse 1.163's module API, checked against its

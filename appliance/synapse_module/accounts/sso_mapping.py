@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Single sign-on (OpenID Connect): who the provider's user becomes on this server.
 
 Synapse loads :class:`AgentMappingProvider` as the ``user_mapping_provider`` of the appliance's

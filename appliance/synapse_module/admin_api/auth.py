@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The one rule of every appliance admin endpoint: the caller is a Synapse server admin."""
 
 from __future__ import annotations

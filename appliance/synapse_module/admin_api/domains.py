@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Admin endpoints for the allowlist: ``/_synapse/client/appliance/v1/domains[/<entry>]``.
 
 ``GET    .../domains``           a page of the entries, in order (see below)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Admin endpoints for the console's view of email invitations (server-admin token required).
 
 ``GET /_synapse/client/appliance/v1/invitations``, newest first:

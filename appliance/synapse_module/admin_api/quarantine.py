@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Admin endpoint listing refused files: ``GET /_synapse/client/appliance/v1/quarantine``.
 
 Query: ``from`` (offset, default 0) and ``limit`` (1-1000, default 100), as in Synapse's own

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Query-string arguments of the module's endpoints, each refusal a 400 ``M_INVALID_PARAM``
 that names the argument and says what it must be."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Which users make up one page of the admin user list: user IDs in order, by keyset.
 
 A page starts strictly after (or, going back, strictly before) a user ID and nothing is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The details of one page of the admin user list, read by user from Synapse's tables.
 
 A page is a few dozen users: each table (users, profiles, user_threepids, user_ips, the

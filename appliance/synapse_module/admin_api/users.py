@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Admin endpoint for the console's user list: ``GET /_synapse/client/appliance/v1/users``.
 
 Query:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The agents' directory (``/user_directory/search``): agents find everyone, externals only
 the people they share a room with.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The identity service's ed25519 key, kept in Synapse's database.
 
 Every ``m.room.third_party_invite`` event carries the public key of the identity service that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The identity service that standard clients and Synapse need for email invitations.
 
 A client invites by email with ``POST /rooms/{id}/invite {id_server, id_access_token, medium,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The invitation mail and the page its link opens, in French and English.
 
 The templates live with Synapse's other mails (``templates/synapse/email/``, rendered into

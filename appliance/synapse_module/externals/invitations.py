@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Email invitations: who may invite which address where, and what happens to an invitation.
 
 An invitation comes in through either door, with the same rules and the same effects:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Invitation by email without a standard client's identity-server dance, and its mailed page.
 
 ``POST /_synapse/client/appliance/v1/invite_external`` with the agent's own access token and

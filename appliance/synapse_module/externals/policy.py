@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Externals: who they are, and what happens when an invited one registers.
 
 An external is an account registered with an address whose domain is not on the allowlist,

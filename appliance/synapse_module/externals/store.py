@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The module's record of externals and of the email invitations waiting for their person.
 
 Two tables in Synapse's database, beside its own (one backup holds everything):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Upload-time antivirus: every file Synapse stores is streamed to clamd before anyone gets it.
 
 Synapse calls `check_media_file_for_spam` for local uploads, remote media, thumbnails and URL

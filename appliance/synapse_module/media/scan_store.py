@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The module's scan tables in Synapse's database: verdicts by content, and the quarantine log.
 
 Synapse owns the data (one backup holds it all, every worker sees it). SQL uses `?`

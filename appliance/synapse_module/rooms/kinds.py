@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The four kinds of rooms and the rules each keeps, as pure functions over a room's state.
 
 Rooms speak Tchap's state event ``im.vector.room.access_rules`` so that Tchap's clients work

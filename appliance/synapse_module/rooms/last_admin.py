@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A room never loses its last administrator (as Tchap's manage-last-admin).
 
 When a local member with power 100 (or a room version 12 creator, whose power is unlimited)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The room rules, enforced server-side whatever a client sends (kinds in :mod:`.kinds`).
 
 * ``on_create_room`` runs first, before anything is written: it decides every state event the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's fast tier: the Flask app built by `create_app(test_config)` in a temporary
 directory, without the running appliance (the pattern of Flask's own tutorial, flaskr).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Every route of the console, read from the app's own URL map (so a page added tomorrow is
 covered without touching this file): anonymous requests get the login page, never content, and
 a POST without a CSRF token is refused on every POST route, even for a logged-in operator.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's forms at the edges of its policy values (admin_console/policy.py): one short of
 a limit is refused with its reason and nothing done, the limit itself is accepted. Also the one
 place those values must agree with outside the console: Synapse's password policy."""

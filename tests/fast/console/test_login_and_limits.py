@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's login, CSRF, cookies, headers and session limits, through Flask's test client
 (fast tier: no service runs)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Operators, the login lockout, the audit log and its CSV export, and the two languages
 (fast tier: no service runs)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The Synapse service token is read by the console's Synapse client only, and the health page,
 which probes Synapse on its own, sends it nowhere (a tiny real HTTP server stands for Synapse)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Logins end on the server: a copy of the session cookie (a thief's) stops working when the
 login it belongs to is ended by logout, a password change, the operator's removal or a limit.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The module's fast tier: its Synapse callbacks called directly, without starting any service.
 
 The module API is a ``Mock(spec=ModuleApi)``: reading or calling anything Synapse's ModuleApi

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The allowlist each process decides with (accounts/domain_store.py), on Synapse's schema.
 
 The contract under test (DomainStore's docstring): seeded once from the config, then the

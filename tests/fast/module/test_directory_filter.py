@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The directory's callback (directory/user_search.py), as Synapse calls it once per search
 result: agents find everyone, an external only the people they share a room with.  Synapse's
 store stands for a worker's (only its names exist), answering which rooms each user is in."""

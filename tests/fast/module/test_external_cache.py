@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Externals and agents across processes (module/externals/policy.py): a worker never keeps an
 account as an agent while another process may still be recording it as an external."""
 

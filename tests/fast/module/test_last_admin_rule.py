@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The last-administrator rule (rooms/last_admin.py) on real Synapse events of real room
 versions, without a server: who is raised, and what the callback sends in whose name.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """One routine makes the module's tables (module_tables.ModuleTables), for every store, on the
 process that runs background tasks only; and every transaction function follows Synapse's
 storage conventions (``_txn``, a ``desc`` naming the module's method)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The registration policy's callbacks (accounts/registration.py), called as Synapse calls them,
 with the real allowlist and invitations on Synapse's schema.
 

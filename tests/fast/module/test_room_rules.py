@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The room rules' callbacks (rooms/rules.py), called as Synapse calls them: createRoom bodies
 as clients send them, and real Synapse events against real room-state maps.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """The reaches into Synapse (synapse_internals.py) against Synapse's real schema and classes:
 what the start-up check compares with is what this Synapse really has, and each reach works
 on a worker's store as on the main process's."""
