@@ -17,6 +17,9 @@ from appliance.antivirus.clamd import ClamdClient
 from appliance.config.layout import Layout
 from appliance.evaluation.lifecycle import EvaluationAppliance
 
+# The network of appliances for the federation tests (started only by tests that use it).
+pytest_plugins = ["federation_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def appliance(tmp_path_factory) -> EvaluationAppliance:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.synapse_module.federation.peers import FederationConfig, parse_federation
 
-_KNOWN_KEYS = {"allowed_domains", "clamd", "externals"}
+_KNOWN_KEYS = {"allowed_domains", "clamd", "externals", "federation"}
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
@@ -41,6 +42,8 @@ class ModuleConfig:
     allowed_domains: tuple[str, ...]
     clamd: ClamdConfig
     invitation_limits: InvitationLimits = InvitationLimits()
+    # No federation unless the rendered config says otherwise.
+    federation: FederationConfig = FederationConfig()
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -120,4 +123,5 @@ def parse_module_config(raw: object) -> ModuleConfig:
         allowed_domains=_parse_domains(raw.get("allowed_domains", [])),
         clamd=_parse_clamd(raw.get("clamd")),
         invitation_limits=_parse_externals(raw.get("externals")),
+        federation=parse_federation(raw.get("federation")),
     )

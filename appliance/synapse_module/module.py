@@ -37,6 +37,8 @@ from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peers import Network
+from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
 from appliance.synapse_module.module_tables import ModuleTables
@@ -73,7 +75,8 @@ class ApplianceModule:
             store.start()
 
         allowlist = domains.current
-        directory = ExternalDirectory(api, externals)
+        network = Network(config.federation, api.server_name)
+        directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
         invitations = Invitations(
             api, externals, directory, allowlist, key, mail, config.invitation_limits
@@ -91,6 +94,8 @@ class ApplianceModule:
             # rooms and the directory
             RoomRules(api, directory, invitations, key),
             DirectoryFilter(api, directory, internals),
+            # federation: users and rooms of other servers
+            FederationRules(api, network, directory),
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints

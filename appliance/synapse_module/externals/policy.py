@@ -29,6 +29,7 @@ from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 from appliance.addresses.identity import EXTERNAL_MARKER
 from appliance.synapse_module.accounts.registration import AllowlistSource, decide
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peers import Network
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,19 @@ class ExternalDirectory:
     registered, so a user ID asked about before that must be asked again.
     """
 
-    def __init__(self, api: ModuleApi, store: ExternalStore) -> None:
+    def __init__(
+        self, api: ModuleApi, store: ExternalStore, network: Network | None = None
+    ) -> None:
         self._api = api
         self._store = store
+        # Users of other servers are judged by their server's role in the federation.
+        self._network = network
         self._externals: set[str] = set()
         self._agents: OrderedDict[str, None] = OrderedDict()
 
     async def is_external(self, user_id: str) -> bool:
+        if self._network is not None and not self._api.is_mine(user_id):
+            return self._network.judged_external(user_id)
         if user_id in self._externals:
             return True
         if user_id in self._agents:

@@ -31,6 +31,7 @@ from appliance.synapse_module.externals.invitations import (
     Invitations,
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
+from appliance.synapse_module.federation.peers import REMOTE_LEVEL
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
@@ -154,6 +155,11 @@ class RoomRules:
             raise RoomRuleError(EXTERNALS_NOT_CREATORS)
         if externals & users_in(plan.power_levels):
             raise RoomRuleError(EXTERNALS_LEVEL)
+        # Members of other servers never hold power here: their events over federation are
+        # not checked by this module (README, "A network of appliances").
+        remote = {user for user in named if not self._api.is_mine(user)}
+        if remote & {*plan.additional_creators, *users_in(plan.power_levels)}:
+            raise RoomRuleError(REMOTE_LEVEL)
         invited = externals & set(plan.invitees)
         if invited and plan.kind is RoomKind.FORUM:
             raise RoomRuleError(EXTERNALS_NO_FORUMS)
@@ -162,7 +168,7 @@ class RoomRules:
         for address in plan.email_invitees:
             if problem := self._invitations.address_problem(address, plan.kind):
                 raise RoomRuleError(problem)
-        if invited and plan.preset == TRUSTED_PRIVATE_CHAT:
+        if (invited or remote) and plan.preset == TRUSTED_PRIVATE_CHAT:
             # An agent may start a direct chat with an external, who must not become one of
             # its creators (with unlimited power).
             return plan.with_preset(PRIVATE_CHAT)
@@ -231,7 +237,9 @@ class RoomRules:
         if problem := users_default_problem(event.content):
             return problem
         raised = raised_users(state.content(POWER_LEVELS), event.content)
-        return EXTERNALS_LEVEL if await self._directory.externals_among(raised) else None
+        if await self._directory.externals_among(raised):
+            return EXTERNALS_LEVEL
+        return REMOTE_LEVEL if any(not self._api.is_mine(user) for user in raised) else None
 
     async def _member(self, event: EventBase, state: RoomState) -> str | None:
         membership = event.content.get("membership")
