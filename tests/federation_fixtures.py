@@ -6,7 +6,8 @@ by the same code as ``make up`` (`SideSynapse`) with ``federation.mode: closed``
 
 * ``agents_a`` on 127.0.0.2 and ``agents_b`` on 127.0.0.3, two public bodies (their own
   allowed domains), peers of each other with the role ``agents``;
-* ``externals`` on 127.0.0.4, the network's externals' server (role ``externals``);
+* ``externals`` on 127.0.0.4, the network's externals' server (role ``externals``), whose
+  users are externals invited by email by its staff (the only agents it registers);
 * ``outsider`` on 127.0.0.5, a server that lists the others as peers but that none of them
   lists: what any Matrix server on the Internet is to the network.
 
@@ -208,7 +209,8 @@ def _plans() -> list[Plan]:
     specs = [
         ("agents_a", "127.0.0.2", "agents", ("ac-paris.fr",)),
         ("agents_b", "127.0.0.3", "agents", ("ac-lyon.fr",)),
-        ("externals", "127.0.0.4", "externals", ("partner.example",)),
+        # Its only agents are its staff: everyone else gets an account by invitation.
+        ("externals", "127.0.0.4", "externals", ("staff.example",)),
         ("outsider", "127.0.0.5", "agents", ("outside.example",)),
     ]
     return [

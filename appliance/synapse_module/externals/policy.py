@@ -82,6 +82,12 @@ class ExternalDirectory:
                 self._agents.popitem(last=False)
         return False
 
+    def refused_among(self, user_ids: Iterable[str]) -> set[str]:
+        """Users of servers this one does not federate with (never in any of its rooms)."""
+        if self._network is None:
+            return set()
+        return {u for u in user_ids if not self._api.is_mine(u) and self._network.refuses(u)}
+
     async def externals_among(self, user_ids: Iterable[str]) -> set[str]:
         return {user_id for user_id in set(user_ids) if await self.is_external(user_id)}
 

@@ -89,6 +89,9 @@ class Network:
             return Standing.EXTERNAL
         return Standing.REFUSED
 
+    def refuses(self, user_id: str) -> bool:
+        return self.standing(user_id) is Standing.REFUSED
+
     def judged_external(self, user_id: str) -> bool:
         """For a user of another server: anyone but an agent of an agents peer is an external
         (a refused user too: what slips past the refusals gets the fewest rights)."""

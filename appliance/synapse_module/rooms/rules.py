@@ -31,7 +31,7 @@ from appliance.synapse_module.externals.invitations import (
     Invitations,
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
-from appliance.synapse_module.federation.peers import REMOTE_LEVEL
+from appliance.synapse_module.federation.peers import NOT_A_PEER_USER, REMOTE_LEVEL
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
@@ -150,6 +150,8 @@ class RoomRules:
         if await self._directory.is_external(creator):
             raise RoomRuleError(EXTERNALS_CANNOT_CREATE)
         named = {*plan.invitees, *plan.additional_creators, *users_in(plan.power_levels)}
+        if self._directory.refused_among(named):
+            raise RoomRuleError(NOT_A_PEER_USER)
         externals = await self._directory.externals_among(named)
         if externals & set(plan.additional_creators):
             raise RoomRuleError(EXTERNALS_NOT_CREATORS)
