@@ -26,6 +26,7 @@ from appliance.synapse_module.rooms.kinds import INVITE_ONLY
 from appliance.synapse_module.rooms.rules import (
     EXTERNALS_CANNOT_CREATE,
     EXTERNALS_LEVEL,
+    EXTERNALS_NO_FORUMS,
     EXTERNALS_NOT_IN_PRIVATE,
 )
 
@@ -175,6 +176,20 @@ def test_a_direct_chat_with_a_peers_agent_makes_no_remote_creator(people):
     assert alice.joined_members(room) == sorted([alice.user_id, bob.user_id])
 
 
+def test_a_remote_member_of_a_direct_chat_cannot_bring_a_third_person(people, network):
+    # The third person's invite would be made on bob's server, out of this module's sight:
+    # bob has no power in alice's direct chat, so his own server's auth rules refuse it.
+    alice, bob = people["alice"], people["bob"]
+    carol = network.agents_a.person(f"{unique('carol')}@ac-paris.fr")
+    room = alice.new_room(preset="trusted_private_chat", is_direct=True, invite=[bob.user_id])
+    assert join_when_invited(bob, room).status_code == 200
+    response = bob.invite(room, carol.user_id)
+    assert response.status_code == 403, response.text
+    assert membership(alice, room, carol.user_id) is None
+    assert room not in invites_of(carol)
+    assert alice.joined_members(room) == sorted([alice.user_id, bob.user_id])
+
+
 def test_a_remote_member_cannot_open_a_private_room_from_their_server(people, network):
     # bob is a moderator of a room on B; alice of A joins it: B's own rules keep its kind.
     alice, bob = people["alice"], people["bob"]
@@ -220,13 +235,18 @@ def test_an_external_of_the_externals_server_is_refused_in_a_private_room(people
     assert set(alice.joined_rooms()) == before
 
 
-def test_an_external_of_the_externals_server_cannot_join_a_forum(people, network):
-    alice, eve = people["alice"], people["eve"]
+def test_no_user_of_the_externals_server_joins_a_forum(people, network):
+    alice, eve, sam = people["alice"], people["eve"], people["sam"]
     forum = alice.new_room(preset="public_chat", visibility="public", name=unique("Forum"))
     path = f"/_matrix/client/v3/join/{_path_part(forum)}"
-    response = eve.call("POST", path, {}, params={"server_name": network.agents_a.server_name})
-    assert response.status_code == 403, response.text
-    assert membership(alice, forum, eve.user_id) is None
+    params = {"server_name": network.agents_a.server_name}
+    # eve is an external on her own server, which stops her there.
+    assert refusal(eve.call("POST", path, {}, params=params)) == REMOTE_ROOM_BY_INVITATION
+    # sam is an agent on his own server, which lets him ask: alice's server refuses the
+    # make_join (its room rules judge the join it would template).
+    assert refusal(sam.call("POST", path, {}, params=params)) == EXTERNALS_NO_FORUMS
+    for user in (eve.user_id, sam.user_id):
+        assert membership(alice, forum, user) is None
     assert alice.joined_members(forum) == [alice.user_id]
 
 
