@@ -176,6 +176,10 @@ class Plan:
     def server_name(self) -> str:
         return f"{self.address}:{self.port}"
 
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}/"
+
 
 @dataclass
 class Server:
@@ -222,8 +226,10 @@ def _plans() -> list[Plan]:
 def _peer(plan: Plan) -> dict:
     return {
         "server_name": plan.server_name,
-        "base_url": f"http://127.0.0.1:{plan.client_port}/",
+        "base_url": plan.base_url,
         "role": plan.role,
+        # The domains whose agents it holds: every appliance's /info sends them there.
+        "domains": list(plan.allowed_domains) if plan.role == "agents" else [],
     }
 
 
@@ -234,7 +240,7 @@ def _settings(
     return evaluation_settings(
         state_dir,
         server_name=plan.server_name,
-        public_baseurl=f"http://127.0.0.1:{plan.client_port}/",
+        public_baseurl=plan.base_url,
         synapse={"listen": {"port": plan.client_port}},
         clamav={"listen": {"port": clamd_port}},
         registration={"allowed_domains": list(plan.allowed_domains)},

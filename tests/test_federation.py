@@ -15,6 +15,8 @@ from collections.abc import Callable
 import pytest
 from matrix_helpers import OPEN_TO_EXTERNALS, Person, _path_part, refusal
 
+from appliance.synapse_module.accounts.identity_lookup import NEEDS_INVITE
+from appliance.synapse_module.externals.invitations import PEER_ADDRESS
 from appliance.synapse_module.federation.peers import (
     EXTERNAL_INVITED_INTO_PRIVATE,
     INVITE_INTO_PRIVATE,
@@ -305,6 +307,52 @@ def test_a_local_external_is_kept_out_of_a_peers_private_room(people, network):
     assert bob.invite(open_room, xavier.user_id).status_code == 200
     assert join_when_invited(xavier, open_room).status_code == 200
     assert bob.joined_members(open_room) == sorted([bob.user_id, xavier.user_id])
+
+
+# --- an address belongs to one server ---------------------------------------------------------
+
+
+def test_info_sends_every_address_to_the_server_that_owns_its_domain(network):
+    a, b, e = network.agents_a, network.agents_b, network.externals
+    for server in (a, b, e):
+        for owner, address in ((a, "jean.dupont@ac-paris.fr"), (b, "marie.curie@ac-lyon.fr")):
+            response = server.client.identity_info(address)
+            assert response.status_code == 200, response.text
+            if owner is server:
+                assert response.json() == {"hs": owner.server_name}
+            else:
+                assert response.json() == {
+                    "hs": owner.server_name,
+                    "base_url": owner.plan.base_url,
+                }
+    # An address of no server's domain: an invitation, on the network's externals' server.
+    response = a.client.identity_info("paul@elsewhere.example")
+    assert response.json() == {
+        "hs": e.server_name,
+        "base_url": e.plan.base_url,
+        "requires_invite": True,
+        "reason": "the domain elsewhere.example belongs to no server of the network: "
+        + NEEDS_INVITE,
+    }
+
+
+def test_an_address_of_a_peer_registers_only_on_that_peer(people, network):
+    a, alice = network.agents_a, people["alice"]
+    address = f"{unique('lucie')}@ac-lyon.fr"
+    response = a.client.request_token("register", address)
+    assert response.status_code == 403, response.text
+    assert response.json()["errcode"] == "M_THREEPID_DENIED"
+    # Nor through an invitation by email: the address has (or will have) its account on its
+    # own server, which the refusal names.
+    room = alice.new_room(preset="private_chat", initial_state=OPEN_TO_EXTERNALS)
+    expected = PEER_ADDRESS.format(address=address, server=network.agents_b.server_name)
+    assert refusal(alice.invite_by_email(room, address)) == expected
+    assert a.client.request_token("register", address).status_code == 403
+    assert a.client.mails_to(address) == []
+    assert [key for key in alice.state(room) if key[0] == "m.room.third_party_invite"] == []
+    # On its own server, the same address registers.
+    lucie = network.agents_b.person(address)
+    assert lucie.user_id.endswith(":" + network.agents_b.server_name)
 
 
 # --- a server that is not a peer ------------------------------------------------------------

@@ -19,6 +19,7 @@ from appliance.synapse_module.federation.peers import FederationConfig, Peer
 
 PRODUCTION = {
     "mode": "production",
+    "registration": {"allowed_domains": ["ac-paris.fr"]},
     "server_name": "ac-paris.fr",
     "public_baseurl": "https://matrix.ac-paris.fr/",
     "clamav": {"signatures": "freshclam"},
@@ -26,7 +27,12 @@ PRODUCTION = {
     "mail": {"smtp_host": "smtp.ac-paris.fr", "run_local_sink": False},
 }
 PEERS = [
-    {"server_name": "ac-lyon.fr", "base_url": "https://matrix.ac-lyon.fr", "role": "agents"},
+    {
+        "server_name": "ac-lyon.fr",
+        "base_url": "https://matrix.ac-lyon.fr",
+        "role": "agents",
+        "domains": ["ac-lyon.fr", "*.Lyon.gouv.fr"],
+    },
     {
         "server_name": "e.example.org:8448",
         "base_url": "https://e.example.org/",
@@ -91,7 +97,15 @@ def test_production_defaults_to_closed_federation_with_the_listed_peers(tmp_path
     assert resources(listener) == {"client", "federation"}
     assert module_federation(config) == FederationConfig(
         mode="closed",
-        peers=(Peer("ac-lyon.fr", "agents"), Peer("e.example.org:8448", "externals")),
+        peers=(
+            Peer(
+                "ac-lyon.fr",
+                "agents",
+                "https://matrix.ac-lyon.fr/",
+                ("ac-lyon.fr", "*.lyon.gouv.fr"),
+            ),
+            Peer("e.example.org:8448", "externals", "https://e.example.org/"),
+        ),
     )
     assert "listen 0.0.0.0:8448 ssl http2" in files["nginx/appliance.conf.j2"]
     assert ", 8448 } accept" in files["nftables/nftables.conf.j2"]
@@ -171,6 +185,20 @@ def test_evaluation_federation_is_served_by_synapse_over_tls_with_the_networks_c
         (
             {"peers": [{"server_name": "ac-paris.fr", "base_url": "https://x", "role": "agents"}]},
             "federation.peers.0.server_name: this server itself",
+        ),
+        (
+            {"peers": [{**PEERS[1], "domains": ["partner.example"]}]},
+            "federation.peers.0.domains: the externals' server owns no domain",
+        ),
+        (
+            {"peers": [{**PEERS[0], "domains": ["ac-paris.fr"]}]},
+            "federation.peers.0.domains: ac-paris.fr is this server's own "
+            "(registration.allowed_domains): an address belongs to one server",
+        ),
+        (
+            {"peers": [{**PEERS[0], "domains": ["*gouv.fr"]}]},
+            "federation.peers.0.domains.0: invalid allowlist entry '*gouv.fr': a wildcard must "
+            "be followed by a dot, as in '*.gouv.fr' (which admits the subdomains of gouv.fr)",
         ),
         ({"mode": "shut"}, "federation.mode: Input should be 'off', 'closed' or 'open'"),
         ({"peer": []}, "federation.peer: unknown key"),

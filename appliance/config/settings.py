@@ -309,6 +309,9 @@ class FederationPeer(_Section):
     # agents: its users are agents of that public body; externals: its users are externals
     # here (the network's server for people invited from outside).
     role: Literal["agents", "externals"]
+    # The email domains whose agents have their accounts on that peer (agents peers): this
+    # server's /_matrix/identity/api/v1/info sends their addresses there.
+    domains: list[DomainEntry] = Field(default_factory=list)
 
     @field_validator("base_url")
     @classmethod
@@ -437,9 +440,19 @@ class Settings(_Section):
                 "federation.mode: open federates with every Matrix server, whose users no rule "
                 "here can tell apart; set federation.i_understand_open_federation: true to insist"
             )
+        own_domains = set(self.registration.allowed_domains)
         for index, peer in enumerate(federation.peers):
             if peer.server_name == self.server_name:
                 raise ValueError(f"federation.peers.{index}.server_name: this server itself")
+            if peer.role == "externals" and peer.domains:
+                raise ValueError(
+                    f"federation.peers.{index}.domains: the externals' server owns no domain"
+                )
+            for domain in own_domains & set(peer.domains):
+                raise ValueError(
+                    f"federation.peers.{index}.domains: {domain} is this server's own "
+                    "(registration.allowed_domains): an address belongs to one server"
+                )
         if self.mode == "production":
             host = self.server_name.rpartition(":")[0] if ":" in self.server_name else ""
             if _is_ip(host or self.server_name):

@@ -79,12 +79,19 @@ class ApplianceModule:
         directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
         invitations = Invitations(
-            api, externals, directory, allowlist, key, mail, config.invitation_limits
+            api,
+            externals,
+            directory,
+            allowlist,
+            key,
+            mail,
+            config.invitation_limits,
+            network=network,
         )
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
-            RegistrationPolicy(api, allowlist, invitations.standing),
-            IdentityInfoResource(api, allowlist),
+            RegistrationPolicy(api, allowlist, invitations.standing, network.owner_of),
+            IdentityInfoResource(api, allowlist, network),
             # externals and email invitations (an invitation lets its address register)
             ExternalRegistration(api, directory, allowlist, invitations.complete_for),
             invitations,

@@ -18,8 +18,15 @@ from typing import Literal
 
 from synapse.module_api.errors import ConfigError
 
+from appliance.addresses.domain_allowlist import (
+    DomainAllowlist,
+    InvalidDomainEntry,
+    normalise_domain_entry,
+)
+
 MODES = ("off", "closed", "open")
 ROLES = ("agents", "externals")
+_PEER_KEYS = {"server_name", "role", "base_url", "domains"}
 
 # Refusals (403 M_FORBIDDEN), as Synapse hands them to the client or the other server.
 NOT_A_PEER_USER = "This server federates only with its peers: users of other servers are refused"
@@ -47,6 +54,8 @@ class Standing(enum.Enum):
 class Peer:
     server_name: str
     role: Literal["agents", "externals"]
+    base_url: str = ""  # its public URL for clients
+    domains: tuple[str, ...] = ()  # the email domains whose agents it holds (agents peers)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,21 @@ class Network:
         self.mode = config.mode
         self.own = own_server_name
         self._roles = {peer.server_name: peer.role for peer in config.peers}
+        self._owners = [
+            (peer, DomainAllowlist(peer.domains)) for peer in config.peers if peer.domains
+        ]
+        self.externals_server = next(
+            (peer for peer in config.peers if peer.role == "externals"), None
+        )
+
+    def owner_of(self, email_domain: str) -> Peer | None:
+        """The peer whose agents have addresses of this (normalised) domain, if any."""
+        if self.mode == "off":
+            return None
+        for peer, domains in self._owners:
+            if domains.matching_entry(email_domain) is not None:
+                return peer
+        return None
 
     def is_peer(self, server_name: str) -> bool:
         return self.mode != "off" and server_name in self._roles
@@ -119,11 +143,26 @@ def parse_federation(raw: object) -> FederationConfig:
 
 def _parse_peer(entry: object, index: int) -> Peer:
     where = ("federation", "peers", str(index))
-    if not isinstance(entry, dict) or set(entry) != {"server_name", "role"}:
+    if not isinstance(entry, dict) or not {"server_name", "role"} <= set(entry):
         raise ConfigError("must be a mapping with server_name and role", path=where)
+    unknown = sorted(set(entry) - _PEER_KEYS)
+    if unknown:
+        raise ConfigError("unknown key", path=(*where, unknown[0]))
     server_name, role = entry["server_name"], entry["role"]
     if not isinstance(server_name, str) or not server_name or server_name.startswith(":"):
         raise ConfigError("must be a server name", path=(*where, "server_name"))
     if role not in ROLES:
         raise ConfigError(f"must be one of {', '.join(ROLES)}", path=(*where, "role"))
-    return Peer(server_name=server_name, role=role)
+    base_url = entry.get("base_url", "")
+    if not isinstance(base_url, str):
+        raise ConfigError("must be a URL", path=(*where, "base_url"))
+    raw_domains = entry.get("domains") or []
+    if not isinstance(raw_domains, list):
+        raise ConfigError("must be a list of domains", path=(*where, "domains"))
+    domains = []
+    for position, domain in enumerate(raw_domains):
+        try:
+            domains.append(normalise_domain_entry(str(domain)))
+        except InvalidDomainEntry as error:
+            raise ConfigError(str(error), path=(*where, "domains", str(position))) from None
+    return Peer(server_name, role, base_url, tuple(domains))
