@@ -7,6 +7,7 @@ acknowledgement.  Every problem is refused with the key's path.
 
 from __future__ import annotations
 
+import json
 import pytest
 from federation_fixtures import CertificateAuthority
 from synapse.config.homeserver import HomeServerConfig
@@ -107,6 +108,12 @@ def test_production_defaults_to_closed_federation_with_the_listed_peers(tmp_path
             Peer("e.example.org:8448", "externals", "https://e.example.org/"),
         ),
     )
+    console = json.loads(files["console/console.json.j2"])
+    assert console["FEDERATION_MODE"] == "closed"
+    assert [(p["server_name"], p["role"]) for p in console["FEDERATION_PEERS"]] == [
+        ("ac-lyon.fr", "agents"),
+        ("e.example.org:8448", "externals"),
+    ]
     assert "listen 0.0.0.0:8448 ssl http2" in files["nginx/appliance.conf.j2"]
     assert ", 8448 } accept" in files["nftables/nftables.conf.j2"]
     # Invitations carry the room's access rule to other appliances.

@@ -1,0 +1,5 @@
+"""Federation: the peers of this appliance's network and their health as Synapse sees it."""
+
+from admin_console.federation.views import bp
+
+__all__ = ["bp"]
