@@ -63,16 +63,16 @@ class IdentityInfoResource(DirectServeJsonResource):
 
     def _elsewhere(self, domain: str, reason: str) -> dict:
         """The answer for an address of a domain this server does not hold."""
-        network = self._network
-        owner = network.owner_of(domain) if network is not None else None
-        if owner is not None:
+        here = {"hs": self._api.server_name, "requires_invite": True, "reason": reason}
+        if self._network is None:
+            return here
+        if owner := self._network.owner_of(domain):
             return {"hs": owner.server_name, "base_url": owner.base_url}
-        externals = network.externals_server if network is not None else None
-        if externals is not None and network.mode != "off":
+        if externals := self._network.externals_server:
             reason = f"the domain {domain} belongs to no server of the network: {NEEDS_INVITE}"
             server = {"hs": externals.server_name, "base_url": externals.base_url}
             return {**server, "requires_invite": True, "reason": reason}
-        return {"hs": self._api.server_name, "requires_invite": True, "reason": reason}
+        return here
 
 
 def _query_value(request: SynapseRequest, name: str) -> str:

@@ -81,9 +81,12 @@ class Network:
         self._owners = [
             (peer, DomainAllowlist(peer.domains)) for peer in config.peers if peer.domains
         ]
-        self.externals_server = next(
-            (peer for peer in config.peers if peer.role == "externals"), None
-        )
+        self._externals = next((peer for peer in config.peers if peer.role == "externals"), None)
+
+    @property
+    def externals_server(self) -> Peer | None:
+        """The network's server for externals, if it has one (and federation is on)."""
+        return self._externals if self.mode != "off" else None
 
     def owner_of(self, email_domain: str) -> Peer | None:
         """The peer whose agents have addresses of this (normalised) domain, if any."""
@@ -134,7 +137,7 @@ def parse_federation(raw: object) -> FederationConfig:
     mode = raw.get("mode", "off")
     if mode not in MODES:
         raise ConfigError(f"must be one of {', '.join(MODES)}", path=("federation", "mode"))
-    peers_raw = raw.get("peers") or []
+    peers_raw = raw.get("peers", [])
     if not isinstance(peers_raw, list):
         raise ConfigError("must be a list", path=("federation", "peers"))
     peers = tuple(_parse_peer(entry, index) for index, entry in enumerate(peers_raw))
@@ -156,7 +159,7 @@ def _parse_peer(entry: object, index: int) -> Peer:
     base_url = entry.get("base_url", "")
     if not isinstance(base_url, str):
         raise ConfigError("must be a URL", path=(*where, "base_url"))
-    raw_domains = entry.get("domains") or []
+    raw_domains = entry.get("domains", [])
     if not isinstance(raw_domains, list):
         raise ConfigError("must be a list of domains", path=(*where, "domains"))
     domains = []

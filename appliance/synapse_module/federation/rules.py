@@ -22,6 +22,7 @@ exempt here: the federation's limits are the operator's, not a room's.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi
 from synapse.module_api.errors import Codes
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 # The kinds of rooms an external may be in (as the room rules say for local rooms).
 EXTERNALS_ADMITTED = (RoomKind.OPEN, RoomKind.DIRECT)
-Verdict = str | tuple[Codes, dict]
+Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict]
 
 
 def _refused(message: str) -> tuple[Codes, dict]:
