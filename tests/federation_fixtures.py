@@ -9,7 +9,8 @@ by the same code as ``make up`` (`SideSynapse`) with ``federation.mode: closed``
 * ``externals`` on 127.0.0.4, the network's externals' server (role ``externals``), whose
   users are externals invited by email by its staff (the only agents it registers);
 * ``outsider`` on 127.0.0.5, a server that lists the others as peers but that none of them
-  lists: what any Matrix server on the Internet is to the network.
+  lists: what any Matrix server on the Internet is to the network;
+* ``down``, a peer on 127.0.0.6 that every member lists and that never starts.
 
 Server names are IP literals with a port (no DNS, no .well-known); each server serves
 federation over TLS with a certificate from a certificate authority made here, which every
@@ -207,6 +208,8 @@ class Network:
     agents_b: Server
     externals: Server
     outsider: Server
+    # A peer every member lists but that never runs: a peer that is down.
+    down: Plan
 
 
 def _plans() -> list[Plan]:
@@ -216,6 +219,7 @@ def _plans() -> list[Plan]:
         # Its only agents are its staff: everyone else gets an account by invitation.
         ("externals", "127.0.0.4", "externals", ("staff.example",)),
         ("outsider", "127.0.0.5", "agents", ("outside.example",)),
+        ("down", "127.0.0.6", "agents", ("down.example",)),
     ]
     return [
         Plan(key, address, role, domains, free_port_on(address), free_port())
@@ -257,11 +261,12 @@ def _settings(
 
 @pytest.fixture(scope="session")
 def network(appliance, tmp_path_factory):
-    """Four servers federating over TLS on loopback (see the module docstring)."""
+    """Four servers federating over TLS on loopback, and a listed peer that is down (see the
+    module docstring)."""
     ca = CertificateAuthority.create(tmp_path_factory.mktemp("federation-ca"))
     clamd_port = appliance.settings.clamav.listen.port
-    plans = _plans()
-    members = [plan for plan in plans if plan.key != "outsider"]
+    *plans, down = _plans()
+    members = [plan for plan in plans if plan.key != "outsider"] + [down]
     started: dict[str, Server] = {}
     sides: list[SideSynapse] = []
     try:
@@ -278,7 +283,7 @@ def network(appliance, tmp_path_factory):
             client = side.client()
             wait_for_allowlist(client)
             started[plan.key] = Server(plan, side, client, side.admin_token())
-        yield Network(**started)
+        yield Network(**started, down=down)
     finally:
         for side in reversed(sides):
             side.__exit__(None, None, None)

@@ -99,3 +99,34 @@ def test_open_federation_shows_a_permanent_warning(network, tmp_path):
 def test_only_a_listed_peer_can_have_its_back_off_reset(network, tmp_path, target):
     console = console_of(network.agents_a, tmp_path, "closed", rendered_peers(network))
     assert console.post(f"/federation/{target}/reset").status_code == 404
+
+
+def test_a_peer_that_is_down_shows_failing_and_its_back_off_can_be_reset(network, tmp_path):
+    a, down = network.agents_a, network.down
+    alice = a.person("fed-console-alice2@ac-paris.fr")
+    # A to-device message travels in a federation transaction, which backs off on failure
+    # (invites and profile queries ignore the back-off).
+    message = {"messages": {f"@nobody:{down.server_name}": {"*": {"body": "ping"}}}}
+    response = alice.call("PUT", "/_matrix/client/v3/sendToDevice/m.test/fed-console-1", message)
+    assert response.status_code == 200, response.text
+    path = f"/_synapse/admin/v1/federation/destinations/{down.server_name}"
+    wait_for(
+        "Synapse's back-off towards the peer",
+        lambda: a.admin("GET", path).json().get("retry_interval", 0) > 0,
+    )
+
+    console = console_of(a, tmp_path, "closed", rendered_peers(network))
+    page = console.get("/federation/")
+    assert health_of(page, down.server_name) == "failing"
+    reset_form = f'action="/federation/{down.server_name}/reset"'
+    assert reset_form in page
+    before = a.admin("GET", path).json()["retry_last_ts"]
+    response = console.post(f"/federation/{down.server_name}/reset")
+    assert response.status_code == 302
+    # Synapse forgot its back-off and tried at once (the peer is still down: it may already
+    # have failed again, later than before).
+    after = a.admin("GET", path).json()["retry_last_ts"]
+    assert after == 0 or after > before
+    page = console.get("/federation/")
+    assert f"Synapse will try {down.server_name} again at once." in page
+    assert "federation.reset" in console.get("/audit/")

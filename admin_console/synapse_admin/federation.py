@@ -25,6 +25,13 @@ class Destination:
         return self.failure_ts is not None or self.retry_interval > 0
 
     @property
+    def status(self) -> str:
+        """failing, ok (a transaction went through), or never (none yet)."""
+        if self.failing:
+            return "failing"
+        return "never" if self.last_successful_stream_ordering is None else "ok"
+
+    @property
     def next_retry_ts(self) -> int | None:
         return self.retry_last_ts + self.retry_interval if self.retry_interval else None
 
