@@ -8,11 +8,14 @@ acknowledgement.  Every problem is refused with the key's path.
 from __future__ import annotations
 
 import json
+import socket
+
 import pytest
 from federation_fixtures import CertificateAuthority
 from synapse.config.homeserver import HomeServerConfig
 
 from appliance.config.layout import Layout
+from appliance.config.preflight import check_ports
 from appliance.config.render import render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import SettingsError, parse_settings
@@ -232,3 +235,18 @@ def test_production_refuses_an_ip_literal_server_name():
     assert problems({**PRODUCTION, "server_name": "192.0.2.1:8448"}) == [
         "server_name: production mode needs a DNS name"
     ]
+
+
+def test_a_taken_federation_port_stops_make_up_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listen = {"bind_address": "127.0.0.1", "port": port}
+        tls = {"certificate": "/c", "private_key": "/k"}
+        settings = parse_settings({"federation": {"mode": "closed", "listen": listen, **tls}}, "t")
+        problem = (
+            f"federation.listen.port: port {port} on 127.0.0.1 is already in use by another program"
+        )
+        assert problem in check_ports(settings, {"synapse"})
+        assert problem not in check_ports(parse_settings({}, "t"), {"synapse"})
