@@ -204,6 +204,28 @@ def test_a_remote_member_cannot_open_a_private_room_from_their_server(people, ne
     assert alice.state(room)[("m.room.join_rules", "")]["join_rule"] == "invite"
 
 
+def test_an_agent_lists_and_joins_a_forum_of_a_peer(people, network):
+    alice, bob = people["alice"], people["bob"]
+    name = unique("Paris forum")
+    forum = alice.new_room(preset="public_chat", visibility="public", name=name)
+    body = {"limit": 100, "filter": {"generic_search_term": name}}
+    params = {"server": network.agents_a.server_name}
+
+    def listed() -> list[dict]:
+        response = bob.call("POST", "/_matrix/client/v3/publicRooms", body, params=params)
+        assert response.status_code == 200, response.text
+        return [room for room in response.json()["chunk"] if room["room_id"] == forum]
+
+    (entry,) = wait_for("the forum in A's directory, seen from B", listed)
+    assert entry["name"] == name and entry["join_rule"] == "public"
+    path = f"/_matrix/client/v3/join/{_path_part(forum)}"
+    assert bob.call("POST", path, {}, params={"server_name": params["server"]}).status_code == 200
+    assert bob.send_text(forum, "hello Paris").status_code == 200
+    wait_for("bob's message on A", lambda: (bob.user_id, "hello Paris") in texts(alice, forum))
+    assert alice.joined_members(forum) == sorted([alice.user_id, bob.user_id])
+    assert bob.user_id not in alice.state(forum)[("m.room.power_levels", "")].get("users", {})
+
+
 # --- the externals' server ------------------------------------------------------------------
 
 
