@@ -252,6 +252,7 @@ def _settings(
             "mode": "closed",
             "peers": [_peer(peer) for peer in peers],
             "ca_certificates": [str(ca.certificate_file)],
+            "domains_refresh_seconds": 2,
             "listen": {"bind_address": plan.address, "port": plan.port},
             "certificate": str(certificate),
             "private_key": str(private_key),

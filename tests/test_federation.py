@@ -358,6 +358,29 @@ def test_info_sends_every_address_to_the_server_that_owns_its_domain(network):
     }
 
 
+def test_a_domain_added_live_on_one_server_reaches_the_others_info(network):
+    a, b = network.agents_a, network.agents_b
+    domain = f"{unique('new')}.example"
+    address = f"jeanne@{domain}"
+    assert b.client.identity_info(address).json()["hs"] == network.externals.server_name
+    response = a.admin("PUT", f"/_synapse/client/appliance/v1/domains/{domain}", {})
+    assert response.status_code in (200, 201), response.text
+    # What A publishes for its peers...
+    published = a.client.get("/_synapse/client/appliance/v1/network/domains").json()
+    assert published["server_name"] == a.server_name and domain in published["domains"]
+    # ...reaches B's answer (fetched every 2 s in these tests, 30 s by default).
+    wait_for(
+        "the new domain in B's /info",
+        lambda: b.client.identity_info(address).json().get("hs") == a.server_name,
+        timeout=60,
+    )
+    assert b.client.identity_info(address).json() == {
+        "hs": a.server_name,
+        "base_url": a.plan.base_url,
+    }
+    assert b.client.request_token("register", address).status_code == 403
+
+
 def test_an_address_of_a_peer_registers_only_on_that_peer(people, network):
     a, alice = network.agents_a, people["alice"]
     address = f"{unique('lucie')}@ac-lyon.fr"

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from synapse.module_api.errors import ConfigError
 
+from appliance.synapse_module.federation.peer_domains import published_entries
 from appliance.synapse_module.federation.peers import (
     FederationConfig,
     Network,
@@ -128,3 +129,35 @@ def test_a_bad_module_config_names_its_key(raw, path):
     with pytest.raises(ConfigError) as refused:
         parse_federation(raw)
     assert tuple(refused.value.path) == path
+
+
+def test_what_a_peer_publishes_comes_after_the_settings_and_can_be_forgotten():
+    closed = network("closed")
+    assert closed.owner_of("new.example") is None
+    closed.learn("ac-lyon.fr", ("new.example", "*.lyon.example"))
+    assert closed.owner_of("new.example") == PEERS[0]
+    assert closed.owner_of("a.lyon.example") == PEERS[0]
+    closed.learn("ac-lyon.fr", ())
+    assert closed.owner_of("new.example") is None
+    assert closed.owner_of("ac-lyon.fr") == PEERS[0]  # the settings' list stays
+    assert closed.publishing_peers == (PEERS[0],)  # the externals' server publishes nothing
+    assert network("off").publishing_peers == ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"server_name": "matrix.org", "domains": ["x.example"]},  # another server's answer
+        {"server_name": "ac-lyon.fr", "domains": "x.example"},
+        {"server_name": "ac-lyon.fr"},
+        ["x.example"],
+    ],
+)
+def test_an_answer_that_cannot_be_used_is_refused(body):
+    with pytest.raises(ValueError):
+        published_entries(PEERS[0], body)
+
+
+def test_published_entries_are_normalised_and_bad_ones_skipped():
+    body = {"server_name": "ac-lyon.fr", "domains": ["New.Example", "*gouv.fr", "*.Lyon.fr"]}
+    assert published_entries(PEERS[0], body) == ("new.example", "*.lyon.fr")

@@ -329,6 +329,9 @@ class FederationSettings(_Section):
     mode: Literal["off", "closed", "open"] | None = None
     i_understand_open_federation: bool = False
     peers: list[FederationPeer] = Field(default_factory=list)
+    # How often each agents peer's published domain list is fetched (a domain added on a peer
+    # reaches this server's /_matrix/identity/api/v1/info within two periods).
+    domains_refresh_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     # Certificate authorities (PEM files) trusted for peers' federation certificates beside
     # the system's: a network with its own CA.
     ca_certificates: list[Path] = Field(default_factory=list)

@@ -37,6 +37,7 @@ from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
 from appliance.synapse_module.federation.peers import Network
 from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
@@ -103,6 +104,8 @@ class ApplianceModule:
             DirectoryFilter(api, directory, internals),
             # federation: users and rooms of other servers
             FederationRules(api, network, directory),
+            NetworkDomainsResource(api, allowlist),
+            PeerDomains(api, network, config.federation.domains_refresh_seconds),
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints

@@ -62,6 +62,8 @@ class Peer:
 class FederationConfig:
     mode: Literal["off", "closed", "open"] = "off"
     peers: tuple[Peer, ...] = ()
+    # How often the domain lists agents peers publish are fetched.
+    domains_refresh_seconds: int = 30
 
 
 def server_of(matrix_id: str) -> str | None:
@@ -81,19 +83,38 @@ class Network:
         self._owners = [
             (peer, DomainAllowlist(peer.domains)) for peer in config.peers if peer.domains
         ]
+        self._publishing = tuple(
+            peer for peer in config.peers if peer.role == "agents" and peer.base_url
+        )
         self._externals = next((peer for peer in config.peers if peer.role == "externals"), None)
+        # Domain lists each agents peer publishes (peer_domains.py), beside the settings' own.
+        self._learned: dict[str, DomainAllowlist] = {}
 
     @property
     def externals_server(self) -> Peer | None:
         """The network's server for externals, if it has one (and federation is on)."""
         return self._externals if self.mode != "off" else None
 
+    @property
+    def publishing_peers(self) -> tuple[Peer, ...]:
+        """The agents peers whose domain lists are fetched (those with a base_url)."""
+        return self._publishing if self.mode != "off" else ()
+
+    def learn(self, server_name: str, entries: tuple[str, ...]) -> None:
+        """Replace what the peer published (normalised entries; empty to forget it)."""
+        self._learned[server_name] = DomainAllowlist.from_normalised(entries)
+
     def owner_of(self, email_domain: str) -> Peer | None:
-        """The peer whose agents have addresses of this (normalised) domain, if any."""
+        """The peer whose agents have addresses of this (normalised) domain, if any: the
+        settings' lists first, then what peers publish, in the settings' order."""
         if self.mode == "off":
             return None
         for peer, domains in self._owners:
             if domains.matching_entry(email_domain) is not None:
+                return peer
+        for peer in self._publishing:
+            learned = self._learned.get(peer.server_name)
+            if learned is not None and learned.matching_entry(email_domain) is not None:
                 return peer
         return None
 
@@ -131,9 +152,17 @@ def parse_federation(raw: object) -> FederationConfig:
         return FederationConfig()
     if not isinstance(raw, dict):
         raise ConfigError("must be a mapping", path=("federation",))
-    unknown = sorted(set(raw) - {"mode", "peers"})
+    known = {"mode", "peers", "domains_refresh_seconds"}
+    unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError("unknown key (known: mode, peers)", path=("federation", unknown[0]))
+        raise ConfigError(
+            f"unknown key (known: {', '.join(sorted(known))})", path=("federation", unknown[0])
+        )
+    refresh = raw.get("domains_refresh_seconds", FederationConfig.domains_refresh_seconds)
+    if not isinstance(refresh, int) or isinstance(refresh, bool) or not 1 <= refresh <= 3600:
+        raise ConfigError(
+            "must be a number of seconds (1-3600)", path=("federation", "domains_refresh_seconds")
+        )
     mode = raw.get("mode", "off")
     if mode not in MODES:
         raise ConfigError(f"must be one of {', '.join(MODES)}", path=("federation", "mode"))
@@ -141,7 +170,7 @@ def parse_federation(raw: object) -> FederationConfig:
     if not isinstance(peers_raw, list):
         raise ConfigError("must be a list", path=("federation", "peers"))
     peers = tuple(_parse_peer(entry, index) for index, entry in enumerate(peers_raw))
-    return FederationConfig(mode=mode, peers=peers)
+    return FederationConfig(mode=mode, peers=peers, domains_refresh_seconds=refresh)
 
 
 def _parse_peer(entry: object, index: int) -> Peer:
