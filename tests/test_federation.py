@@ -20,6 +20,7 @@ from appliance.synapse_module.externals.invitations import PEER_ADDRESS
 from appliance.synapse_module.federation.peers import (
     EXTERNAL_INVITED_INTO_PRIVATE,
     INVITE_INTO_PRIVATE,
+    NOT_A_PEER_ROOM,
     NOT_A_PEER_USER,
     REMOTE_LEVEL,
     REMOTE_ROOM_BY_INVITATION,
@@ -444,6 +445,20 @@ def test_an_agent_cannot_join_an_outsiders_forum(people, network):
     # Synapse's allowlist refuses to ask the outsider (a generic answer, from Synapse).
     assert response.status_code == 502, response.text
     assert response.json()["error"] == "Failed to make_join via any server"
+    assert forum not in alice.joined_rooms()
+    assert oscar.joined_members(forum) == [oscar.user_id]
+
+
+def test_an_agent_cannot_join_an_outsiders_room_that_names_its_server(people, network):
+    # Room IDs before version 12 name their server: the module refuses before Synapse asks.
+    alice, oscar = people["alice"], people["oscar"]
+    forum = oscar.new_room(
+        preset="public_chat", visibility="public", name=unique("Old"), room_version="10"
+    )
+    assert forum.endswith(":" + network.outsider.server_name)
+    path = f"/_matrix/client/v3/join/{_path_part(forum)}"
+    response = alice.call("POST", path, {}, params={"server_name": network.outsider.server_name})
+    assert refusal(response) == NOT_A_PEER_ROOM
     assert forum not in alice.joined_rooms()
     assert oscar.joined_members(forum) == [oscar.user_id]
 
