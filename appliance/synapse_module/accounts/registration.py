@@ -33,8 +33,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 from enum import Enum
+from typing import Any
 
 from synapse.module_api import ModuleApi
 from synapse.spam_checker_api import RegistrationBehaviour
