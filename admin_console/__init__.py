@@ -17,6 +17,7 @@ from admin_console import (
     db,
     domains,
     errors,
+    federation,
     health,
     health_history,
     i18n,
@@ -98,6 +99,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         audit_views.bp,
         operator_views.bp,
         invitations.bp,
+        federation.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

@@ -3,7 +3,8 @@
 
 Disk above 90 %, antivirus signatures older than 48 h (freshclam only: the evaluation's
 EICAR signatures never change, and the page says so), and in production the TLS certificate
-of the public URL expiring within 14 days.
+of the public URL expiring within 14 days; for as long as federation is open, a permanent
+warning.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import gettext as _
 
+from admin_console.federation.views import open_federation_warning
 from admin_console.media.signatures import too_old
 from appliance.antivirus.signatures import describe_age
 from appliance.operations import health
@@ -74,6 +76,8 @@ def warnings(checks: list[health.Check]) -> list[str]:
             found.append(
                 _("The antivirus signatures are %(age)s: check freshclam.", age=describe_age(age))
             )
+    if open_federation := open_federation_warning():
+        found.append(open_federation)
     if config.get("MODE") == "production":
         message = tls_warning(config.get("PUBLIC_BASEURL", ""), config.get("TLS_CA_FILE"))
         if message:

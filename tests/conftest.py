@@ -18,8 +18,9 @@ from appliance.antivirus.clamd import ClamdClient
 from appliance.config.layout import Layout
 from appliance.evaluation.lifecycle import EvaluationAppliance
 
-# Session fixtures of the worker tests: a PostgreSQL cluster and a private Redis.
-pytest_plugins = ["workers_fixtures"]
+# Session fixtures of the worker tests (a PostgreSQL cluster and a private Redis) and the
+# network of appliances for the federation tests (started only by tests that use them).
+pytest_plugins = ["workers_fixtures", "federation_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,14 @@ def _domain_entry(value: str) -> str:
 DomainEntry = Annotated[str, AfterValidator(_domain_entry)]
 
 
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _ip_address(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -398,6 +406,80 @@ class HostSettings(_Section):
         return self
 
 
+def _server_name_problem(value: str) -> str | None:
+    """Why `value` is not a Matrix server name (a DNS name or an IP literal, optional port)."""
+    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return f"{value!r}: {port!r} is not a port"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        _domain_entry(host)
+    except ValueError as error:
+        if host != "localhost" and not host.endswith(".localhost"):
+            return f"{value!r} is not a DNS name: {error}"
+    return None
+
+
+def _peer_server_name(value: str) -> str:
+    if problem := _server_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+class FederationPeer(_Section):
+    # The peer's Matrix server name, exactly as in its user IDs (port included if it has one).
+    server_name: Annotated[str, AfterValidator(_peer_server_name)]
+    # The peer's public URL for clients (https://matrix.other-body.fr/).
+    base_url: str
+    # agents: its users are agents of that public body; externals: its users are externals
+    # here (the network's server for people invited from outside).
+    role: Literal["agents", "externals"]
+    # The email domains whose agents have their accounts on that peer (agents peers): this
+    # server's /_matrix/identity/api/v1/info sends their addresses there.
+    domains: list[DomainEntry] = Field(default_factory=list)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value if value.endswith("/") else value + "/"
+
+
+class FederationSettings(_Section):
+    # off: no federation listener, no outgoing federation (the evaluation default: one box).
+    # closed: only the peers below (the production default).
+    # open: every Matrix server; refused unless i_understand_open_federation is true.
+    # Unset means the default of the appliance's mode.
+    mode: Literal["off", "closed", "open"] | None = None
+    i_understand_open_federation: bool = False
+    peers: list[FederationPeer] = Field(default_factory=list)
+    # How often each agents peer's published domain list is fetched (a domain added on a peer
+    # reaches this server's /_matrix/identity/api/v1/info within two periods).
+    domains_refresh_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    # Certificate authorities (PEM files) trusted for peers' federation certificates beside
+    # the system's: a network with its own CA.
+    ca_certificates: list[Path] = Field(default_factory=list)
+    # Evaluation only (production: nginx serves federation on nginx.federation_port): Synapse
+    # itself listens for other servers here, over TLS with this certificate and key.
+    listen: Listener = Listener(port=8448)
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+    @field_validator("peers")
+    @classmethod
+    def _unique_peers(cls, peers: list[FederationPeer]) -> list[FederationPeer]:
+        names = [peer.server_name for peer in peers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"{name} is listed twice")
+        return peers
+
+
 class Settings(_Section):
     mode: Literal["evaluation", "production"] = "evaluation"
     # The Matrix server name: the part after ':' in every user ID. Cannot change later.
@@ -416,17 +498,26 @@ class Settings(_Section):
     nginx: NginxSettings = NginxSettings()
     backup: BackupSettings = BackupSettings()
     host: HostSettings = HostSettings()
+    federation: FederationSettings = FederationSettings()
 
     @field_validator("server_name")
     @classmethod
     def _server_name(cls, value: str) -> str:
-        host = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-        try:
-            _domain_entry(host)
-        except ValueError as error:
-            if host != "localhost" and not host.endswith(".localhost"):
-                raise ValueError(f"{value!r} is not a DNS name: {error}") from None
+        if problem := _server_name_problem(value):
+            raise ValueError(problem)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _federation_default(cls, data: object) -> object:
+        # closed in production (only the peers), off in evaluation (`make up` is one box).
+        if not isinstance(data, dict) or not isinstance(data.get("federation", {}), dict):
+            return data
+        federation = dict(data.get("federation") or {})
+        if federation.get("mode") is None:
+            production = data.get("mode") == "production"
+            federation["mode"] = "closed" if production else "off"
+        return {**data, "federation": federation}
 
     @field_validator("public_baseurl")
     @classmethod
@@ -463,6 +554,7 @@ class Settings(_Section):
                 "would delete every backup as soon as it is made"
             )
         self._worker_rules()
+        self._federation_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
@@ -574,13 +666,48 @@ class Settings(_Section):
                 )
             taken[port] = what
 
+    def _federation_rules(self) -> None:
+        federation = self.federation
+        if federation.mode == "open" and not federation.i_understand_open_federation:
+            raise ValueError(
+                "federation.mode: open federates with every Matrix server, whose users no rule "
+                "here can tell apart; set federation.i_understand_open_federation: true to insist"
+            )
+        own_domains = set(self.registration.allowed_domains)
+        for index, peer in enumerate(federation.peers):
+            if peer.server_name == self.server_name:
+                raise ValueError(f"federation.peers.{index}.server_name: this server itself")
+            if peer.role == "externals" and peer.domains:
+                raise ValueError(
+                    f"federation.peers.{index}.domains: the externals' server owns no domain"
+                )
+            for domain in own_domains & set(peer.domains):
+                raise ValueError(
+                    f"federation.peers.{index}.domains: {domain} is this server's own "
+                    "(registration.allowed_domains): an address belongs to one server"
+                )
+        if self.mode == "production":
+            host = self.server_name.rpartition(":")[0] if ":" in self.server_name else ""
+            if _is_ip(host or self.server_name):
+                raise ValueError("server_name: production mode needs a DNS name")
+        elif federation.mode != "off":
+            for key in ("certificate", "private_key"):
+                if getattr(federation, key) is None:
+                    raise ValueError(
+                        f"federation.{key}: needed in evaluation mode with federation "
+                        "(Synapse serves other servers over TLS itself)"
+                    )
+
     def _listeners(self) -> dict[str, Listener]:
-        return {
+        listeners = {
             "synapse.listen": self.synapse.listen,
             "console.listen": self.console.listen,
             "content_scanner.listen": self.content_scanner.listen,
             "clamav.listen": self.clamav.listen,
         }
+        if self.mode == "evaluation" and self.federation.mode != "off":
+            listeners["federation.listen"] = self.federation.listen
+        return listeners
 
 
 def _same_socket(first: str, second: str) -> bool:

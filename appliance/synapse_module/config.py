@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.synapse_module.federation.peers import FederationConfig, parse_federation
 
-_KNOWN_KEYS = {"allowed_domains", "clamd", "externals", "agents_password_login"}
+_KNOWN_KEYS = {"allowed_domains", "clamd", "externals", "agents_password_login", "federation"}
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
@@ -45,6 +46,8 @@ class ModuleConfig:
     # False (auth.password_login: false, with single sign-on): only externals sign in with a
     # password (accounts/password_login.py).
     agents_password_login: bool = True
+    # No federation unless the rendered config says otherwise.
+    federation: FederationConfig = FederationConfig()
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -125,6 +128,7 @@ def parse_module_config(raw: object) -> ModuleConfig:
         clamd=_parse_clamd(raw.get("clamd")),
         invitation_limits=_parse_externals(raw.get("externals")),
         agents_password_login=_parse_bool(raw, "agents_password_login", True),
+        federation=parse_federation(raw.get("federation")),
     )
 
 

@@ -41,6 +41,9 @@ from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
+from appliance.synapse_module.federation.peers import Network
+from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
 from appliance.synapse_module.module_tables import ModuleTables
@@ -78,15 +81,23 @@ class ApplianceModule:
             store.start()
 
         allowlist = domains.current
-        directory = ExternalDirectory(api, externals)
+        network = Network(config.federation, api.server_name)
+        directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
         invitations = Invitations(
-            api, externals, directory, allowlist, key, mail, config.invitation_limits
+            api,
+            externals,
+            directory,
+            allowlist,
+            key,
+            mail,
+            config.invitation_limits,
+            network=network,
         )
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
-            RegistrationPolicy(api, allowlist, invitations.standing),
-            IdentityInfoResource(api, allowlist),
+            RegistrationPolicy(api, allowlist, invitations.standing, network.owner_of),
+            IdentityInfoResource(api, allowlist, network),
             # externals and email invitations (an invitation lets its address register)
             ExternalRegistration(api, directory, allowlist, invitations.complete_for),
             invitations,
@@ -101,6 +112,10 @@ class ApplianceModule:
             # refusal of an external's member event without the marker answers first)
             DisplayNames(api, directory),
             ProfilePrivacy(api, directory, internals),
+            # federation: users and rooms of other servers
+            FederationRules(api, network, directory),
+            NetworkDomainsResource(api, allowlist),
+            PeerDomains(api, network, config.federation.domains_refresh_seconds),
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints

@@ -41,6 +41,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from synapse.module_api import ModuleApi
 from synapse.spam_checker_api import RegistrationBehaviour
@@ -60,6 +61,8 @@ MAX_USER_ID_LENGTH = 255  # the Matrix spec's limit, which Synapse enforces
 AllowlistSource = Callable[[], "DomainAllowlist | None"]
 # Whether an agent's email invitation waits for this (canonical) address: see invitations.py.
 InvitationCheck = Callable[[str], Awaitable[bool]]
+# The peer that owns a domain (anything with a server_name), or None.
+OwnerLookup = Callable[[str], Any]
 
 
 class Verdict(Enum):
@@ -156,16 +159,23 @@ async def _no_invitation(address: str) -> bool:
     return False
 
 
+def _no_owner(domain: str) -> None:
+    return None
+
+
 class RegistrationPolicy:
     def __init__(
         self,
         api: ModuleApi,
         allowlist: AllowlistSource,
         invited: InvitationCheck = _no_invitation,
+        owner_of: OwnerLookup = _no_owner,
     ) -> None:
         self._api = api
         self._allowlist = allowlist
         self._invited = invited
+        # In a network of appliances: the peer that owns an address's domain, if any.
+        self._owner_of = owner_of
 
     def register(self) -> None:
         self._api.register_password_auth_provider_callbacks(
@@ -184,6 +194,12 @@ class RegistrationPolicy:
     async def _admission(self, address: str, *, registration: bool) -> Admission:
         """The allowlist's decision; an invitation also admits its address, to register only."""
         admission = self._decide(address, registration=registration)
+        email = admission.email
+        owner = self._owner_of(email.domain) if email else None
+        if admission.verdict is Verdict.NOT_ALLOWED and email is not None and owner is not None:
+            # Its account belongs on its own server, even when an invitation waits here.
+            reason = f"{email.domain} belongs to {owner.server_name}: register there"
+            return Admission(Verdict.NOT_ALLOWED, reason, admission.email)
         if (
             registration
             and admission.verdict is Verdict.NOT_ALLOWED

@@ -52,6 +52,7 @@ from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.externals.store import Exhausted, ExternalStore, Invitation, Quota
+from appliance.synapse_module.federation.peers import Network
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
@@ -65,6 +66,11 @@ from appliance.synapse_module.rooms.kinds import (
 
 logger = logging.getLogger(__name__)
 
+# An address of a peer's domain: its owner holds (or will hold) its account, never this server.
+PEER_ADDRESS = (
+    "{address} belongs to {server}, another server of the network: invite that person's "
+    "account there (by its Matrix ID), not an external here"
+)
 EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
 # What became of an invitation, as the console shows it.
 PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
@@ -110,6 +116,8 @@ class Invitations:
         key: IdentityKey,
         mail: InvitationMail,
         limits: InvitationLimits,
+        *,
+        network: Network | None = None,
     ) -> None:
         self._api = api
         self._store = store
@@ -118,6 +126,8 @@ class Invitations:
         self._key = key
         self._mail = mail
         self._limits = limits
+        # In a network of appliances, an address of a peer's domain has its account there.
+        self._network = network
 
     def register(self) -> None:
         self._api.register_spam_checker_callbacks(
@@ -133,6 +143,10 @@ class Invitations:
             return f"This address cannot be invited: {admission.reason}"
         if admission.verdict is Verdict.UNAVAILABLE:
             return f"Invitations by email are unavailable: {admission.reason}"
+        email = admission.email
+        owner = self._network.owner_of(email.domain) if self._network and email else None
+        if admission.verdict is Verdict.NOT_ALLOWED and email is not None and owner is not None:
+            return PEER_ADDRESS.format(address=email.address, server=owner.server_name)
         if (
             admission.verdict is Verdict.NOT_ALLOWED
             and admission.email is not None

@@ -32,6 +32,7 @@ from appliance.addresses.email_address import InvalidEmailAddress, parse_email
 from appliance.addresses.identity import EXTERNAL_MARKER
 from appliance.synapse_module.accounts.registration import AllowlistSource, decide
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peers import Network
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +63,20 @@ class ExternalDirectory:
     process has seen it exist for AGENT_CACHE_AFTER_MS (its record, if any, is there by then).
     """
 
-    def __init__(self, api: ModuleApi, store: ExternalStore) -> None:
+    def __init__(
+        self, api: ModuleApi, store: ExternalStore, network: Network | None = None
+    ) -> None:
         self._api = api
         self._store = store
+        # Users of other servers are judged by their server's role in the federation.
+        self._network = network
         self._externals: set[str] = set()
         self._agents: OrderedDict[str, None] = OrderedDict()
         self._first_seen: OrderedDict[str, int] = OrderedDict()  # local accounts, not cached yet
 
     async def is_external(self, user_id: str) -> bool:
+        if self._network is not None and not self._api.is_mine(user_id):
+            return self._network.judged_external(user_id)
         if user_id in self._externals:
             return True
         if user_id in self._agents:
@@ -97,6 +104,12 @@ class ExternalDirectory:
             return False
         del self._first_seen[user_id]
         return True
+
+    def refused_among(self, user_ids: Iterable[str]) -> set[str]:
+        """Users of servers this one does not federate with (never in any of its rooms)."""
+        if self._network is None:
+            return set()
+        return {u for u in user_ids if not self._api.is_mine(u) and self._network.refuses(u)}
 
     async def externals_among(self, user_ids: Iterable[str]) -> set[str]:
         return {user_id for user_id in set(user_ids) if await self.is_external(user_id)}

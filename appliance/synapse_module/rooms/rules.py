@@ -38,6 +38,7 @@ from appliance.synapse_module.externals.invitations import (
     Invitations,
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
+from appliance.synapse_module.federation.peers import NOT_A_PEER_USER, REMOTE_LEVEL
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
@@ -168,11 +169,18 @@ class RoomRules:
             raise RoomRuleError(EXTERNALS_CANNOT_CREATE)
         raised = raised_in(plan.power_levels)
         named = {*plan.invitees, *plan.additional_creators, *raised}
+        if self._directory.refused_among(named):
+            raise RoomRuleError(NOT_A_PEER_USER)
         externals = await self._directory.externals_among(named)
         if externals & set(plan.additional_creators):
             raise RoomRuleError(EXTERNALS_NOT_CREATORS)
         if externals & raised:
             raise RoomRuleError(EXTERNALS_LEVEL)
+        # Members of other servers never hold power here: their events over federation are
+        # not checked by this module (README, "A network of appliances").
+        remote = {user for user in named if not self._api.is_mine(user)}
+        if remote & {*plan.additional_creators, *raised}:
+            raise RoomRuleError(REMOTE_LEVEL)
         invited = externals & set(plan.invitees)
         if invited and plan.kind is RoomKind.FORUM:
             raise RoomRuleError(EXTERNALS_NO_FORUMS)
@@ -185,7 +193,7 @@ class RoomRules:
         for address in plan.email_invitees:
             if problem := self._invitations.address_problem(address, plan.kind):
                 raise RoomRuleError(problem)
-        if invited and plan.preset == TRUSTED_PRIVATE_CHAT:
+        if (invited or remote) and plan.preset == TRUSTED_PRIVATE_CHAT:
             # An agent may start a direct chat with an external, who must not become one of
             # its creators (with unlimited power).
             return plan.with_preset(PRIVATE_CHAT)
@@ -276,7 +284,9 @@ class RoomRules:
         if problem := levels_problem(state.kind, state.content(POWER_LEVELS), event.content):
             return problem
         raised = raised_users(state.content(POWER_LEVELS), event.content)
-        return EXTERNALS_LEVEL if await self._directory.externals_among(raised) else None
+        if await self._directory.externals_among(raised):
+            return EXTERNALS_LEVEL
+        return REMOTE_LEVEL if any(not self._api.is_mine(user) for user in raised) else None
 
     async def _member(self, event: EventBase, state: RoomState) -> str | None:
         membership = event.content.get("membership")

@@ -1,0 +1,291 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""A network of appliances on one machine, for the federation tests (a pytest plugin, loaded
+from conftest.py's ``pytest_plugins``).
+
+The session fixture ``network`` starts Synapse servers with the appliance module, each rendered
+by the same code as ``make up`` (`SideSynapse`) with ``federation.mode: closed``:
+
+* ``agents_a`` on 127.0.0.2 and ``agents_b`` on 127.0.0.3, two public bodies (their own
+  allowed domains), peers of each other with the role ``agents``;
+* ``externals`` on 127.0.0.4, the network's externals' server (role ``externals``), whose
+  users are externals invited by email by its staff (the only agents it registers);
+* ``outsider`` on 127.0.0.5, a server that lists the others as peers but that none of them
+  lists: what any Matrix server on the Internet is to the network;
+* ``down``, a peer on 127.0.0.6 that every member lists and that never starts.
+
+Server names are IP literals with a port (no DNS, no .well-known); each server serves
+federation over TLS with a certificate from a certificate authority made here, which every
+server trusts through ``federation.ca_certificates``.  Each Synapse uses the shared
+appliance's clamd.  Only the test configs loosen what tests need: loopback is reachable for
+federation, back-off is short, rate limits are wide.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from harness import evaluation_settings, free_port
+from matrix_helpers import MatrixClient, Person, SideSynapse, wait_for_allowlist
+
+from appliance.config.layout import Layout
+
+# Synapse's default ip_range_blacklist without 127.0.0.0/8: the servers talk over loopback.
+LOOPBACK_FEDERATION_BLOCKLIST = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+]
+
+RATE = {"per_second": 100, "burst_count": 1000}
+
+
+def loosen_for_tests(config: dict) -> None:
+    """What only tests need: loopback federation, a short back-off, wide rate limits."""
+    config["ip_range_blacklist"] = LOOPBACK_FEDERATION_BLOCKLIST
+    # Plain integers are milliseconds; a peer that was down is retried within seconds.
+    config["federation"] = {
+        "max_long_retry_delay": 1000,
+        "max_short_retry_delay": 500,
+        "destination_min_retry_interval": 1000,
+        "destination_max_retry_interval": 5000,
+    }
+    config["rc_federation"] = {"window_size": 1000, "sleep_limit": 1000, "reject_limit": 1000}
+    config["rc_joins"] = {"local": RATE, "remote": RATE}
+    config["rc_joins_per_room"] = RATE
+    config["rc_invites"] = {"per_room": RATE, "per_user": RATE, "per_issuer": RATE}
+    config["rc_message"] = RATE
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A throwaway certificate authority, made by the test."""
+
+    certificate_file: Path
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+    @classmethod
+    def create(cls, directory: Path) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Appliance federation test CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        file = directory / "ca.pem"
+        file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return cls(file, key, certificate)
+
+    def issue(self, address: str, directory: Path) -> tuple[Path, Path]:
+        """A server certificate for an IP address (checked by Synapse): (chain, key) files."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        chain, key_file = directory / "tls.crt", directory / "tls.key"
+        chain.write_bytes(
+            certificate.public_bytes(serialization.Encoding.PEM)
+            + self.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)
+        return chain, key_file
+
+
+def free_port_on(address: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One server of the test network, before it starts."""
+
+    key: str
+    address: str
+    role: str
+    allowed_domains: tuple[str, ...]
+    port: int
+    client_port: int
+
+    @property
+    def server_name(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}/"
+
+
+@dataclass
+class Server:
+    """A running server of the network, with its client and its admin token."""
+
+    plan: Plan
+    side: SideSynapse
+    client: MatrixClient
+    admin_token: str
+
+    @property
+    def server_name(self) -> str:
+        return self.plan.server_name
+
+    def person(self, address: str) -> Person:
+        return Person.register(self.client, address)
+
+    def admin(self, method: str, path: str, body: dict | None = None):
+        return self.client.request(method, path, token=self.admin_token, json=body)
+
+
+@dataclass
+class Network:
+    agents_a: Server
+    agents_b: Server
+    externals: Server
+    outsider: Server
+    # A peer every member lists but that never runs: a peer that is down.
+    down: Plan
+
+
+def _plans() -> list[Plan]:
+    specs = [
+        ("agents_a", "127.0.0.2", "agents", ("ac-paris.fr",)),
+        ("agents_b", "127.0.0.3", "agents", ("ac-lyon.fr",)),
+        # Its only agents are its staff: everyone else gets an account by invitation.
+        ("externals", "127.0.0.4", "externals", ("staff.example",)),
+        ("outsider", "127.0.0.5", "agents", ("outside.example",)),
+        ("down", "127.0.0.6", "agents", ("down.example",)),
+    ]
+    return [
+        Plan(key, address, role, domains, free_port_on(address), free_port())
+        for key, address, role, domains in specs
+    ]
+
+
+def _peer(plan: Plan) -> dict:
+    return {
+        "server_name": plan.server_name,
+        "base_url": plan.base_url,
+        "role": plan.role,
+        # The domains whose agents it holds: every appliance's /info sends them there.
+        "domains": list(plan.allowed_domains) if plan.role == "agents" else [],
+    }
+
+
+def _settings(
+    plan: Plan, peers: list[Plan], state_dir: Path, ca: CertificateAuthority, clamd_port: int
+):
+    certificate, private_key = ca.issue(plan.address, state_dir)
+    return evaluation_settings(
+        state_dir,
+        server_name=plan.server_name,
+        public_baseurl=plan.base_url,
+        synapse={"listen": {"port": plan.client_port}},
+        clamav={"listen": {"port": clamd_port}},
+        registration={"allowed_domains": list(plan.allowed_domains)},
+        federation={
+            "mode": "closed",
+            "peers": [_peer(peer) for peer in peers],
+            "ca_certificates": [str(ca.certificate_file)],
+            "domains_refresh_seconds": 2,
+            "listen": {"bind_address": plan.address, "port": plan.port},
+            "certificate": str(certificate),
+            "private_key": str(private_key),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def network(appliance, tmp_path_factory):
+    """Four servers federating over TLS on loopback, and a listed peer that is down (see the
+    module docstring)."""
+    ca = CertificateAuthority.create(tmp_path_factory.mktemp("federation-ca"))
+    clamd_port = appliance.settings.clamav.listen.port
+    *plans, down = _plans()
+    members = [plan for plan in plans if plan.key != "outsider"] + [down]
+    started: dict[str, Server] = {}
+    sides: list[SideSynapse] = []
+    try:
+        for plan in plans:
+            # Members list each other; the outsider lists them all, and none lists it.
+            peers = [peer for peer in members if peer is not plan]
+            state_dir = tmp_path_factory.mktemp(plan.key)
+            settings = _settings(plan, peers, state_dir, ca, clamd_port)
+            side = SideSynapse(
+                settings, Layout.from_settings(settings, state_dir), edit_config=loosen_for_tests
+            )
+            side.__enter__()
+            sides.append(side)
+            client = side.client()
+            wait_for_allowlist(client)
+            started[plan.key] = Server(plan, side, client, side.admin_token())
+        yield Network(**started, down=down)
+    finally:
+        for side in reversed(sides):
+            side.__exit__(None, None, None)
