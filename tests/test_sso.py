@@ -30,7 +30,6 @@ from appliance.config.preflight import check_secret_files
 from appliance.config.settings import SettingsError, parse_settings
 from appliance.synapse_module.accounts.registration import SSO_PROVIDER_ID
 from appliance.synapse_module.accounts.sso_mapping import (
-    MAX_NAME_LENGTH,
     NO_EMAIL,
     REFUSED_ADDRESS,
     UNVERIFIED_EMAIL,
@@ -259,16 +258,25 @@ def test_an_address_whose_id_is_anothers_never_enters_that_account(sso_server, c
 
 
 def test_name_claims_cannot_forge_the_domain_tag_or_the_external_marker(sso_server, chromium):
-    address = "forge.noms@ac-paris.fr"
-    given, family = "Chef [interieur.gouv.fr] (external)", "Z" * 300
-    person = sso_server.idp.add_person("fnoms", address, given=given, family=family)
+    # A forged tag and marker, fullwidth brackets, a bidi override, a name past any length:
+    # whatever the provider says, the name is the one an agent could pick, or the address's.
+    for n, (given, family) in enumerate(
+        [
+            ("Chef [interieur.gouv.fr] (external)", "Z" * 300),
+            ("Jean", "Dupont \uff3binterieur.gouv.fr\uff3d"),
+            ("Jean", "Dupont \u202eRF.vuog.rueiretni"),
+        ]
+    ):
+        address = f"forge.noms{n}@ac-paris.fr"
+        person = sso_server.idp.add_person(f"fnoms{n}", address, given=given, family=family)
 
-    login = signed_in(sso_server, sso_sign_in(chromium, sso_server, person.login, person.password))
+        login = signed_in(
+            sso_server, sso_sign_in(chromium, sso_server, person.login, person.password)
+        )
 
-    client = MatrixClient(sso_server.url, sso_server.synapse.layout.mail_dir)
-    shown = client.display_name(login["user_id"], token=login["access_token"])
-    expected_family = "Z" * MAX_NAME_LENGTH
-    assert shown == f"Chef interieur.gouv.fr external {expected_family} [ac-paris.fr]"
+        client = MatrixClient(sso_server.url, sso_server.synapse.layout.mail_dir)
+        shown = client.display_name(login["user_id"], token=login["access_token"])
+        assert shown == display_name_for(parse_email(address))
 
 
 def test_a_provider_account_without_an_address_is_refused(sso_server, chromium):

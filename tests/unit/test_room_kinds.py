@@ -26,6 +26,7 @@ from appliance.synapse_module.rooms.kinds import (
     INITIAL_MEMBERS,
     INVITE_ONLY,
     LEVELS_FLOOR,
+    NAMES_NOT_REDACTED,
     ONE_WAY,
     ONLY_FORUMS_LISTED,
     OTHERS_STATE,
@@ -551,6 +552,12 @@ def test_the_rules_events_are_never_redacted(event_type):
 @pytest.mark.parametrize("event_type", [None, "m.room.name", "m.room.member", "m.room.topic"])
 def test_other_events_may_be_redacted(event_type):
     assert redaction_problem(event_type) is None
+
+
+def test_a_member_events_name_cannot_be_redacted_away():
+    named = {"membership": "join", "displayname": "Jane Doe [example.com] (external)"}
+    assert redaction_problem("m.room.member", named) == NAMES_NOT_REDACTED
+    assert redaction_problem("m.room.member", {"membership": "leave"}) is None
 
 
 def test_a_room_without_its_rule_is_a_private_room_that_may_only_open():

@@ -39,7 +39,7 @@ from synapse.handlers.sso import MappingException
 from synapse.module_api import ModuleApi
 
 from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
-from appliance.addresses.identity import candidate_localparts, display_name_for
+from appliance.addresses.identity import candidate_localparts, display_name_for, name_part_problem
 from appliance.synapse_module.accounts.domain_store import read_allowlist
 from appliance.synapse_module.accounts.registration import Verdict, decide
 from appliance.synapse_module.synapse_internals import SynapseInternals
@@ -173,7 +173,9 @@ class AgentMappingProvider:
     def _display_name(self, userinfo: Any, email: EmailAddress) -> str:
         given = _name_claim(userinfo.get(self._config.given_name_claim))
         family = _name_claim(userinfo.get(self._config.family_name_claim))
-        if given and family:
+        # The same rule as a name an agent picks (accounts/display_names.py): look-alike
+        # brackets, invisible or bidi characters fall back to the name from the address.
+        if given and family and name_part_problem(f"{given} {family}") is None:
             return f"{given} {family} [{email.unicode_domain}]"
         return display_name_for(email)
 

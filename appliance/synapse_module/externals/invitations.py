@@ -411,6 +411,7 @@ class Invitations:
         for candidate in [invitation.inviter, *members]:
             if (
                 state.membership(candidate) == "join"
+                and self._api.is_mine(candidate)  # the module acts only in local users' names
                 and state.power_of(candidate) >= state.invite_level()
                 and not await self._directory.is_external(candidate)
             ):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -163,6 +164,11 @@ GUESTS_STAY_OUT = "Guests cannot join rooms here: guest access stays forbidden"
 RULES_NOT_REDACTED = (
     "A room's rules (access rule, encryption, join rule, power levels, history visibility, "
     "guest access) cannot be redacted"
+)
+EMAIL_INVITE_NAME = "An email invitation shows its masked address (j...@domain), nothing else"
+NAMES_NOT_REDACTED = (
+    "A member event's display name cannot be redacted: it shows who the person is (and an "
+    "external's marker)"
 )
 LEVELS_FLOOR = "Power levels here never go below the room's minimums"
 INITIAL_MEMBERS = (
@@ -346,9 +352,15 @@ def guest_access_problem(new: Mapping) -> str | None:
     return None if new.get("guest_access") == "forbidden" else GUESTS_STAY_OUT
 
 
-def redaction_problem(redacted_type: str | None) -> str | None:
-    """A redaction of a room's current state event of this type (None: not a state event)."""
-    return RULES_NOT_REDACTED if redacted_type in RULE_EVENTS else None
+def redaction_problem(redacted_type: str | None, content: Mapping | None = None) -> str | None:
+    """A redaction of a room's current state event of this type (None: not a state event) with
+    this content: a rule event, or a member event whose name it would strip (an external's
+    marker with it)."""
+    if redacted_type in RULE_EVENTS:
+        return RULES_NOT_REDACTED
+    if redacted_type == MEMBER and (content or {}).get("displayname") is not None:
+        return NAMES_NOT_REDACTED
+    return None
 
 
 def level_floors(kind: RoomKind) -> dict[str, int]:
@@ -443,6 +455,9 @@ def direct_chat_full(state: RoomState, newcomer: str | None = None) -> bool:
     return len(state.people()) + len(state.pending_email_invites()) >= 2
 
 
+_MASKED_ADDRESS = re.compile(r"[^@\s]?\.\.\.@[^@\s]+")
+
+
 def email_invite_problem(
     state: RoomState, token: str, content: Mapping, our_public_key: str | None
 ) -> str | None:
@@ -458,6 +473,12 @@ def email_invite_problem(
     )
     if our_public_key is None or {k for k in keys if k is not None} != {our_public_key}:
         return FOREIGN_IDENTITY_SERVER
+    # What members see of the invited person: the masked address the identity service gives
+    # (``j...@gmail.com``), never a name the sender made up ("Préfet [interieur.gouv.fr]").
+    if not isinstance(content.get("display_name"), str) or not _MASKED_ADDRESS.fullmatch(
+        content["display_name"]
+    ):
+        return EMAIL_INVITE_NAME
     if token not in state.pending_email_invites() and direct_chat_full(state):
         return DIRECT_FULL
     return None

@@ -85,7 +85,12 @@ class LastAdmin:
         leaver = event.state_key
         if state.membership(leaver) != "join" or state.power_of(leaver) < ADMIN_LEVEL:
             return True, None
-        remaining = [user for user in joined_members(state, state_events) if user != leaver]
+        # Local members only: another server's users never hold power here (rooms/rules.py).
+        remaining = [
+            user
+            for user in joined_members(state, state_events)
+            if user != leaver and self._api.is_mine(user)
+        ]
         externals = await self._directory.externals_among(remaining)
         promoted = successors(state, remaining, set(externals))
         levels = state.content(POWER_LEVELS)

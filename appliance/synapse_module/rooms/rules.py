@@ -242,11 +242,13 @@ class RoomRules:
     ) -> tuple[bool, dict | None]:
         """A redaction of one of the room's current rule events would strip its content (an
         access rule gone, power levels emptied): only a server admin may."""
-        redacted_type = next(
-            (key[0] for key, state in state_events.items() if state.event_id == event.redacts),
-            None,
+        redacted = next(
+            (state for state in state_events.values() if state.event_id == event.redacts), None
         )
-        await self._refuse_unless_admin(event, redaction_problem(redacted_type))
+        problem = redaction_problem(
+            redacted.type if redacted else None, redacted.content if redacted else None
+        )
+        await self._refuse_unless_admin(event, problem)
         return True, None
 
     async def _create(self, event: EventBase, state: RoomState) -> str | None:
@@ -297,12 +299,17 @@ class RoomRules:
             return DIRECT_FULL
         if not await self._directory.is_external(target):
             return None
+        if state.membership(target) != "join":  # (already in: a profile update)
+            if problem := _external_entry_problem(state, membership, target):
+                return problem
         name = event.content.get("displayname")
-        if isinstance(name, str) and not has_marker(name):
+        # A local join is the external's own event: Synapse fills in the profile's name unless
+        # the key is there, so a null there would hide the marker. (A remote join's make_join
+        # template carries no name yet: its server fills it in.)
+        nameless = membership == "join" and self._api.is_mine(target) and not isinstance(name, str)
+        if nameless or (isinstance(name, str) and not has_marker(name)):
             return EXTERNAL_NAME
-        if state.membership(target) == "join":
-            return None  # already in the room: a profile update
-        return _external_entry_problem(state, membership, target)
+        return None
 
     async def _third_party_invite(self, event: EventBase, state: RoomState) -> str | None:
         if event.content and await self._directory.is_external(event.sender):
