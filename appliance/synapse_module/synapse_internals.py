@@ -61,7 +61,9 @@ upgrade break a rule at the first request.  The module was written against
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
 ``check_registration_for_spam``), and, for type checking only, ``synapse.media._base.FileInfo``
-and ``synapse.media.media_storage.ReadableFileWrapper`` (``check_media_file_for_spam``).
+and ``synapse.media.media_storage.ReadableFileWrapper`` (``check_media_file_for_spam``);
+``synapse.handlers.sso.MappingException``, which Synapse's OpenID Connect documentation tells a
+user-mapping provider to raise (``accounts/sso_mapping.py``).
 """
 
 from __future__ import annotations
