@@ -623,6 +623,10 @@ def test_backup_holds_database_signing_key_and_settings(provisioned):
 
 def test_restore_puts_the_backup_back(provisioned):
     client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
+    # The timer may have started a backup of its own (Persistent=true fires a missed run when it
+    # starts): a `systemctl start` then joins that run, taken before the account below existed.
+    provisioned.container.run("systemctl", "stop", "appliance-backup.timer")
+    provisioned.container.run("systemctl", "stop", "appliance-backup.service")
     before = client.register_account("ada.lovelace@ac-paris.fr")  # in the backup
     provisioned.container.run("systemctl", "start", "appliance-backup.service")
     newest = provisioned.container.run("sh", "-c", "ls /var/backups/appliance | tail -n 1")
