@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,9 +157,7 @@ class CertificateAuthority:
 
 
 def free_port_on(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
+    return free_port(address)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,21 @@ from appliance.config.settings import Settings, parse_settings
 TEST_DOMAINS = ["ac-paris.fr", "*.gouv.fr"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# Ports handed out in this test process: the kernel may give a just-closed port again, and two
+# services of one appliance on the same port are refused (or would fight over it).
+_HANDED_OUT: set[tuple[str, int]] = set()
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port free now on this loopback address and not handed out before by this process."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((address, 0))
+            port = probe.getsockname()[1]
+        if (address, port) not in _HANDED_OUT:
+            _HANDED_OUT.add((address, port))
+            return port
+    raise RuntimeError("no fresh free loopback port in 100 tries")
 
 
 def evaluation_settings(state_dir: Path, **overrides) -> Settings:
