@@ -224,8 +224,17 @@ class RoomRules:
         if check is None or (event.state_key != "" and event.type not in PER_USER):
             return True, None  # (a join rule or power levels under another key do nothing)
         state = RoomState(state_events)
-        if state.being_created and event.type != CREATE:
-            # The events of a room's creation come from a request on_create_room has checked.
+        create = state_events.get((CREATE, ""))
+        if (
+            state.being_created
+            and event.type != CREATE
+            and create is not None
+            and create.sender == event.sender
+            and self._api.is_mine(event.sender)
+        ):
+            # The events of a room's creation come from a request on_create_room has checked,
+            # sent by its local creator. (A room another server made without power levels is
+            # not "being created": its events are judged like any others.)
             return True, None
         await self._refuse_unless_admin(event, await check(event, state))
         return True, None

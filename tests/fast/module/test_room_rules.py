@@ -350,3 +350,17 @@ def test_externals_cannot_create_room_addresses(rules, run):
         {"error": EXTERNALS_NO_ALIASES},
     )
     assert run(rules.user_may_create_room_alias(AGENT, None)) == NOT_SPAM
+
+
+def test_a_room_another_server_made_without_power_levels_is_judged_like_any_other(rules, room, run):
+    # The auth rules allow a room with no power levels (every member may then send state): it
+    # is not "being created" for a local member's events, which the rules still judge.
+    outsider = "@oscar:elsewhere.example"
+    builder = room(creator=outsider)
+    builder.add(MEMBER, outsider, {"membership": "join"}, sender=outsider)
+    builder.add(ACCESS_RULES, "", {"rule": "restricted", "visibility": "private"})
+    builder.add(JOIN_RULES, "", {"join_rule": "invite"})
+    builder.add(MEMBER, AGENT, {"membership": "join"}, sender=AGENT)
+    forbidden(
+        lambda: check(rules, run, builder, JOIN_RULES, "", {"join_rule": "public"}), INVITE_ONLY
+    )
