@@ -12,16 +12,12 @@ created yet answers 503 "try again", never a 500.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
-from pathlib import Path
 
 import pytest
 import requests
+from console_helpers import self_signed_certificate
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from harness import evaluation_settings, free_port
 from matrix_helpers import (
     OPEN_TO_EXTERNALS,
@@ -254,34 +250,6 @@ def test_an_external_keeps_the_marker_in_every_name(client, jane, partners):
 # --- a standard client's email invite, through the module's identity service -------------------
 
 
-def self_signed_certificate(directory: Path, address: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
-    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def tls_synapse(tmp_path_factory):
     """A Synapse with the module and a TLS listener, which is how it reaches the identity
@@ -289,7 +257,8 @@ def tls_synapse(tmp_path_factory):
     certificate is self-signed, hence Synapse's testing-only switch to skip its check."""
     state_dir = tmp_path_factory.mktemp("tls-synapse")
     tls_port = free_port()
-    cert, key = self_signed_certificate(state_dir, "127.0.0.1")
+    loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    cert, key = self_signed_certificate(state_dir, 1, [loopback])
     public_baseurl = f"https://127.0.0.1:{tls_port}/"
 
     def with_tls_listener(config: dict) -> None:
