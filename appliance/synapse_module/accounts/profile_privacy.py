@@ -21,6 +21,7 @@ from __future__ import annotations
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
+from appliance.synapse_module.directory.user_search import may_see
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
@@ -42,8 +43,5 @@ class ProfilePrivacy:
         """Raises:
         SynapseError: 403 ``M_FORBIDDEN`` when an external asks about someone (existing or
         not) it shares no room with."""
-        if requester == target or not await self._directory.is_external(requester):
-            return
-        their_rooms = await self._internals.rooms_of(requester)
-        if their_rooms.isdisjoint(await self._internals.rooms_of(target)):
+        if not await may_see(self._directory, self._internals, requester, target):
             raise SynapseError(403, PROFILE_NOT_SHARED, Codes.FORBIDDEN)

@@ -44,8 +44,17 @@ class DirectoryFilter:
         Returns:
             True to hide the result: an external sees only the people they share a room with.
         """
-        found = user_profile["user_id"]
-        if found == requester_id or not await self._directory.is_external(requester_id):
-            return False
-        their_rooms = await self._internals.rooms_of(requester_id)
-        return their_rooms.isdisjoint(await self._internals.rooms_of(found))
+        return not await may_see(
+            self._directory, self._internals, requester_id, user_profile["user_id"]
+        )
+
+
+async def may_see(
+    directory: ExternalDirectory, internals: SynapseInternals, requester: str, target: str
+) -> bool:
+    """The one rule of who finds whom (directory searches and profile lookups): agents see
+    everyone, an external only itself and the people it shares a room with."""
+    if requester == target or not await directory.is_external(requester):
+        return True
+    their_rooms = await internals.rooms_of(requester)
+    return not their_rooms.isdisjoint(await internals.rooms_of(target))
