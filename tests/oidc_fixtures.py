@@ -297,8 +297,11 @@ class SsoServer:
         return self.synapse.url
 
 
-def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> Settings:
-    """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims)."""
+def sso_settings(
+    state_dir: Path, idp: LemonLdap, synapse_port: int, oidc_options: dict | None = None, **auth
+) -> Settings:
+    """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims),
+    with the other auth.oidc keys given in ``oidc_options``."""
     oidc = {
         "issuer": idp.issuer,
         "client_id": CLIENT_ID,
@@ -306,6 +309,7 @@ def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> 
         "scopes": ["openid", "email", "profile"],
         "claims": PROCONNECT_CLAIMS,
         "button_label": BUTTON_LABEL,
+        **(oidc_options or {}),
     }
     return evaluation_settings(
         state_dir,
@@ -316,12 +320,14 @@ def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> 
 
 
 @contextmanager
-def running_sso_server(state_dir: Path, **auth) -> Iterator[SsoServer]:
+def running_sso_server(
+    state_dir: Path, oidc_options: dict | None = None, **auth
+) -> Iterator[SsoServer]:
     """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set
-    (and the other auth keys given)."""
+    (with ``oidc_options`` added to it, and the other auth keys given)."""
     synapse_port = free_port()
     idp = lemonldap_for(state_dir / "lemonldap", f"http://127.0.0.1:{synapse_port}/")
-    settings = sso_settings(state_dir, idp, synapse_port, **auth)
+    settings = sso_settings(state_dir, idp, synapse_port, oidc_options, **auth)
     idp.start()
     try:
         with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as synapse:
@@ -340,6 +346,11 @@ def sso_server(tmp_path_factory) -> Iterator[SsoServer]:
 
 @pytest.fixture(scope="module")
 def sso_only_server(tmp_path_factory) -> Iterator[SsoServer]:
-    """Agents through single sign-on only (auth.password_login: false)."""
-    with running_sso_server(tmp_path_factory.mktemp("sso-only"), password_login=False) as server:
+    """Agents through single sign-on only (auth.password_login: false), and only with addresses
+    the provider says it verified (auth.oidc.require_email_verified: true)."""
+    with running_sso_server(
+        tmp_path_factory.mktemp("sso-only"),
+        {"require_email_verified": True},
+        password_login=False,
+    ) as server:
         yield server

@@ -296,6 +296,11 @@ class OidcSettings(_Section):
     client_secret_file: Path
     scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
     claims: OidcClaims = OidcClaims()
+    # true: a sign-in whose claims carry no `email_verified: true` is refused. false (the
+    # default): an `email_verified` the provider sends must be true, but a provider that sends
+    # none (ProConnect vouches for its addresses and sends no such claim) is trusted. Set it
+    # with providers that let users type their own address (Entra ID's "nOAuth" case).
+    require_email_verified: bool = False
     # The label of the sign-in button clients show.
     button_label: str = Field("Se connecter avec mon compte professionnel", min_length=1)
 
