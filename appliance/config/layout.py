@@ -97,6 +97,15 @@ class Layout:
         return self.state_dir / "content-scanner"
 
     @property
+    def turn_dir(self) -> Path:
+        """coturn's config (it holds coturn's copy of the TURN secret: 0600) and pid file."""
+        return self.state_dir / "turn"
+
+    @property
+    def turn_config(self) -> Path:
+        return self.turn_dir / "turnserver.conf"
+
+    @property
     def service_token_dir(self) -> Path:
         return self.state_dir / "service-token"
 
@@ -113,6 +122,7 @@ class Layout:
             "clamav_database": self.clamav_database_dir,
             "console": self.console_dir,
             "content_scanner": self.content_scanner_dir,
+            "turn": self.turn_dir,
             "service_token": self.service_token_dir,
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
     if settings.mode == "evaluation" and settings.federation.mode != "off":
         # Synapse's own TLS listener for other servers (production: nginx's federation port).
         ports.append(("synapse", "federation.listen.port", *_address(settings.federation.listen)))
+    if settings.turn.enabled:
+        ports.append(("turn", "turn.listen.port", *_address(settings.turn.listen)))
     if settings.mail.run_local_sink:
         ports.append(
             ("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port)
@@ -126,3 +129,13 @@ def check_secret_files(settings: Settings) -> list[str]:
     except (OSError, UnicodeDecodeError) as error:
         return [f"{key}: {path} cannot be read: {getattr(error, 'strerror', None) or error}"]
     return [] if secret else [f"{key}: {path} is empty"]
+
+
+def check_programs(settings: Settings) -> list[str]:
+    """Programs the settings ask for that Debian packages and this machine lacks."""
+    if settings.turn.enabled and not shutil.which("turnserver"):
+        return [
+            "turn.enabled: coturn is not installed (scripts/install-system-packages installs "
+            "it; or apt-get install coturn)"
+        ]
+    return []

@@ -21,6 +21,8 @@ SYNAPSE_SECRETS = (
     "form_secret",
     # Authenticates requests between Synapse's processes on their replication listeners.
     "worker_replication_secret",
+    # Signs the TURN credentials Synapse hands clients; coturn checks them with the same secret.
+    "turn_shared_secret",
 )
 CONSOLE_SECRET_KEY = "console_secret_key"
 

@@ -242,6 +242,55 @@ class ClamavSettings(_Section):
     allow_encrypted_archives: bool = False
 
 
+class TurnSettings(_Section):
+    # Voice and video calls: coturn (Debian's TURN server) relays the media of clients that
+    # cannot reach each other directly (NATs, proxies). Synapse hands signed-in clients
+    # short-lived credentials made with a secret it shares with coturn (turn_shared_secret_path;
+    # the secret lives in secrets/, coturn's copy in its 0600 config).
+    enabled: bool = False
+    # The name clients reach the TURN server at (in the turn: URIs Synapse hands out); null:
+    # public_baseurl's host.
+    host: str | None = None
+    # Where coturn listens, UDP and TCP. Production: a public address of the host (clients come
+    # from anywhere); evaluation: loopback.
+    listen: Listener = Listener(port=3478)
+    # Production: TURN over TLS (turns:, for networks that only let HTTPS-like traffic out) with
+    # nginx's certificate; null: none.
+    tls_port: Port | None = None
+    # The address clients see for relayed media, when the host is behind a NAT (a cloud
+    # instance): its public address. null: the listen address.
+    external_address: Annotated[str, AfterValidator(_ip_address)] | None = None
+    # The UDP ports coturn relays media on (the firewall opens them).
+    relay_min_port: Port = 49160
+    relay_max_port: Port = 49200
+    # How long the credentials Synapse hands out stay valid (a call longer than this keeps its
+    # allocation: coturn checks them when the allocation is made and refreshed).
+    credential_lifetime_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
+
+    @field_validator("listen")
+    @classmethod
+    def _unprivileged_port(cls, value: Listener) -> Listener:
+        if value.port < 1024:
+            raise ValueError(f"port {value.port}: coturn runs unprivileged, use 1024 or above")
+        return value
+
+    @field_validator("tls_port")
+    @classmethod
+    def _unprivileged_tls_port(cls, value: int | None) -> int | None:
+        if value is not None and value < 1024:
+            raise ValueError(f"{value}: coturn runs unprivileged, use 1024 or above")
+        return value
+
+    @model_validator(mode="after")
+    def _relay_range(self) -> TurnSettings:
+        if self.relay_min_port > self.relay_max_port:
+            raise ValueError(
+                f"relay_min_port: {self.relay_min_port} is above relay_max_port "
+                f"{self.relay_max_port}"
+            )
+        return self
+
+
 class MailSettings(_Section):
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 2525
@@ -397,6 +446,9 @@ class HostSettings(_Section):
     # (and its group) may read the service token, nothing else of Synapse's.
     console_user: str = "appliance-console"
     content_scanner_user: str = "appliance-scanner"
+    # Production with turn.enabled: coturn's user, who owns coturn's config (it holds coturn's
+    # copy of the TURN secret) and reads nothing else.
+    turn_user: str = "appliance-turn"
     # The firewall keeps this SSH port open beside nginx's ports.
     ssh_port: Port = 22
 
@@ -504,6 +556,7 @@ class Settings(_Section):
     backup: BackupSettings = BackupSettings()
     host: HostSettings = HostSettings()
     federation: FederationSettings = FederationSettings()
+    turn: TurnSettings = TurnSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -550,6 +603,10 @@ class Settings(_Section):
                 )
             if self.auth.oidc is not None and not self.auth.oidc.issuer.startswith("https://"):
                 raise ValueError("auth.oidc.issuer: production mode needs an https:// issuer")
+        elif self.turn.enabled and self.turn.tls_port is not None:
+            raise ValueError(
+                "turn.tls_port: evaluation mode has no certificate for TURN over TLS (null it)"
+            )
         self._own_addresses_rules()
         self._one_service_per_address()
         backup = self.backup
@@ -591,6 +648,11 @@ class Settings(_Section):
         ]
         if self.mail.run_local_sink:
             bound.append(("mail.smtp_port", self.mail.smtp_host, self.mail.smtp_port))
+        if self.turn.enabled:
+            turn = self.turn
+            bound.append(("turn.listen.port", turn.listen.bind_address, turn.listen.port))
+            if turn.tls_port is not None:
+                bound.append(("turn.tls_port", turn.listen.bind_address, turn.tls_port))
         if self.mode == "production":
             nginx = self.nginx
             for key in ("https_port", "http_port", "federation_port"):

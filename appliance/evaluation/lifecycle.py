@@ -68,6 +68,8 @@ class EvaluationAppliance:
         redis = services.evaluation_redis(self.settings, self.layout)
         if redis is not None:
             specs.append(redis)
+        if self.settings.turn.enabled:
+            specs.append(services.turn(self.settings, self.layout))
         specs.append(services.synapse(self.settings, self.layout))
         # Synapse's workers and the router in front of them (synapse.workers.preset).
         specs += services.synapse_workers(self.settings, self.layout)
@@ -132,6 +134,7 @@ class EvaluationAppliance:
         problems = preflight.check_paths(self.layout)
         problems += preflight.check_ports(self.settings, services_to_start)
         problems += preflight.check_secret_files(self.settings)
+        problems += preflight.check_programs(self.settings)
         if problems:
             raise SettingsError("the settings", problems)
 

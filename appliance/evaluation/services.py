@@ -75,6 +75,20 @@ def clamd(settings: Settings, layout: Layout, clamd_binary: Path) -> ServiceSpec
     )
 
 
+def turn(settings: Settings, layout: Layout) -> ServiceSpec:
+    """coturn with the rendered config (turn.enabled): relays the media of calls."""
+    listen = settings.turn.listen
+    return ServiceSpec(
+        name="turn",
+        argv=[shutil.which("turnserver") or "/usr/bin/turnserver", "-c", str(layout.turn_config)],
+        pidfile=layout.pidfile("turn"),
+        logfile=layout.logfile("turn"),
+        probe=lambda: _probe(lambda: health.check_turn(listen.connect_host, listen.port)),
+        start_timeout=20,
+        config_files=(layout.turn_config,),
+    )
+
+
 def synapse(settings: Settings, layout: Layout) -> ServiceSpec:
     url = settings.synapse_main_url
     return ServiceSpec(
