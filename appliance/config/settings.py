@@ -218,6 +218,9 @@ class ConsoleSettings(_Section):
     # The audit log forgets entries older than this (about 13 months by default, so that a
     # yearly review still sees the whole previous year).
     audit_retention_days: Annotated[int, Field(ge=30, le=3650)] = 400
+    # true: every operator must set up a second factor (an authenticator app's codes) before
+    # using the console; false: operators who set one up are asked for it, others are not.
+    require_second_factor: bool = False
 
 
 class ContentScannerSettings(_Section):
