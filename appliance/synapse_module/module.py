@@ -41,6 +41,7 @@ from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peer_accounts import PeerAccounts
 from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
 from appliance.synapse_module.federation.peers import Network
 from appliance.synapse_module.federation.rules import FederationRules
@@ -84,6 +85,7 @@ class ApplianceModule:
         network = Network(config.federation, api.server_name)
         directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
+        peer_accounts = PeerAccounts(api, network, allowlist, internals)
         invitations = Invitations(
             api,
             externals,
@@ -93,6 +95,7 @@ class ApplianceModule:
             mail,
             config.invitation_limits,
             network=network,
+            peer_accounts=peer_accounts,
         )
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
@@ -116,6 +119,7 @@ class ApplianceModule:
             FederationRules(api, network, directory),
             NetworkDomainsResource(api, allowlist),
             PeerDomains(api, network, config.federation.domains_refresh_seconds),
+            peer_accounts,  # which account of a peer holds an address (email invitations)
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints

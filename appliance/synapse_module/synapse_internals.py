@@ -57,6 +57,12 @@ upgrade break a rule at the first request.  The module was written against
     which would hold for agents too (the directory is theirs);
     :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
     Synapse's in the method both profile servlets call: the one patch of a Synapse method.
+11. ``HomeServer.get_federation_registry().register_query_handler`` and
+    ``get_federation_client().make_query``: a federation query of the module's own
+    (``federation/peer_accounts.py``: which account of a peer holds an email address).  The
+    module API has no server-to-server call; a federation query is signed by the asking server,
+    passes Synapse's federation allowlist, and reaches the handler with its authenticated
+    ``origin``: no shared secret between appliances.
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -102,6 +108,10 @@ except ImportError as error:  # a renamed or removed internal: say so, with the 
 
 
 STORE_METHODS = ("get_rooms_for_user", "get_user_id_by_threepid")
+FEDERATION_REACHES = (
+    ("get_federation_registry", "register_query_handler"),
+    ("get_federation_client", "make_query"),
+)
 
 # Every column the module's SQL reads from Synapse's tables, whatever the dialect.
 SYNAPSE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -166,6 +176,11 @@ def api_problems(api: object) -> list[str]:
         "requester",
     ]:
         return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
+    for getter, method in FEDERATION_REACHES:  # reach 11
+        if not callable(getattr(hs, getter, None)):
+            return [f"the HomeServer has no {getter}()"]
+        if not callable(getattr(getattr(hs, getter)(), method, None)):
+            return [f"{getter}() has no {method}"]
     return []
 
 
@@ -303,6 +318,19 @@ class SynapseInternals:
         """Reach 9: the account's canonical ID if password is its local password, else None."""
         auth_handler = self._api._hs.get_auth_handler()  # noqa: SLF001 (reach 1)
         return await auth_handler._check_local_password(user_id, password)  # noqa: SLF001
+
+    def serve_federation_query(
+        self, query_type: str, handler: Callable[[dict], Awaitable[dict]]
+    ) -> None:
+        """Reach 11: answer ``GET /_matrix/federation/v1/query/<query_type>`` with
+        ``handler(args)``; Synapse adds the authenticated ``origin`` to ``args``."""
+        registry = self._api._hs.get_federation_registry()  # noqa: SLF001 (reach 1)
+        registry.register_query_handler(query_type, handler)
+
+    async def federation_query(self, destination: str, query_type: str, args: dict) -> dict:
+        """Reach 11: ask another server a federation query (signed, within the allowlist)."""
+        client = self._api._hs.get_federation_client()  # noqa: SLF001 (reach 1)
+        return await client.make_query(destination, query_type, args)
 
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
