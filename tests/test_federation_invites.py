@@ -126,7 +126,11 @@ def test_a_peers_address_without_an_account_is_mailed_the_server_to_register_on(
     assert (refused.status_code, refused.json()["errcode"]) == (403, "M_THREEPID_DENIED")
     lucie = b.person(address)
     assert lucie.user_id.endswith(":" + b.server_name)
-    # From now on, the same invite reaches the account on B.
+    # A learns of the account from B (asked every 2 s in these tests) and invites it.
+    assert join_when_invited(lucie, room).status_code == 200
+    assert alice.joined_members(room) == sorted([alice.user_id, lucie.user_id])
+    assert pending_email_invites(alice, room) == []
+    # From now on, the same invite reaches the account on B at once.
     other = alice.new_room(preset="private_chat")
     assert alice.invite_by_email(other, address).json()["user_id"] == lucie.user_id
     assert join_when_invited(lucie, other).status_code == 200
@@ -215,3 +219,21 @@ def test_a_direct_chat_with_an_address_of_no_allowed_domain_invites_an_external(
     assert room in jules.joined_rooms()
     assert jules.client.display_name(jules.user_id, token=jules.token).endswith("(external)")
     assert alice.joined_members(room) == sorted([alice.user_id, jules.user_id])
+
+
+def test_a_direct_chat_with_a_peers_address_without_account_lands_once_registered(
+    people, network
+):
+    alice, b = people["alice"], network.agents_b
+    address = f"{unique('hugo')}@ac-lyon.fr"
+    room = alice.new_room(preset="trusted_private_chat", is_direct=True)
+
+    answer = alice.invite_by_email(room, address)
+
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["pending"], answer.json()["server"]) == (True, b.server_name)
+    assert refusal(alice.invite(room, people["bob"].user_id)) == DIRECT_FULL
+    hugo = b.person(address)
+    assert join_when_invited(hugo, room).status_code == 200
+    assert alice.joined_members(room) == sorted([alice.user_id, hugo.user_id])
+    assert pending_email_invites(alice, room) == []

@@ -43,6 +43,7 @@ from appliance.synapse_module.externals.policy import ExternalDirectory, Externa
 from appliance.synapse_module.externals.store import ExternalStore
 from appliance.synapse_module.federation.peer_accounts import PeerAccounts
 from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
+from appliance.synapse_module.federation.peer_invitations import PeerInvitations
 from appliance.synapse_module.federation.peers import Network
 from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
@@ -120,6 +121,7 @@ class ApplianceModule:
             NetworkDomainsResource(api, allowlist),
             PeerDomains(api, network, config.federation.domains_refresh_seconds),
             peer_accounts,  # which account of a peer holds an address (email invitations)
+            PeerInvitations(api, invitations, network, config.federation.domains_refresh_seconds),
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints

@@ -80,6 +80,10 @@ EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
 # What became of an invitation, as the console shows it.
 PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
 JOINED = "joined"  # the outcome of an invitation used by its person
+# The outcome of an invitation of a peer's address once its account exists there: the account
+# is invited, and accepts on its own server.
+INVITED_ON_PEER = "invited on its own server"
+MAX_PEER_PENDING = 1000  # pending invitations looked at per round (the limits keep them fewer)
 # Its outcome while the person is being joined; still there after a crash or restart meanwhile.
 INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
@@ -413,7 +417,29 @@ class Invitations:
             await self._store.set_outcome(invitation.token, outcome)
             logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
 
-    async def _complete(self, invitation: Invitation, user_id: str) -> str:
+    async def complete_on_peers(self) -> None:
+        """Invitations of peers' addresses whose account now exists on the peer: that account
+        is invited into the room (over federation), as if it had been invited by its ID.  A
+        peer that cannot be asked now is asked again next round."""
+        if self._peer_accounts is None:
+            return
+        for invitation in await self._store.page(True, None, MAX_PEER_PENDING):
+            owner = self.owner_of(canonical_email(invitation.address))
+            if owner is None:
+                continue
+            try:
+                user_id = await self._peer_accounts.account_at(owner, invitation.address)
+            except SynapseError:
+                continue
+            if user_id is None or not await self._store.complete(
+                invitation.token, user_id, INTERRUPTED
+            ):
+                continue  # no account yet, or revoked meanwhile
+            outcome = await self._complete(invitation, user_id, join=False)
+            await self._store.set_outcome(invitation.token, outcome)
+            logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+
+    async def _complete(self, invitation: Invitation, user_id: str, *, join: bool = True) -> str:
         room_id = invitation.room_id
         try:
             state = RoomState(await self._api.get_room_state(room_id))
@@ -425,6 +451,8 @@ class Invitations:
             # Revoked first: a direct chat has room for only one pending invitation or person.
             await self._withdraw_from_room(invitation, inviter)
             await self._api.update_room_membership(inviter, user_id, room_id, "invite")
+            if not join:  # a user of another server accepts on their own server
+                return INVITED_ON_PEER
             await self._api.update_room_membership(user_id, user_id, room_id, "join")
         except SynapseError as error:
             # This runs inside /register, which must succeed anyway: the console shows it.
@@ -481,7 +509,7 @@ def _status(invitation: Invitation, in_room: dict | None) -> str:
     if invitation.pending:
         # A room member may have revoked it in the room: it can no longer be used.
         return PENDING if in_room else REVOKED
-    if invitation.outcome == JOINED:
+    if invitation.outcome in (JOINED, INVITED_ON_PEER):
         return USED
     return REVOKED if (invitation.outcome or "").startswith("revoked") else FAILED
 
