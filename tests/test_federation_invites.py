@@ -221,9 +221,7 @@ def test_a_direct_chat_with_an_address_of_no_allowed_domain_invites_an_external(
     assert alice.joined_members(room) == sorted([alice.user_id, jules.user_id])
 
 
-def test_a_direct_chat_with_a_peers_address_without_account_lands_once_registered(
-    people, network
-):
+def test_a_direct_chat_with_a_peers_address_without_account_lands_once_registered(people, network):
     alice, b = people["alice"], network.agents_b
     address = f"{unique('hugo')}@ac-lyon.fr"
     room = alice.new_room(preset="trusted_private_chat", is_direct=True)
