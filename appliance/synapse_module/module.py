@@ -42,6 +42,7 @@ from appliance.synapse_module.externals.invite_api import InvitationPage, Invite
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
 from appliance.synapse_module.externals.store import ExternalStore
 from appliance.synapse_module.federation.peer_accounts import PeerAccounts
+from appliance.synapse_module.federation.peer_directory import PeerDirectory
 from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
 from appliance.synapse_module.federation.peer_invitations import PeerInvitations
 from appliance.synapse_module.federation.peers import Network
@@ -121,6 +122,7 @@ class ApplianceModule:
             NetworkDomainsResource(api, allowlist),
             PeerDomains(api, network, config.federation.domains_refresh_seconds),
             peer_accounts,  # which account of a peer holds an address (email invitations)
+            PeerDirectory(api, network, directory, internals),  # agents find peers' agents
             PeerInvitations(api, invitations, network, config.federation.domains_refresh_seconds),
             # media
             MediaScanner(api, config.clamd, scans),
