@@ -299,7 +299,7 @@ def _peer(plan: Plan) -> dict:
     }
 
 
-def _settings(
+def member_settings(
     plan: Plan, peers: list[Plan], state_dir: Path, ca: CertificateAuthority, clamd_port: int
 ):
     certificate, private_key = ca.issue(plan.address, state_dir)
@@ -337,7 +337,7 @@ def network(appliance, tmp_path_factory):
             # Members list each other; the outsider lists them all, and none lists it.
             peers = [peer for peer in members if peer is not plan]
             state_dir = tmp_path_factory.mktemp(plan.key)
-            settings = _settings(plan, peers, state_dir, ca, clamd_port)
+            settings = member_settings(plan, peers, state_dir, ca, clamd_port)
             side = SideSynapse(
                 settings, Layout.from_settings(settings, state_dir), edit_config=loosen_for_tests
             )
