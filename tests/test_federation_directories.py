@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import pytest
 from federation_fixtures import texts, unique, wait_for
-from matrix_helpers import OPEN_TO_EXTERNALS, Person, _path_part
+from matrix_helpers import OPEN_TO_EXTERNALS, Person, _path_part, refusal
+
+from appliance.synapse_module.federation.room_lists import (
+    EXTERNALS_NO_REMOTE_FORUMS,
+    NOT_A_PEER_DIRECTORY,
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +111,17 @@ def test_an_agent_finds_a_peers_forum_and_joins_it_by_its_address(people, networ
     assert response.json()["room_id"] == forum
     assert alice.send_text(forum, "bonjour Lyon").status_code == 200
     wait_for("alice's message on B", lambda: (alice.user_id, "bonjour Lyon") in texts(bob, forum))
+
+
+def test_only_agents_browse_the_forums_of_peers_only(people, network):
+    alice, ext_a = people["alice"], people["ext_a"]
+    peer = {"server": network.agents_b.server_name}
+    outsider = {"server": network.outsider.server_name}
+    path = "/_matrix/client/v3/publicRooms"
+    for method, body in (("GET", None), ("POST", {"limit": 10})):
+        assert alice.call(method, path, body, params=peer).status_code == 200
+        # An external of A, whatever the server: Synapse never asks it.
+        refused = ext_a.call(method, path, body, params=peer)
+        assert refusal(refused) == EXTERNALS_NO_REMOTE_FORUMS
+        # A server that is not a peer: refused with the reason, before Synapse tries.
+        assert refusal(alice.call(method, path, body, params=outsider)) == NOT_A_PEER_DIRECTORY

@@ -46,6 +46,7 @@ from appliance.synapse_module.federation.peer_directory import PeerDirectory
 from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
 from appliance.synapse_module.federation.peer_invitations import PeerInvitations
 from appliance.synapse_module.federation.peers import Network
+from appliance.synapse_module.federation.room_lists import RemoteRoomLists
 from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
@@ -123,6 +124,7 @@ class ApplianceModule:
             PeerDomains(api, network, config.federation.domains_refresh_seconds),
             peer_accounts,  # which account of a peer holds an address (email invitations)
             PeerDirectory(api, network, directory, internals),  # agents find peers' agents
+            RemoteRoomLists(network, directory, internals),  # peers' forums, for agents
             PeerInvitations(api, invitations, network, config.federation.domains_refresh_seconds),
             # media
             MediaScanner(api, config.clamd, scans),

@@ -56,8 +56,8 @@ upgrade break a rule at the first request.  The module was written against
     module callback for profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``,
     which would hold for agents too (the directory is theirs);
     :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
-    Synapse's in the method both profile servlets call: one of the two patches of a Synapse
-    method (the other is 12).
+    Synapse's in the method both profile servlets call: one of the three patches of a Synapse
+    method (with 12 and 13).
 11. ``HomeServer.get_federation_registry().register_query_handler`` and
     ``get_federation_client().make_query``: a federation query of the module's own
     (``federation/peer_accounts.py``: which account of a peer holds an email address).  The
@@ -70,6 +70,10 @@ upgrade break a rule at the first request.  The module was written against
     :meth:`SynapseInternals.extend_user_search_with` appends the peers' results after
     Synapse's own (filtered as before) in the method the search servlet calls, and a peer's
     query is answered from ``search_user_dir``, Synapse's own ranked search.
+13. ``RoomListHandler.get_remote_public_room_list``: who may list another server's forums
+    (``GET/POST /publicRooms?server=...``).  Synapse has no module callback there;
+    :meth:`SynapseInternals.check_remote_room_lists_with` runs the module's check, with the
+    requester of the request being served (6), before Synapse asks the other server.
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -119,6 +123,7 @@ FEDERATION_REACHES = (
     ("get_federation_registry", "register_query_handler"),
     ("get_federation_client", "make_query"),
     ("get_user_directory_handler", "search_users"),  # reach 12
+    ("get_room_list_handler", "get_remote_public_room_list"),  # reach 13
 )
 
 # Every column the module's SQL reads from Synapse's tables, whatever the dialect.
@@ -371,6 +376,21 @@ class SynapseInternals:
         # Its only caller is the search servlet.
         handler.search_users = search_users
 
+    def check_remote_room_lists_with(
+        self, check: Callable[[str | None, str], Awaitable[None]]
+    ) -> None:
+        """Reach 13: run ``check(requester, server_name)`` (which raises to refuse) before
+        Synapse asks another server for its public rooms."""
+        handler: Any = self._api._hs.get_room_list_handler()  # noqa: SLF001 (reach 1)
+        synapse_list = handler.get_remote_public_room_list
+
+        async def get_remote_public_room_list(server_name: str, *args: Any, **kwargs: Any) -> Any:
+            await check(requesting_user_id(), server_name)
+            return await synapse_list(server_name, *args, **kwargs)
+
+        # Its only callers are the two /publicRooms servlets.
+        handler.get_remote_public_room_list = get_remote_public_room_list
+
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
         return await self._api.run_db_interaction(
@@ -389,8 +409,8 @@ class SynapseInternals:
             if requester is not None:
                 await check(requester.to_string(), target_user.to_string())
 
-        # One of the two patches of a Synapse method (with 12): its only callers are the two
-        # profile servlets.
+        # One of the three patches of a Synapse method (with 12 and 13): its only callers are the
+        # two profile servlets.
         self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]
 
 
