@@ -11,6 +11,7 @@ Registered through `pytest_plugins` in conftest.py.
 from __future__ import annotations
 
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,9 @@ from pathlib import Path
 import pytest
 from harness import free_port
 
-from appliance.evaluation import services
+from appliance.config.layout import Layout
+from appliance.config.secrets_store import read_secret, write_private_file
+from appliance.evaluation import redis_acl, services
 from appliance.evaluation.supervisor import start, stop, tail, wait_until_ready
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -91,29 +94,45 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _private_redis(directory: Path) -> Iterator[Path]:
+@dataclass(frozen=True)
+class PrivateRedis:
+    """A Redis of the tests' own, with a password of its own (as `make up` runs one)."""
+
+    socket: Path
+    password_file: Path
+
+    def share_with(self, layout: Layout) -> None:
+        """Give an appliance this Redis's password, where its secrets store would put one
+        (it keeps an existing secret), so the rendered redis.password_path holds it."""
+        write_private_file(layout.secret("redis_password"), read_secret(self.password_file))
+
+
+def _private_redis(directory: Path) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         pytest.fail("Redis is not installed: run `apt-get install -y redis-server`")
+    password_file, acl_file = directory / "redis_password", directory / "redis-users.acl"
+    write_private_file(password_file, secrets.token_urlsafe(32))
+    redis_acl.write_acl(password_file, acl_file)
     socket_path = directory / "redis.sock"
-    spec = services.redis(socket_path, directory)
+    spec = services.redis(socket_path, directory, acl_file=acl_file, password_file=password_file)
     reason = wait_until_ready(spec, start(spec))
     if reason is not None:
         stop(spec)
         pytest.fail(f"redis {reason}\n{tail(spec.logfile)}")
     try:
-        yield socket_path
+        yield PrivateRedis(socket_path, password_file)
     finally:
         stop(spec)
 
 
 @pytest.fixture(scope="session")
-def redis_socket(tmp_path_factory) -> Iterator[Path]:
+def redis_socket(tmp_path_factory) -> Iterator[PrivateRedis]:
     """A Redis for one set of Synapse processes. Synapse's replication channel is named after
     the server name, which the test deployments share: each set needs a Redis of its own."""
     yield from _private_redis(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture
-def own_redis(tmp_path_factory) -> Iterator[Path]:
+def own_redis(tmp_path_factory) -> Iterator[PrivateRedis]:
     """A Redis for a test's own set of Synapse processes (see redis_socket)."""
     yield from _private_redis(tmp_path_factory.mktemp("redis"))
