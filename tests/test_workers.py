@@ -31,6 +31,7 @@ from harness import evaluation_settings, free_port
 from matrix_helpers import MatrixClient, Person, SideServices
 from matrix_media_helpers import EICAR, User, register_user, unique_bytes
 from synapse.config.homeserver import HomeServerConfig
+from workers_fixtures import workers_settings
 
 from appliance.addresses.media_ref import MediaRef
 from appliance.config.layout import Layout
@@ -70,56 +71,6 @@ ALLOWLIST_BOUND_SECONDS = 5.0
 
 
 # --- settings and processes ------------------------------------------------------------------
-
-
-def _free_port_run(count: int) -> int:
-    """The first of `count` consecutive free loopback ports (worker i uses base + 2i, + 1)."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        probes = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def workers_settings(
-    state_dir: Path, *, database: str, pg_port: int, redis: Path, clamd_port: int, preset="small"
-) -> Settings:
-    synapse_port = free_port()
-    return evaluation_settings(
-        state_dir,
-        public_baseurl=f"http://127.0.0.1:{synapse_port}/",
-        synapse={
-            "listen": {"port": synapse_port},
-            "database": {
-                "engine": "postgresql",
-                "host": "127.0.0.1",
-                "port": pg_port,
-                "name": database,
-                "user": "synapse",
-                "pool_max": 5,
-            },
-            "workers": {
-                "preset": preset,
-                "base_port": _free_port_run(4),
-                "replication_port": free_port(),
-                "main_port": free_port(),
-            },
-            "redis": {"path": str(redis)},
-        },
-        clamav={"listen": {"port": clamd_port}},
-    )
 
 
 class WorkersAppliance(SideServices):
