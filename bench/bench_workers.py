@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -270,15 +271,36 @@ async def reads_round(deployment: Deployment) -> float:
         return len(deployment.users) * READS / (time.monotonic() - began)
 
 
+def cpu_seconds(deployment: Deployment) -> dict[str, float]:
+    """User and system CPU time so far of each of Synapse's processes (Redis, router too)."""
+    times = {}
+    for name, process in deployment.processes().items():
+        used = process.cpu_times()
+        times[name] = used.user + used.system
+    return times
+
+
 def alternated(rounds: int, first: Deployment, second: Deployment, measure) -> dict[str, list]:
-    """ABBA: each preset goes first as often as the other."""
+    """ABBA: each preset goes first as often as the other. Prints each round's figure and the
+    CPU its processes used (seconds, and per second of the round: 2.0 is both cores)."""
     results: dict[str, list[float]] = {first.preset: [], second.preset: []}
     for index in range(rounds):
         order = (first, second) if index % 2 == 0 else (second, first)
         for deployment in order:
+            before, began = cpu_seconds(deployment), time.monotonic()
+            client_before = sum(psutil.Process().cpu_times()[:2])
             figure = asyncio.run(measure(deployment))
+            elapsed, after = time.monotonic() - began, cpu_seconds(deployment)
+            client = sum(psutil.Process().cpu_times()[:2]) - client_before
             results[deployment.preset].append(figure)
-            print(f"  round {index + 1} {deployment.preset:8} {figure:8.1f} /s", flush=True)
+            used = {name: after[name] - before.get(name, 0.0) for name in after}
+            shares = ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items() if seconds)
+            print(
+                f"  round {index + 1} {deployment.preset:8} {figure:8.1f} /s in {elapsed:.1f} s; "
+                f"server CPU {sum(used.values()) / elapsed:.2f} cores ({shares} s), this "
+                f"client {client / elapsed:.2f}, load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     return results
 
 
