@@ -184,6 +184,11 @@ class Layout:
         """The password of the console's service account, to get a new token if one is revoked."""
         return self.secrets_dir / "synapse-service-password"
 
+    @property
+    def redis_acl(self) -> Path:
+        """Evaluation with workers: the private Redis's user, with the SHA-256 of its password."""
+        return self.secrets_dir / "redis-users.acl"
+
     def secret(self, name: str) -> Path:
         """Where the secret `name` lives: in its service's own directory if it is the console's
         or the scanner's, else with Synapse's."""

@@ -23,6 +23,9 @@ SYNAPSE_SECRETS = (
     "worker_replication_secret",
     # Signs the TURN credentials Synapse hands clients; coturn checks them with the same secret.
     "turn_shared_secret",
+    # Synapse's processes authenticate to Redis with it (redis.password_path); Redis itself
+    # holds only its SHA-256 (see appliance.evaluation.redis_acl).
+    "redis_password",
 )
 CONSOLE_SECRET_KEY = "console_secret_key"
 

@@ -147,10 +147,21 @@ class PostgresDatabase(_Section):
 class RedisSettings(_Section):
     # Synapse's processes talk to each other through Redis (workers only). Either a unix
     # socket (an absolute path: evaluation, or Redis on the Synapse host) or host and port.
+    # The password is no setting: the appliance generates it into a 0600 file that Synapse
+    # reads (redis.password_path), so it never sits in appliance.yaml or homeserver.yaml.
     path: Path | None = None
     host: str | None = None
     port: Port = 6379
-    password: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "password: not set here any more; the appliance generates it into "
+                "<state_dir>/secrets/redis_password (mode 0600), which Synapse reads"
+            )
+        return data
 
     @model_validator(mode="after")
     def _one_address(self) -> RedisSettings:
