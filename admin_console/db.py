@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS operator_totp (
     confirmed INTEGER NOT NULL DEFAULT 0,
     last_step INTEGER NOT NULL DEFAULT 0
 );
+-- A new secret waiting for its first code (the current one keeps working meanwhile).
+CREATE TABLE IF NOT EXISTS operator_totp_pending (
+    operator_id INTEGER PRIMARY KEY REFERENCES operators (id) ON DELETE CASCADE,
+    secret TEXT NOT NULL
+);
 -- Their one-time recovery codes, as password hashes.
 CREATE TABLE IF NOT EXISTS operator_recovery_codes (
     operator_id INTEGER NOT NULL REFERENCES operators (id) ON DELETE CASCADE,

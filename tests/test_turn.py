@@ -216,6 +216,11 @@ def test_production_serves_turn_over_tls_and_keeps_the_relay_out_of_private_netw
         "denied-peer-ip=10.0.0.0-10.255.255.255",
         "denied-peer-ip=127.0.0.0-127.255.255.255",
         "denied-peer-ip=192.168.0.0-192.168.255.255",
+        "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255",
+        # The host's own public address: relayed packets to it would arrive on lo.
+        "denied-peer-ip=192.0.2.10",
+        "no-tcp-relay",
+        "total-quota=8136",  # three quarters of the relay range: the ports never run out
         "no-tlsv1_1",
         "no-cli",
     ):
@@ -230,8 +235,9 @@ def test_production_serves_turn_over_tls_and_keeps_the_relay_out_of_private_netw
     assert "LoadCredential=private-key:" in unit
     assert "User=appliance-turn" in unit
     nft = files["nftables/nftables.conf.j2"].content
-    assert "udp dport { 3478, 49160-49200 } accept" in nft
+    assert "udp dport { 3478, 49152-59999 } accept" in nft
     assert "tcp dport { 3478, 5349 } accept" in nft
+    assert 'meta skuid "appliance-turn" fib daddr type local drop' in nft
 
 
 def test_without_turn_nothing_is_rendered_or_opened(tmp_path):

@@ -12,7 +12,6 @@ from admin_console.operators.store import (
     exists,
     first_operator_file_names,
     list_all,
-    remove,
     retire_first_operator_file,
     set_password,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "exists",
     "first_operator_file_names",
     "list_all",
-    "remove",
     "retire_first_operator_file",
     "set_password",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from admin_console import db
+from admin_console.operators import store
 
 ADMINISTRATOR = "administrator"
 AUDITOR = "auditor"
@@ -69,6 +70,18 @@ def set_role(connection: sqlite3.Connection, operator_id: int, role: str) -> Non
 
 def is_last_administrator(connection: sqlite3.Connection, operator_id: int) -> bool:
     return role_of(connection, operator_id) == ADMINISTRATOR and _administrators(connection) <= 1
+
+
+def remove_operator(connection: sqlite3.Connection, operator_id: int) -> None:
+    """Remove an operator, never the last one nor the last administrator, checked and done in
+    one immediate transaction (two administrators removing each other at once: one of them is
+    refused). Their logins go with them (operator_sessions' foreign key cascades)."""
+    with db.transaction(connection):
+        if connection.execute("SELECT COUNT(*) FROM operators").fetchone()[0] <= 1:
+            raise store.LastOperator("the last operator cannot be removed")
+        if is_last_administrator(connection, operator_id):
+            raise LastAdministrator("the last administrator cannot be removed")
+        connection.execute("DELETE FROM operators WHERE id = ?", (operator_id,))
 
 
 def auditor_may(method: str, endpoint: str | None) -> bool:

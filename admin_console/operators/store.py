@@ -130,22 +130,6 @@ def list_all(connection: sqlite3.Connection) -> list[Operator]:
     return [Operator(row["id"], row["username"]) for row in rows]
 
 
-def remove(connection: sqlite3.Connection, operator_id: int) -> None:
-    """Remove an operator, never the last one (the console would lock everyone out).
-
-    Their logins go with them: operator_sessions' foreign key cascades (db.py).
-    """
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        if connection.execute("SELECT COUNT(*) FROM operators").fetchone()[0] <= 1:
-            raise LastOperator("the last operator cannot be removed")
-        connection.execute("DELETE FROM operators WHERE id = ?", (operator_id,))
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
 def exists(connection: sqlite3.Connection, username: str) -> bool:
     return (
         connection.execute("SELECT 1 FROM operators WHERE username = ?", (username,)).fetchone()

@@ -71,12 +71,12 @@ def remove(operator_id: int):
     def run() -> None:
         if operator.id == current_user.id:
             raise Refused(_("you cannot remove yourself; ask another operator"))
-        if roles.is_last_administrator(db.get_db(), operator.id):
-            raise Refused(_("the last administrator cannot be removed"))
         try:
-            store.remove(db.get_db(), operator.id)
+            roles.remove_operator(db.get_db(), operator.id)
         except store.LastOperator:
             raise Refused(_("the last operator cannot be removed")) from None
+        except roles.LastAdministrator:
+            raise Refused(_("the last administrator cannot be removed")) from None
 
     return confirm_then_perform(
         ConfirmForm(),

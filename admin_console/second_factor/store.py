@@ -47,57 +47,84 @@ def is_enrolled(connection: sqlite3.Connection, operator_id: int) -> bool:
 
 
 def begin(connection: sqlite3.Connection, operator_id: int) -> str:
-    """A new, unconfirmed secret for the operator (replacing an unconfirmed one)."""
+    """A new secret waiting for its first code (kept apart: the operator's current one, if any,
+    keeps working until the new one is confirmed)."""
     secret = pyotp.random_base32()
     connection.execute(
-        "INSERT INTO operator_totp (operator_id, secret, confirmed, last_step) VALUES (?, ?, 0, 0)"
-        " ON CONFLICT (operator_id) DO UPDATE SET secret = excluded.secret, last_step = 0"
-        " WHERE confirmed = 0",
+        "INSERT INTO operator_totp_pending (operator_id, secret) VALUES (?, ?)"
+        " ON CONFLICT (operator_id) DO UPDATE SET secret = excluded.secret",
         (operator_id, secret),
     )
     return secret
+
+
+def pending_secret(connection: sqlite3.Connection, operator_id: int) -> str | None:
+    row = connection.execute(
+        "SELECT secret FROM operator_totp_pending WHERE operator_id = ?", (operator_id,)
+    ).fetchone()
+    return row["secret"] if row else None
 
 
 def provisioning_uri(secret: str, username: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=ISSUER)
 
 
+def _matching_step(secret: str, code: str, after: int) -> int | None:
+    """The time step (within the app's clock drift) whose code this is, if later than after."""
+    code = code.strip().replace(" ", "")
+    if not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(datetime.fromtimestamp(clock.now(), tz=UTC))
+    for step in range(now - VALID_WINDOW, now + VALID_WINDOW + 1):
+        if step > after and secrets.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
 def check_code(connection: sqlite3.Connection, operator_id: int, code: str) -> bool:
     """Whether code is the operator's current TOTP code, used for the first time; the step is
     recorded in the same transaction, so two requests cannot both use it."""
-    code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
-        return False
     with db.transaction(connection):
         found = enrolment(connection, operator_id)
-        if found is None:
+        if found is None or not found.confirmed:
             return False
-        totp = pyotp.TOTP(found.secret)
-        now = totp.timecode(datetime.fromtimestamp(clock.now(), tz=UTC))
-        for step in range(now - VALID_WINDOW, now + VALID_WINDOW + 1):
-            if step > found.last_step and secrets.compare_digest(totp.generate_otp(step), code):
-                connection.execute(
-                    "UPDATE operator_totp SET last_step = ? WHERE operator_id = ?",
-                    (step, operator_id),
-                )
-                return True
-    return False
+        step = _matching_step(found.secret, code, after=found.last_step)
+        if step is None:
+            return False
+        connection.execute(
+            "UPDATE operator_totp SET last_step = ? WHERE operator_id = ?", (step, operator_id)
+        )
+    return True
 
 
-def confirm(connection: sqlite3.Connection, operator_id: int) -> list[str]:
-    """The enrolment is confirmed (a first code was right): new recovery codes, shown once."""
+def confirm(connection: sqlite3.Connection, operator_id: int, code: str) -> list[str] | None:
+    """If code is right for the pending secret: that secret replaces the operator's current one
+    (if any), with new recovery codes, returned to be shown once; else None, nothing changed."""
+    secret = pending_secret(connection, operator_id)
+    step = _matching_step(secret, code, after=0) if secret else None
+    if step is None:
+        return None
     codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
     method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
+    hashes = [(operator_id, generate_password_hash(_plain(code), method=method)) for code in codes]
     with db.transaction(connection):
+        if pending_secret(connection, operator_id) != secret:
+            return None  # another enrolment began meanwhile
         connection.execute(
-            "UPDATE operator_totp SET confirmed = 1 WHERE operator_id = ?", (operator_id,)
+            "INSERT INTO operator_totp (operator_id, secret, confirmed, last_step)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT (operator_id) DO UPDATE SET"
+            " secret = excluded.secret, confirmed = 1, last_step = excluded.last_step",
+            (operator_id, secret, step),
+        )
+        connection.execute(
+            "DELETE FROM operator_totp_pending WHERE operator_id = ?", (operator_id,)
         )
         connection.execute(
             "DELETE FROM operator_recovery_codes WHERE operator_id = ?", (operator_id,)
         )
         connection.executemany(
-            "INSERT INTO operator_recovery_codes (operator_id, code_hash) VALUES (?, ?)",
-            [(operator_id, generate_password_hash(_plain(code), method=method)) for code in codes],
+            "INSERT INTO operator_recovery_codes (operator_id, code_hash) VALUES (?, ?)", hashes
         )
     return codes
 
@@ -128,6 +155,9 @@ def recovery_codes_left(connection: sqlite3.Connection, operator_id: int) -> int
 def remove(connection: sqlite3.Connection, operator_id: int) -> None:
     with db.transaction(connection):
         connection.execute("DELETE FROM operator_totp WHERE operator_id = ?", (operator_id,))
+        connection.execute(
+            "DELETE FROM operator_totp_pending WHERE operator_id = ?", (operator_id,)
+        )
         connection.execute(
             "DELETE FROM operator_recovery_codes WHERE operator_id = ?", (operator_id,)
         )

@@ -4,9 +4,11 @@ whose password was right asks for it before the login exists.
 
 Between the two steps of a login, only the operator's id and the moment the password was right
 are kept, in Flask's signed session cookie; no login record exists yet, so a stolen password
-alone opens nothing. Wrong codes are counted by the lockout under their own name
-("<username>#2fa"): a right password does not clear them, so the password cannot be used to
-get fresh guesses at the code.
+alone opens nothing. Wrong codes are counted by the lockout for the operator under a client key
+of their own ("second factor <address>", which no login form can produce): a right password
+does not clear them, so it gives no fresh guesses at the code, and they count towards the
+operator's ceiling from every address. Removing or replacing the factor from a logged-in
+session asks for a code under the same count.
 """
 
 from __future__ import annotations
@@ -45,8 +47,19 @@ PENDING_SECONDS = 300
 FEW_CODES = 3
 
 
-def lockout_name(username: str) -> str:
-    return f"{username}#2fa"
+def lockout_client() -> str:
+    return f"second factor {client_address()}"
+
+
+def guarded_code(operator_name: str, check) -> bool | None:
+    """check() under the lockout of the second factor (raises lockout.Locked)."""
+    return lockout.guarded(
+        db.get_db(),
+        username=operator_name,
+        client=lockout_client(),
+        verify=lambda: True if check() else None,
+        now=now(),
+    )
 
 
 def ask_after_password(operator: operators.Operator, next_page: str | None):
@@ -77,21 +90,15 @@ def verify():
     connection, code = db.get_db(), form.code.data
     used: list[str] = []
 
-    def check() -> bool | None:
+    def check() -> bool:
         if store.check_code(connection, operator.id, code):
             used.append("authenticator code")
         elif store.use_recovery_code(connection, operator.id, code):
             used.append("recovery code")
-        return True if used else None
+        return bool(used)
 
     try:
-        right = lockout.guarded(
-            connection,
-            username=lockout_name(operator.username),
-            client=client_address(),
-            verify=check,
-            now=now(),
-        )
+        right = guarded_code(operator.username, check)
     except lockout.Locked as locked:
         audit.record(
             "login",
@@ -174,18 +181,27 @@ def _enrol_page(secret: str, form: CodeForm, status: int = 200):
 def confirm():
     if (refused := require_login()) is not None:
         return refused
-    connection, form = db.get_db(), CodeForm()
-    pending = store.enrolment(connection, current_user.id)
-    if pending is None:
+    connection, form, name = db.get_db(), CodeForm(), current_user.username
+    secret = store.pending_secret(connection, current_user.id)
+    if secret is None:
         return redirect(url_for("second_factor.page"))
-    if not form.validate_on_submit() or not store.check_code(
-        connection, current_user.id, form.code.data
-    ):
-        audit.record("second_factor.enrol", current_user.username, ok=False, detail="wrong code")
+    codes: list[str] = []
+
+    def check() -> bool:
+        codes.extend(store.confirm(connection, current_user.id, form.code.data) or [])
+        return bool(codes)
+
+    try:
+        right = form.validate_on_submit() and guarded_code(name, check)
+    except lockout.Locked as locked:
+        audit.record("second_factor.enrol", name, ok=False, detail="locked")
+        form.code.errors.append(locked_message(locked.seconds))
+        return _enrol_page(secret, form, 429)
+    if not right:
+        audit.record("second_factor.enrol", name, ok=False, detail="wrong code")
         form.code.errors.append(_("This code is not right: check the app's clock and try again."))
-        return _enrol_page(pending.secret, form, 400)
-    codes = store.confirm(connection, current_user.id)
-    audit.record("second_factor.enrol", current_user.username, ok=True)
+        return _enrol_page(secret, form, 400)
+    audit.record("second_factor.enrol", name, ok=True)
     return render_template("second_factor/codes.html", codes=codes)
 
 
@@ -198,10 +214,19 @@ def remove():
         flash(_("This console requires a second factor: it cannot be removed."), "error")
         return _page(403)
     code = form.code.data if form.validate_on_submit() else ""
-    if not (
-        store.check_code(connection, current_user.id, code)
-        or store.use_recovery_code(connection, current_user.id, code)
-    ):
+    try:
+        right = guarded_code(
+            current_user.username,
+            lambda: (
+                store.check_code(connection, current_user.id, code)
+                or store.use_recovery_code(connection, current_user.id, code)
+            ),
+        )
+    except lockout.Locked as locked:
+        audit.record("second_factor.remove", current_user.username, ok=False, detail="locked")
+        flash(locked_message(locked.seconds), "error")
+        return _page(429)
+    if not right:
         audit.record("second_factor.remove", current_user.username, ok=False, detail="wrong code")
         flash(_("This code is not right, or was already used."), "error")
         return _page(400)

@@ -138,6 +138,13 @@ def _turn_secret(settings: Settings, layout: Layout) -> str | None:
         ) from None
 
 
+def _turn_own_addresses(settings: Settings) -> list[str]:
+    turn, wildcards = settings.turn, ("0.0.0.0", "::")
+    candidates = [turn.listen.bind_address, turn.external_address]
+    candidates += settings.nginx.bind_addresses + settings.synapse.own_addresses
+    return sorted({a for a in candidates if a and a not in wildcards and "/" not in a})
+
+
 def _media_url(settings: Settings, workers: WorkerPlan) -> str:
     media = workers.media_worker
     if media is None or settings.routes_locally:
@@ -207,6 +214,8 @@ def render_all(
         },
         # coturn's copy of the TURN secret (ensure_secrets made it before any render).
         "turn_secret": _turn_secret(settings, layout),
+        # The host's own public addresses coturn must never relay to (production).
+        "turn_own_addresses": _turn_own_addresses(settings),
         "router": router_table(
             workers,
             host=settings.synapse.listen.connect_host,

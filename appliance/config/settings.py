@@ -274,9 +274,10 @@ class TurnSettings(_Section):
     # The address clients see for relayed media, when the host is behind a NAT (a cloud
     # instance): its public address. null: the listen address.
     external_address: Annotated[str, AfterValidator(_ip_address)] | None = None
-    # The UDP ports coturn relays media on (the firewall opens them).
-    relay_min_port: Port = 49160
-    relay_max_port: Port = 49200
+    # The UDP ports coturn relays media on (the firewall opens them): each call takes one or
+    # two, so the range bounds how many calls can be relayed at once.
+    relay_min_port: Port = 49152
+    relay_max_port: Port = 59999
     # How long the credentials Synapse hands out stay valid (a call longer than this keeps its
     # allocation: coturn checks them when the allocation is made and refreshed).
     credential_lifetime_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
