@@ -239,3 +239,19 @@ def test_the_last_administrator_stays_one(app, console, auditor):
     assert console.post(f"/operators/{auditor_id}/role", role="administrator").status_code == 302
     # Two administrators now: one may become an auditor.
     assert console.post(f"/operators/{my_id}/role", role="auditor").status_code == 302
+
+
+def test_setting_up_again_keeps_the_old_app_until_the_new_one_is_confirmed(app, console):
+    old, _ = enrol(console)
+    me = first_operator(app)
+    console.post("/account/second-factor/enrol")  # started, never confirmed
+    client = app.test_client()
+    login(client, me["username"], me["password"])
+    assert second_step(client, next_code(old)).status_code == 302  # the old app still works
+
+    new, _ = enrol(console)
+
+    again = app.test_client()
+    login(again, me["username"], me["password"])
+    assert second_step(again, next_code(old)).status_code == 401  # the old app no longer
+    assert second_step(again, next_code(new)).status_code == 302
