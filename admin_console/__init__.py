@@ -23,6 +23,7 @@ from admin_console import (
     i18n,
     invitations,
     media,
+    reports,
     rooms,
     security_headers,
     session_limits,
@@ -100,6 +101,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         operator_views.bp,
         invitations.bp,
         federation.bp,
+        reports.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)
