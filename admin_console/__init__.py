@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_console import (
+    announcements,
     auth,
     db,
     domains,
@@ -102,6 +103,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         invitations.bp,
         federation.bp,
         reports.bp,
+        announcements.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.addresses.identity import name_part_problem
 from appliance.config.worker_routes import WorkerPlan, plan_problems, plan_workers
 
 DEFAULT_SETTINGS_FILE = "appliance.yaml"
@@ -450,6 +451,35 @@ class FederationPeer(_Section):
         return value if value.endswith("/") else value + "/"
 
 
+class ServerNoticesSettings(_Section):
+    # Announcements from the console go out as Synapse's server notices: from this account
+    # (created by Synapse at the first one), into a room of that name every agent is joined to.
+    localpart: str = "annonces"
+    # The room's members see this name: the module's rule for every display name applies
+    # (Latin letters, digits, spaces, hyphens, apostrophes, full stops; 64 at most).
+    display_name: str = "Annonces du service - Service announcements"
+    room_name: Annotated[str, Field(min_length=1, max_length=255)] = "Annonces - Announcements"
+
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: str) -> str:
+        if problem := name_part_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("localpart")
+    @classmethod
+    def _localpart(cls, value: str) -> str:
+        if not value or not all(c in "abcdefghijklmnopqrstuvwxyz0123456789._=-/" for c in value):
+            raise ValueError(
+                f"{value!r} is not a Matrix localpart (lower-case letters, digits, ._=-/)"
+            )
+        # The console's service account (service_account.SERVICE_LOCALPART, which imports this).
+        if value == "appliance-console":
+            raise ValueError("is the console's own service account")
+        return value
+
+
 class FederationSettings(_Section):
     # off: no federation listener, no outgoing federation (the evaluation default: one box).
     # closed: only the peers below (the production default).
@@ -499,6 +529,7 @@ class Settings(_Section):
     backup: BackupSettings = BackupSettings()
     host: HostSettings = HostSettings()
     federation: FederationSettings = FederationSettings()
+    server_notices: ServerNoticesSettings = ServerNoticesSettings()
 
     @field_validator("server_name")
     @classmethod
