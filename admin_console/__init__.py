@@ -25,6 +25,7 @@ from admin_console import (
     invitations,
     media,
     reports,
+    retention,
     rooms,
     security_headers,
     session_limits,
@@ -104,6 +105,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         federation.bp,
         reports.bp,
         announcements.bp,
+        retention.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

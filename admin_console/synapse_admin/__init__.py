@@ -4,7 +4,7 @@
 Blueprints import from here; nothing else in the console talks to Synapse.
 """
 
-from admin_console.synapse_admin import appliance, media, reports, rooms, users
+from admin_console.synapse_admin import appliance, media, reports, retention, rooms, users
 from admin_console.synapse_admin.client import (
     EndpointMissing,
     SynapseClient,
@@ -22,6 +22,7 @@ __all__ = [
     "client",
     "media",
     "reports",
+    "retention",
     "rooms",
     "users",
 ]

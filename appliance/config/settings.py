@@ -451,6 +451,27 @@ class FederationPeer(_Section):
         return value if value.endswith("/") else value + "/"
 
 
+# The bounds of every message lifetime (archiving and data-protection rules rarely go below a
+# day, and the appliance keeps no message more than a year once a policy is set).
+LIFETIME_MIN_DAYS, LIFETIME_MAX_DAYS = 1, 365
+LifetimeDays = Annotated[int, Field(ge=LIFETIME_MIN_DAYS, le=LIFETIME_MAX_DAYS)]
+
+
+class RetentionSettings(_Section):
+    # Messages (Synapse's retention; its purge jobs delete them from the database). A room's
+    # own m.room.retention, set by its admins, is honoured within min and max; a room without
+    # one keeps its messages default_days (null: until the room's admins set a lifetime).
+    min_days: LifetimeDays = LIFETIME_MIN_DAYS
+    max_days: LifetimeDays = LIFETIME_MAX_DAYS
+    default_days: LifetimeDays | None = None
+    # How often Synapse looks for expired messages.
+    purge_interval_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 12
+    # Media (Synapse's media_retention, checked every hour): files uploaded here and not
+    # downloaded for this long, and copies of other servers' files cached here; null: kept.
+    local_media_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    remote_media_days: Annotated[int, Field(ge=1, le=3650)] | None = 90
+
+
 class ServerNoticesSettings(_Section):
     # Announcements from the console go out as Synapse's server notices: from this account
     # (created by Synapse at the first one), into a room of that name every agent is joined to.
@@ -530,6 +551,7 @@ class Settings(_Section):
     host: HostSettings = HostSettings()
     federation: FederationSettings = FederationSettings()
     server_notices: ServerNoticesSettings = ServerNoticesSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -586,11 +608,26 @@ class Settings(_Section):
             )
         self._worker_rules()
         self._federation_rules()
+        self._retention_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
             )
         return self
+
+    def _retention_rules(self) -> None:
+        retention = self.retention
+        if retention.min_days > retention.max_days:
+            raise ValueError(
+                f"retention.min_days: {retention.min_days} is more than retention.max_days "
+                f"({retention.max_days})"
+            )
+        default = retention.default_days
+        if default is not None and not retention.min_days <= default <= retention.max_days:
+            raise ValueError(
+                f"retention.default_days: {default} is outside retention.min_days.."
+                f"retention.max_days ({retention.min_days}..{retention.max_days})"
+            )
 
     def _own_addresses_rules(self) -> None:
         if self.synapse.own_addresses and not self.public_baseurl.startswith("https://"):
