@@ -43,6 +43,8 @@ def problems(data: dict) -> list[str]:
         ({"min_days": 30, "max_days": 7}, "retention.min_days: 30 is more than"),
         ({"max_days": 30, "default_days": 60}, "retention.default_days: 60 is outside"),
         ({"local_media_days": 0}, "retention.local_media_days: Input should be greater"),
+        ({"max_days": 90, "rooms": {"forum": 120}}, "retention.rooms.forum: 120 is outside"),
+        ({"rooms": {"salon": 30}}, "retention.rooms.salon: unknown key"),
     ],
 )
 def test_lifetimes_out_of_bounds_are_refused_with_the_key(retention, expected):
@@ -85,7 +87,7 @@ def shorten_lifetimes(config: dict) -> None:
 @pytest.fixture(scope="module")
 def short_lived(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("retention")
-    settings = evaluation_settings(state_dir, retention={"default_days": 1})
+    settings = evaluation_settings(state_dir, retention={"default_days": 1, "rooms": {"forum": 30}})
     layout = Layout.from_settings(settings, state_dir)
     with SideSynapse(settings, layout, edit_config=shorten_lifetimes) as side:
         wait_for_allowlist(side.client())
@@ -100,10 +102,19 @@ def event_stored(database: Path, event_id: str) -> bool:
         )
 
 
+def test_each_kind_of_room_is_created_with_its_lifetime(short_lived):
+    agent = Person.register(short_lived.client(), f"{unique('kinds')}@ac-paris.fr")
+    forum = agent.new_room(preset="public_chat", name=unique("forum"))
+    private = agent.new_room(preset="private_chat", name=unique("private"))
+    assert agent.state(forum)[("m.room.retention", "")] == {"max_lifetime": 30 * DAY_MS}
+    assert ("m.room.retention", "") not in agent.state(private)
+
+
 def test_an_expired_message_is_deleted_from_the_database(short_lived):
     client = short_lived.client()
     agent = Person.register(client, f"{unique('keep')}@ac-paris.fr")
-    room_id = agent.new_room(preset="public_chat", name=unique("forum"))
+    # A private room has no lifetime of its kind here: the (shortened) default applies.
+    room_id = agent.new_room(preset="private_chat", name=unique("private"))
     sent = agent.send_text(room_id, "gone soon")
     assert sent.status_code == 200, sent.text
     expired = sent.json()["event_id"]

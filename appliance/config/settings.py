@@ -457,6 +457,16 @@ LIFETIME_MIN_DAYS, LIFETIME_MAX_DAYS = 1, 365
 LifetimeDays = Annotated[int, Field(ge=LIFETIME_MIN_DAYS, le=LIFETIME_MAX_DAYS)]
 
 
+class RoomLifetimes(_Section):
+    # The message lifetime of each kind of room, in days (null: retention.default_days); set
+    # as the room's m.room.retention when the room is created, which its admins may change
+    # within retention.min_days..max_days.
+    private: LifetimeDays | None = None
+    open_to_externals: LifetimeDays | None = None
+    forum: LifetimeDays | None = None
+    direct: LifetimeDays | None = None
+
+
 class RetentionSettings(_Section):
     # Messages (Synapse's retention; its purge jobs delete them from the database). A room's
     # own m.room.retention, set by its admins, is honoured within min and max; a room without
@@ -464,6 +474,7 @@ class RetentionSettings(_Section):
     min_days: LifetimeDays = LIFETIME_MIN_DAYS
     max_days: LifetimeDays = LIFETIME_MAX_DAYS
     default_days: LifetimeDays | None = None
+    rooms: RoomLifetimes = RoomLifetimes()
     # How often Synapse looks for expired messages.
     purge_interval_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 12
     # Media (Synapse's media_retention, checked every hour): files uploaded here and not
@@ -622,12 +633,14 @@ class Settings(_Section):
                 f"retention.min_days: {retention.min_days} is more than retention.max_days "
                 f"({retention.max_days})"
             )
-        default = retention.default_days
-        if default is not None and not retention.min_days <= default <= retention.max_days:
-            raise ValueError(
-                f"retention.default_days: {default} is outside retention.min_days.."
-                f"retention.max_days ({retention.min_days}..{retention.max_days})"
-            )
+        lifetimes = {"retention.default_days": retention.default_days}
+        lifetimes |= {f"retention.rooms.{k}": v for k, v in retention.rooms.model_dump().items()}
+        for key, days in lifetimes.items():
+            if days is not None and not retention.min_days <= days <= retention.max_days:
+                raise ValueError(
+                    f"{key}: {days} is outside retention.min_days..retention.max_days "
+                    f"({retention.min_days}..{retention.max_days})"
+                )
 
     def _own_addresses_rules(self) -> None:
         if self.synapse.own_addresses and not self.public_baseurl.startswith("https://"):
