@@ -7,6 +7,8 @@ Synapse, never from the form: the operator chooses a report, not a user.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_babel import gettext as _
 
@@ -20,6 +22,8 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 bp.before_request(require_login)
 PAGE_SIZE = 20
 REDACTION_REASON = "Removed by the server's operators after a report"
+# The health page must stay quick when Synapse hangs: its own probes have their timeouts.
+COUNT_TIMEOUT_SECONDS = 3.0
 
 
 @bp.app_template_global()
@@ -27,7 +31,7 @@ def open_report_count() -> int | None:
     """How many reports wait for an answer (Synapse keeps a report until it is dismissed);
     None when Synapse cannot be asked (the health page says so instead of failing)."""
     try:
-        return reports.open_count(client())
+        return reports.open_count(replace(client(), timeout=COUNT_TIMEOUT_SECONDS))
     except (SynapseRefused, SynapseUnavailable):
         return None
 
