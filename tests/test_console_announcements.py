@@ -124,7 +124,9 @@ def test_every_agent_gets_it_and_no_external(app, appliance, console, synapse, t
     agents = [agent(synapse, "ac-paris.fr") for _ in range(2)]
     external = register_external(appliance, unique("ann"))
     text_fr, text_en = texts
-    number = send(console, audience="all", text_fr=text_fr, text_en=text_en)
+    response = console.confirm("/announcements/", audience="all", text_fr=text_fr, text_en=text_en)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    number = int(response.headers["Location"].rpartition("/")[2])
     done = wait_for_job(app, number)
     for user_id, token in agents:
         assert [b for b in sync_bodies(synapse, token) if text_fr in b]

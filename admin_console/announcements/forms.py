@@ -3,15 +3,18 @@
 both; every recipient gets both, French first)."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
+
+from admin_console.forms import ConfirmForm
 
 # Matrix events are at most 64 KiB; both texts, escaped twice (plain and HTML), fit well.
 MAX_TEXT = 4000
 
 
-class AnnouncementForm(FlaskForm):
+class AnnouncementForm(ConfirmForm):
+    """Sending to every agent asks for a confirmation first."""
+
     audience = RadioField(
         _l("To"),
         choices=[

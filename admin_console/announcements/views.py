@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from admin_console import db
-from admin_console.actions import Refused, perform
+from admin_console.actions import Confirmation, Refused, confirmed, perform
 from admin_console.announcements import delivery, store
 from admin_console.announcements.forms import AnnouncementForm
 from admin_console.auth import require_login
@@ -88,6 +88,19 @@ def send():
             describe=_describe,
         )
     audience = form.audience.data
+    if audience == "all":
+        asking = confirmed(
+            form,
+            ask=Confirmation(
+                _("Send this announcement to every agent?"),
+                _("Every active agent of this server gets it in their announcements room."),
+                _("Send"),
+            ),
+            back=url_for("announcements.page"),
+        )
+        if asking is not None:
+            return asking
+    named = {"all": "", "domain": form.domain.data, "user": form.user.data}[audience] or ""
 
     def start() -> str:
         target = _target(form)
@@ -116,9 +129,7 @@ def send():
 
     started = perform(
         action="announcement.send",
-        target=audience
-        if audience == "all"
-        else f"{audience} {form.domain.data or form.user.data}",
+        target=f"{audience} {named}".strip(),
         operation=start,
         success=_("The announcement is being sent."),
     )
