@@ -5,7 +5,7 @@ operator's request returns at once whatever the audience's size; the progress is
 announcements table after every recipient.
 
 Every call to Synapse has the client's timeout, and the job gives up after a few recipients in a
-row find Synapse unreachable, so it always ends.
+row find Synapse unreachable, so it always ends. A few sends run at once.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from admin_console import db
 from admin_console.announcements import store
@@ -23,6 +24,7 @@ from admin_console.synapse_admin.user_list import list_user_page
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 200
 MAX_UNAVAILABLE_IN_A_ROW = 5
+PARALLEL_SENDS = 4
 
 
 def recipients(
@@ -58,23 +60,28 @@ def deliver(
     """Send to every recipient, counting; then audit the outcome."""
     connection = db.connect(database)
     stopped = ""
+
+    def send_one(user_id: str) -> tuple[str, Exception | None]:
+        try:
+            notices.send(synapse, user_id, content)
+        except (SynapseRefused, SynapseUnavailable) as error:
+            return user_id, error
+        return user_id, None
+
     try:
         unavailable = 0
-        for user_id in recipients(synapse, announcement.audience, announcement.target, skip):
-            try:
-                notices.send(synapse, user_id, content)
-            except SynapseUnavailable as error:
-                unavailable += 1
-                store.count_delivery(connection, announcement.id, failure=f"{user_id}: {error}")
+        audience = recipients(synapse, announcement.audience, announcement.target, skip)
+        # A few sends at once (Synapse makes each recipient's notices room on the first one);
+        # the counts are written here, in the job's thread, which owns the connection.
+        with ThreadPoolExecutor(max_workers=PARALLEL_SENDS) as pool:
+            for batch in _batches(audience, PARALLEL_SENDS * 4):
+                for user_id, error in pool.map(send_one, batch):
+                    failure = None if error is None else f"{user_id}: {error}"
+                    store.count_delivery(connection, announcement.id, failure=failure)
+                    unavailable = unavailable + 1 if isinstance(error, SynapseUnavailable) else 0
                 if unavailable >= MAX_UNAVAILABLE_IN_A_ROW:
-                    stopped = f"stopped: Synapse unavailable ({error})"
+                    stopped = "stopped: Synapse unavailable"
                     break
-                continue
-            except SynapseRefused as error:
-                store.count_delivery(connection, announcement.id, failure=f"{user_id}: {error}")
-            else:
-                store.count_delivery(connection, announcement.id)
-            unavailable = 0
     except (SynapseRefused, SynapseUnavailable) as error:  # listing the audience
         stopped = f"stopped: the recipients cannot be listed ({error})"
     except Exception as error:  # never leave the announcement "running" forever
@@ -94,6 +101,17 @@ def deliver(
                 + (f"; {stopped}" if stopped else ""),
             )
         connection.close()
+
+
+def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def start(**job) -> threading.Thread:
