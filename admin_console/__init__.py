@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_console import (
+    announcements,
     auth,
     db,
     domains,
@@ -23,6 +24,8 @@ from admin_console import (
     i18n,
     invitations,
     media,
+    reports,
+    retention,
     rooms,
     security_headers,
     session_limits,
@@ -102,6 +105,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         second_factor_views.bp,
         invitations.bp,
         federation.bp,
+        reports.bp,
+        announcements.bp,
+        retention.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's own SQLite database: operators, their logins, login attempts, the audit log,
-health samples.
+health samples, announcements sent.
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -82,6 +82,22 @@ CREATE TABLE IF NOT EXISTS health_samples (
     memory_percent REAL NOT NULL,
     disk_percent REAL NOT NULL,
     synapse_ms REAL
+);
+-- One row per announcement (announcements/): its texts, audience and delivery progress, which
+-- the job sending it updates as it goes.
+CREATE TABLE IF NOT EXISTS announcements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    operator TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    text_fr TEXT NOT NULL,
+    text_en TEXT NOT NULL,
+    state TEXT NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    failures TEXT NOT NULL DEFAULT '',
+    finished_at REAL
 );
 """
 

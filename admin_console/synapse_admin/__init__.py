@@ -4,7 +4,7 @@
 Blueprints import from here; nothing else in the console talks to Synapse.
 """
 
-from admin_console.synapse_admin import appliance, media, rooms, users
+from admin_console.synapse_admin import appliance, media, reports, retention, rooms, users
 from admin_console.synapse_admin.client import (
     EndpointMissing,
     SynapseClient,
@@ -21,6 +21,8 @@ __all__ = [
     "appliance",
     "client",
     "media",
+    "reports",
+    "retention",
     "rooms",
     "users",
 ]

@@ -10,7 +10,7 @@ errcode and message kept).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -54,6 +54,13 @@ class SynapseClient:
     # With Synapse's workers, the media repository (and its admin endpoints) is not on the
     # main process: those paths go here (worker_routes decides which they are).
     media_url: str | None = None
+    # A user's token borrowed for one action (reports.redact), used instead of the service
+    # token; it never leaves the console either.
+    borrowed_token: str | None = None
+
+    def with_token(self, token: str) -> SynapseClient:
+        """The same client, calling with a borrowed user token."""
+        return replace(self, borrowed_token=token)
 
     def get(self, path: str, params: dict | list | None = None, *, token: bool = True) -> dict:
         """GET path; without token for the endpoints any client may call (no need to lend it)."""
@@ -69,6 +76,8 @@ class SynapseClient:
         return self._call("DELETE", path, json=body)
 
     def _token(self) -> str:
+        if self.borrowed_token is not None:
+            return self.borrowed_token
         try:
             return self.token_file.read_text().strip()
         except OSError as error:

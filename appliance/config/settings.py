@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.addresses.identity import name_part_problem
 from appliance.config.worker_routes import WorkerPlan, plan_problems, plan_workers
 
 DEFAULT_SETTINGS_FILE = "appliance.yaml"
@@ -522,6 +523,67 @@ class FederationPeer(_Section):
         return value if value.endswith("/") else value + "/"
 
 
+# The bounds of every message lifetime (archiving and data-protection rules rarely go below a
+# day, and the appliance keeps no message more than a year once a policy is set).
+LIFETIME_MIN_DAYS, LIFETIME_MAX_DAYS = 1, 365
+LifetimeDays = Annotated[int, Field(ge=LIFETIME_MIN_DAYS, le=LIFETIME_MAX_DAYS)]
+
+
+class RoomLifetimes(_Section):
+    # The message lifetime of each kind of room, in days (null: retention.default_days); set
+    # as the room's m.room.retention when the room is created, which its admins may change
+    # within retention.min_days..max_days.
+    private: LifetimeDays | None = None
+    open_to_externals: LifetimeDays | None = None
+    forum: LifetimeDays | None = None
+    direct: LifetimeDays | None = None
+
+
+class RetentionSettings(_Section):
+    # Messages (Synapse's retention; its purge jobs delete them from the database). A room's
+    # own m.room.retention, set by its admins, is honoured within min and max; a room without
+    # one keeps its messages default_days (null: until the room's admins set a lifetime).
+    min_days: LifetimeDays = LIFETIME_MIN_DAYS
+    max_days: LifetimeDays = LIFETIME_MAX_DAYS
+    default_days: LifetimeDays | None = None
+    rooms: RoomLifetimes = RoomLifetimes()
+    # How often Synapse looks for expired messages.
+    purge_interval_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 12
+    # Media (Synapse's media_retention, checked every hour): files uploaded here and not
+    # downloaded for this long, and copies of other servers' files cached here; null: kept.
+    local_media_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    remote_media_days: Annotated[int, Field(ge=1, le=3650)] | None = 90
+
+
+class ServerNoticesSettings(_Section):
+    # Announcements from the console go out as Synapse's server notices: from this account
+    # (created by Synapse at the first one), into a room of that name every agent is joined to.
+    localpart: str = "annonces"
+    # The room's members see this name: the module's rule for every display name applies
+    # (Latin letters, digits, spaces, hyphens, apostrophes, full stops; 64 at most).
+    display_name: str = "Annonces du service - Service announcements"
+    room_name: Annotated[str, Field(min_length=1, max_length=255)] = "Annonces - Announcements"
+
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: str) -> str:
+        if problem := name_part_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("localpart")
+    @classmethod
+    def _localpart(cls, value: str) -> str:
+        if not value or not all(c in "abcdefghijklmnopqrstuvwxyz0123456789._=-/" for c in value):
+            raise ValueError(
+                f"{value!r} is not a Matrix localpart (lower-case letters, digits, ._=-/)"
+            )
+        # The console's service account (service_account.SERVICE_LOCALPART, which imports this).
+        if value == "appliance-console":
+            raise ValueError("is the console's own service account")
+        return value
+
+
 class FederationSettings(_Section):
     # off: no federation listener, no outgoing federation (the evaluation default: one box).
     # closed: only the peers below (the production default).
@@ -572,6 +634,8 @@ class Settings(_Section):
     host: HostSettings = HostSettings()
     federation: FederationSettings = FederationSettings()
     turn: TurnSettings = TurnSettings()
+    server_notices: ServerNoticesSettings = ServerNoticesSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -632,11 +696,28 @@ class Settings(_Section):
             )
         self._worker_rules()
         self._federation_rules()
+        self._retention_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
             )
         return self
+
+    def _retention_rules(self) -> None:
+        retention = self.retention
+        if retention.min_days > retention.max_days:
+            raise ValueError(
+                f"retention.min_days: {retention.min_days} is more than retention.max_days "
+                f"({retention.max_days})"
+            )
+        lifetimes = {"retention.default_days": retention.default_days}
+        lifetimes |= {f"retention.rooms.{k}": v for k, v in retention.rooms.model_dump().items()}
+        for key, days in lifetimes.items():
+            if days is not None and not retention.min_days <= days <= retention.max_days:
+                raise ValueError(
+                    f"{key}: {days} is outside retention.min_days..retention.max_days "
+                    f"({retention.min_days}..{retention.max_days})"
+                )
 
     def _own_addresses_rules(self) -> None:
         if self.synapse.own_addresses and not self.public_baseurl.startswith("https://"):

@@ -9,8 +9,17 @@ from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 from appliance.synapse_module.federation.peers import FederationConfig, parse_federation
+from appliance.synapse_module.rooms.kinds import KIND_SETTING_NAMES
 
-_KNOWN_KEYS = {"allowed_domains", "clamd", "externals", "agents_password_login", "federation"}
+_KNOWN_KEYS = {
+    "allowed_domains",
+    "clamd",
+    "externals",
+    "agents_password_login",
+    "federation",
+    "room_lifetimes_days",
+}
+DAY_MS = 86_400_000
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
@@ -48,6 +57,9 @@ class ModuleConfig:
     agents_password_login: bool = True
     # No federation unless the rendered config says otherwise.
     federation: FederationConfig = FederationConfig()
+    # The m.room.retention max_lifetime (ms) each kind of room is created with (keys of
+    # rooms.kinds.KIND_SETTING_NAMES); a kind left out gets none (Synapse's default policy applies).
+    room_lifetimes_ms: tuple[tuple[str, int], ...] = ()
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -129,7 +141,24 @@ def parse_module_config(raw: object) -> ModuleConfig:
         invitation_limits=_parse_externals(raw.get("externals")),
         agents_password_login=_parse_bool(raw, "agents_password_login", True),
         federation=parse_federation(raw.get("federation")),
+        room_lifetimes_ms=_parse_room_lifetimes(raw.get("room_lifetimes_days")),
     )
+
+
+def _parse_room_lifetimes(raw: object) -> tuple[tuple[str, int], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping of room kinds to days", path=("room_lifetimes_days",))
+    _refuse_unknown(raw, set(KIND_SETTING_NAMES), "room_lifetimes_days")
+    lifetimes = []
+    for kind, days in raw.items():
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise ConfigError(
+                "must be a whole number of days, 1 or more", path=("room_lifetimes_days", kind)
+            )
+        lifetimes.append((kind, days * DAY_MS))
+    return tuple(lifetimes)
 
 
 def _parse_bool(raw: dict, key: str, default: bool) -> bool:

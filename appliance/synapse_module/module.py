@@ -51,6 +51,7 @@ from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
 from appliance.synapse_module.module_tables import ModuleTables
+from appliance.synapse_module.rooms.kinds import KIND_SETTING_NAMES
 from appliance.synapse_module.rooms.last_admin import LastAdmin
 from appliance.synapse_module.rooms.rules import RoomRules
 from appliance.synapse_module.synapse_internals import (
@@ -111,7 +112,13 @@ class ApplianceModule:
             InviteExternalResource(api, invitations, internals),
             InvitationPage(api, invitations, mail),
             # rooms and the directory
-            RoomRules(api, directory, invitations, key),
+            RoomRules(
+                api,
+                directory,
+                invitations,
+                key,
+                {KIND_SETTING_NAMES[kind]: ms for kind, ms in config.room_lifetimes_ms},
+            ),
             LastAdmin(api, directory),  # a room never loses its last administrator
             DirectoryFilter(api, directory, internals),
             # names and profiles, judged by the externals' record (after the room rules, whose

@@ -133,6 +133,16 @@ class RoomKind(Enum):
     DIRECT = "direct chat"
 
 
+RETENTION = "m.room.retention"
+# The names of the kinds in the settings (retention.rooms) and the module's config.
+KIND_SETTING_NAMES = {
+    "private": RoomKind.PRIVATE,
+    "open_to_externals": RoomKind.OPEN,
+    "forum": RoomKind.FORUM,
+    "direct": RoomKind.DIRECT,
+}
+
+
 class RoomRuleError(Exception):
     """A room creation the rules refuse; ``malformed`` when the request itself is invalid."""
 
@@ -515,7 +525,12 @@ class CreationPlan:
         return CreationPlan(**{**self.__dict__, "preset": preset})
 
 
-def plan_creation(config: Mapping, *, creator: str | None = None) -> CreationPlan:
+def plan_creation(
+    config: Mapping,
+    *,
+    creator: str | None = None,
+    lifetimes_ms: Mapping[RoomKind, int] | None = None,
+) -> CreationPlan:
     """Decide the kind of room a ``createRoom`` body asks for and every state event it writes,
     or raise :class:`RoomRuleError`.
 
@@ -523,7 +538,8 @@ def plan_creation(config: Mapping, *, creator: str | None = None) -> CreationPla
     chat, the ``public_chat`` preset (or a public join rule) a forum, anything else a private
     room.  A room open to externals is asked for with the rule ``unrestricted``.  Each state
     event of ``initial_state`` is judged as the same event sent later would be; its member
-    events become invitations.
+    events become invitations.  ``lifetimes_ms``: the message lifetime each kind of room is
+    created with (its ``m.room.retention``; a client cannot supply one at creation).
     """
     if config.get("room_version", CREATOR_POWER_VERSIONS[0]) not in CREATOR_POWER_VERSIONS:
         raise RoomRuleError(ROOM_VERSION)
@@ -565,6 +581,7 @@ def plan_creation(config: Mapping, *, creator: str | None = None) -> CreationPla
         initial_state=[
             {"type": POWER_LEVELS, "state_key": "", "content": power_levels},
             *_initial_state(kind, supplied),
+            *_retention_state(kind, lifetimes_ms or {}),
         ],
         invitees=invitees,
         email_invitees=email_invitees,
@@ -814,6 +831,14 @@ def _initial_state(kind: RoomKind, supplied: Mapping[tuple[str, str], dict]) -> 
         {"type": event_type, "state_key": state_key, "content": content}
         for (event_type, state_key), content in {**ours, **rest}.items()
     ]
+
+
+def _retention_state(kind: RoomKind, lifetimes_ms: Mapping[RoomKind, int]) -> list[dict]:
+    """The kind's lifetime as the room's retention policy. Synapse's own bounds
+    (allowed_lifetime_min/max, rendered from the same settings) hold it in range."""
+    if kind not in lifetimes_ms:
+        return []
+    return [{"type": RETENTION, "state_key": "", "content": {"max_lifetime": lifetimes_ms[kind]}}]
 
 
 def _rule_of(kind: RoomKind) -> str:

@@ -25,7 +25,7 @@ Synapse does not carry the access rule over to the new room.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -107,8 +107,11 @@ class RoomRules:
         directory: ExternalDirectory,
         invitations: Invitations,
         key: IdentityKey,
+        lifetimes_ms: Mapping[RoomKind, int] | None = None,
     ) -> None:
         self._api = api
+        # The m.room.retention each kind of room is created with (settings: retention.rooms).
+        self._lifetimes_ms = dict(lifetimes_ms or {})
         self._directory = directory
         self._invitations = invitations
         self._key = key
@@ -154,7 +157,9 @@ class RoomRules:
         """
         creator = requester.user.to_string()
         try:
-            plan = await self._people_checked(creator, plan_creation(config, creator=creator))
+            plan = await self._people_checked(
+                creator, plan_creation(config, creator=creator, lifetimes_ms=self._lifetimes_ms)
+            )
         except RoomRuleError as error:
             if is_requester_admin and not error.malformed:
                 logger.info("administrator %s bypassed a room rule: %s", creator, error.message)

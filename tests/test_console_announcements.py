@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Announcements against a real Synapse: the console sends server notices in French and
+English to one domain's agents or to one user, in a background job whose delivery count it
+shows; the recipients' /sync has the notice, a user of another domain does not."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+from console_helpers import register_external, unique
+from matrix_helpers import PASSWORD as MATRIX_PASSWORD
+
+from admin_console import db
+from admin_console.announcements import store
+
+JOB_TIMEOUT = 120
+# "Every agent" is every agent the test session made so far (hundreds in the whole suite), each
+# getting a notices room made on their first notice.
+EVERYONE_TIMEOUT = 600
+
+
+def agent(synapse, domain: str) -> tuple[str, str]:
+    localpart = unique("agent")
+    user_id = synapse.create_user(localpart, f"Agent [{domain}]", email=f"{localpart}@{domain}")
+    return user_id, synapse.login(user_id)
+
+
+def sync_bodies(synapse, token: str) -> list[str]:
+    """Every message body in the timelines of the user's joined rooms, as a client syncs."""
+    response = requests.get(
+        f"{synapse.url}/_matrix/client/v3/sync",
+        params={"timeout": 0},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    rooms = response.json().get("rooms", {}).get("join", {})
+    return [
+        event["content"].get("body", "")
+        for room in rooms.values()
+        for event in room["timeline"]["events"]
+        if event["type"] == "m.room.message"
+    ]
+
+
+def wait_for_job(app, announcement_id: int, timeout: float = JOB_TIMEOUT) -> store.Announcement:
+    deadline = time.monotonic() + timeout
+    connection = db.connect(app.config["DATABASE"])
+    try:
+        while True:
+            announcement = store.get(connection, announcement_id)
+            if not announcement.running:
+                return announcement
+            assert time.monotonic() < deadline, f"announcement still sending: {announcement}"
+            time.sleep(0.2)
+    finally:
+        connection.close()
+
+
+def send(console, **form) -> int:
+    response = console.post("/announcements/", **form)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    found = re.search(r"/announcements/(\d+)$", response.headers["Location"])
+    assert found, response.headers["Location"]
+    return int(found.group(1))
+
+
+@pytest.fixture
+def texts():
+    tag = unique("notice")
+    return f"Maintenance ce soir {tag}", f"Maintenance tonight {tag}"
+
+
+def test_domain_announcement_reaches_its_agents_only(app, console, synapse, texts):
+    domain = f"{unique('dom')}.gouv.fr"
+    inside = [agent(synapse, domain) for _ in range(2)]
+    outside = agent(synapse, f"{unique('other')}.gouv.fr")
+    text_fr, text_en = texts
+
+    number = send(console, audience="domain", domain=domain, text_fr=text_fr, text_en=text_en)
+    done = wait_for_job(app, number)
+    assert (done.sent, done.failed) == (2, 0), done.failures
+
+    for _, token in inside:
+        (body,) = [b for b in sync_bodies(synapse, token) if text_fr in b]
+        assert text_en in body  # both languages in the one notice
+    assert not [b for b in sync_bodies(synapse, outside[1]) if text_fr in b]
+
+    page = console.get(f"/announcements/{number}")
+    assert re.search(r"<dd data-sent>2</dd>", page) and re.search(r"<dd data-failed>0</dd>", page)
+    audit = console.get(f"/audit/?q=announcement+{number}")
+    assert "announcement.send" in audit and "announcement.delivered" in audit
+    assert "2 delivered, 0 failed" in audit
+
+
+def test_one_user_gets_the_announcement(app, console, synapse, texts):
+    user_id, token = agent(synapse, "ac-paris.fr")
+    text_fr, text_en = texts
+    number = send(console, audience="user", user=user_id, text_fr=text_fr, text_en=text_en)
+    assert wait_for_job(app, number).sent == 1
+    assert [b for b in sync_bodies(synapse, token) if text_fr in b and text_en in b]
+
+
+def test_bad_audience_is_refused_with_the_reason_and_sends_nothing(app, console, texts):
+    text_fr, text_en = texts
+    before = len(store.recent(db.connect(app.config["DATABASE"]), limit=1000))
+    response = console.post(
+        "/announcements/",
+        audience="user",
+        user=f"@nobody-{unique('x')}:{app.config['SERVER_NAME_MATRIX']}",
+        text_fr=text_fr,
+        text_en=text_en,
+    )
+    assert response.status_code == 302
+    assert "does not exist" in console.get("/announcements/")
+    response = console.post(
+        "/announcements/", audience="domain", domain="*.gouv.fr", text_fr=text_fr, text_en=text_en
+    )
+    assert "not a wildcard" in console.get("/announcements/")
+    assert len(store.recent(db.connect(app.config["DATABASE"]), limit=1000)) == before
+
+
+def test_every_agent_gets_it_and_no_external(app, appliance, console, synapse, texts):
+    agents = [agent(synapse, "ac-paris.fr") for _ in range(2)]
+    external = register_external(appliance, unique("ann"))
+    text_fr, text_en = texts
+    response = console.confirm("/announcements/", audience="all", text_fr=text_fr, text_en=text_en)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    number = int(response.headers["Location"].rpartition("/")[2])
+    done = wait_for_job(app, number, EVERYONE_TIMEOUT)
+    for user_id, token in agents:
+        assert [b for b in sync_bodies(synapse, token) if text_fr in b]
+        assert not [line for line in done.failures if line.startswith(user_id)]
+    assert done.sent >= len(agents)
+    external_token = synapse.login(external, MATRIX_PASSWORD)
+    assert not [b for b in sync_bodies(synapse, external_token) if text_fr in b]
