@@ -20,6 +20,7 @@ from appliance import __version__
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
 from appliance.config.settings import Settings
+from appliance.config.terms_document import read_terms_document
 from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
 
@@ -58,6 +59,13 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
         (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
         for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
     ]
+    if settings.terms is not None:
+        # Synapse's consent templates: the terms of use under their version, and the thanks.
+        consent = layout.synapse_consent_dir / "en"
+        targets += [
+            ("synapse/consent/policy.html.j2", consent / f"{settings.terms.version}.html", 0o644),
+            ("synapse/consent/success.html.j2", consent / "success.html", 0o644),
+        ]
     if settings.routes_locally:
         targets.append(("synapse/router.json.j2", layout.router_config, 0o644))
     # One file per Synapse worker (render_all hands each its worker).
@@ -162,6 +170,8 @@ def render_all(
         "settings": settings,
         "layout": layout,
         "version": __version__,
+        # The operator's terms of use (terms.document), made safe for Synapse's templates.
+        "terms_document": read_terms_document(settings),
         "clamav_database_dir": layout.clamav_database_dir,
         # Production runs clamd as Debian's clamav user; evaluation as whoever runs `make up`.
         "clamav_user": clamav_user,

@@ -361,6 +361,9 @@ class NotificationSettings(_Section):
         return value
 
 
+_TERMS_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
 class TermsSettings(_Section):
     # The terms of use every account must accept (Synapse's user consent): an HTML fragment
     # the operator writes (absolute path), shown at registration (the m.login.terms stage) and
@@ -368,9 +371,28 @@ class TermsSettings(_Section):
     document: Path
     # The document's version: raise it when the text changes, and every account is asked to
     # accept the new one (a server notice with the link; sending is refused until then).
-    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    version: str
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        # It names a template file and goes into links: letters, digits, ".", "-", "_".
+        if not _TERMS_VERSION.match(value):
+            raise ValueError(
+                f"{value!r} is not a version: 1 to 32 letters, digits, '.', '-' or '_'"
+            )
+        return value
+
     # The name clients show for the document.
     name: str = Field("Conditions d'utilisation / Terms of use", min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _no_braces(cls, value: str) -> str:
+        # Synapse renders its consent pages with Jinja2: braces would be read as template code.
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain braces")
+        return value
 
     @field_validator("document")
     @classmethod

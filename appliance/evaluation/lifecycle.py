@@ -24,6 +24,7 @@ from appliance.config.layout import Layout
 from appliance.config.render import RenderedFile, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import Settings, SettingsError
+from appliance.config.terms_document import check_terms_document
 from appliance.evaluation import services
 from appliance.evaluation.supervisor import (
     ServiceSpec,
@@ -132,6 +133,7 @@ class EvaluationAppliance:
         problems = preflight.check_paths(self.layout)
         problems += preflight.check_ports(self.settings, services_to_start)
         problems += preflight.check_secret_files(self.settings)
+        problems += check_terms_document(self.settings)
         if problems:
             raise SettingsError("the settings", problems)
 
