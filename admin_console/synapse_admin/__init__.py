@@ -4,7 +4,7 @@
 Blueprints import from here; nothing else in the console talks to Synapse.
 """
 
-from admin_console.synapse_admin import appliance, media, rooms, users
+from admin_console.synapse_admin import addresses, appliance, media, rooms, users
 from admin_console.synapse_admin.client import (
     EndpointMissing,
     SynapseClient,
@@ -18,6 +18,7 @@ __all__ = [
     "SynapseClient",
     "SynapseRefused",
     "SynapseUnavailable",
+    "addresses",
     "appliance",
     "client",
     "media",
