@@ -3,6 +3,10 @@
 and mail sink: the same Matrix ID gets the new address and the new domain's tag; password
 reset works with the new address (the mail, the link, the new password, a login by address);
 the old address finds nothing. Refusals leave the account as it was.
+
+Single sign-on too: on a Synapse with LemonLDAP::NG (``oidc_fixtures``), the console's change
+is made on an agent registered by email, then the person signs in through the provider's page
+in Debian's Chromium with the new address and lands in the same account.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ from urllib.parse import quote
 import pytest
 from console_helpers import register_external, user_path
 from matrix_helpers import PASSWORD, MailNotFound
+from oidc_fixtures import signed_in, sso_sign_in
+
+from admin_console.synapse_admin import SynapseClient
+from admin_console.users.address import change_address
+
+pytest_plugins = ["oidc_fixtures"]
 
 NEW_PASSWORD = "Nouveau-Mot-De-Passe-77"
 
@@ -110,3 +120,25 @@ def test_the_change_needs_the_csrf_token(console, synapse, agent):
     response = console.client.post(path, data={"email": new})
     assert response.status_code == 400
     assert emails(synapse, agent.user_id) == [agent.address]
+
+
+def test_single_sign_on_with_the_new_address_enters_the_same_account(
+    sso_server, chromium, console_app
+):
+    tag = secrets.token_hex(3)
+    old, new = f"julie.fusion.{tag}@ac-paris.fr", f"julie.fusion.{tag}@interieur.gouv.fr"
+    account = sso_server.synapse.client().register_account(old)
+    # The console's own change, made on this Synapse with its service account.
+    synapse = SynapseClient(sso_server.url, sso_server.synapse.layout.service_token)
+    with console_app.test_request_context():
+        assert change_address(synapse, account.user_id, new) == f"{old} -> {new}"
+
+    person = sso_server.idp.add_person(f"jf{tag}", new, given="Julie", family="Fusion")
+    login = signed_in(sso_server, sso_sign_in(chromium, sso_server, person.login, person.password))
+    assert login["user_id"] == account.user_id
+
+    # The provider's account with the old address is somebody else now: it never enters the
+    # account (whose ID that address derives), it gets one of its own.
+    former = sso_server.idp.add_person(f"jfold{tag}", old, given="Julie", family="Fusion")
+    other = signed_in(sso_server, sso_sign_in(chromium, sso_server, former.login, former.password))
+    assert other["user_id"] != account.user_id
