@@ -72,7 +72,11 @@ def change_address(synapse: SynapseClient, user_id: str, raw_address: str) -> st
         raise Refused(_("%(address)s is the address of %(user)s", address=new.address, user=holder))
     old = parse_email(details.emails[0]) if details.emails else None
     addresses.replace_email(
-        synapse, user_id, new.address, renamed(details.user.displayname, old, new)
+        synapse,
+        user_id,
+        new.address,
+        displayname=renamed(details.user.displayname, old, new),
+        previous_displayname=details.user.displayname,
     )
     return f"{old.address if old else '-'} -> {new.address}"
 
