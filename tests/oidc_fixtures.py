@@ -301,8 +301,11 @@ class SsoServer:
         return self.synapse.url
 
 
-def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> Settings:
-    """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims)."""
+def sso_settings(
+    state_dir: Path, idp: LemonLdap, synapse_port: int, *, extra: dict | None = None, **auth
+) -> Settings:
+    """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims),
+    with the other auth keys given and `extra` top-level sections (e.g. terms)."""
     oidc = {
         "issuer": idp.issuer,
         "client_id": CLIENT_ID,
@@ -316,16 +319,19 @@ def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> 
         public_baseurl=f"http://127.0.0.1:{synapse_port}/",
         synapse={"listen": {"port": synapse_port}},
         auth={"oidc": oidc, **auth},
+        **(extra or {}),
     )
 
 
 @contextmanager
-def running_sso_server(state_dir: Path, **auth) -> Iterator[SsoServer]:
+def running_sso_server(
+    state_dir: Path, *, extra: dict | None = None, **auth
+) -> Iterator[SsoServer]:
     """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set
     (and the other auth keys given)."""
     synapse_port = free_port()
     idp = lemonldap_for(state_dir / "lemonldap", f"http://127.0.0.1:{synapse_port}/")
-    settings = sso_settings(state_dir, idp, synapse_port, **auth)
+    settings = sso_settings(state_dir, idp, synapse_port, extra=extra, **auth)
     idp.start()
     try:
         with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as synapse:

@@ -17,15 +17,22 @@ import re
 import secrets
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 from harness import evaluation_settings, free_port
 from matrix_helpers import PASSWORD, MatrixClient, SideSynapse, _path_part, wait_for_allowlist
+from oidc_fixtures import CLIENT_URL, running_sso_server, signed_in
+from oidc_fixtures import SignIn as SsoSignIn
+from playwright.sync_api import Browser
 
 from appliance.config.layout import Layout
 from appliance.config.settings import SettingsError, parse_settings
 from appliance.config.terms_document import check_terms_document
+from appliance.synapse_module.accounts.registration import SSO_PROVIDER_ID
+
+pytest_plugins = ["oidc_fixtures"]
 
 TIMEOUT = 30
 TERMS = "m.login.terms"
@@ -163,6 +170,62 @@ def test_terms_at_registration_then_again_at_a_new_version(tmp_path):
         assert send_text(client, token, room).status_code == 200
         again = requests.get(consent_uri, timeout=TIMEOUT)
         assert "Vous avez accepté cette version." in again.text
+
+
+def first_sign_in_accepting_the_terms(browser: Browser, server, login: str, password: str):
+    """A person's first single sign-on: the provider's login page, then Synapse's terms page
+    (its text is checked), the box ticked, then the client's confirmation link."""
+    context = browser.new_context(locale="fr-FR")
+    context.set_default_timeout(TIMEOUT * 1000)
+    try:
+        page = context.new_page()
+        page.route(
+            f"{CLIENT_URL}**",
+            lambda route: route.fulfill(status=200, content_type="text/html", body="client"),
+        )
+        page.goto(
+            f"{server.url}/_matrix/client/v3/login/sso/redirect/{SSO_PROVIDER_ID}"
+            f"?redirectUrl={quote(CLIENT_URL, safe='')}"
+        )
+        page.fill("input[name=user]", login)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/_synapse/client/new_user_consent**")
+        terms_page = page.inner_text("body")
+        terms_link = page.get_attribute("a[href*='consent']", "href")
+        page.check("#accepted_version")
+        page.click("#consent_form button[type=submit]")
+        page.click("a[href*='loginToken']")
+        page.wait_for_url(f"{CLIENT_URL}**")
+        token = parse_qs(urlsplit(page.url).query)["loginToken"][0]
+        return SsoSignIn(token, terms_page, 200), terms_link
+    finally:
+        context.close()
+
+
+def test_a_first_single_sign_on_asks_for_the_terms_before_the_account_exists(
+    tmp_path_factory, chromium
+):
+    state_dir = tmp_path_factory.mktemp("terms-sso")
+    document = state_dir / "terms.html"
+    marker = "CONDITIONS-SSO-" + secrets.token_hex(4)
+    write_document(document, marker)
+    terms = {"terms": {"document": str(document), "version": "3.1"}}
+    with running_sso_server(state_dir, extra=terms) as server:
+        person = server.idp.add_person("tsso", "theo.sso@ac-paris.fr", given="Théo", family="Sso")
+        sign_in, terms_link = first_sign_in_accepting_the_terms(
+            chromium, server, person.login, person.password
+        )
+        assert "Acceptez les conditions d'utilisation" in sign_in.page_text
+        assert terms_link == "/_matrix/consent?v=3.1"
+        assert marker in requests.get(server.url + terms_link, timeout=TIMEOUT).text
+        login = signed_in(server, sign_in)
+        # The account holds the version it accepted: it may send at once.
+        client = server.synapse.client()
+        token = login["access_token"]
+        room = client.post("/_matrix/client/v3/createRoom", {"preset": "private_chat"}, token=token)
+        assert room.status_code == 200, room.text
+        assert send_text(client, token, room.json()["room_id"]).status_code == 200
 
 
 def test_a_terms_document_that_cannot_be_read_is_refused_with_its_key(tmp_path):
