@@ -345,8 +345,9 @@ def _duration(value: str) -> str:
 class NotificationSettings(_Section):
     # Mail about missed messages (Synapse's email notifications, bilingual, never a message's
     # content). Each agent opts in from its client ("email notifications": an email pusher).
-    # true: every account created from now on gets the mails without asking
-    # (Synapse's notif_for_new_users); existing accounts keep their choice.
+    # true: every account registered from now on through the email flow gets the mails
+    # without asking (Synapse's notif_for_new_users; Synapse does not do it for accounts made by
+    # single sign-on or the Admin API); existing accounts keep their choice.
     enabled_for_new_users: bool = False
     # How long a message stays unread, with no client having read it, before the mail goes.
     delay_before_mail: Annotated[str, AfterValidator(_duration)] = "10m"
