@@ -4,7 +4,15 @@
 Blueprints import from here; nothing else in the console talks to Synapse.
 """
 
-from admin_console.synapse_admin import appliance, media, reports, retention, rooms, users
+from admin_console.synapse_admin import (
+    addresses,
+    appliance,
+    media,
+    reports,
+    retention,
+    rooms,
+    users,
+)
 from admin_console.synapse_admin.client import (
     EndpointMissing,
     SynapseClient,
@@ -18,6 +26,7 @@ __all__ = [
     "SynapseClient",
     "SynapseRefused",
     "SynapseUnavailable",
+    "addresses",
     "appliance",
     "client",
     "media",

@@ -63,6 +63,11 @@ class Layout:
         return self.synapse_dir / "templates"
 
     @property
+    def synapse_consent_dir(self) -> Path:
+        """Synapse's user consent templates: the terms of use (from templates/synapse/consent/)."""
+        return self.synapse_dir / "consent"
+
+    @property
     def synapse_workers_dir(self) -> Path:
         """One rendered config per Synapse worker (synapse.workers.preset other than none)."""
         return self.synapse_dir / "workers"

@@ -25,6 +25,7 @@ from appliance.config.secrets_store import (
     write_private_file,
 )
 from appliance.config.settings import Settings
+from appliance.config.terms_document import read_terms_document
 from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
 
@@ -66,6 +67,13 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
     if settings.turn.enabled:
         # Holds coturn's copy of the TURN secret.
         targets.append(("turn/turnserver.conf.j2", layout.turn_config, 0o600))
+    if settings.terms is not None:
+        # Synapse's consent templates: the terms of use under their version, and the thanks.
+        consent = layout.synapse_consent_dir / "en"
+        targets += [
+            ("synapse/consent/policy.html.j2", consent / f"{settings.terms.version}.html", 0o644),
+            ("synapse/consent/success.html.j2", consent / "success.html", 0o644),
+        ]
     if settings.routes_locally:
         targets.append(("synapse/router.json.j2", layout.router_config, 0o644))
     # One file per Synapse worker (render_all hands each its worker).
@@ -195,6 +203,8 @@ def render_all(
         "settings": settings,
         "layout": layout,
         "version": __version__,
+        # The operator's terms of use (terms.document), made safe for Synapse's templates.
+        "terms_document": read_terms_document(settings),
         "clamav_database_dir": layout.clamav_database_dir,
         # Production runs clamd as Debian's clamav user; evaluation as whoever runs `make up`.
         "clamav_user": clamav_user,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -401,6 +402,77 @@ class AuthSettings(_Section):
         return self
 
 
+# Synapse's durations ("30s", "10m", "1h"); a bare number is milliseconds.
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)?$")
+
+
+def _duration(value: str) -> str:
+    if not _DURATION.match(value):
+        raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 1h")
+    return value
+
+
+class NotificationSettings(_Section):
+    # Mail about missed messages (Synapse's email notifications, bilingual, never a message's
+    # content). Each agent opts in from its client ("email notifications": an email pusher).
+    # true: every account registered from now on through the email flow gets the mails
+    # without asking (Synapse's notif_for_new_users; Synapse does not do it for accounts made by
+    # single sign-on or the Admin API); existing accounts keep their choice.
+    enabled_for_new_users: bool = False
+    # How long a message stays unread, with no client having read it, before the mail goes.
+    delay_before_mail: Annotated[str, AfterValidator(_duration)] = "10m"
+    # The web client the mail's links open (Element's URL); null: links to matrix.to.
+    client_url: str | None = None
+
+    @field_validator("client_url")
+    @classmethod
+    def _client_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+_TERMS_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+class TermsSettings(_Section):
+    # The terms of use every account must accept (Synapse's user consent): an HTML fragment
+    # the operator writes (absolute path), shown at registration (the m.login.terms stage) and
+    # at /_matrix/consent. null: no terms.
+    document: Path
+    # The document's version: raise it when the text changes, and every account is asked to
+    # accept the new one (a server notice with the link; sending is refused until then).
+    version: str
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        # It names a template file and goes into links: letters, digits, ".", "-", "_".
+        if not _TERMS_VERSION.match(value):
+            raise ValueError(
+                f"{value!r} is not a version: 1 to 32 letters, digits, '.', '-' or '_'"
+            )
+        return value
+
+    # The name clients show for the document.
+    name: str = Field("Conditions d'utilisation / Terms of use", min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _no_braces(cls, value: str) -> str:
+        # Synapse renders its consent pages with Jinja2: braces would be read as template code.
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain braces")
+        return value
+
+    @field_validator("document")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
 class PathSettings(_Section):
     # Relative paths are taken from the directory of the settings file
     # (or the current directory when there is no settings file).
@@ -628,6 +700,9 @@ class Settings(_Section):
     registration: RegistrationSettings = RegistrationSettings()
     externals: ExternalsSettings = ExternalsSettings()
     auth: AuthSettings = AuthSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    # Terms of use to accept at registration and at each new version; null: none.
+    terms: TermsSettings | None = None
     paths: PathSettings = PathSettings()
     nginx: NginxSettings = NginxSettings()
     backup: BackupSettings = BackupSettings()

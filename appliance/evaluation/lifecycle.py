@@ -25,6 +25,8 @@ from appliance.config.render import RenderedFile, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import Settings, SettingsError
 from appliance.evaluation import redis_acl, services
+from appliance.config.terms_document import check_terms_document
+from appliance.evaluation import services
 from appliance.evaluation.supervisor import (
     ServiceSpec,
     running_process,
@@ -141,6 +143,7 @@ class EvaluationAppliance:
         if "synapse" in services_to_start:
             # Evaluation does not run PostgreSQL: the one synapse.database names must answer.
             problems += preflight.check_postgres(self.settings)
+        problems += check_terms_document(self.settings)
         if problems:
             raise SettingsError("the settings", problems)
 
