@@ -24,9 +24,8 @@ from appliance.config.layout import Layout
 from appliance.config.render import RenderedFile, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import Settings, SettingsError
-from appliance.evaluation import redis_acl, services
 from appliance.config.terms_document import check_terms_document
-from appliance.evaluation import services
+from appliance.evaluation import redis_acl, services
 from appliance.evaluation.supervisor import (
     ServiceSpec,
     running_process,
