@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.synapse_module.accounts.validity_config import ValidityConfig, parse_validity
 from appliance.synapse_module.federation.peers import FederationConfig, parse_federation
 
-_KNOWN_KEYS = {"allowed_domains", "clamd", "externals", "agents_password_login", "federation"}
+_KNOWN_KEYS = {
+    "allowed_domains",
+    "clamd",
+    "externals",
+    "agents_password_login",
+    "federation",
+    "account_validity",
+}
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
 
 
@@ -48,6 +56,8 @@ class ModuleConfig:
     agents_password_login: bool = True
     # No federation unless the rendered config says otherwise.
     federation: FederationConfig = FederationConfig()
+    # None: accounts never expire (accounts/validity.py).
+    account_validity: ValidityConfig | None = None
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -129,6 +139,7 @@ def parse_module_config(raw: object) -> ModuleConfig:
         invitation_limits=_parse_externals(raw.get("externals")),
         agents_password_login=_parse_bool(raw, "agents_password_login", True),
         federation=parse_federation(raw.get("federation")),
+        account_validity=parse_validity(raw.get("account_validity")),
     )
 
 

@@ -30,6 +30,8 @@ upgrade break a rule at the first request.  The module was written against
      ``account/register`` (the module API has no OpenID token lookup);
    * ``user_threepids``: :func:`email_domain_accounts_txn`, the accounts each allowlist entry
      admits (the module API lists one user's addresses at a time);
+   * ``users``: :func:`users_without_validity_txn`, the active accounts that have no expiry
+     yet when account validity is switched on (the module API cannot list users);
    * ``users``, ``profiles``, ``user_threepids``, ``user_ips``, ``user_directory_search``:
      the console's user list (:func:`user_ids_in_range_txn` and the functions after it;
      ``admin_api/user_list_query.py`` plans a page, ``user_list_rows.py`` shapes its rows),
@@ -57,6 +59,12 @@ upgrade break a rule at the first request.  The module was written against
     which would hold for agents too (the directory is theirs);
     :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
     Synapse's in the method both profile servlets call: the one patch of a Synapse method.
+11. ``DeactivateAccountHandler.deactivate_account``: deactivating an account that expired long
+    ago (``accounts/validity.py``); the module API cannot deactivate, and the module holds no
+    admin token for the Admin API.  The handler runs on workers too (the client API's
+    ``/account/deactivate`` is served there).
+12. ``HomeServer.config.servernotices.server_notices_mxid``: the server notices user, which
+    never expires (the module API does not say who it is).
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -73,7 +81,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from synapse.module_api import EventBase, LoggingTransaction, ModuleApi, UserID
+from synapse.module_api import EventBase, LoggingTransaction, ModuleApi, UserID, create_requester
 
 WRITTEN_FOR = "1.163.2"
 SYNAPSE_VERSION = importlib.metadata.version("matrix-synapse")
@@ -166,6 +174,13 @@ def api_problems(api: object) -> list[str]:
         "requester",
     ]:
         return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
+    deactivate = getattr(hs.get_deactivate_account_handler(), "deactivate_account", None)
+    if not callable(deactivate) or not {"user_id", "erase_data", "requester", "by_admin"} <= set(
+        inspect.signature(deactivate).parameters
+    ):  # reach 11
+        return ["DeactivateAccountHandler.deactivate_account(user_id, erase_data, ...) is gone"]
+    if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 12
+        return ["the HomeServer's config has no servernotices.server_notices_mxid"]
     return []
 
 
@@ -310,6 +325,17 @@ class SynapseInternals:
             "appliance_user_of_openid_token", user_of_openid_token_txn, token, now_ms
         )
 
+    async def deactivate(self, user_id: str) -> None:
+        """Reach 11: deactivate the account as a server admin would (its sessions, rooms and
+        addresses go; its data is not erased)."""
+        handler = self._api._hs.get_deactivate_account_handler()  # noqa: SLF001 (reach 1)
+        requester = create_requester(user_id)
+        await handler.deactivate_account(user_id, False, requester, by_admin=True)
+
+    def server_notices_user(self) -> str | None:
+        """Reach 12: the server notices user's ID, if server notices are on."""
+        return self._api._hs.config.servernotices.server_notices_mxid  # noqa: SLF001
+
     def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
         """Reach 10: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
         check on every authenticated profile lookup (``GET /profile/{user}[/{field}]``)."""
@@ -349,6 +375,18 @@ def email_domain_accounts_txn(txn: LoggingTransaction) -> list[tuple[str, int]]:
         " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
     )
     return [(domain, int(accounts)) for domain, accounts in txn.fetchall()]
+
+
+def users_without_validity_txn(txn: LoggingTransaction, limit: int) -> list[str]:
+    """Reach 3: up to limit active, non-guest local accounts with no row in the module's
+    account validity table."""
+    txn.execute(
+        "SELECT u.name FROM users u WHERE u.deactivated = 0 AND u.is_guest = 0 AND NOT EXISTS"
+        " (SELECT 1 FROM appliance_account_validity v WHERE v.user_id = u.name)"
+        " ORDER BY u.name LIMIT ?",
+        (limit,),
+    )
+    return [row[0] for row in txn.fetchall()]
 
 
 # --- reach 3: the console's user list (admin_api/user_list_query.py plans a page) ---------------
