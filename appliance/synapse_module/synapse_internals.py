@@ -65,6 +65,9 @@ upgrade break a rule at the first request.  The module was written against
     ``/account/deactivate`` is served there).
 12. ``HomeServer.config.servernotices.server_notices_mxid``: the server notices user, which
     never expires (the module API does not say who it is).
+13. ``HomeServer.get_clock()``: Synapse's ``@cached`` (which the module API exports, for
+    ``register_cached_function``) needs the owner's ``server_name`` and ``clock`` since Synapse
+    1.135, and the module API keeps its clock private (:func:`cache_owner_clock`).
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -181,6 +184,8 @@ def api_problems(api: object) -> list[str]:
         return ["DeactivateAccountHandler.deactivate_account(user_id, erase_data, ...) is gone"]
     if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 12
         return ["the HomeServer's config has no servernotices.server_notices_mxid"]
+    if not callable(getattr(hs, "get_clock", None)):  # reach 13
+        return ["the HomeServer has no get_clock()"]
     return []
 
 
@@ -350,6 +355,11 @@ class SynapseInternals:
 
         # The one patch of a Synapse method: its only callers are the two profile servlets.
         self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]
+
+
+def cache_owner_clock(api: ModuleApi) -> Any:
+    """Reach 13: the clock an object owning a ``@cached`` method must carry."""
+    return api._hs.get_clock()  # noqa: SLF001 (reach 1)
 
 
 def user_of_openid_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:

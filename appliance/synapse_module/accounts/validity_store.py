@@ -23,7 +23,10 @@ from typing import Any
 from synapse.module_api import LoggingTransaction, ModuleApi, cached
 
 from appliance.synapse_module.module_tables import ModuleTables
-from appliance.synapse_module.synapse_internals import users_without_validity_txn
+from appliance.synapse_module.synapse_internals import (
+    cache_owner_clock,
+    users_without_validity_txn,
+)
 
 _TABLES = ("appliance_account_validity", "appliance_account_validity_log")
 _SCHEMA = (
@@ -84,6 +87,9 @@ class ValidityStore:
     def __init__(self, api: ModuleApi) -> None:
         self._api = api
         self._tables = ModuleTables(api, "appliance_account_validity", _SCHEMA)
+        # What Synapse's @cached needs of the object that owns the cache.
+        self.server_name = api.server_name
+        self.clock = cache_owner_clock(api)
         # Cleared on every process by invalidate_cache (through Synapse's replication).
         api.register_cached_function(self._cached_expiration_of)
 

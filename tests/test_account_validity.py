@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Accounts expire unless renewed: a Synapse with the module and its own SMTP sink, validity on
+with a one-hour period (reminders 50 and 30 minutes before expiry, deactivation 10 minutes
+after it) and a check every second.  Time is driven by setting an account's expiry through the
+module's admin endpoint, never by waiting; every request goes over real HTTP."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import quote
+
+import pytest
+import requests
+from harness import evaluation_settings
+from matrix_helpers import SideSynapse, plain_text
+
+from appliance.config.layout import Layout
+
+VALIDITY = "/_synapse/client/appliance/v1/account_validity"
+PERIOD_MS = 3600 * 1000
+MINUTE_MS = 60 * 1000
+EXPIRED = "ORG_MATRIX_EXPIRED_ACCOUNT"
+_RENEW_LINK = re.compile(r"https?://\S+/_synapse/client/appliance/v1/renew\?token=\S+")
+
+
+@pytest.fixture(scope="module")
+def side(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("validity")
+    settings = evaluation_settings(
+        state_dir,
+        accounts={
+            "validity": {
+                "period": "1h",
+                "reminders": ["50m", "30m"],
+                "deactivate_after": "10m",
+                "exempt": [r"@svc\..*"],
+                "check_interval": "1s",
+            }
+        },
+    )
+    with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def admin(side) -> str:
+    return side.admin_token()
+
+
+@pytest.fixture(scope="module")
+def client(side):
+    return side.client()
+
+
+def call(side, admin, method: str, path: str = "", body: dict | None = None) -> requests.Response:
+    return requests.request(
+        method,
+        side.url + VALIDITY + path,
+        json=body,
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
+
+
+def account(side, admin, user_id: str) -> dict:
+    response = call(side, admin, "GET", "/" + quote(user_id))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def set_expiry(side, admin, user_id: str, expiration_ts: int) -> None:
+    body = {"action": "set", "expiration_ts": expiration_ts}
+    response = call(side, admin, "POST", "/" + quote(user_id), body)
+    assert response.status_code == 200, response.text
+
+
+def run_check(side, admin) -> None:
+    response = call(side, admin, "POST", "/check", {})
+    assert response.status_code == 200, response.text
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_count = 0
+
+
+def new_account(client, prefix: str = "agent"):
+    global _count
+    _count += 1
+    return client.register_account(f"{prefix}.{_count}.{time.time_ns()}@ac-paris.fr")
+
+
+def renewal_mails(client, address: str) -> list:
+    return [m for m in client.mails_to(address) if "Renew" in (m["Subject"] or "")]
+
+
+def wait_for_renewal_mails(client, address: str, count: int, timeout: float = 30.0) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        mails = renewal_mails(client, address)
+        if len(mails) >= count:
+            return mails
+        assert time.monotonic() < deadline, f"{len(mails)} renewal mails to {address}, not {count}"
+        time.sleep(0.1)
+
+
+def renewal_link(mail) -> str:
+    found = _RENEW_LINK.findall(plain_text(mail))
+    assert found, plain_text(mail)
+    return found[0]
+
+
+def test_registration_sets_the_expiry_one_period_ahead(side, admin, client):
+    before = now_ms()
+    agent = new_account(client)
+    after = now_ms()
+
+    state = account(side, admin, agent.user_id)["account"]
+    assert before + PERIOD_MS <= state["expiration_ts"] <= after + PERIOD_MS
+    assert state["expired"] is False and state["exempt"] is False
+    assert client.whoami(agent.access_token).status_code == 200
+
+
+def test_each_reminder_is_mailed_once_by_the_scheduled_check(side, admin, client):
+    agent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() + 40 * MINUTE_MS)  # the 50-minute one
+
+    [first] = wait_for_renewal_mails(client, agent.address, 1)  # sent by the 1 s loop
+    run_check(side, admin)
+    run_check(side, admin)
+    assert len(renewal_mails(client, agent.address)) == 1
+    assert account(side, admin, agent.user_id)["account"]["reminders_sent"] == 1
+    assert "expire le" in plain_text(first) and "expires on" in plain_text(first)
+
+    set_expiry_keeping_count = now_ms() + 20 * MINUTE_MS  # now the 30-minute one is due too
+    # "set" starts a new period (an admin's change), so both reminders are due again: one mail.
+    set_expiry(side, admin, agent.user_id, set_expiry_keeping_count)
+    mails = wait_for_renewal_mails(client, agent.address, 2)
+    run_check(side, admin)
+    assert len(renewal_mails(client, agent.address)) == len(mails) == 2
+    assert account(side, admin, agent.user_id)["account"]["reminders_sent"] == 2
+
+
+def test_an_expired_account_gets_403_expired_and_its_link_renews_it_without_login(
+    side, admin, client
+):
+    agent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() - 1000)
+
+    refused = client.whoami(agent.access_token)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errcode"] == EXPIRED
+    assert refused.json()["error"]
+
+    [mail] = wait_for_renewal_mails(client, agent.address, 1)
+    link = renewal_link(mail)
+    http = requests.Session()
+    page = http.get(link, timeout=30)  # what a mail scanner does: renews nothing
+    assert page.status_code == 200 and '<form method="post"' in page.text
+    assert client.whoami(agent.access_token).status_code == 403
+
+    token = link.split("token=", 1)[1]
+    before = now_ms()
+    renewed = http.post(link.split("?", 1)[0], data={"token": token}, timeout=30)
+    assert renewed.status_code == 200 and 'data-state="renewed"' in renewed.text
+    assert client.whoami(agent.access_token).status_code == 200
+    assert account(side, admin, agent.user_id)["account"]["expiration_ts"] >= before + PERIOD_MS
+
+    again = http.post(link.split("?", 1)[0], data={"token": token}, timeout=30)
+    assert again.status_code == 404 and 'data-state="invalid"' in again.text  # single use
+    assert http.get(link, timeout=30).status_code == 404
+
+
+def test_an_account_long_expired_is_deactivated_and_the_log_says_so(side, admin, client):
+    agent = new_account(client)
+    recent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() - 11 * MINUTE_MS)  # past deactivate_after
+    set_expiry(side, admin, recent.user_id, now_ms() - 5 * MINUTE_MS)  # not yet
+
+    run_check(side, admin)
+
+    users = f"{side.url}/_synapse/admin/v2/users/"
+    headers = {"Authorization": f"Bearer {admin}"}
+    gone = requests.get(users + quote(agent.user_id), headers=headers, timeout=30).json()
+    kept = requests.get(users + quote(recent.user_id), headers=headers, timeout=30).json()
+    assert gone["deactivated"] is True
+    assert kept["deactivated"] is False
+    state = account(side, admin, agent.user_id)
+    assert state["account"]["deactivated_ts"] is not None
+    assert "deactivated" in [entry["event"] for entry in state["log"]]
+    # Its renewal link (mailed when it expired) no longer works.
+    for mail in renewal_mails(client, agent.address):
+        assert requests.get(renewal_link(mail), timeout=30).status_code == 404
+
+
+def test_exempt_accounts_never_expire(side, admin, client):
+    robot = new_account(client, prefix="svc")
+    state = account(side, admin, robot.user_id)["account"]
+    assert state["exempt"] is True and state["expiration_ts"] is None
+
+    refused = call(side, admin, "POST", "/" + quote(robot.user_id), {"action": "renew"})
+    assert refused.status_code == 403 and refused.json()["errcode"] == "M_FORBIDDEN"
+    run_check(side, admin)
+    assert client.whoami(robot.access_token).status_code == 200
+    assert renewal_mails(client, robot.address) == []
+
+    console_account = f"@appliance-console:{side.settings.server_name}"
+    assert account(side, admin, console_account)["account"]["exempt"] is True
+
+
+def test_admin_renew_and_extend(side, admin, client):
+    agent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() - 1000)
+    assert client.whoami(agent.access_token).status_code == 403
+
+    before = now_ms()
+    renew = call(side, admin, "POST", "/" + quote(agent.user_id), {"action": "renew"})
+    assert renew.status_code == 200, renew.text
+    renewed = renew.json()["account"]["expiration_ts"]
+    assert renewed >= before + PERIOD_MS
+    assert client.whoami(agent.access_token).status_code == 200
+
+    extend = call(side, admin, "POST", "/" + quote(agent.user_id), {"action": "extend", "days": 2})
+    assert extend.json()["account"]["expiration_ts"] == renewed + 2 * 86400 * 1000
+
+    soon = call(side, admin, "GET", "", None)
+    assert soon.status_code == 400 and soon.json()["errcode"] == "M_INVALID_PARAM"
+    listed = requests.get(
+        side.url + VALIDITY,
+        params={"expiring_within_ms": 3 * 86400 * 1000},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    ).json()["accounts"]
+    assert agent.user_id in [row["user_id"] for row in listed]
+
+    bad = call(side, admin, "POST", "/" + quote(agent.user_id), {"action": "extend", "days": 0})
+    assert bad.status_code == 400 and bad.json()["errcode"] == "M_INVALID_PARAM"
+    stranger = call(side, agent.access_token, "GET", "/" + quote(agent.user_id))
+    assert stranger.status_code == 403 and stranger.json()["errcode"] == "M_FORBIDDEN"
