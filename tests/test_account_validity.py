@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from console_helpers import Console, user_path
 from harness import evaluation_settings
 from matrix_helpers import SideSynapse, plain_text
 
@@ -240,3 +241,66 @@ def test_admin_renew_and_extend(side, admin, client):
     assert bad.status_code == 400 and bad.json()["errcode"] == "M_INVALID_PARAM"
     stranger = call(side, agent.access_token, "GET", "/" + quote(agent.user_id))
     assert stranger.status_code == 403 and stranger.json()["errcode"] == "M_FORBIDDEN"
+
+
+# --- the console --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def side_console(console_app, side, admin) -> Console:
+    """The console (real CSRF), talking to this module's Synapse with its service token."""
+    console_app.config.update(
+        WTF_CSRF_ENABLED=True,
+        SYNAPSE_URL=side.url,
+        SERVICE_TOKEN_FILE=str(side.layout.service_token),
+    )
+    return Console(console_app)
+
+
+def test_console_shows_each_expiry_and_lists_those_expiring_soon(side, admin, client, side_console):
+    soon, later = new_account(client), new_account(client)
+    set_expiry(side, admin, soon.user_id, now_ms() + 86400 * 1000)
+    set_expiry(side, admin, later.user_id, now_ms() + 10 * 86400 * 1000)
+    expected = account(side, admin, soon.user_id)["account"]["expiration_ts"]
+
+    detail = side_console.get(user_path(soon.user_id))
+    assert f'data-expiry="{expected}"' in detail and "data-validity" in detail
+    listed = side_console.get(f"/users/?q={soon.user_id.split(':')[0][1:]}")
+    assert f'data-expiry="{expected}"' in listed
+
+    expiring = side_console.get("/expiry/?days=2")
+    assert soon.user_id in expiring and later.user_id not in expiring
+    assert later.user_id in side_console.get("/expiry/?days=11")
+
+
+def test_console_renews_and_extends_with_csrf_and_audit(side, admin, client, side_console):
+    agent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() - 1000)
+    assert client.whoami(agent.access_token).status_code == 403
+
+    forged = side_console.client.post(f"/expiry/{quote(agent.user_id)}/renew", data={})
+    assert forged.status_code in (302, 400)
+    assert client.whoami(agent.access_token).status_code == 403  # no CSRF token: nothing done
+
+    before = now_ms()
+    renewed = side_console.post(f"/expiry/{quote(agent.user_id)}/renew")
+    assert renewed.status_code == 302
+    assert client.whoami(agent.access_token).status_code == 200
+    expiration = account(side, admin, agent.user_id)["account"]["expiration_ts"]
+    assert expiration >= before + PERIOD_MS
+
+    extended = side_console.post(f"/expiry/{quote(agent.user_id)}/extend", days="3")
+    assert extended.status_code == 302
+    state = account(side, admin, agent.user_id)
+    assert state["account"]["expiration_ts"] == expiration + 3 * 86400 * 1000
+    assert state["log"][0]["event"] == "extended by 3 days"
+
+    refused = side_console.post(f"/expiry/{quote(agent.user_id)}/extend", days="0")
+    assert refused.status_code == 302
+    assert (
+        account(side, admin, agent.user_id)["account"]["expiration_ts"]
+        == (state["account"]["expiration_ts"])
+    )
+
+    audit = side_console.get("/audit/")
+    assert "user.validity.renew" in audit and "user.validity.extend" in audit

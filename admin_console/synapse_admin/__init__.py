@@ -4,7 +4,7 @@
 Blueprints import from here; nothing else in the console talks to Synapse.
 """
 
-from admin_console.synapse_admin import appliance, media, rooms, users
+from admin_console.synapse_admin import appliance, media, rooms, users, validity
 from admin_console.synapse_admin.client import (
     EndpointMissing,
     SynapseClient,
@@ -23,4 +23,5 @@ __all__ = [
     "media",
     "rooms",
     "users",
+    "validity",
 ]
