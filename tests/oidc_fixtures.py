@@ -27,20 +27,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
+from e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from harness import evaluation_settings, free_port
 from matrix_helpers import SideSynapse, wait_for_allowlist
+from playwright.sync_api import Browser, sync_playwright
 
 from appliance.config.layout import Layout
 from appliance.config.settings import Settings
+from appliance.synapse_module.accounts.registration import SSO_PROVIDER_ID
 
 PLACKUP = "/usr/bin/plackup"
 PORTAL_TEMPLATES = Path("/usr/share/lemonldap-ng/portal/templates")
 PORTAL_STATIC = Path("/usr/share/lemonldap-ng/portal/htdocs/static")
 DEBIAN_JAVASCRIPT = Path("/usr/share/javascript")
 READY_TIMEOUT = 60.0
+SIGN_IN_TIMEOUT = 30
 
 CLIENT_ID = "appliance-synapse"
 
@@ -297,8 +302,11 @@ class SsoServer:
         return self.synapse.url
 
 
-def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> Settings:
-    """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims)."""
+def sso_settings(
+    state_dir: Path, idp: LemonLdap, synapse_port: int, *, accounts: dict | None = None, **auth
+) -> Settings:
+    """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims),
+    with the given accounts section if any."""
     oidc = {
         "issuer": idp.issuer,
         "client_id": CLIENT_ID,
@@ -312,16 +320,19 @@ def sso_settings(state_dir: Path, idp: LemonLdap, synapse_port: int, **auth) -> 
         public_baseurl=f"http://127.0.0.1:{synapse_port}/",
         synapse={"listen": {"port": synapse_port}},
         auth={"oidc": oidc, **auth},
+        **({"accounts": accounts} if accounts is not None else {}),
     )
 
 
 @contextmanager
-def running_sso_server(state_dir: Path, **auth) -> Iterator[SsoServer]:
+def running_sso_server(
+    state_dir: Path, *, accounts: dict | None = None, **auth
+) -> Iterator[SsoServer]:
     """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set
-    (and the other auth keys given)."""
+    (and the other auth keys given, and the accounts section if any)."""
     synapse_port = free_port()
     idp = lemonldap_for(state_dir / "lemonldap", f"http://127.0.0.1:{synapse_port}/")
-    settings = sso_settings(state_dir, idp, synapse_port, **auth)
+    settings = sso_settings(state_dir, idp, synapse_port, accounts=accounts, **auth)
     idp.start()
     try:
         with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as synapse:
@@ -343,3 +354,78 @@ def sso_only_server(tmp_path_factory) -> Iterator[SsoServer]:
     """Agents through single sign-on only (auth.password_login: false)."""
     with running_sso_server(tmp_path_factory.mktemp("sso-only"), password_login=False) as server:
         yield server
+
+
+# --- a person's sign-on in a real browser (Debian's Chromium through Playwright) -------------
+
+# Where the "client" waits for its loginToken: a loopback port nobody listens on; the browser's
+# request to it is answered by the test (Playwright's routing), so nothing leaves the machine.
+CLIENT_URL = f"http://127.0.0.1:{free_port()}/client/"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a person saw at the end of a single sign-on, and what the client got."""
+
+    login_token: str | None
+    page_text: str
+    status: int | None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+def sso_sign_in(browser: Browser, server: SsoServer, login: str, password: str) -> SignIn:
+    """A person's whole sign-on in a fresh browser profile, as a Matrix client starts it."""
+    context = browser.new_context(locale="fr-FR")
+    context.set_default_timeout(SIGN_IN_TIMEOUT * 1000)
+    try:
+        page = context.new_page()
+        page.route(
+            f"{CLIENT_URL}**",
+            lambda route: route.fulfill(status=200, content_type="text/html", body="client"),
+        )
+        redirect = (
+            f"{server.url}/_matrix/client/v3/login/sso/redirect/{SSO_PROVIDER_ID}"
+            f"?redirectUrl={quote(CLIENT_URL, safe='')}"
+        )
+        page.goto(redirect)
+        # LemonLDAP::NG's own login form.
+        page.fill("input[name=user]", login)
+        page.fill("input[name=password]", password)
+        with page.expect_navigation(url=f"{server.url}/_synapse/client/oidc/callback**") as nav:
+            page.click("button[type=submit]")
+        response = nav.value
+        link = page.locator("a[href*='loginToken']")
+        if link.count() == 0:
+            return SignIn(None, page.inner_text("body"), response.status if response else None)
+        # Synapse asks the person to confirm which client gets the account (not whitelisted).
+        link.click()
+        page.wait_for_url(f"{CLIENT_URL}**")
+        token = parse_qs(urlsplit(page.url).query)["loginToken"][0]
+        return SignIn(token, "", 200)
+    finally:
+        context.close()
+
+
+def token_login(server: SsoServer, login_token: str) -> requests.Response:
+    return requests.post(
+        f"{server.url}/_matrix/client/v3/login",
+        json={"type": "m.login.token", "token": login_token},
+        timeout=SIGN_IN_TIMEOUT,
+    )
+
+
+def signed_in(server: SsoServer, sign_in: SignIn) -> dict:
+    """The client's m.login.token exchange, which must succeed: the login response."""
+    assert sign_in.login_token is not None, sign_in.page_text
+    response = token_login(server, sign_in.login_token)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -15,13 +15,19 @@ import requests
 from console_helpers import Console, user_path
 from harness import evaluation_settings
 from matrix_helpers import SideSynapse, plain_text
+from oidc_fixtures import running_sso_server, signed_in, sso_sign_in
+from synapse.module_api.errors import ConfigError
 
 from appliance.config.layout import Layout
+from appliance.config.settings import SettingsError
+from appliance.synapse_module.accounts.validity_config import parse_validity
 
 VALIDITY = "/_synapse/client/appliance/v1/account_validity"
 PERIOD_MS = 3600 * 1000
 MINUTE_MS = 60 * 1000
 EXPIRED = "ORG_MATRIX_EXPIRED_ACCOUNT"
+pytest_plugins = ["oidc_fixtures"]
+
 _RENEW_LINK = re.compile(r"https?://\S+/_synapse/client/appliance/v1/renew\?token=\S+")
 
 
@@ -304,3 +310,96 @@ def test_console_renews_and_extends_with_csrf_and_audit(side, admin, client, sid
 
     audit = side_console.get("/audit/")
     assert "user.validity.renew" in audit and "user.validity.extend" in audit
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_validity_is_off_by_default_and_rendered_only_when_on(tmp_path):
+    off = evaluation_settings(tmp_path)
+    assert off.accounts.validity.period is None
+    assert off.accounts.validity.module_config() is None
+    on = evaluation_settings(tmp_path, accounts={"validity": {"period": "365d"}})
+    assert on.accounts.validity.module_config() == {
+        "period_seconds": 365 * 86400,
+        "reminders_seconds": [28 * 86400, 7 * 86400, 86400],
+        "deactivate_after_seconds": 90 * 86400,
+        "exempt": [],
+        "check_seconds": 1800,
+    }
+
+
+@pytest.mark.parametrize(
+    ("validity", "problem"),
+    [
+        ({"period": "a year"}, "accounts.validity.period: 'a year' is not a duration"),
+        ({"period": "30d", "reminders": ["28d", "31d"]}, "reminders.1: 31d must be"),
+        ({"period": "30d", "deactivate_after": "-1d"}, "accounts.validity.deactivate_after:"),
+        ({"period": "30d", "exempt": ["@bot-(.*"]}, "accounts.validity.exempt.0:"),
+        ({"period": "30d", "renew_on_login": True}, "accounts.validity.renew_on_login: unknown"),
+    ],
+)
+def test_bad_validity_settings_are_refused_with_their_key(tmp_path, validity, problem):
+    with pytest.raises(SettingsError) as refused:
+        evaluation_settings(tmp_path, accounts={"validity": validity})
+    assert any(problem in line for line in refused.value.problems), refused.value.problems
+
+
+def test_the_module_refuses_a_bad_block_naming_the_key():
+    with pytest.raises(ConfigError) as refused:
+        parse_validity({"period_seconds": 60, "reminders_seconds": [120]})
+    assert refused.value.path == ("account_validity", "reminders_seconds", "0")
+
+
+# --- single sign-on renews ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sso_validity_server(tmp_path_factory):
+    """LemonLDAP::NG and a Synapse with single sign-on and account validity on."""
+    state_dir = tmp_path_factory.mktemp("sso-validity")
+    accounts = {"validity": {"period": "1h", "reminders": ["30m"], "check_interval": "1h"}}
+    with running_sso_server(state_dir, accounts=accounts) as server:
+        yield server
+
+
+def test_signing_in_through_sso_renews_an_expired_account_and_a_password_login_does_not(
+    sso_validity_server, chromium
+):
+    server = sso_validity_server
+    login = f"renew{time.time_ns()}"
+    person = server.idp.add_person(login, f"{login}@ac-paris.fr", given="Rémi", family="Roux")
+    first = signed_in(server, sso_sign_in(chromium, server, person.login, person.password))
+    user_id, token = first["user_id"], first["access_token"]
+    set_expiry(server.synapse, server.admin_token, user_id, now_ms() - 1000)
+    whoami = f"{server.url}/_matrix/client/v3/account/whoami"
+    headers = {"Authorization": f"Bearer {token}"}
+    refused = requests.get(whoami, headers=headers, timeout=30)
+    assert refused.status_code == 403 and refused.json()["errcode"] == EXPIRED
+
+    # A password login (the console's service account sets one for this agent) renews nothing.
+    reset = requests.put(
+        f"{server.url}/_synapse/admin/v2/users/{quote(user_id)}",
+        json={"password": "Correct-Horse-Battery-42", "logout_devices": False},
+        headers={"Authorization": f"Bearer {server.admin_token}"},
+        timeout=30,
+    )
+    assert reset.status_code == 200, reset.text
+    password_login = requests.post(
+        f"{server.url}/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "password": "Correct-Horse-Battery-42",
+        },
+        timeout=30,
+    )
+    assert password_login.status_code == 200, password_login.text
+    assert requests.get(whoami, headers=headers, timeout=30).status_code == 403
+
+    before = now_ms()
+    signed_in(server, sso_sign_in(chromium, server, person.login, person.password))
+    assert requests.get(whoami, headers=headers, timeout=30).status_code == 200
+    state = account(server.synapse, server.admin_token, user_id)
+    assert state["account"]["expiration_ts"] >= before + PERIOD_MS
+    assert state["log"][0]["event"].startswith("renewed by sign-in")

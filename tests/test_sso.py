@@ -12,17 +12,12 @@ is checked on the page the person sees and in Synapse's state afterwards (no acc
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 import pytest
 import requests
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from harness import free_port
 from matrix_helpers import OPEN_TO_EXTERNALS, PASSWORD, MatrixClient, Person
-from oidc_fixtures import BUTTON_LABEL, SsoServer
-from playwright.sync_api import Browser, sync_playwright
+from oidc_fixtures import BUTTON_LABEL, SsoServer, signed_in, sso_sign_in, token_login
 
 from appliance.addresses.email_address import parse_email
 from appliance.addresses.identity import display_name_for, localpart_for
@@ -37,70 +32,7 @@ from appliance.synapse_module.accounts.sso_mapping import (
 
 pytest_plugins = ["oidc_fixtures"]
 
-# Where the "client" waits for its loginToken: a loopback port nobody listens on; the browser's
-# request to it is answered by the test (Playwright's routing), so nothing leaves the machine.
-CLIENT_URL = f"http://127.0.0.1:{free_port()}/client/"
 TIMEOUT = 30
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """What a person saw at the end of a single sign-on, and what the client got."""
-
-    login_token: str | None
-    page_text: str
-    status: int | None
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-
-
-def sso_sign_in(browser: Browser, server: SsoServer, login: str, password: str) -> SignIn:
-    """A person's whole sign-on in a fresh browser profile, as a Matrix client starts it."""
-    context = browser.new_context(locale="fr-FR")
-    context.set_default_timeout(TIMEOUT * 1000)
-    try:
-        page = context.new_page()
-        page.route(
-            f"{CLIENT_URL}**",
-            lambda route: route.fulfill(status=200, content_type="text/html", body="client"),
-        )
-        redirect = (
-            f"{server.url}/_matrix/client/v3/login/sso/redirect/{SSO_PROVIDER_ID}"
-            f"?redirectUrl={quote(CLIENT_URL, safe='')}"
-        )
-        page.goto(redirect)
-        # LemonLDAP::NG's own login form.
-        page.fill("input[name=user]", login)
-        page.fill("input[name=password]", password)
-        with page.expect_navigation(url=f"{server.url}/_synapse/client/oidc/callback**") as nav:
-            page.click("button[type=submit]")
-        response = nav.value
-        link = page.locator("a[href*='loginToken']")
-        if link.count() == 0:
-            return SignIn(None, page.inner_text("body"), response.status if response else None)
-        # Synapse asks the person to confirm which client gets the account (not whitelisted).
-        link.click()
-        page.wait_for_url(f"{CLIENT_URL}**")
-        token = parse_qs(urlsplit(page.url).query)["loginToken"][0]
-        return SignIn(token, "", 200)
-    finally:
-        context.close()
-
-
-def token_login(server: SsoServer, login_token: str) -> requests.Response:
-    return requests.post(
-        f"{server.url}/_matrix/client/v3/login",
-        json={"type": "m.login.token", "token": login_token},
-        timeout=TIMEOUT,
-    )
 
 
 def admin_get(server: SsoServer, path: str) -> requests.Response:
@@ -125,14 +57,6 @@ def bound_emails(server: SsoServer, user_id: str) -> list[str]:
 
 def expected_user_id(server: SsoServer, address: str, suffix: str = "") -> str:
     return f"@{localpart_for(parse_email(address))}{suffix}:{server.settings.server_name}"
-
-
-def signed_in(server: SsoServer, sign_in: SignIn) -> dict:
-    """The client's m.login.token exchange, which must succeed: the login response."""
-    assert sign_in.login_token is not None, sign_in.page_text
-    response = token_login(server, sign_in.login_token)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 # --- the polite path ---------------------------------------------------------------------------
