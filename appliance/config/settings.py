@@ -371,7 +371,7 @@ class ValiditySettings(_Section):
     # An expired account is deactivated this long after its expiry; null: never.
     deactivate_after: Duration | None = "90d"
     # Accounts that never expire (service accounts, bots): regular expressions, each matching
-    # a whole Matrix ID ("@bot-.*:example\\.org"). The console's service account and the
+    # a whole Matrix ID ('@bot-.*:example\.org' in YAML). The console's service account and the
     # server notices user never expire in any case.
     exempt: list[Annotated[str, AfterValidator(_pattern)]] = Field(default_factory=list)
     # How often the server looks for renewal mails and deactivations that are due.
