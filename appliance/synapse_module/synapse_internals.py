@@ -102,10 +102,12 @@ class SynapseChanged(RuntimeError):
         )
 
 
-try:  # the names the module imports from Synapse's internals (reaches 5, 6, 7, 8)
+try:  # the names the module imports from Synapse's internals (reaches 5 to 9, 11, 13)
     from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
     from synapse.handlers.auth import AuthHandler
+    from synapse.handlers.deactivate_account import DeactivateAccountHandler
     from synapse.logging.context import ContextRequest, LoggingContext, current_context
+    from synapse.server import HomeServer
     from synapse.storage.database import make_conn
     from synapse.storage.engines import PostgresEngine
 except ImportError as error:  # a renamed or removed internal: say so, with the version
@@ -177,15 +179,8 @@ def api_problems(api: object) -> list[str]:
         "requester",
     ]:
         return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
-    deactivate = getattr(hs.get_deactivate_account_handler(), "deactivate_account", None)
-    if not callable(deactivate) or not {"user_id", "erase_data", "requester", "by_admin"} <= set(
-        inspect.signature(deactivate).parameters
-    ):  # reach 11
-        return ["DeactivateAccountHandler.deactivate_account(user_id, erase_data, ...) is gone"]
     if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 12
         return ["the HomeServer's config has no servernotices.server_notices_mxid"]
-    if not callable(getattr(hs, "get_clock", None)):  # reach 13
-        return ["the HomeServer has no get_clock()"]
     return []
 
 
@@ -223,6 +218,17 @@ def attribute_problems() -> list[str]:
         problems.append("synapse.logging.context.ContextRequest has no requester")
     if not callable(getattr(AuthHandler, "_check_local_password", None)):  # reach 9
         problems.append("synapse.handlers.auth.AuthHandler has no _check_local_password")
+    for getter in ("get_deactivate_account_handler", "get_clock"):  # reaches 11 and 13
+        if not callable(getattr(HomeServer, getter, None)):
+            problems.append(f"synapse.server.HomeServer has no {getter}()")
+    deactivate = getattr(DeactivateAccountHandler, "deactivate_account", None)
+    if not callable(deactivate) or not {"user_id", "erase_data", "requester", "by_admin"} <= set(
+        inspect.signature(deactivate).parameters
+    ):  # reach 11
+        problems.append(
+            "DeactivateAccountHandler.deactivate_account(user_id, erase_data, requester, "
+            "by_admin) is gone"
+        )
     flag = "msc4289_creator_power_enabled"
     lacking = [v for v, version in KNOWN_ROOM_VERSIONS.items() if not hasattr(version, flag)]
     if lacking:
@@ -339,7 +345,8 @@ class SynapseInternals:
 
     def server_notices_user(self) -> str | None:
         """Reach 12: the server notices user's ID, if server notices are on."""
-        return self._api._hs.config.servernotices.server_notices_mxid  # noqa: SLF001
+        user = self._api._hs.config.servernotices.server_notices_mxid  # noqa: SLF001
+        return None if user is None else str(user)  # a UserID when set
 
     def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
         """Reach 10: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
