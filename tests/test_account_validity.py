@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from console_helpers import Console, user_path
-from harness import evaluation_settings
+from harness import evaluation_settings, free_port
 from matrix_helpers import SideSynapse, plain_text
 from oidc_fixtures import running_sso_server, signed_in, sso_sign_in
 from synapse.module_api.errors import ConfigError
@@ -31,11 +31,30 @@ pytest_plugins = ["oidc_fixtures"]
 _RENEW_LINK = re.compile(r"https?://\S+/_synapse/client/appliance/v1/renew\?token=\S+")
 
 
-@pytest.fixture(scope="module")
-def side(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("validity")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def side(request, tmp_path_factory):
+    """The Synapse under test, on SQLite and on PostgreSQL (the claims are SQL both speak)."""
+    state_dir = tmp_path_factory.mktemp(f"validity-{request.param}")
+    database: dict = {}
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        name = f"validity_{time.time_ns()}"
+        cluster.create_database(name)
+        database = {
+            "database": {
+                "engine": "postgresql",
+                "host": "127.0.0.1",
+                "port": cluster.port,
+                "name": name,
+                "user": "synapse",
+                "pool_max": 5,
+            }
+        }
+    synapse_port = free_port()
     settings = evaluation_settings(
         state_dir,
+        public_baseurl=f"http://127.0.0.1:{synapse_port}/",
+        synapse={"listen": {"port": synapse_port}, **database},
         accounts={
             "validity": {
                 "period": "1h",
