@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
@@ -429,3 +430,18 @@ def test_signing_in_through_sso_renews_an_expired_account_and_a_password_login_d
     state = account(server.synapse, server.admin_token, user_id)
     assert state["account"]["expiration_ts"] >= before + PERIOD_MS
     assert state["log"][0]["event"].startswith("renewed by sign-in")
+
+
+def test_checks_running_at_once_mail_a_reminder_once(side, admin, client):
+    agent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() + 40 * MINUTE_MS)
+
+    # Four checks at once, beside the scheduled one: each claims the mail before sending it.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: run_check(side, admin), range(4)))
+    run_check(side, admin)
+
+    assert len(wait_for_renewal_mails(client, agent.address, 1)) == 1
+    assert len(renewal_mails(client, agent.address)) == 1
+    log = account(side, admin, agent.user_id)["log"]
+    assert [entry["event"] for entry in log].count("reminded 1") == 1
