@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
@@ -21,7 +22,8 @@ from synapse.module_api.errors import ConfigError
 
 from appliance.config.layout import Layout
 from appliance.config.settings import SettingsError
-from appliance.synapse_module.accounts.validity_config import parse_validity
+from appliance.synapse_module.accounts.validity_config import ValidityConfig, parse_validity
+from appliance.synapse_module.accounts.validity_schedule import Schedule
 
 VALIDITY = "/_synapse/client/appliance/v1/account_validity"
 PERIOD_MS = 3600 * 1000
@@ -445,3 +447,32 @@ def test_checks_running_at_once_mail_a_reminder_once(side, admin, client):
     assert len(renewal_mails(client, agent.address)) == 1
     log = account(side, admin, agent.user_id)["log"]
     assert [entry["event"] for entry in log].count("reminded 1") == 1
+
+
+# --- the schedule (pure rules) ------------------------------------------------------------------
+
+DAY_MS = 86400 * 1000
+TCHAP = ValidityConfig(
+    period_seconds=365 * 86400,
+    reminders_seconds=(28 * 86400, 7 * 86400, 86400),
+    deactivate_after_seconds=90 * 86400,
+)
+
+
+@pytest.mark.parametrize(
+    ("days_left", "due"),
+    [(60, 0), (28, 1), (27.5, 1), (7, 2), (3, 2), (1, 3), (0, 3), (-10, 3)],
+)
+def test_reminders_fall_due_28_7_and_1_day_before_expiry(days_left, due):
+    expiration = 1_000 * DAY_MS
+    now = expiration - int(days_left * DAY_MS)
+    assert Schedule(TCHAP).reminders_due(expiration, now) == due
+
+
+def test_links_work_until_deactivation_or_a_reminder_span_after_expiry():
+    expiration = 1_000 * DAY_MS
+    assert Schedule(TCHAP).deactivation_ms(expiration) == expiration + 90 * DAY_MS
+    assert Schedule(TCHAP).link_expiry_ms(expiration) == expiration + 90 * DAY_MS
+    never = replace(TCHAP, deactivate_after_seconds=None)
+    assert Schedule(never).deactivation_ms(expiration) is None
+    assert Schedule(never).link_expiry_ms(expiration) == expiration + 28 * DAY_MS

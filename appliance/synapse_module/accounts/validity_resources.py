@@ -15,7 +15,9 @@ Admin endpoints (a server admin's token, see :mod:`..admin_api.auth`), under
         expired), soonest first
 ``GET  .../<user_id>``  one account's expiry and its log: ``{"account": {...} | null, "log"}``
 ``POST .../<user_id>``  ``{"action": "renew"}`` (a new period from now), ``{"action": "extend",
-        "days": N}`` (N days more than its expiry), ``{"action": "set", "expiration_ts": ms}``
+        "days": N}`` (N days more than its expiry, or than now if that has passed),
+        ``{"action": "set", "expiration_ts": ms}``; each starts a new period (no reminder
+        sent yet) and clears a deactivation for expiry, and answers ``{"account": {...}}``
 ``POST .../check``      run the periodic check now (safe beside the scheduled one)
 
 Each account is ``{"user_id", "expiration_ts", "reminders_sent", "deactivated_ts", "expired",
