@@ -83,6 +83,10 @@ class AccountValidity:
         Returns:
             True past the account's expiry; False before it, for an exempt account, or for
             one with no expiry yet (the next check gives it one).
+
+        Raises:
+            SynapseError: 503 ``M_UNKNOWN`` while the module's tables are not there yet (a
+                worker started before the main process created them): fail closed.
         """
         if self.is_exempt(user_id):
             return False
@@ -90,7 +94,8 @@ class AccountValidity:
         return expiration is not None and self.now_ms() >= expiration
 
     async def on_user_registration(self, user_id: str) -> None:
-        """Implements ``on_user_registration``: the new account's first period."""
+        """Implements ``on_user_registration`` (every way of registering, the Admin API's
+        included): the new account's first period."""
         if self.is_exempt(user_id):
             return
         now = self.now_ms()
