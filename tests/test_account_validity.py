@@ -7,18 +7,21 @@ module's admin endpoint, never by waiting; every request goes over real HTTP."""
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
 import requests
-from console_helpers import Console, user_path
+from console_helpers import Console, first_operator, user_path
 from harness import evaluation_settings, free_port
 from matrix_helpers import SideSynapse, plain_text
 from oidc_fixtures import running_sso_server, signed_in, sso_sign_in
 from synapse.module_api.errors import ConfigError
+from werkzeug.serving import make_server
 
 from appliance.config.layout import Layout
 from appliance.config.settings import SettingsError
@@ -476,3 +479,48 @@ def test_links_work_until_deactivation_or_a_reminder_span_after_expiry():
     never = replace(TCHAP, deactivate_after_seconds=None)
     assert Schedule(never).deactivation_ms(expiration) is None
     assert Schedule(never).link_expiry_ms(expiration) == expiration + 28 * DAY_MS
+
+
+@pytest.fixture
+def served_console(side_console, console_app) -> Iterator[str]:
+    """The same console app served over HTTP on a free loopback port, for a browser."""
+    server = make_server("127.0.0.1", free_port(), console_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_an_operator_renews_an_expired_account_in_a_browser(
+    side, admin, client, console_app, served_console, chromium
+):
+    agent = new_account(client)
+    set_expiry(side, admin, agent.user_id, now_ms() - 1000)
+    operator = first_operator(console_app)
+    context = chromium.new_context(locale="en-GB")
+    context.set_default_timeout(20_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{served_console}/login")
+        page.fill("#username", operator["username"])
+        page.fill("#password", operator["password"])
+        page.click("form button[type=submit]:has-text('Log in')")
+        page.wait_for_url(lambda url: "/login" not in url)
+        page.goto(served_console + user_path(agent.user_id))
+        section = page.locator("section[data-validity]")
+        assert "expired" in section.inner_text()
+
+        before = now_ms()
+        section.locator("button:has-text('Renew for a period')").click()
+        page.wait_for_selector("p.flash.success")
+        assert "renewed" in page.locator("p.flash.success").inner_text()
+        shown = int(
+            page.locator("section[data-validity] dd[data-expiry]").get_attribute("data-expiry")
+        )
+    finally:
+        context.close()
+    assert shown >= before + PERIOD_MS
+    assert client.whoami(agent.access_token).status_code == 200
