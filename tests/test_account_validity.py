@@ -531,3 +531,9 @@ def test_an_operator_renews_an_expired_account_in_a_browser(
         context.close()
     assert shown >= before + PERIOD_MS
     assert client.whoami(agent.access_token).status_code == 200
+
+
+def test_with_validity_off_the_console_says_so_and_the_user_page_has_no_expiry(console, synapse):
+    user_id = synapse.create_user(f"off-{time.time_ns()}", "Agent Off [ac-paris.fr]")
+    assert "accounts.validity.period is not set" in console.get("/expiry/")
+    assert "data-validity" not in console.get(user_path(user_id))
