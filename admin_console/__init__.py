@@ -31,6 +31,7 @@ from admin_console import (
 )
 from admin_console.audit import views as audit_views
 from admin_console.operators import views as operator_views
+from admin_console.second_factor import views as second_factor_views
 from admin_console.users import expiry
 
 CONFIG_ENV = "APPLIANCE_CONSOLE_CONFIG"
@@ -100,6 +101,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         media.bp,
         audit_views.bp,
         operator_views.bp,
+        second_factor_views.bp,
         invitations.bp,
         federation.bp,
     ):

@@ -16,6 +16,7 @@ from flask import (
     Flask,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -29,6 +30,8 @@ from flask_login import LoginManager, current_user, login_url, login_user, logou
 from admin_console import audit, db, lockout, operators, session_limits, sessions
 from admin_console.clock import now
 from admin_console.forms import LoginForm, LogoutForm
+from admin_console.operators import roles
+from admin_console.second_factor import store as second_factor_store
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -56,7 +59,33 @@ def require_login():
         return redirect(login_url(login_manager.login_view, request.url))
     if session_limits.is_activity():
         sessions.note_activity(db.get_db(), current_user.get_id(), now=now())
-    return None
+    return _auditor_refusal() or _second_factor_missing()
+
+
+def _auditor_refusal():
+    """An auditor's request that would change something: 403, whatever the page offered."""
+    g.operator_role = roles.role_of(db.get_db(), current_user.id)
+    if g.operator_role != roles.AUDITOR or roles.auditor_may(request.method, request.endpoint):
+        return None
+    audit.record("refused", request.path, ok=False, detail=f"read-only auditor: {request.method}")
+    message = _("You are an auditor: you can see everything here, and change nothing.")
+    return render_template("error.html", kind="forbidden", reason=message), 403
+
+
+# What an operator without a second factor may still open when the console requires one.
+ENROLMENT = frozenset({"second_factor.page", "second_factor.enrol", "second_factor.confirm"})
+
+
+def _second_factor_missing():
+    """With REQUIRE_SECOND_FACTOR, an operator who has none is sent to enrol one first."""
+    if not current_app.config.get("REQUIRE_SECOND_FACTOR", False):
+        return None
+    if request.endpoint in ENROLMENT:
+        return None
+    if second_factor_store.is_enrolled(db.get_db(), current_user.id):
+        return None
+    flash(_("This console requires a second factor: set one up to go on."), "warning")
+    return redirect(url_for("second_factor.page"))
 
 
 def init_app(app: Flask) -> None:
@@ -66,7 +95,7 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _logout_form():
-        return {"logout_form": LogoutForm()}
+        return {"logout_form": LogoutForm(), "read_only": g.get("operator_role") == roles.AUDITOR}
 
 
 def safe_next(target: str | None) -> str:
@@ -157,7 +186,18 @@ def login():
         )
         return _login_page(form, 429 if locked_for else 401)
     _fresh_session()
-    _log_in(connection, operator)
+    if second_factor_store.is_enrolled(connection, operator.id):
+        audit.record(
+            "login",
+            username,
+            ok=True,
+            detail="password right; second factor asked",
+            operator=username,
+        )
+        from admin_console.second_factor.views import ask_after_password
+
+        return ask_after_password(operator, request.args.get("next"))
+    log_in(connection, operator)
     audit.record("login", username, ok=True)
     if operators.first_operator_file_names(_first_operator_file(), username):
         flash(
@@ -170,7 +210,7 @@ def login():
     return redirect(safe_next(request.args.get("next")))
 
 
-def _log_in(connection, operator: operators.Operator) -> None:
+def log_in(connection, operator: operators.Operator) -> None:
     """Record a new login and give its token to the browser."""
     moment = now()
     sessions.forget_older_than(connection, moment - session_limits.ABSOLUTE_LIFETIME_HOURS * 3600)

@@ -19,6 +19,9 @@ class Chart:
     segments: list[str]  # SVG polyline "points", one per run of samples without a gap
     maximum: float
     latest: float | None
+    # The text equivalent of the line (WCAG 1.1.1): the lowest and highest values drawn.
+    lowest: float | None = None
+    highest: float | None = None
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -53,4 +56,13 @@ def line_chart(
         previous = minute
     if current:
         segments.append(" ".join(current))
-    return Chart(title, unit, segments, maximum, values[-1] if values else None)
+    drawn = [value for minute, value in points if value is not None and minute > start]
+    return Chart(
+        title,
+        unit,
+        segments,
+        maximum,
+        values[-1] if values else None,
+        lowest=min(drawn, default=None),
+        highest=max(drawn, default=None),
+    )

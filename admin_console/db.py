@@ -51,6 +51,25 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
+-- Operators' second factor (second_factor/store.py): the TOTP secret, confirmed once a first
+-- code was right, and the last time step used (a code works once).
+CREATE TABLE IF NOT EXISTS operator_totp (
+    operator_id INTEGER PRIMARY KEY REFERENCES operators (id) ON DELETE CASCADE,
+    secret TEXT NOT NULL,
+    confirmed INTEGER NOT NULL DEFAULT 0,
+    last_step INTEGER NOT NULL DEFAULT 0
+);
+-- Their one-time recovery codes, as password hashes.
+CREATE TABLE IF NOT EXISTS operator_recovery_codes (
+    operator_id INTEGER NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
+    code_hash TEXT NOT NULL
+);
+-- Operators' roles (operators/roles.py); an operator without a row is an administrator (every
+-- operator was one before roles existed).
+CREATE TABLE IF NOT EXISTS operator_roles (
+    operator_id INTEGER PRIMARY KEY REFERENCES operators (id) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('administrator', 'auditor'))
+);
 -- One row per minute: several console workers may sample the same minute; the first one wins.
 CREATE TABLE IF NOT EXISTS health_samples (
     minute INTEGER PRIMARY KEY,

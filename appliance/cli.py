@@ -129,10 +129,13 @@ def cmd_down(args) -> int:
 def cmd_status(args) -> int:
     settings, layout = _load(args)
     all_ok = True
-    for name, pid, check in EvaluationAppliance(settings, layout).status():
+    rows = EvaluationAppliance(settings, layout).status()
+    # Every process, Synapse's workers included ("synapse-generic1"): the widest name sets it.
+    width = max(len(name) for name, _, _ in rows)
+    for name, pid, check in rows:
         state = "up" if check.ok else "DOWN"
         process = f"pid {pid}" if pid else "not started by us"
-        print(f"{name:10} {state:5} {process:18} {check.summary}")
+        print(f"{name:{width}} {state:5} {process:18} {check.summary}")
         all_ok = all_ok and check.ok
     return 0 if all_ok else 1
 

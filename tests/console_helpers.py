@@ -11,6 +11,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -186,3 +187,47 @@ def self_signed_certificate(
         )
     )
     return cert_file, key_file
+
+
+# --- every route of the console (tests/fast/console walks them) --------------------------------
+
+# What an anonymous visitor may reach, and why. Nothing else.
+PUBLIC = {
+    ("static", "GET"): "stylesheets and images of the login page",
+    ("auth.login", "GET"): "the login page",
+    ("auth.login", "POST"): "logging in",
+    ("i18n.choose", "POST"): "choosing the language on the login page (CSRF token required)",
+}
+# A value for each kind of URL argument.
+SAMPLE_VALUES = {
+    "PathConverter": "@someone:fast.test",
+    "UnicodeConverter": "some-id",
+    "IntegerConverter": 1,
+}
+MAX_REDIRECTS = 3
+
+
+def routes(app) -> Iterator[tuple[str, str, str]]:
+    """(endpoint, method, path) of every rule and method of the app, with sample arguments."""
+    for rule in app.url_map.iter_rules():
+        # Werkzeug lists a rule's converters only in this attribute.
+        values = {
+            name: sorted(converter.items)[0]
+            if type(converter).__name__ == "AnyConverter"
+            else SAMPLE_VALUES[type(converter).__name__]
+            for name, converter in rule._converters.items()
+        }
+        path = rule.build(values)[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, path
+
+
+def final_response(client, method: str, path: str, data: dict):
+    """The response once the console's own redirects (e.g. / to /health/) are followed."""
+    response = client.open(path, method=method, data=data)
+    for _ in range(MAX_REDIRECTS):
+        location = response.headers.get("Location", "")
+        if response.status_code != 302 or location.startswith("/login"):
+            break
+        response = client.get(location)
+    return response

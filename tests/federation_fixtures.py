@@ -24,6 +24,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import itertools
+import json
+import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import evaluation_settings, free_port
-from matrix_helpers import MatrixClient, Person, SideSynapse, wait_for_allowlist
+from matrix_helpers import MatrixClient, Person, SideSynapse, _path_part, wait_for_allowlist
 
 from appliance.config.layout import Layout
 
@@ -58,6 +63,65 @@ LOOPBACK_FEDERATION_BLOCKLIST = [
     "ff00::/8",
     "fec0::/10",
 ]
+
+# --- helpers of the federation tests: waiting on another server -----------------------------
+
+WAIT = 60.0  # seconds; federation on a loaded machine
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout: float = WAIT):
+    """Poll until probe() returns something true; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{secrets.token_hex(3)}"
+
+
+def texts(person: Person, room_id: str) -> list[tuple[str, str]]:
+    """(sender, body) of the room's messages as this person's server has them, oldest first."""
+    path = f"/_matrix/client/v3/rooms/{_path_part(room_id)}/messages"
+    response = person.call("GET", path, params={"dir": "b", "limit": 100})
+    assert response.status_code == 200, response.text
+    events = [e for e in response.json()["chunk"] if e["type"] == "m.room.message"]
+    return [(e["sender"], e["content"].get("body")) for e in reversed(events)]
+
+
+_SYNC_FILTERS = itertools.count(1)
+
+
+def invites_of(person: Person) -> set[str]:
+    """The rooms this person is invited to, as their own server knows them now."""
+    # Synapse answers a repeated identical /sync from a cache for a while: each call asks
+    # with its own filter.
+    fresh = {"room": {"timeline": {"limit": 1}}, "account_data": {"limit": next(_SYNC_FILTERS)}}
+    response = person.call(
+        "GET", "/_matrix/client/v3/sync", params={"timeout": 0, "filter": json.dumps(fresh)}
+    )
+    assert response.status_code == 200, response.text
+    return set(response.json().get("rooms", {}).get("invite", {}))
+
+
+def membership(person: Person, room_id: str, user_id: str) -> str | None:
+    return person.state(room_id).get(("m.room.member", user_id), {}).get("membership")
+
+
+def join_when_invited(person: Person, room_id: str):
+    """Join a room of another server once the invite has reached this person's server."""
+    wait_for(
+        f"the invite to {room_id} reaching {person.user_id}", lambda: room_id in invites_of(person)
+    )
+    return person.join(room_id)
+
+
+# --- the network ---------------------------------------------------------------------------
 
 RATE = {"per_second": 100, "burst_count": 1000}
 
@@ -235,7 +299,7 @@ def _peer(plan: Plan) -> dict:
     }
 
 
-def _settings(
+def member_settings(
     plan: Plan, peers: list[Plan], state_dir: Path, ca: CertificateAuthority, clamd_port: int
 ):
     certificate, private_key = ca.issue(plan.address, state_dir)
@@ -273,7 +337,7 @@ def network(appliance, tmp_path_factory):
             # Members list each other; the outsider lists them all, and none lists it.
             peers = [peer for peer in members if peer is not plan]
             state_dir = tmp_path_factory.mktemp(plan.key)
-            settings = _settings(plan, peers, state_dir, ca, clamd_port)
+            settings = member_settings(plan, peers, state_dir, ca, clamd_port)
             side = SideSynapse(
                 settings, Layout.from_settings(settings, state_dir), edit_config=loosen_for_tests
             )

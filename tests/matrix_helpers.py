@@ -330,11 +330,13 @@ class SideSynapse(SideServices):
         *,
         with_mail_sink: bool = True,
         edit_config: Callable[[dict], None] | None = None,
+        before: Sequence[ServiceSpec] = (),
     ):
+        """before: other services of the appliance to start first (e.g. coturn)."""
         self.url = settings.synapse.listen.url
         self._synapse = services.synapse(settings, layout)
         self._sink = services.mail_sink(settings, layout) if with_mail_sink else None
-        specs = [self._sink, self._synapse] if self._sink else [self._synapse]
+        specs = [*before, self._sink, self._synapse] if self._sink else [*before, self._synapse]
         super().__init__(settings, layout, specs, edit_config=edit_config)
 
     def client(self) -> MatrixClient:

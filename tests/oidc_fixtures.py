@@ -303,10 +303,16 @@ class SsoServer:
 
 
 def sso_settings(
-    state_dir: Path, idp: LemonLdap, synapse_port: int, *, accounts: dict | None = None, **auth
+    state_dir: Path,
+    idp: LemonLdap,
+    synapse_port: int,
+    oidc_options: dict | None = None,
+    *,
+    accounts: dict | None = None,
+    **auth,
 ) -> Settings:
     """Evaluation settings whose auth.oidc is the given LemonLDAP::NG (ProConnect's claims),
-    with the given accounts section if any."""
+    with the other auth.oidc keys given in ``oidc_options``, and the accounts section if any."""
     oidc = {
         "issuer": idp.issuer,
         "client_id": CLIENT_ID,
@@ -314,6 +320,7 @@ def sso_settings(
         "scopes": ["openid", "email", "profile"],
         "claims": PROCONNECT_CLAIMS,
         "button_label": BUTTON_LABEL,
+        **(oidc_options or {}),
     }
     return evaluation_settings(
         state_dir,
@@ -326,13 +333,14 @@ def sso_settings(
 
 @contextmanager
 def running_sso_server(
-    state_dir: Path, *, accounts: dict | None = None, **auth
+    state_dir: Path, oidc_options: dict | None = None, *, accounts: dict | None = None, **auth
 ) -> Iterator[SsoServer]:
     """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set
-    (and the other auth keys given, and the accounts section if any)."""
+    (with ``oidc_options`` added to it, the other auth keys given, and the accounts section if
+    any)."""
     synapse_port = free_port()
     idp = lemonldap_for(state_dir / "lemonldap", f"http://127.0.0.1:{synapse_port}/")
-    settings = sso_settings(state_dir, idp, synapse_port, accounts=accounts, **auth)
+    settings = sso_settings(state_dir, idp, synapse_port, oidc_options, accounts=accounts, **auth)
     idp.start()
     try:
         with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as synapse:
@@ -351,8 +359,13 @@ def sso_server(tmp_path_factory) -> Iterator[SsoServer]:
 
 @pytest.fixture(scope="module")
 def sso_only_server(tmp_path_factory) -> Iterator[SsoServer]:
-    """Agents through single sign-on only (auth.password_login: false)."""
-    with running_sso_server(tmp_path_factory.mktemp("sso-only"), password_login=False) as server:
+    """Agents through single sign-on only (auth.password_login: false), and only with addresses
+    the provider says it verified (auth.oidc.require_email_verified: true)."""
+    with running_sso_server(
+        tmp_path_factory.mktemp("sso-only"),
+        {"require_email_verified": True},
+        password_login=False,
+    ) as server:
         yield server
 
 

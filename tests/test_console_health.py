@@ -43,7 +43,13 @@ def test_a_real_sample_is_stored_once_per_minute_and_drawn(app, console, applian
     later = health_history.Sample(sample.minute + 1, 50.0, 50.0, 50.0, 12.0)
     with app.app_context():
         health_history.store(db.get_db(), later)
-    assert point_counts(console.get("/health/")) == [2, 2, 2, 2]
+    page = console.get("/health/")
+    assert point_counts(page) == [2, 2, 2, 2]
+    # Each chart's text equivalent: what a screen reader says instead of the line.
+    summaries = re.findall(r"<p class=\"chart-summary\" data-chart-summary>([^<]*)</p>", page)
+    low = min(sample.cpu_percent, 50.0)
+    assert f"lowest {low:.0f} %, highest {max(sample.cpu_percent, 50.0):.0f} %" in summaries[0]
+    assert len(summaries) == 4
 
 
 def point_counts(page: str) -> list[int]:

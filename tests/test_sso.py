@@ -166,6 +166,33 @@ def test_an_unverified_address_is_refused(sso_server, chromium):
     assert user_count(sso_server) == users
 
 
+def test_a_provider_that_sends_no_verification_claim_is_trusted_by_default(sso_server, chromium):
+    # ProConnect vouches for its addresses and sends no email_verified claim.
+    person = sso_server.idp.add_person("pcagent", "paul.connect@ac-paris.fr", verified=None)
+
+    sign_in = sso_sign_in(chromium, sso_server, person.login, person.password)
+
+    assert signed_in(sso_server, sign_in)["user_id"] == expected_user_id(sso_server, person.email)
+
+
+def test_with_verification_required_a_missing_claim_is_refused(sso_only_server, chromium):
+    address = "nora.noclaim@ac-paris.fr"
+    person = sso_only_server.idp.add_person("nnoclaim", address, verified=None)
+    users = user_count(sso_only_server)
+
+    sign_in = sso_sign_in(chromium, sso_only_server, person.login, person.password)
+
+    assert sign_in.login_token is None
+    assert UNVERIFIED_EMAIL.format(address=address) in sign_in.page_text
+    assert user_count(sso_only_server) == users
+    # A verified address of the same provider still signs in.
+    verified = sso_only_server.idp.add_person("vclaim", "vera.claim@ac-paris.fr")
+    again = sso_sign_in(chromium, sso_only_server, verified.login, verified.password)
+    assert signed_in(sso_only_server, again)["user_id"] == expected_user_id(
+        sso_only_server, verified.email
+    )
+
+
 def test_an_address_whose_id_is_anothers_never_enters_that_account(sso_server, chromium):
     # anne-interieur@x.gouv.fr and anne@interieur-x.gouv.fr both derive anne-interieur-x.gouv.fr.
     client = sso_server.synapse.client()

@@ -31,6 +31,7 @@ from harness import evaluation_settings, free_port
 from matrix_helpers import MatrixClient, Person, SideServices
 from matrix_media_helpers import EICAR, User, register_user, unique_bytes
 from synapse.config.homeserver import HomeServerConfig
+from workers_fixtures import workers_settings
 
 from appliance.addresses.media_ref import MediaRef
 from appliance.config.layout import Layout
@@ -70,56 +71,6 @@ ALLOWLIST_BOUND_SECONDS = 5.0
 
 
 # --- settings and processes ------------------------------------------------------------------
-
-
-def _free_port_run(count: int) -> int:
-    """The first of `count` consecutive free loopback ports (worker i uses base + 2i, + 1)."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        probes = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def workers_settings(
-    state_dir: Path, *, database: str, pg_port: int, redis: Path, clamd_port: int, preset="small"
-) -> Settings:
-    synapse_port = free_port()
-    return evaluation_settings(
-        state_dir,
-        public_baseurl=f"http://127.0.0.1:{synapse_port}/",
-        synapse={
-            "listen": {"port": synapse_port},
-            "database": {
-                "engine": "postgresql",
-                "host": "127.0.0.1",
-                "port": pg_port,
-                "name": database,
-                "user": "synapse",
-                "pool_max": 5,
-            },
-            "workers": {
-                "preset": preset,
-                "base_port": _free_port_run(4),
-                "replication_port": free_port(),
-                "main_port": free_port(),
-            },
-            "redis": {"path": str(redis)},
-        },
-        clamav={"listen": {"port": clamd_port}},
-    )
 
 
 class WorkersAppliance(SideServices):
@@ -202,10 +153,12 @@ def small(
         state_dir,
         database="synapse_small",
         pg_port=postgres_cluster.port,
-        redis=redis_socket,
+        redis=redis_socket.socket,
         clamd_port=appliance.settings.clamav.listen.port,
     )
-    with WorkersAppliance(settings, Layout.from_settings(settings, state_dir)) as running:
+    layout = Layout.from_settings(settings, state_dir)
+    redis_socket.share_with(layout)
+    with WorkersAppliance(settings, layout) as running:
         for process in running.urls:
             wait_for_lookup(running.direct_client(process), "probe@ac-paris.fr", 200)
         yield running
@@ -284,6 +237,11 @@ WORKERS_ON_POSTGRES = {
             "synapse.redis: give either path (a unix socket) or host, not both nor neither",
         ),
         ({"workers": {"preset": "large"}}, "synapse.workers.preset: Input should be 'none'"),
+        (
+            {**WORKERS_ON_POSTGRES, "redis": {"host": "10.0.0.5", "password": "in-clear"}},
+            "synapse.redis: password: not set here any more; the appliance generates it into "
+            "<state_dir>/secrets/redis_password (mode 0600), which Synapse reads",
+        ),
     ],
 )
 def test_bad_worker_settings_are_refused_with_the_key_and_the_reason(synapse, problem):
@@ -339,6 +297,11 @@ def test_every_worker_file_loads_in_synapses_parser_and_carries_no_module(tmp_pa
 
     main = HomeServerConfig.load_config("main", ["-c", homeserver])
     assert main.worker.worker_app is None and main.redis.redis_enabled
+    # Redis's password: generated once (0600), read by Synapse from its file, never inline.
+    redis_password = layout.secret("redis_password")
+    assert redis_password.stat().st_mode & 0o777 == 0o600
+    assert main.redis.redis_password == redis_password.read_text().strip()
+    assert main.redis.redis_password not in layout.homeserver_config.read_text()
     # "main" in instance_map; each worker's parser renames it "master" (checked below).
     assert main.worker.instance_map[MAIN].port == plan.main_replication_port
     assert main.media.can_load_media_repo is False  # media moved to its worker
@@ -891,7 +854,25 @@ def test_production_nginx_rendered_from_the_table_routes_to_the_workers(small, n
     assert '"GET /_matrix/client/v3/sync?' in log and "filter=%7B%22room" in log
 
 
-def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stops_them(
+def appliance_cli(config: Path, *command: str) -> subprocess.CompletedProcess:
+    """The `appliance` command behind `make up`, `make status` and `make down`."""
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "--config", str(config), *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def redis_reply(socket_path: Path, command: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(5)
+        connection.connect(str(socket_path))
+        connection.sendall(command)
+        return connection.recv(256)
+
+
+def test_make_up_with_the_small_preset_runs_every_process_and_routes_like_nginx(
     tmp_path, postgres_cluster
 ):
     postgres_cluster.create_database("synapse_up")
@@ -903,35 +884,101 @@ def test_up_with_the_small_preset_starts_redis_main_workers_router_and_down_stop
         redis=tmp_path / "redis.sock",
         clamd_port=free_port(),  # its own clamd, as `make up` runs one
     )
-    running = EvaluationAppliance(settings, Layout.from_settings(settings, state_dir))
+    config = tmp_path / "appliance.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    layout = Layout.from_settings(settings, state_dir)
+    router = settings.synapse.listen.url
     processes = ["redis", "synapse", "synapse-generic1", "synapse-media1", "router"]
+    clean_bytes = unique_bytes(64 * 1024)
     try:
-        running.up()
-        status = {name: (pid, check) for name, pid, check in running.status()}
-        memory = {
-            name: psutil.Process(pid).memory_info().rss >> 20
-            for name, (pid, _) in status.items()
-            if pid
+        up = appliance_cli(config, "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = appliance_cli(config, "status")
+        pids = {
+            line.split()[0]: int(line.split()[3])
+            for line in status.stdout.splitlines()
+            if " up " in line and " pid " in line
         }
-        again = running.up()
-        redis_pid = status["redis"][0]
-        redis_inet = [c for c in psutil.Process(redis_pid).net_connections(kind="inet") if c.laddr]
-        lookup = requests.get(
-            settings.synapse.listen.url + INFO_PATH,
-            params={"medium": "email", "address": "a@ac-paris.fr"},
+        memory = {name: psutil.Process(pid).memory_info().rss >> 20 for name, pid in pids.items()}
+        redis_inet = [c for c in psutil.Process(pids["redis"]).net_connections("inet") if c.laddr]
+        unauthenticated = redis_reply(settings.synapse.redis.path, b"PING\r\n")
+
+        # Through the router, as a client does: Tchap's registration (mail, link, register),
+        # an upload scanned on the media worker, its download, the content scanner's verdict.
+        client = MatrixClient(router, layout.mail_dir)
+        account = client.register_account(f"routed.{secrets.token_hex(3)}@ac-paris.fr")
+        headers = _bearer(account.access_token)
+        uploaded = requests.post(
+            f"{router}/_matrix/media/v3/upload", data=clean_bytes, headers=headers, timeout=60
+        )
+        server_name, media_id = uploaded.json()["content_uri"].removeprefix("mxc://").split("/")
+        downloaded = requests.get(
+            f"{router}/_matrix/client/v1/media/download/{server_name}/{media_id}",
+            headers=headers,
             timeout=TIMEOUT,
         )
+        verdict = requests.get(
+            f"{settings.content_scanner.listen.url}/_matrix/media_proxy/unstable/scan/"
+            f"{server_name}/{media_id}",
+            headers=headers,
+            timeout=60,
+        )
+        again = appliance_cli(config, "up")
+        pids_again = {
+            line.split()[0]: int(line.split()[3])
+            for line in appliance_cli(config, "status").stdout.splitlines()
+            if " pid " in line
+        }
     finally:
-        stopped = running.down()
+        down = appliance_cli(config, "down")
 
-    assert set(processes) <= set(status)
-    assert all(check.ok for _, check in status.values()), status
-    assert set(processes) <= set(again.already_running)
+    assert status.returncode == 0, status.stdout
+    assert set(processes) <= set(pids), status.stdout
     assert redis_inet == []  # a unix socket only, never a TCP port (Debian's is 6379)
-    assert lookup.json() == {"hs": settings.server_name}
-    assert set(processes) <= set(stopped)
-    assert not any(psutil.pid_exists(pid) for pid, _ in status.values() if pid)
+    assert unauthenticated.startswith(b"-NOAUTH"), unauthenticated
+    assert layout.secret("redis_password").stat().st_mode & 0o777 == 0o600
+    assert layout.redis_acl.stat().st_mode & 0o777 == 0o600
+    assert layout.secret("redis_password").read_text().strip() not in layout.redis_acl.read_text()
+    assert uploaded.status_code == 200, uploaded.text
+    assert downloaded.content == clean_bytes
+    assert verdict.json()["clean"] is True, verdict.text
+    served = {
+        name: layout.logfile(f"synapse-{name}").read_text(errors="replace")
+        for name in ("generic1", "media1")
+    }
+    assert "POST /_matrix/client/v3/register" in served["generic1"]
+    assert "POST /_matrix/media/v3/upload" in served["media1"]
+    assert f"GET /_matrix/client/v1/media/download/{server_name}/{media_id}" in served["media1"]
+    assert "already up: nothing to repair" in again.stdout, again.stdout
+    assert pids_again == pids  # the second `up` restarted nothing
+    for name in processes:
+        assert name in down.stdout.split("stopped: ")[1]
+    assert not any(psutil.pid_exists(pid) for pid in pids.values())
     print("resident memory (MiB) per process:", memory)
+
+
+def test_up_refuses_before_starting_anything_when_postgresql_does_not_answer(tmp_path):
+    nobody = free_port()  # nothing listens there
+    settings = workers_settings(
+        tmp_path / "var",
+        database="synapse",
+        pg_port=nobody,
+        redis=tmp_path / "redis.sock",
+        clamd_port=free_port(),
+    )
+    running = EvaluationAppliance(settings, Layout.from_settings(settings, tmp_path / "var"))
+
+    with pytest.raises(SettingsError) as caught:
+        running.up()
+
+    (problem,) = [p for p in caught.value.problems if p.startswith("synapse.database")]
+    assert problem.startswith(
+        f"synapse.database: cannot connect to PostgreSQL (database synapse as synapse on "
+        f"127.0.0.1:{nobody}): "
+    )
+    assert "Connection refused" in problem or "connection refused" in problem.lower()
+    assert not (tmp_path / "var").exists()  # nothing created, nothing started
+    assert all(pid is None for _, pid, _ in running.status())
 
 
 # --- start order --------------------------------------------------------------------------------
@@ -945,10 +992,11 @@ def test_workers_started_before_main_fail_closed_then_recover_logging_once(
         tmp_path,
         database="synapse_early",
         pg_port=postgres_cluster.port,
-        redis=own_redis,
+        redis=own_redis.socket,
         clamd_port=appliance.settings.clamav.listen.port,
     )
     layout = Layout.from_settings(settings, tmp_path)
+    own_redis.share_with(layout)
     running = WorkersAppliance(settings, layout, workers_first=True)
     ensure_secrets(layout)
     write_all(render_all(settings, layout))

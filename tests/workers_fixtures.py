@@ -11,17 +11,23 @@ Registered through `pytest_plugins` in conftest.py.
 from __future__ import annotations
 
 import pwd
+import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import free_port
+from harness import evaluation_settings, free_port
 
-from appliance.evaluation import services
+from appliance.config.layout import Layout
+from appliance.config.secrets_store import read_secret, write_private_file
+from appliance.config.settings import Settings
+from appliance.evaluation import redis_acl, services
 from appliance.evaluation.supervisor import start, stop, tail, wait_until_ready
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -64,10 +70,11 @@ def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
+@contextmanager
+def running_postgres_cluster(max_connections: int = 100) -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1 and a free port (tests and bench)."""
     if not (POSTGRES_BIN / "initdb").exists():
-        pytest.fail("PostgreSQL 15 is not installed: run `apt-get install -y postgresql`")
+        raise RuntimeError("PostgreSQL 15 is not installed: run `apt-get install -y postgresql`")
     directory = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
     entry = pwd.getpwnam(POSTGRES_USER)
     shutil.chown(directory, entry.pw_uid, entry.pw_gid)
@@ -77,8 +84,8 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         + ["--auth=trust", "--encoding=UTF8", "--locale=C"]
     )
     options = (
-        f"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c max_connections=100 "
-        "-c fsync=off -c synchronous_commit=off"
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {directory} "
+        f"-c max_connections={max_connections} -c fsync=off -c synchronous_commit=off"
     )
     _as_postgres(
         [str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-o", options]
@@ -91,29 +98,115 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _private_redis(directory: Path) -> Iterator[Path]:
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    try:
+        with running_postgres_cluster() as cluster:
+            yield cluster
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
+
+
+@dataclass(frozen=True)
+class PrivateRedis:
+    """A Redis of the tests' own, with a password of its own (as `make up` runs one)."""
+
+    socket: Path
+    password_file: Path
+
+    def share_with(self, layout: Layout) -> None:
+        """Give an appliance this Redis's password, where its secrets store would put one
+        (it keeps an existing secret), so the rendered redis.password_path holds it."""
+        write_private_file(layout.secret("redis_password"), read_secret(self.password_file))
+
+
+def _private_redis(directory: Path) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         pytest.fail("Redis is not installed: run `apt-get install -y redis-server`")
+    password_file, acl_file = directory / "redis_password", directory / "redis-users.acl"
+    write_private_file(password_file, secrets.token_urlsafe(32))
+    redis_acl.write_acl(password_file, acl_file)
     socket_path = directory / "redis.sock"
-    spec = services.redis(socket_path, directory)
+    spec = services.redis(socket_path, directory, acl_file=acl_file, password_file=password_file)
     reason = wait_until_ready(spec, start(spec))
     if reason is not None:
         stop(spec)
         pytest.fail(f"redis {reason}\n{tail(spec.logfile)}")
     try:
-        yield socket_path
+        yield PrivateRedis(socket_path, password_file)
     finally:
         stop(spec)
 
 
 @pytest.fixture(scope="session")
-def redis_socket(tmp_path_factory) -> Iterator[Path]:
+def redis_socket(tmp_path_factory) -> Iterator[PrivateRedis]:
     """A Redis for one set of Synapse processes. Synapse's replication channel is named after
     the server name, which the test deployments share: each set needs a Redis of its own."""
     yield from _private_redis(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture
-def own_redis(tmp_path_factory) -> Iterator[Path]:
+def own_redis(tmp_path_factory) -> Iterator[PrivateRedis]:
     """A Redis for a test's own set of Synapse processes (see redis_socket)."""
     yield from _private_redis(tmp_path_factory.mktemp("redis"))
+
+
+def _free_port_run(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (worker i uses base + 2i, + 1)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        probes = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def workers_settings(
+    state_dir: Path,
+    *,
+    database: str,
+    pg_port: int,
+    redis: Path,
+    clamd_port: int,
+    preset: str = "small",
+    pool_max: int = 5,
+    **workers: int,
+) -> Settings:
+    """Evaluation settings for a preset on the test cluster (free loopback ports); `workers`
+    adds keys of synapse.workers (sync_workers, client_workers for standard)."""
+    synapse_port = free_port()
+    return evaluation_settings(
+        state_dir,
+        public_baseurl=f"http://127.0.0.1:{synapse_port}/",
+        synapse={
+            "listen": {"port": synapse_port},
+            "database": {
+                "engine": "postgresql",
+                "host": "127.0.0.1",
+                "port": pg_port,
+                "name": database,
+                "user": "synapse",
+                "pool_max": pool_max,
+            },
+            "workers": {
+                "preset": preset,
+                "base_port": _free_port_run(4 if preset == "small" else 24),
+                "replication_port": free_port(),
+                "main_port": free_port(),
+                **workers,
+            },
+            "redis": {"path": str(redis)},
+        },
+        clamav={"listen": {"port": clamd_port}},
+    )

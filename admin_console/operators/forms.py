@@ -3,7 +3,7 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import Field, PasswordField, StringField
+from wtforms import Field, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from admin_console.policy import (
@@ -43,6 +43,26 @@ class AddOperatorForm(FlaskForm):
         validators=strong_password(OPERATOR_PASSWORD_MIN_LENGTH),
     )
     confirm = _confirmation()
+    role = SelectField(_l("Role"), choices=[], default="administrator")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.role.choices = role_choices()
+
+
+class RoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=[])
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.role.choices = role_choices()
+
+
+def role_choices() -> list[tuple[str, str]]:
+    return [
+        ("administrator", str(_l("Administrator: sees and changes everything"))),
+        ("auditor", str(_l("Auditor: sees everything, changes nothing"))),
+    ]
 
 
 class ChangePasswordForm(FlaskForm):

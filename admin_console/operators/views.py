@@ -14,8 +14,9 @@ from admin_console.actions import Confirmation, Refused, confirm_then_perform
 from admin_console.auth import client_address, locked_message, require_login
 from admin_console.clock import now
 from admin_console.forms import ConfirmForm
-from admin_console.operators import store
-from admin_console.operators.forms import AddOperatorForm, ChangePasswordForm
+from admin_console.operators import roles, store
+from admin_console.operators.forms import AddOperatorForm, ChangePasswordForm, RoleForm
+from admin_console.second_factor import store as second_factor
 
 bp = Blueprint("operators", __name__, url_prefix="/operators")
 bp.before_request(require_login)
@@ -27,11 +28,16 @@ def page():
 
 
 def _render(form: AddOperatorForm):
+    connection = db.get_db()
+    everyone = store.list_all(connection)
     return render_template(
         "operators/list.html",
-        operators=store.list_all(db.get_db()),
+        operators=everyone,
+        roles=roles.all_roles(connection),
+        with_second_factor={o.id for o in everyone if second_factor.is_enrolled(connection, o.id)},
         form=form,
         remove_form=ConfirmForm(),
+        role_form=RoleForm(formdata=None),
     )
 
 
@@ -45,8 +51,13 @@ def add():
         audit.record("operator.add", username, ok=False, detail="exists")
         flash(_("An operator named %(name)s already exists.", name=username), "error")
         return _render(form), 400
-    store.create(db.get_db(), username, form.password.data)
-    audit.record("operator.add", username, ok=True)
+    with db.transaction(db.get_db()):
+        operator = store.create(db.get_db(), username, form.password.data)
+        db.get_db().execute(
+            "INSERT INTO operator_roles (operator_id, role) VALUES (?, ?)",
+            (operator.id, form.role.data),
+        )
+    audit.record("operator.add", username, ok=True, detail=f"role: {form.role.data}")
     flash(_("%(name)s can now log in.", name=username), "success")
     return redirect(url_for("operators.page"))
 
@@ -60,6 +71,8 @@ def remove(operator_id: int):
     def run() -> None:
         if operator.id == current_user.id:
             raise Refused(_("you cannot remove yourself; ask another operator"))
+        if roles.is_last_administrator(db.get_db(), operator.id):
+            raise Refused(_("the last administrator cannot be removed"))
         try:
             store.remove(db.get_db(), operator.id)
         except store.LastOperator:
@@ -77,6 +90,57 @@ def remove(operator_id: int):
         target=operator.username,
         operation=run,
         success=_("%(name)s can no longer log in.", name=operator.username),
+    )
+
+
+@bp.post("/<int:operator_id>/role")
+def change_role(operator_id: int):
+    operator = store.by_id(db.get_db(), str(operator_id))
+    if operator is None:
+        abort(404)
+    form = RoleForm()
+    if not form.validate_on_submit():
+        flash(_("Choose a role."), "error")
+        return _render(AddOperatorForm(formdata=None)), 400
+    try:
+        roles.set_role(db.get_db(), operator.id, form.role.data)
+    except roles.LastAdministrator:
+        audit.record("operator.role", operator.username, ok=False, detail="last administrator")
+        flash(
+            _("The last administrator must stay one: make someone else administrator first."),
+            "error",
+        )
+        return _render(AddOperatorForm(formdata=None)), 409
+    audit.record("operator.role", operator.username, ok=True, detail=f"role: {form.role.data}")
+    flash(_("%(name)s is now %(role)s.", name=operator.username, role=form.role.data), "success")
+    return redirect(url_for("operators.page"))
+
+
+@bp.post("/<int:operator_id>/second-factor/reset")
+def reset_second_factor(operator_id: int):
+    """An operator who lost their phone and their recovery codes: their password alone logs them
+    in again (and, if the console requires a second factor, they must set up a new one)."""
+    operator = store.by_id(db.get_db(), str(operator_id))
+    if operator is None:
+        abort(404)
+
+    def run() -> None:
+        if operator.id == current_user.id:
+            raise Refused(_("use your own Second factor page"))
+        second_factor.remove(db.get_db(), operator.id)
+
+    return confirm_then_perform(
+        ConfirmForm(),
+        ask=Confirmation(
+            _("Reset the second factor of %(name)s?", name=operator.username),
+            _("Their password alone will log them in until they set up a new one."),
+            _("Reset"),
+        ),
+        back=url_for("operators.page"),
+        action="operator.second_factor.reset",
+        target=operator.username,
+        operation=run,
+        success=_("The second factor of %(name)s is reset.", name=operator.username),
     )
 
 

@@ -97,6 +97,15 @@ class Layout:
         return self.state_dir / "content-scanner"
 
     @property
+    def turn_dir(self) -> Path:
+        """coturn's config (it holds coturn's copy of the TURN secret: 0600) and pid file."""
+        return self.state_dir / "turn"
+
+    @property
+    def turn_config(self) -> Path:
+        return self.turn_dir / "turnserver.conf"
+
+    @property
     def service_token_dir(self) -> Path:
         return self.state_dir / "service-token"
 
@@ -113,6 +122,7 @@ class Layout:
             "clamav_database": self.clamav_database_dir,
             "console": self.console_dir,
             "content_scanner": self.content_scanner_dir,
+            "turn": self.turn_dir,
             "service_token": self.service_token_dir,
         }
 
@@ -173,6 +183,11 @@ class Layout:
     def service_account_password(self) -> Path:
         """The password of the console's service account, to get a new token if one is revoked."""
         return self.secrets_dir / "synapse-service-password"
+
+    @property
+    def redis_acl(self) -> Path:
+        """Evaluation with workers: the private Redis's user, with the SHA-256 of its password."""
+        return self.secrets_dir / "redis-users.acl"
 
     def secret(self, name: str) -> Path:
         """Where the secret `name` lives: in its service's own directory if it is the console's

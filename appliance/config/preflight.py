@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 from pathlib import Path
 
+import psycopg2  # type: ignore[import-untyped]  # (no stubs; Synapse's own driver)
+
 from appliance.config.layout import Layout
-from appliance.config.settings import Listener, Settings
+from appliance.config.settings import Listener, PostgresDatabase, Settings
 
 
 def port_problem(key: str, host: str, port: int) -> str | None:
@@ -48,6 +51,8 @@ def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
     if settings.mode == "evaluation" and settings.federation.mode != "off":
         # Synapse's own TLS listener for other servers (production: nginx's federation port).
         ports.append(("synapse", "federation.listen.port", *_address(settings.federation.listen)))
+    if settings.turn.enabled:
+        ports.append(("turn", "turn.listen.port", *_address(settings.turn.listen)))
     if settings.mail.run_local_sink:
         ports.append(
             ("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port)
@@ -126,3 +131,55 @@ def check_secret_files(settings: Settings) -> list[str]:
     except (OSError, UnicodeDecodeError) as error:
         return [f"{key}: {path} cannot be read: {getattr(error, 'strerror', None) or error}"]
     return [] if secret else [f"{key}: {path} is empty"]
+
+
+def check_programs(settings: Settings) -> list[str]:
+    """Programs the settings ask for that Debian packages and this machine lacks."""
+    if settings.turn.enabled and not shutil.which("turnserver"):
+        return [
+            "turn.enabled: coturn is not installed (scripts/install-system-packages installs "
+            "it; or apt-get install coturn)"
+        ]
+    return []
+
+
+POSTGRES_CONNECT_SECONDS = 5
+
+
+def check_postgres(settings: Settings) -> list[str]:
+    """The PostgreSQL that synapse.database names must accept Synapse's login and hold a
+    database Synapse can use (C collation). Evaluation never runs PostgreSQL itself: the
+    operator's (Debian's `postgresql` package, say) is checked here, before anything starts."""
+    database = settings.synapse.database
+    if not isinstance(database, PostgresDatabase):
+        return []
+    where = f"database {database.name} as {database.user} on {database.host}" + (
+        "" if database.host.startswith("/") else f":{database.port}"
+    )
+    try:
+        connection = psycopg2.connect(
+            host=database.host,
+            port=database.port,
+            dbname=database.name,
+            user=database.user,
+            password=database.password.get_secret_value() if database.password else None,
+            connect_timeout=POSTGRES_CONNECT_SECONDS,
+        )
+    except psycopg2.Error as error:
+        # libpq's reason (refused, no such role or database, password failed); no secret in it.
+        reason = " ".join(str(error).split())
+        return [f"synapse.database: cannot connect to PostgreSQL ({where}): {reason}"]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()"
+            )
+            collate, ctype = cursor.fetchone()
+    finally:
+        connection.close()
+    if (collate, ctype) != ("C", "C"):
+        return [
+            f"synapse.database: {where} has collation {collate}/{ctype}; Synapse needs C "
+            "(CREATE DATABASE ... LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0)"
+        ]
+    return []

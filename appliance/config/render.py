@@ -18,7 +18,12 @@ import jinja2
 
 from appliance import __version__
 from appliance.config.layout import TEMPLATES_DIR, Layout
-from appliance.config.secrets_store import CONSOLE_SECRET_KEY, SYNAPSE_SECRETS, write_private_file
+from appliance.config.secrets_store import (
+    CONSOLE_SECRET_KEY,
+    SYNAPSE_SECRETS,
+    read_secret,
+    write_private_file,
+)
 from appliance.config.settings import Settings
 from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
@@ -58,6 +63,9 @@ def _targets(settings: Settings, layout: Layout) -> list[tuple[str, Path, int]]:
         (f"synapse/email/{template.name}", layout.synapse_templates_dir / template.stem, 0o644)
         for template in sorted((TEMPLATES_DIR / "synapse" / "email").glob("*.j2"))
     ]
+    if settings.turn.enabled:
+        # Holds coturn's copy of the TURN secret.
+        targets.append(("turn/turnserver.conf.j2", layout.turn_config, 0o600))
     if settings.routes_locally:
         targets.append(("synapse/router.json.j2", layout.router_config, 0o644))
     # One file per Synapse worker (render_all hands each its worker).
@@ -99,6 +107,10 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         ("backup/appliance-backup.service.j2", units / "appliance-backup.service", 0o644),
         ("backup/appliance-backup.timer.j2", units / "appliance-backup.timer", 0o644),
     ]
+    if settings.turn.enabled:
+        targets.append(
+            ("systemd/appliance-turn.service.j2", units / "appliance-turn.service", 0o644)
+        )
     if settings.worker_plan().enabled:
         # Synapse's workers: one templated unit, and a target that starts main then workers.
         worker_unit = "appliance-synapse-worker@.service"
@@ -112,6 +124,18 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         conf_d = root / "etc/postgresql/15/main/conf.d"
         targets.append(("postgresql/appliance.conf.j2", conf_d / "appliance.conf", 0o644))
     return targets
+
+
+def _turn_secret(settings: Settings, layout: Layout) -> str | None:
+    if not settings.turn.enabled:
+        return None
+    path = layout.secret("turn_shared_secret")
+    try:
+        return read_secret(path)
+    except FileNotFoundError:
+        raise RuntimeError(
+            f"{path}: the TURN secret is missing (ensure_secrets makes it)"
+        ) from None
 
 
 def _media_url(settings: Settings, workers: WorkerPlan) -> str:
@@ -137,6 +161,8 @@ def _owner(settings: Settings, layout: Layout, path: Path) -> str | None:
         return host.console_user
     if path.is_relative_to(layout.content_scanner_dir):
         return host.content_scanner_user
+    if path.is_relative_to(layout.turn_dir):
+        return host.turn_user
     return host.service_user
 
 
@@ -179,6 +205,8 @@ def render_all(
             worker.name: f"http://{settings.synapse.listen.connect_host}:{worker.http_port}"
             for worker in workers.workers
         },
+        # coturn's copy of the TURN secret (ensure_secrets made it before any render).
+        "turn_secret": _turn_secret(settings, layout),
         "router": router_table(
             workers,
             host=settings.synapse.listen.connect_host,

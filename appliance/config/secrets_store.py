@@ -21,6 +21,11 @@ SYNAPSE_SECRETS = (
     "form_secret",
     # Authenticates requests between Synapse's processes on their replication listeners.
     "worker_replication_secret",
+    # Signs the TURN credentials Synapse hands clients; coturn checks them with the same secret.
+    "turn_shared_secret",
+    # Synapse's processes authenticate to Redis with it (redis.password_path); Redis itself
+    # holds only its SHA-256 (see appliance.evaluation.redis_acl).
+    "redis_password",
 )
 CONSOLE_SECRET_KEY = "console_secret_key"
 

@@ -148,10 +148,21 @@ class PostgresDatabase(_Section):
 class RedisSettings(_Section):
     # Synapse's processes talk to each other through Redis (workers only). Either a unix
     # socket (an absolute path: evaluation, or Redis on the Synapse host) or host and port.
+    # The password is no setting: the appliance generates it into a 0600 file that Synapse
+    # reads (redis.password_path), so it never sits in appliance.yaml or homeserver.yaml.
     path: Path | None = None
     host: str | None = None
     port: Port = 6379
-    password: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "password: not set here any more; the appliance generates it into "
+                "<state_dir>/secrets/redis_password (mode 0600), which Synapse reads"
+            )
+        return data
 
     @model_validator(mode="after")
     def _one_address(self) -> RedisSettings:
@@ -219,6 +230,9 @@ class ConsoleSettings(_Section):
     # The audit log forgets entries older than this (about 13 months by default, so that a
     # yearly review still sees the whole previous year).
     audit_retention_days: Annotated[int, Field(ge=30, le=3650)] = 400
+    # true: every operator must set up a second factor (an authenticator app's codes) before
+    # using the console; false: operators who set one up are asked for it, others are not.
+    require_second_factor: bool = False
 
 
 class ContentScannerSettings(_Section):
@@ -241,6 +255,55 @@ class ClamavSettings(_Section):
     # refused by default (clamd's AlertEncryptedArchive/AlertEncryptedDoc); true lets them
     # through unscanned.
     allow_encrypted_archives: bool = False
+
+
+class TurnSettings(_Section):
+    # Voice and video calls: coturn (Debian's TURN server) relays the media of clients that
+    # cannot reach each other directly (NATs, proxies). Synapse hands signed-in clients
+    # short-lived credentials made with a secret it shares with coturn (turn_shared_secret_path;
+    # the secret lives in secrets/, coturn's copy in its 0600 config).
+    enabled: bool = False
+    # The name clients reach the TURN server at (in the turn: URIs Synapse hands out); null:
+    # public_baseurl's host.
+    host: str | None = None
+    # Where coturn listens, UDP and TCP. Production: a public address of the host (clients come
+    # from anywhere); evaluation: loopback.
+    listen: Listener = Listener(port=3478)
+    # Production: TURN over TLS (turns:, for networks that only let HTTPS-like traffic out) with
+    # nginx's certificate; null: none.
+    tls_port: Port | None = None
+    # The address clients see for relayed media, when the host is behind a NAT (a cloud
+    # instance): its public address. null: the listen address.
+    external_address: Annotated[str, AfterValidator(_ip_address)] | None = None
+    # The UDP ports coturn relays media on (the firewall opens them).
+    relay_min_port: Port = 49160
+    relay_max_port: Port = 49200
+    # How long the credentials Synapse hands out stay valid (a call longer than this keeps its
+    # allocation: coturn checks them when the allocation is made and refreshed).
+    credential_lifetime_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
+
+    @field_validator("listen")
+    @classmethod
+    def _unprivileged_port(cls, value: Listener) -> Listener:
+        if value.port < 1024:
+            raise ValueError(f"port {value.port}: coturn runs unprivileged, use 1024 or above")
+        return value
+
+    @field_validator("tls_port")
+    @classmethod
+    def _unprivileged_tls_port(cls, value: int | None) -> int | None:
+        if value is not None and value < 1024:
+            raise ValueError(f"{value}: coturn runs unprivileged, use 1024 or above")
+        return value
+
+    @model_validator(mode="after")
+    def _relay_range(self) -> TurnSettings:
+        if self.relay_min_port > self.relay_max_port:
+            raise ValueError(
+                f"relay_min_port: {self.relay_min_port} is above relay_max_port "
+                f"{self.relay_max_port}"
+            )
+        return self
 
 
 class MailSettings(_Section):
@@ -297,6 +360,11 @@ class OidcSettings(_Section):
     client_secret_file: Path
     scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
     claims: OidcClaims = OidcClaims()
+    # true: a sign-in whose claims carry no `email_verified: true` is refused. false (the
+    # default): an `email_verified` the provider sends must be true, but a provider that sends
+    # none (ProConnect vouches for its addresses and sends no such claim) is trusted. Set it
+    # with providers that let users type their own address (Entra ID's "nOAuth" case).
+    require_email_verified: bool = False
     # The label of the sign-in button clients show.
     button_label: str = Field("Se connecter avec mon compte professionnel", min_length=1)
 
@@ -475,6 +543,9 @@ class HostSettings(_Section):
     # (and its group) may read the service token, nothing else of Synapse's.
     console_user: str = "appliance-console"
     content_scanner_user: str = "appliance-scanner"
+    # Production with turn.enabled: coturn's user, who owns coturn's config (it holds coturn's
+    # copy of the TURN secret) and reads nothing else.
+    turn_user: str = "appliance-turn"
     # The firewall keeps this SSH port open beside nginx's ports.
     ssh_port: Port = 22
 
@@ -583,6 +654,7 @@ class Settings(_Section):
     backup: BackupSettings = BackupSettings()
     host: HostSettings = HostSettings()
     federation: FederationSettings = FederationSettings()
+    turn: TurnSettings = TurnSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -629,6 +701,10 @@ class Settings(_Section):
                 )
             if self.auth.oidc is not None and not self.auth.oidc.issuer.startswith("https://"):
                 raise ValueError("auth.oidc.issuer: production mode needs an https:// issuer")
+        elif self.turn.enabled and self.turn.tls_port is not None:
+            raise ValueError(
+                "turn.tls_port: evaluation mode has no certificate for TURN over TLS (null it)"
+            )
         self._own_addresses_rules()
         self._one_service_per_address()
         backup = self.backup
@@ -670,6 +746,11 @@ class Settings(_Section):
         ]
         if self.mail.run_local_sink:
             bound.append(("mail.smtp_port", self.mail.smtp_host, self.mail.smtp_port))
+        if self.turn.enabled:
+            turn = self.turn
+            bound.append(("turn.listen.port", turn.listen.bind_address, turn.listen.port))
+            if turn.tls_port is not None:
+                bound.append(("turn.tls_port", turn.listen.bind_address, turn.tls_port))
         if self.mode == "production":
             nginx = self.nginx
             for key in ("https_port", "http_port", "federation_port"):

@@ -24,7 +24,7 @@ from appliance.config.layout import Layout
 from appliance.config.render import RenderedFile, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import Settings, SettingsError
-from appliance.evaluation import services
+from appliance.evaluation import redis_acl, services
 from appliance.evaluation.supervisor import (
     ServiceSpec,
     running_process,
@@ -68,6 +68,8 @@ class EvaluationAppliance:
         redis = services.evaluation_redis(self.settings, self.layout)
         if redis is not None:
             specs.append(redis)
+        if self.settings.turn.enabled:
+            specs.append(services.turn(self.settings, self.layout))
         specs.append(services.synapse(self.settings, self.layout))
         # Synapse's workers and the router in front of them (synapse.workers.preset).
         specs += services.synapse_workers(self.settings, self.layout)
@@ -92,6 +94,9 @@ class EvaluationAppliance:
         ensure_secrets(self.layout)
         services.prepare_maildir(self.layout.mail_dir)
         changed = write_all(private_files(render_all(self.settings, self.layout)))
+        if services.evaluation_redis(self.settings, self.layout) is not None:
+            if redis_acl.write_acl(self.layout.secret("redis_password"), self.layout.redis_acl):
+                changed.append(self.layout.redis_acl)
         for spec in specs:
             if spec.name in report.already_running and spec.reads_any_of(changed):
                 stop(spec)
@@ -132,6 +137,10 @@ class EvaluationAppliance:
         problems = preflight.check_paths(self.layout)
         problems += preflight.check_ports(self.settings, services_to_start)
         problems += preflight.check_secret_files(self.settings)
+        problems += preflight.check_programs(self.settings)
+        if "synapse" in services_to_start:
+            # Evaluation does not run PostgreSQL: the one synapse.database names must answer.
+            problems += preflight.check_postgres(self.settings)
         if problems:
             raise SettingsError("the settings", problems)
 

@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from appliance.config.layout import SOURCE_ROOT, Layout
+from appliance.config.secrets_store import read_secret
 from appliance.config.settings import Settings
 from appliance.config.worker_routes import Worker
+from appliance.evaluation import redis_acl
 from appliance.evaluation.supervisor import ServiceSpec
 from appliance.operations import health
 
@@ -72,6 +74,20 @@ def clamd(settings: Settings, layout: Layout, clamd_binary: Path) -> ServiceSpec
         ),
         start_timeout=120,  # loading freshclam's full databases takes a while
         config_files=(layout.clamd_config,),
+    )
+
+
+def turn(settings: Settings, layout: Layout) -> ServiceSpec:
+    """coturn with the rendered config (turn.enabled): relays the media of calls."""
+    listen = settings.turn.listen
+    return ServiceSpec(
+        name="turn",
+        argv=[shutil.which("turnserver") or "/usr/bin/turnserver", "-c", str(layout.turn_config)],
+        pidfile=layout.pidfile("turn"),
+        logfile=layout.logfile("turn"),
+        probe=lambda: _probe(lambda: health.check_turn(listen.connect_host, listen.port)),
+        start_timeout=20,
+        config_files=(layout.turn_config,),
     )
 
 
@@ -190,22 +206,34 @@ def synapse_workers(settings: Settings, layout: Layout) -> list[ServiceSpec]:
     return [synapse_worker(settings, layout, w) for w in settings.worker_plan().workers]
 
 
-def redis_answers(socket_path: Path) -> str | None:
-    """None when Redis answers PING on its unix socket, else why not."""
+def redis_answers(socket_path: Path, password_file: Path) -> str | None:
+    """None when Redis accepts our password and answers PING on its unix socket, else why not."""
     try:
+        command = redis_acl.auth_command(read_secret(password_file)) + b"PING\r\n"
         with socket.socket(socket.AF_UNIX) as connection:
             connection.settimeout(2)
             connection.connect(str(socket_path))
-            connection.sendall(b"PING\r\n")
-            reply = connection.recv(64)
+            connection.sendall(command)
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                chunk = connection.recv(256)
+                if not chunk:
+                    break
+                reply += chunk
     except OSError as error:
         return f"Redis does not answer on {socket_path}: {error}"
-    return None if reply.startswith(b"+PONG") else f"Redis answered {reply!r}"
+    if reply == b"+OK\r\n+PONG\r\n":
+        return None
+    # Redis's own error (e.g. WRONGPASS); it never repeats the password.
+    return f"Redis refused us on {socket_path}: {reply.splitlines()[0].decode(errors='replace')}"
 
 
-def redis(socket_path: Path, directory: Path, *, name: str = "redis") -> ServiceSpec:
+def redis(
+    socket_path: Path, directory: Path, *, acl_file: Path, password_file: Path, name: str = "redis"
+) -> ServiceSpec:
     """A private Redis on a unix socket only (never Debian's service on port 6379): no TCP
-    listener, no persistence (Synapse uses it for replication messages and a cache only)."""
+    listener, no persistence (Synapse uses it for replication messages and a cache only), one
+    user with the generated password (acl_file, written by redis_acl.write_acl)."""
     return ServiceSpec(
         name=name,
         argv=[
@@ -222,11 +250,15 @@ def redis(socket_path: Path, directory: Path, *, name: str = "redis") -> Service
             "no",
             "--dir",
             str(directory),
+            "--aclfile",
+            str(acl_file),
         ],
         pidfile=directory / f"{name}.pid",
         logfile=directory / f"{name}.log",
-        probe=lambda: redis_answers(socket_path),
+        probe=lambda: redis_answers(socket_path, password_file),
         start_timeout=20,
+        # A new password (the secret replaced) means a new ACL file: Redis restarts with it.
+        config_files=(acl_file,),
     )
 
 
@@ -263,5 +295,10 @@ def evaluation_redis(settings: Settings, layout: Layout) -> ServiceSpec | None:
     if redis_settings.path is None:
         return None
     # Redis writes nothing (no persistence): the run directory is its working directory.
-    spec = redis(redis_settings.path, layout.run_dir)
+    spec = redis(
+        redis_settings.path,
+        layout.run_dir,
+        acl_file=layout.redis_acl,
+        password_file=layout.secret("redis_password"),
+    )
     return replace(spec, pidfile=layout.pidfile("redis"), logfile=layout.logfile("redis"))

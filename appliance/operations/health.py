@@ -7,7 +7,9 @@ and never raises: a check that cannot run is itself the red result.
 
 from __future__ import annotations
 
+import shutil
 import smtplib
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +142,25 @@ def check_smtp(host: str, port: int) -> Check:
     if code != 250:
         return Check("mail", False, f"SMTP server {host}:{port} answered NOOP with {code}")
     return Check("mail", True, f"SMTP server {host}:{port} accepts connections")
+
+
+def check_turn(host: str, port: int | str) -> Check:
+    """Whether coturn answers a STUN binding request on UDP, asked with coturn's own client."""
+    client = shutil.which("turnutils_stunclient") or "/usr/bin/turnutils_stunclient"
+    try:
+        result = subprocess.run(
+            [client, "-p", str(port), host],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return Check("turn", False, f"TURN server {host}:{port} not reachable: {_reason(error)}")
+    if result.returncode != 0 or "reflexive addr" not in result.stdout:
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no answer"]
+        return Check("turn", False, f"TURN server {host}:{port} did not answer: {last[0]}")
+    return Check("turn", True, f"TURN server {host}:{port} answers (STUN over UDP)")
 
 
 def check_disk(path: Path) -> Check:

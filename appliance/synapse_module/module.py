@@ -45,8 +45,12 @@ from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.peer_accounts import PeerAccounts
+from appliance.synapse_module.federation.peer_directory import PeerDirectory
 from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
+from appliance.synapse_module.federation.peer_invitations import PeerInvitations
 from appliance.synapse_module.federation.peers import Network
+from appliance.synapse_module.federation.room_lists import RemoteRoomLists
 from appliance.synapse_module.federation.rules import FederationRules
 from appliance.synapse_module.media.scan import MediaScanner
 from appliance.synapse_module.media.scan_store import ScanStore
@@ -88,6 +92,7 @@ class ApplianceModule:
         network = Network(config.federation, api.server_name)
         directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
+        peer_accounts = PeerAccounts(api, network, allowlist, internals)
         invitations = Invitations(
             api,
             externals,
@@ -97,6 +102,7 @@ class ApplianceModule:
             mail,
             config.invitation_limits,
             network=network,
+            peer_accounts=peer_accounts,
         )
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
@@ -120,6 +126,10 @@ class ApplianceModule:
             FederationRules(api, network, directory),
             NetworkDomainsResource(api, allowlist),
             PeerDomains(api, network, config.federation.domains_refresh_seconds),
+            peer_accounts,  # which account of a peer holds an address (email invitations)
+            PeerDirectory(api, network, directory, internals),  # agents find peers' agents
+            RemoteRoomLists(network, directory, internals),  # peers' forums, for agents
+            PeerInvitations(api, invitations, network, config.federation.domains_refresh_seconds),
             # media
             MediaScanner(api, config.clamd, scans),
             # the console's admin endpoints

@@ -58,14 +58,31 @@ upgrade break a rule at the first request.  The module was written against
     module callback for profile lookups, only ``limit_profile_requests_to_users_who_share_rooms``,
     which would hold for agents too (the directory is theirs);
     :meth:`SynapseInternals.check_profile_queries_with` runs the module's own check after
-    Synapse's in the method both profile servlets call: the one patch of a Synapse method.
-11. ``DeactivateAccountHandler.deactivate_account``: deactivating an account that expired long
+    Synapse's in the method both profile servlets call: one of the three patches of a Synapse
+    method (with 12 and 13).
+11. ``HomeServer.get_federation_registry().register_query_handler`` and
+    ``get_federation_client().make_query``: a federation query of the module's own
+    (``federation/peer_accounts.py``: which account of a peer holds an email address).  The
+    module API has no server-to-server call; a federation query is signed by the asking server,
+    passes Synapse's federation allowlist, and reaches the handler with its authenticated
+    ``origin``: no shared secret between appliances.
+12. ``UserDirectoryHandler.search_users`` and the store's ``search_user_dir``: the agents'
+    directory answers from the peers too (``federation/peer_directory.py``).  Synapse has no
+    module callback that adds results to a user directory search, only one that hides them;
+    :meth:`SynapseInternals.extend_user_search_with` appends the peers' results after
+    Synapse's own (filtered as before) in the method the search servlet calls, and a peer's
+    query is answered from ``search_user_dir``, Synapse's own ranked search.
+13. ``RoomListHandler.get_remote_public_room_list``: who may list another server's forums
+    (``GET/POST /publicRooms?server=...``).  Synapse has no module callback there;
+    :meth:`SynapseInternals.check_remote_room_lists_with` runs the module's check, with the
+    requester of the request being served (6), before Synapse asks the other server.
+14. ``DeactivateAccountHandler.deactivate_account``: deactivating an account that expired long
     ago (``accounts/validity.py``); the module API cannot deactivate, and the module holds no
     admin token for the Admin API.  The handler runs on workers too (the client API's
     ``/account/deactivate`` is served there).
-12. ``HomeServer.config.servernotices.server_notices_mxid``: the server notices user, which
+15. ``HomeServer.config.servernotices.server_notices_mxid``: the server notices user, which
     never expires (the module API does not say who it is).
-13. ``HomeServer.get_clock()``: Synapse's ``@cached`` (which the module API exports, for
+16. ``HomeServer.get_clock()``: Synapse's ``@cached`` (which the module API exports, for
     ``register_cached_function``) needs the owner's ``server_name`` and ``clock`` since Synapse
     1.135, and the module API keeps its clock private (:func:`cache_owner_clock`).
 
@@ -102,7 +119,7 @@ class SynapseChanged(RuntimeError):
         )
 
 
-try:  # the names the module imports from Synapse's internals (reaches 5 to 9, 11, 13)
+try:  # the names the module imports from Synapse's internals (reaches 5 to 9, 14, 16)
     from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
     from synapse.handlers.auth import AuthHandler
     from synapse.handlers.deactivate_account import DeactivateAccountHandler
@@ -114,7 +131,13 @@ except ImportError as error:  # a renamed or removed internal: say so, with the 
     raise SynapseChanged([str(error)]) from error
 
 
-STORE_METHODS = ("get_rooms_for_user", "get_user_id_by_threepid")
+STORE_METHODS = ("get_rooms_for_user", "get_user_id_by_threepid", "search_user_dir")
+FEDERATION_REACHES = (
+    ("get_federation_registry", "register_query_handler"),
+    ("get_federation_client", "make_query"),
+    ("get_user_directory_handler", "search_users"),  # reach 12
+    ("get_room_list_handler", "get_remote_public_room_list"),  # reach 13
+)
 
 # Every column the module's SQL reads from Synapse's tables, whatever the dialect.
 SYNAPSE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -179,7 +202,12 @@ def api_problems(api: object) -> list[str]:
         "requester",
     ]:
         return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
-    if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 12
+    for getter, method in FEDERATION_REACHES:  # reach 11
+        if not callable(getattr(hs, getter, None)):
+            return [f"the HomeServer has no {getter}()"]
+        if not callable(getattr(getattr(hs, getter)(), method, None)):
+            return [f"{getter}() has no {method}"]
+    if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 15
         return ["the HomeServer's config has no servernotices.server_notices_mxid"]
     return []
 
@@ -218,13 +246,13 @@ def attribute_problems() -> list[str]:
         problems.append("synapse.logging.context.ContextRequest has no requester")
     if not callable(getattr(AuthHandler, "_check_local_password", None)):  # reach 9
         problems.append("synapse.handlers.auth.AuthHandler has no _check_local_password")
-    for getter in ("get_deactivate_account_handler", "get_clock"):  # reaches 11 and 13
+    for getter in ("get_deactivate_account_handler", "get_clock"):  # reaches 14 and 16
         if not callable(getattr(HomeServer, getter, None)):
             problems.append(f"synapse.server.HomeServer has no {getter}()")
     deactivate = getattr(DeactivateAccountHandler, "deactivate_account", None)
     if not callable(deactivate) or not {"user_id", "erase_data", "requester", "by_admin"} <= set(
         inspect.signature(deactivate).parameters
-    ):  # reach 11
+    ):  # reach 14
         problems.append(
             "DeactivateAccountHandler.deactivate_account(user_id, erase_data, requester, "
             "by_admin) is gone"
@@ -330,6 +358,65 @@ class SynapseInternals:
         auth_handler = self._api._hs.get_auth_handler()  # noqa: SLF001 (reach 1)
         return await auth_handler._check_local_password(user_id, password)  # noqa: SLF001
 
+    def serve_federation_query(
+        self, query_type: str, handler: Callable[[dict], Awaitable[dict]]
+    ) -> None:
+        """Reach 11: answer ``GET /_matrix/federation/v1/query/<query_type>`` with
+        ``handler(args)``; Synapse adds the authenticated ``origin`` to ``args``."""
+        registry = self._api._hs.get_federation_registry()  # noqa: SLF001 (reach 1)
+        registry.register_query_handler(query_type, handler)
+
+    async def federation_query(self, destination: str, query_type: str, args: dict) -> dict:
+        """Reach 11: ask another server a federation query (signed, within the allowlist)."""
+        client = self._api._hs.get_federation_client()  # noqa: SLF001 (reach 1)
+        return await client.make_query(destination, query_type, args)
+
+    async def search_directory(self, searcher: str, term: str, limit: int) -> list[dict]:
+        """Reach 12: Synapse's own user directory search (best match first), unfiltered: every
+        user of the directory but ``searcher``, locked ones left out."""
+        found = await self._store.search_user_dir(searcher, term, limit, False)
+        return list(found["results"])
+
+    def extend_user_search_with(
+        self, extra: Callable[[str, str, int], Awaitable[list[dict]]]
+    ) -> None:
+        """Reach 12: after Synapse's own results of ``/user_directory/search``, append
+        ``extra(searcher, term, room_left)`` (results not already there), up to the limit."""
+        # Any: results are Synapse's SearchResult, extended with plain dicts of the same keys.
+        handler: Any = self._api._hs.get_user_directory_handler()  # noqa: SLF001 (reach 1)
+        synapse_search = handler.search_users
+
+        async def search_users(user_id: str, search_term: str, limit: int) -> Any:
+            results = await synapse_search(user_id, search_term, limit)
+            room_left = limit - len(results["results"])
+            if room_left > 0:
+                seen = {found["user_id"] for found in results["results"]}
+                more = [
+                    r
+                    for r in await extra(user_id, search_term, room_left)
+                    if r["user_id"] not in seen
+                ]
+                results["results"] = [*results["results"], *more[:room_left]]
+            return results
+
+        # Its only caller is the search servlet.
+        handler.search_users = search_users
+
+    def check_remote_room_lists_with(
+        self, check: Callable[[str | None, str], Awaitable[None]]
+    ) -> None:
+        """Reach 13: run ``check(requester, server_name)`` (which raises to refuse) before
+        Synapse asks another server for its public rooms."""
+        handler: Any = self._api._hs.get_room_list_handler()  # noqa: SLF001 (reach 1)
+        synapse_list = handler.get_remote_public_room_list
+
+        async def get_remote_public_room_list(server_name: str, *args: Any, **kwargs: Any) -> Any:
+            await check(requesting_user_id(), server_name)
+            return await synapse_list(server_name, *args, **kwargs)
+
+        # Its only callers are the two /publicRooms servlets.
+        handler.get_remote_public_room_list = get_remote_public_room_list
+
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
         return await self._api.run_db_interaction(
@@ -337,14 +424,14 @@ class SynapseInternals:
         )
 
     async def deactivate(self, user_id: str) -> None:
-        """Reach 11: deactivate the account as a server admin would (its sessions, rooms and
+        """Reach 14: deactivate the account as a server admin would (its sessions, rooms and
         addresses go; its data is not erased)."""
         handler = self._api._hs.get_deactivate_account_handler()  # noqa: SLF001 (reach 1)
         requester = create_requester(user_id)
         await handler.deactivate_account(user_id, False, requester, by_admin=True)
 
     def server_notices_user(self) -> str | None:
-        """Reach 12: the server notices user's ID, if server notices are on."""
+        """Reach 15: the server notices user's ID, if server notices are on."""
         user = self._api._hs.config.servernotices.server_notices_mxid  # noqa: SLF001
         return None if user is None else str(user)  # a UserID when set
 
@@ -360,12 +447,13 @@ class SynapseInternals:
             if requester is not None:
                 await check(requester.to_string(), target_user.to_string())
 
-        # The one patch of a Synapse method: its only callers are the two profile servlets.
+        # One of the three patches of a Synapse method (with 12 and 13): its only callers are the
+        # two profile servlets.
         self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]
 
 
 def cache_owner_clock(api: ModuleApi) -> Any:
-    """Reach 13: the clock an object owning a ``@cached`` method must carry."""
+    """Reach 16: the clock an object owning a ``@cached`` method must carry."""
     return api._hs.get_clock()  # noqa: SLF001 (reach 1)
 
 

@@ -56,4 +56,4 @@ def log_in(page: Page, console_url: str, username: str, password: str) -> None:
     page.goto(f"{console_url}/login")
     page.fill("#username", username)
     page.fill("#password", password)
-    page.click("form button[type=submit]:has-text('Log in')")
+    page.click("section.login form button[type=submit]")  # in any language

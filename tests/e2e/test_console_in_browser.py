@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from urllib.parse import quote
 
+import pyotp
 import pytest
 import requests
 from playwright.sync_api import Page, expect
@@ -201,3 +203,62 @@ def test_a_cookie_copied_before_logout_is_refused_after_it(
     after = thief.get(f"{console_url}/audit/", allow_redirects=False, timeout=30)
     assert after.status_code == 302 and "/login" in after.headers["Location"]
     assert 'data-action="login"' not in after.text
+
+
+def test_an_operator_sets_up_a_second_factor_and_logs_in_with_it(
+    browser_page: Page, console_url, operator
+):
+    page = browser_page
+    log_in(page, console_url, operator["username"], operator["password"])
+    name, password = f"e2e-{secrets.token_hex(3)}", "E2e-Operator-Passw0rd"
+    add_operator_and_log_out(page, name, password)
+    log_in(page, console_url, name, password)
+
+    page.click("header >> text=Second factor")
+    page.click("button:has-text('Set up a second factor')")
+    expect(page.locator("figure.qr svg")).to_be_visible()
+    # What the authenticator app does with the QR code: the key, then the current code.
+    totp = pyotp.TOTP(page.locator("[data-secret]").inner_text().replace(" ", ""))
+    page.fill("#code", totp.now())
+    page.click("form.stacked button[type=submit]")
+    expect(page.locator("[data-recovery-codes] li")).to_have_count(10)
+    page.click("header .logout button")
+
+    log_in(page, console_url, name, password)
+    expect(page).to_have_url(re.compile(r"/login/second-factor"))
+    page.fill("#code", totp.at(int(time.time()) + totp.interval))  # a fresh code: the next one
+    page.click("form button[type=submit]:has-text('Log in')")
+    expect(page).to_have_url(re.compile(r"/health/$"))
+
+
+def test_an_auditor_sees_the_console_and_the_server_refuses_its_changes(
+    browser_page: Page, console_url, operator
+):
+    page = browser_page
+    log_in(page, console_url, operator["username"], operator["password"])
+    name, password = f"e2e-{secrets.token_hex(3)}", "E2e-Operator-Passw0rd"
+    page.click("nav >> text=Operators")
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.fill("#confirm", password)
+    page.select_option("#role", "auditor")
+    page.click("form.stacked button[type=submit]")
+    expect(page.locator(f'tr[data-operator="{name}"]')).to_have_attribute("data-role", "auditor")
+    page.click("header .logout button")
+
+    log_in(page, console_url, name, password)
+    expect(page.locator("[data-read-only]")).to_be_visible()
+    page.click("nav >> text=Operators")
+    expect(page.locator("form.stacked")).to_be_hidden()  # no "Add an operator" form
+    # What the page no longer offers, forged from the auditor's own logged-in browser.
+    token = page.locator("header .logout input[name=csrf_token]").get_attribute("value")
+    status = page.evaluate(
+        """async ([token, name]) => (await fetch("./", {method: "POST",
+            headers: {"Content-Type": "application/x-www-form-urlencoded"},
+            body: new URLSearchParams({csrf_token: token, username: name + "x",
+              password: "E2e-Operator-Passw0rd", confirm: "E2e-Operator-Passw0rd"})})).status""",
+        [token, name],
+    )
+    assert status == 403
+    page.reload()
+    expect(page.locator(f'tr[data-operator="{name}x"]')).to_have_count(0)

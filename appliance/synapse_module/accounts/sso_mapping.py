@@ -8,10 +8,11 @@ provider has signed the user in, when Synapse does not already know the provider
 ``synapse/handlers/oidc.py``):
 
 * the address in the email claim must be verified (``email_verified``, when the provider sends
-  it, must be true) and of a domain on the allowlist, read fresh from the database at each
-  sign-in; otherwise :class:`MappingException` with one of the messages below, which Synapse
-  shows on its error page, and no account is created.  Externals (domains not on the list)
-  never sign in here: they keep the email invitation flow;
+  it, must be true; with ``require_email_verified``, from ``auth.oidc.require_email_verified``,
+  a provider that sends no such claim is refused too) and of a domain on the allowlist, read
+  fresh from the database at each sign-in; otherwise :class:`MappingException` with one of the
+  messages below, which Synapse shows on its error page, and no account is created.
+  Externals (domains not on the list) never sign in here: they keep the email invitation flow;
 * the Matrix ID is derived from the address exactly as email registration derives it
   (:func:`appliance.addresses.identity.candidate_localparts`), the first one free; the display
   name is ``Given Family [domain]`` from the name claims (ProConnect says ``usual_name`` for
@@ -71,6 +72,7 @@ class MappingConfig:
     email_claim: str = "email"
     given_name_claim: str = "given_name"
     family_name_claim: str = "family_name"
+    require_email_verified: bool = False
 
 
 class AgentMappingProvider:
@@ -90,7 +92,12 @@ class AgentMappingProvider:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"user_mapping_provider.config.{key}: must be a claim name")
             values[key] = value
-        return MappingConfig(**values)
+        strict = config.get("require_email_verified", False)
+        if not isinstance(strict, bool):
+            raise ValueError(
+                "user_mapping_provider.config.require_email_verified: must be a boolean"
+            )
+        return MappingConfig(**values, require_email_verified=strict)
 
     def get_remote_user_id(self, userinfo: Any) -> str:
         """Synapse's ``get_remote_user_id``: the provider's stable subject (``sub``)."""
@@ -136,7 +143,7 @@ class AgentMappingProvider:
         raw = userinfo.get(self._config.email_claim)
         if not isinstance(raw, str) or not raw.strip():
             raise MappingException(NO_EMAIL.format(claim=self._config.email_claim))
-        verified = userinfo.get("email_verified", True)
+        verified = userinfo.get("email_verified", not self._config.require_email_verified)
         if verified is not True and str(verified).lower() != "true":
             raise MappingException(UNVERIFIED_EMAIL.format(address=raw))
         try:

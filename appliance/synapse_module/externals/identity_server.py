@@ -13,7 +13,9 @@ address never leaves the box (``default_identity_server`` points clients here):
 ``GET  .../account``, ``POST .../account/logout``  the token's user; forget the token
 ``GET  .../hash_details``, ``POST .../lookup``   which account an address belongs to; only the
                                                  ``none`` algorithm: the identity service is the
-                                                 homeserver, which knows every address already
+                                                 homeserver, which knows every address already;
+                                                 an address of a peer's domain is asked of that
+                                                 peer (so Synapse invites its account there)
 ``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`);
                                                  an address already invited into the room while
                                                  that invitation is pending gets it back (its
@@ -286,10 +288,15 @@ class IdentityServiceResource(DirectServeJsonResource):
         if medium != "email":
             return None
         try:
-            canonical = canonical_email(address).address
+            email = canonical_email(address)
+            on_peer = await self._invitations.peer_account(email)
         except SynapseError:
+            # A peer that cannot tell maps nothing: the invitation then stops, with the
+            # reason, at user_may_send_3pid_invite, which asks again.
             return None
-        return await self._internals.user_of_email(canonical)
+        if on_peer is not None:
+            return on_peer[1]
+        return await self._internals.user_of_email(email.address)
 
     # --- invitations ---------------------------------------------------------------------------
 

@@ -16,6 +16,9 @@ line can be injected), without links (no scheme, no dot inside a word: no mail c
 it into a link) and at most :data:`MAX_QUOTED` characters; the templates show it between
 quotes, as someone else's words. The subject carries only the server's name and the quoted room
 name.
+
+An address of a peer's domain registers on that peer, never here: its mail and page name that
+server (``account_server``, ``homeserver_url``) instead of this one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_backgr
 from twisted.internet import reactor
 
 from appliance.synapse_module.externals.store import Invitation
+from appliance.synapse_module.federation.peers import Peer
 
 MAIL_HTML = "appliance_invitation.html"
 MAIL_TEXT = "appliance_invitation.txt"
@@ -74,11 +78,15 @@ class InvitationMail:
     def link(self, invitation: Invitation) -> str:
         return f"{self._api.public_baseurl.rstrip('/')}{PAGE_PATH}?id={invitation.link_id}"
 
-    def _variables(self, invitation: Invitation, room_name: str, inviter_name: str) -> dict:
+    def _variables(
+        self, invitation: Invitation, room_name: str, inviter_name: str, home: Peer | None
+    ) -> dict:
+        """home: the peer the address registers on, None for this server."""
         return {
             "server_name": self._api.server_name,
+            "account_server": home.server_name if home else self._api.server_name,
             "app_name": self._api.email_app_name,
-            "homeserver_url": self._api.public_baseurl,
+            "homeserver_url": home.base_url if home else self._api.public_baseurl,
             "address": invitation.address,
             "room_name": quoted_text(room_name) or quoted_text(invitation.room_id),
             "inviter_name": quoted_text(inviter_name) or quoted_text(invitation.inviter),
@@ -86,8 +94,10 @@ class InvitationMail:
             "pending": invitation.pending,
         }
 
-    async def send(self, invitation: Invitation, room_name: str, inviter_name: str) -> None:
-        variables = self._variables(invitation, room_name, inviter_name)
+    async def send(
+        self, invitation: Invitation, room_name: str, inviter_name: str, home: Peer | None = None
+    ) -> None:
+        variables = self._variables(invitation, room_name, inviter_name, home)
         subject = f"[{self._api.server_name}] Invitation « {variables['room_name']} »"
         sending = run_in_background(
             self._api.send_mail,
@@ -101,5 +111,7 @@ class InvitationMail:
         sending.addTimeout(SEND_TIMEOUT_SECONDS, reactor)
         await make_deferred_yieldable(sending)
 
-    def page(self, invitation: Invitation, room_name: str, inviter_name: str) -> str:
-        return self._page.render(self._variables(invitation, room_name, inviter_name))
+    def page(
+        self, invitation: Invitation, room_name: str, inviter_name: str, home: Peer | None = None
+    ) -> str:
+        return self._page.render(self._variables(invitation, room_name, inviter_name, home))

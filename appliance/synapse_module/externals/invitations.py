@@ -10,11 +10,18 @@ An invitation comes in through either door, with the same rules and the same eff
 * the appliance's endpoint (:mod:`.invite_api`), which does the same without Synapse's call to
   an identity server over HTTPS.
 
-An address whose domain is not allowed may be invited only into a room open to externals; an
-allowed address anywhere.  The invitation is stored (:mod:`.store`) and mailed with a link to
-a page that says how to create the account.  While it waits, it lets its address register (the
-registration policy asks :meth:`Invitations.standing`): an invitation the room has revoked, or
-one already used, does not.
+An address whose domain is not allowed may be invited only into a room open to externals or a
+direct chat (Tchap's "invite to join" a conversation); an allowed address anywhere.
+
+In a network of appliances, an address of a peer's domain is an agent of that peer
+(:mod:`appliance.synapse_module.federation.peer_accounts`): its account there is invited, over
+federation; without one yet, the invitation mail names that peer as the server to register on
+(the address never registers here).
+
+The invitation is stored (:mod:`.store`) and mailed with a link to a page that says how to
+create the account.  While it waits, it lets its address register (the registration policy
+asks :meth:`Invitations.standing`): an invitation the room has revoked, or one already used,
+does not.
 
 Every invitation mail is a mail in the server's name, so they are limited
 (:class:`~appliance.synapse_module.config.InvitationLimits`): per inviter in any minute and in
@@ -52,7 +59,8 @@ from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.externals.store import Exhausted, ExternalStore, Invitation, Quota
-from appliance.synapse_module.federation.peers import Network
+from appliance.synapse_module.federation.peer_accounts import PeerAccounts
+from appliance.synapse_module.federation.peers import Network, Peer
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
@@ -66,15 +74,16 @@ from appliance.synapse_module.rooms.kinds import (
 
 logger = logging.getLogger(__name__)
 
-# An address of a peer's domain: its owner holds (or will hold) its account, never this server.
-PEER_ADDRESS = (
-    "{address} belongs to {server}, another server of the network: invite that person's "
-    "account there (by its Matrix ID), not an external here"
-)
+# An address of a peer's domain whose account appeared while the invitation was being made.
+PEER_ACCOUNT_EXISTS = "{address} has an account on {server}: invite {user_id}"
 EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
 # What became of an invitation, as the console shows it.
 PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
 JOINED = "joined"  # the outcome of an invitation used by its person
+# The outcome of an invitation of a peer's address once its account exists there: the account
+# is invited, and accepts on its own server.
+INVITED_ON_PEER = "invited on its own server"
+MAX_PEER_PENDING = 1000  # pending invitations looked at per round (the limits keep them fewer)
 # Its outcome while the person is being joined; still there after a crash or restart meanwhile.
 INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
@@ -118,6 +127,7 @@ class Invitations:
         limits: InvitationLimits,
         *,
         network: Network | None = None,
+        peer_accounts: PeerAccounts | None = None,
     ) -> None:
         self._api = api
         self._store = store
@@ -128,6 +138,7 @@ class Invitations:
         self._limits = limits
         # In a network of appliances, an address of a peer's domain has its account there.
         self._network = network
+        self._peer_accounts = peer_accounts
 
     def register(self) -> None:
         self._api.register_spam_checker_callbacks(
@@ -143,20 +154,34 @@ class Invitations:
             return f"This address cannot be invited: {admission.reason}"
         if admission.verdict is Verdict.UNAVAILABLE:
             return f"Invitations by email are unavailable: {admission.reason}"
-        email = admission.email
-        owner = self._network.owner_of(email.domain) if self._network and email else None
-        if admission.verdict is Verdict.NOT_ALLOWED and email is not None and owner is not None:
-            return PEER_ADDRESS.format(address=email.address, server=owner.server_name)
+        if admission.email is not None and self.owner_of(admission.email) is not None:
+            return None  # an agent of a peer: invited like an agent of this server
         if (
             admission.verdict is Verdict.NOT_ALLOWED
             and admission.email is not None
-            and kind is not RoomKind.OPEN
+            and kind not in (RoomKind.OPEN, RoomKind.DIRECT)  # a direct chat: Tchap's "invite"
         ):
             return (
-                f"Only a room open to externals can invite {admission.email.address}: its "
-                f"domain {admission.email.domain} is not among the domains allowed on this server"
+                f"Only a room open to externals (or a direct chat) can invite "
+                f"{admission.email.address}: its domain {admission.email.domain} is not among "
+                "the domains allowed on this server"
             )
         return None
+
+    def owner_of(self, email: EmailAddress) -> Peer | None:
+        """The peer that holds the accounts of this address's domain, if it is not this
+        server's own (this server's allowlist wins)."""
+        if self._network is None or decide(email.address, self._allowlist()).allowed:
+            return None
+        return self._network.owner_of(email.domain)
+
+    async def peer_account(self, email: EmailAddress) -> tuple[Peer, str | None] | None:
+        """For an address of a peer's domain: the peer, and its account there (None: none
+        yet).  None for any other address.  Raises 502 if the peer cannot tell."""
+        owner = self.owner_of(email)
+        if owner is None or self._peer_accounts is None:
+            return None
+        return owner, await self._peer_accounts.account_at(owner, email.address)
 
     async def problem_with(self, inviter: str, address: str, room_id: str) -> str | None:
         """Why ``inviter`` may not invite this address into this room, or None."""
@@ -203,6 +228,15 @@ class Invitations:
             logger.info("refused %s's email invitation into %s: %s", inviter, room_id, problem)
             return Codes.FORBIDDEN, {"error": problem}
         email = canonical_email(address)
+        # Synapse asks this only once the identity service's lookup found no account; an
+        # account on a peer made meanwhile is invited by its Matrix ID, not mailed.
+        on_peer = await self.peer_account(email)
+        if on_peer is not None and on_peer[1] is not None:
+            peer, user_id = on_peer
+            message = PEER_ACCOUNT_EXISTS.format(
+                address=email.address, server=peer.server_name, user_id=user_id
+            )
+            return Codes.FORBIDDEN, {"error": message}
         if await self.pending(email.address, room_id) is None:
             await self.check_limits(inviter, email.address)
         return NOT_SPAM
@@ -270,7 +304,7 @@ class Invitations:
             return admitted  # the same invitation, made meanwhile by another request
         try:
             room_name, inviter_name = await self.names(invitation)
-            await self._mail.send(invitation, room_name, inviter_name)
+            await self._mail.send(invitation, room_name, inviter_name, self.owner_of(email))
         except Exception:
             logger.exception("cannot mail the invitation of %s into %s", email.domain, room_id)
             await self._store.delete_invitation(token)
@@ -383,7 +417,29 @@ class Invitations:
             await self._store.set_outcome(invitation.token, outcome)
             logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
 
-    async def _complete(self, invitation: Invitation, user_id: str) -> str:
+    async def complete_on_peers(self) -> None:
+        """Invitations of peers' addresses whose account now exists on the peer: that account
+        is invited into the room (over federation), as if it had been invited by its ID.  A
+        peer that cannot be asked now is asked again next round."""
+        if self._peer_accounts is None:
+            return
+        for invitation in await self._store.page(True, None, MAX_PEER_PENDING):
+            owner = self.owner_of(canonical_email(invitation.address))
+            if owner is None:
+                continue
+            try:
+                user_id = await self._peer_accounts.account_at(owner, invitation.address)
+            except SynapseError:
+                continue
+            if user_id is None or not await self._store.complete(
+                invitation.token, user_id, INTERRUPTED
+            ):
+                continue  # no account yet, or revoked meanwhile
+            outcome = await self._complete(invitation, user_id, join=False)
+            await self._store.set_outcome(invitation.token, outcome)
+            logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+
+    async def _complete(self, invitation: Invitation, user_id: str, *, join: bool = True) -> str:
         room_id = invitation.room_id
         try:
             state = RoomState(await self._api.get_room_state(room_id))
@@ -395,6 +451,8 @@ class Invitations:
             # Revoked first: a direct chat has room for only one pending invitation or person.
             await self._withdraw_from_room(invitation, inviter)
             await self._api.update_room_membership(inviter, user_id, room_id, "invite")
+            if not join:  # a user of another server accepts on their own server
+                return INVITED_ON_PEER
             await self._api.update_room_membership(user_id, user_id, room_id, "join")
         except SynapseError as error:
             # This runs inside /register, which must succeed anyway: the console shows it.
@@ -451,7 +509,7 @@ def _status(invitation: Invitation, in_room: dict | None) -> str:
     if invitation.pending:
         # A room member may have revoked it in the room: it can no longer be used.
         return PENDING if in_room else REVOKED
-    if invitation.outcome == JOINED:
+    if invitation.outcome in (JOINED, INVITED_ON_PEER):
         return USED
     return REVOKED if (invitation.outcome or "").startswith("revoked") else FAILED
 

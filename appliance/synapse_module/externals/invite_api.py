@@ -8,6 +8,10 @@ HTTPS, which a homeserver reachable only over plain HTTP (the evaluation applian
 
 * an address that already has an account: that account is invited;
   ``200 {"room_id", "email", "user_id": "@...", "pending": false}``;
+* in a network of appliances, an address of a peer's domain: its account there is invited
+  over federation (asked of that peer, :mod:`appliance.synapse_module.federation.peer_accounts`),
+  or, without one yet, the invitation is mailed naming the peer to register on; the answer adds
+  ``"server": "<the peer>"``; 502 if the peer cannot be asked;
 * otherwise the room gets an ``m.room.third_party_invite`` from the inviter (so the room's
   members see it, and may revoke it, as with any email invitation), the invitation is stored
   and mailed; ``200 {"room_id", "email", "user_id": null, "pending": true}``;
@@ -78,8 +82,11 @@ class InviteExternalResource(DirectServeJsonResource):
         problem = await self._invitations.problem_with(inviter, email.address, room_id)
         if problem is not None and not await self._api.is_user_admin(inviter):
             raise SynapseError(403, problem, Codes.FORBIDDEN)
-        answer = {"room_id": room_id, "email": email.address}
-        existing = await self._internals.user_of_email(email.address)
+        answer: dict = {"room_id": room_id, "email": email.address}
+        on_peer = await self._invitations.peer_account(email)
+        if on_peer is not None:
+            answer["server"] = on_peer[0].server_name
+        existing = on_peer[1] if on_peer else await self._internals.user_of_email(email.address)
         if existing is not None:
             await self._api.update_room_membership(inviter, existing, room_id, "invite")
             return 200, {**answer, "user_id": existing, "pending": False}
@@ -142,4 +149,5 @@ class InvitationPage(DirectServeHtmlResource):
         if invitation is None:
             raise SynapseError(404, "This invitation does not exist", Codes.NOT_FOUND)
         room_name, inviter_name = await self._invitations.names(invitation)
-        return 200, self._mail.page(invitation, room_name, inviter_name).encode("utf-8")
+        home = self._invitations.owner_of(canonical_email(invitation.address))
+        return 200, self._mail.page(invitation, room_name, inviter_name, home).encode("utf-8")

@@ -87,6 +87,7 @@ class Network:
         self._publishing = tuple(
             peer for peer in config.peers if peer.role == "agents" and peer.base_url
         )
+        self._agents = tuple(peer for peer in config.peers if peer.role == "agents")
         self._externals = next((peer for peer in config.peers if peer.role == "externals"), None)
         # Domain lists each agents peer publishes (peer_domains.py), beside the settings' own.
         self._learned: dict[str, DomainAllowlist] = {}
@@ -100,6 +101,15 @@ class Network:
     def publishing_peers(self) -> tuple[Peer, ...]:
         """The agents peers whose domain lists are fetched (those with a base_url)."""
         return self._publishing if self.mode != "off" else ()
+
+    @property
+    def agents_peers(self) -> tuple[Peer, ...]:
+        """The peers whose users are agents (whose directories agents search)."""
+        return self._agents if self.mode != "off" else ()
+
+    def role_of(self, server_name: str) -> str | None:
+        """The peer's role, or None for a server that is not a peer."""
+        return self._roles.get(server_name) if self.mode != "off" else None
 
     def learn(self, server_name: str, entries: tuple[str, ...]) -> None:
         """Replace what the peer published (normalised entries; empty to forget it)."""

@@ -127,8 +127,14 @@ def test_thirty_minutes_without_activity_end_the_login(operator_client, clock):
     assert operator_client.get("/audit/").status_code == 302  # over for good
 
 
-def test_the_health_pages_own_reload_is_not_activity(operator_client, clock):
+def test_the_health_page_refreshes_only_when_asked(operator_client):
     page = operator_client.get("/health/").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in page
+    assert 'href="/health/?watch=1"' in page
+
+
+def test_the_health_pages_own_reload_is_not_activity(operator_client, clock):
+    page = operator_client.get("/health/?watch=1").get_data(as_text=True)
     reload_url = re.search(r'http-equiv="refresh" content="5; url=([^"]+)"', page).group(1)
     reload_url = reload_url.replace("&amp;", "&")
     clock.advance(minutes=20)

@@ -27,13 +27,17 @@ def add_operator(console: Console, name: str) -> None:
     assert response.status_code == 302, response.get_data(as_text=True)
 
 
+def operator_id_of(console, name: str) -> str:
+    row = console.get("/operators/").split(f'data-operator="{name}"')[1]
+    return row.split('data-operator-id="')[1].split('"')[0]
+
+
 def test_added_operator_logs_in_and_removed_one_cannot(app, console):
     name = unique("op")
     add_operator(console, name)
     other = app.test_client()
     assert login(other, name, OPERATOR_PASSWORD).status_code == 302
-    operator_id = console.get("/operators/").split(f'data-operator="{name}"')[1]
-    operator_id = operator_id.split("/operators/")[1].split("/remove")[0]
+    operator_id = operator_id_of(console, name)
     console.confirm(f"/operators/{operator_id}/remove")
     assert other.get("/users/").status_code == 302  # its session ends too
     assert login(app.test_client(), name, OPERATOR_PASSWORD).status_code == 401
