@@ -35,6 +35,7 @@ from admin_console import (
 from admin_console.audit import views as audit_views
 from admin_console.operators import views as operator_views
 from admin_console.second_factor import views as second_factor_views
+from admin_console.users import expiry
 
 CONFIG_ENV = "APPLIANCE_CONSOLE_CONFIG"
 HEALTH_SAMPLE_SECONDS = 60
@@ -97,6 +98,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         auth.bp,
         health.bp,
         users.bp,
+        expiry.bp,
         domains.bp,
         rooms.bp,
         media.bp,

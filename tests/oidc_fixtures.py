@@ -336,7 +336,8 @@ def running_sso_server(
     state_dir: Path, oidc_options: dict | None = None, *, extra: dict | None = None, **auth
 ) -> Iterator[SsoServer]:
     """LemonLDAP::NG, then a Synapse rendered by the project's renderer with auth.oidc set
-    (with ``oidc_options`` added to it, and the other auth keys given)."""
+    (with ``oidc_options`` added to it, the other auth keys given, and the accounts section if
+    any)."""
     synapse_port = free_port()
     idp = lemonldap_for(state_dir / "lemonldap", f"http://127.0.0.1:{synapse_port}/")
     settings = sso_settings(state_dir, idp, synapse_port, oidc_options, extra=extra, **auth)

@@ -81,6 +81,9 @@ class StoreBeforeAnUpgrade:
     async def get_rooms_for_user_ids(self, user_ids: list[str]) -> dict:
         return {}
 
+    async def search_user_dir(self, *args: object) -> dict:
+        return {}
+
 
 def test_the_module_refuses_to_load_on_a_synapse_that_lacks_a_method_it_calls():
     api = Mock(spec=ModuleApi)

@@ -12,6 +12,7 @@ from admin_console.synapse_admin import (
     retention,
     rooms,
     users,
+    validity,
 )
 from admin_console.synapse_admin.client import (
     EndpointMissing,
@@ -34,4 +35,5 @@ __all__ = [
     "retention",
     "rooms",
     "users",
+    "validity",
 ]

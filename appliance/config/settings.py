@@ -473,6 +473,88 @@ class TermsSettings(_Section):
         return value
 
 
+_DURATION = re.compile(r"^([1-9][0-9]*|0)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(value: str) -> str:
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise ValueError(f"{value!r} is not a duration (a number and s, m, h, d or w: 365d)")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a validated duration ("28d" -> 2419200)."""
+    number, unit = _DURATION.match(value).groups()  # type: ignore[union-attr]
+    return int(number) * _UNIT_SECONDS[unit]
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"{value!r} is not a regular expression: {error}") from None
+    return value
+
+
+class ValiditySettings(_Section):
+    # How long an account stays valid after registration, renewal or sign-in through single
+    # sign-on. null (the default): accounts never expire. Off by default because switching it
+    # on starts a clock for every account: the operator must first have a mail relay that
+    # reaches the agents (the evaluation's mail sink reaches nobody, so every account would
+    # be blocked, then deactivated).
+    period: Duration | None = None
+    # Renewal mails, this long before expiry (each one once per period, each with a new link).
+    reminders: list[Duration] = Field(default_factory=lambda: ["28d", "7d", "1d"])
+    # An expired account is deactivated this long after its expiry; null: never.
+    deactivate_after: Duration | None = "90d"
+    # Accounts that never expire (service accounts, bots): regular expressions, each matching
+    # a whole Matrix ID ('@bot-.*:example\.org' in YAML). The console's service account and the
+    # server notices user never expire in any case.
+    exempt: list[Annotated[str, AfterValidator(_pattern)]] = Field(default_factory=list)
+    # How often the server looks for renewal mails and deactivations that are due.
+    check_interval: Duration = "30m"
+
+    @model_validator(mode="after")
+    def _reminders_within_period(self) -> ValiditySettings:
+        if self.period is None:
+            return self
+        period = duration_seconds(self.period)
+        if period == 0:
+            raise ValueError("period: must be longer than 0 (null switches validity off)")
+        for index, reminder in enumerate(self.reminders):
+            if not 0 < duration_seconds(reminder) < period:
+                raise ValueError(
+                    f"reminders.{index}: {reminder} must be longer than 0 and shorter than the "
+                    f"period ({self.period})"
+                )
+        if duration_seconds(self.check_interval) == 0:
+            raise ValueError("check_interval: must be longer than 0")
+        return self
+
+    def module_config(self) -> dict | None:
+        """The module's account_validity block (durations in seconds); None when off."""
+        if self.period is None:
+            return None
+        return {
+            "period_seconds": duration_seconds(self.period),
+            "reminders_seconds": [duration_seconds(r) for r in self.reminders],
+            "deactivate_after_seconds": (
+                None if self.deactivate_after is None else duration_seconds(self.deactivate_after)
+            ),
+            "exempt": list(self.exempt),
+            "check_seconds": duration_seconds(self.check_interval),
+        }
+
+
+class AccountsSettings(_Section):
+    # Accounts expire unless renewed (README "Account validity").
+    validity: ValiditySettings = ValiditySettings()
+
+
 class PathSettings(_Section):
     # Relative paths are taken from the directory of the settings file
     # (or the current directory when there is no settings file).
@@ -703,6 +785,7 @@ class Settings(_Section):
     notifications: NotificationSettings = NotificationSettings()
     # Terms of use to accept at registration and at each new version; null: none.
     terms: TermsSettings | None = None
+    accounts: AccountsSettings = AccountsSettings()
     paths: PathSettings = PathSettings()
     nginx: NginxSettings = NginxSettings()
     backup: BackupSettings = BackupSettings()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from synapse.module_api.errors import ConfigError
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
+from appliance.synapse_module.accounts.validity_config import ValidityConfig, parse_validity
 from appliance.synapse_module.federation.peers import FederationConfig, parse_federation
 from appliance.synapse_module.rooms.kinds import KIND_SETTING_NAMES
 
@@ -18,6 +19,7 @@ _KNOWN_KEYS = {
     "agents_password_login",
     "federation",
     "room_lifetimes_days",
+    "account_validity",
 }
 DAY_MS = 86_400_000
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
@@ -60,6 +62,8 @@ class ModuleConfig:
     # The m.room.retention max_lifetime (ms) each kind of room is created with (keys of
     # rooms.kinds.KIND_SETTING_NAMES); a kind left out gets none (Synapse's default policy applies).
     room_lifetimes_ms: tuple[tuple[str, int], ...] = ()
+    # None: accounts never expire (accounts/validity.py).
+    account_validity: ValidityConfig | None = None
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -142,6 +146,7 @@ def parse_module_config(raw: object) -> ModuleConfig:
         agents_password_login=_parse_bool(raw, "agents_password_login", True),
         federation=parse_federation(raw.get("federation")),
         room_lifetimes_ms=_parse_room_lifetimes(raw.get("room_lifetimes_days")),
+        account_validity=parse_validity(raw.get("account_validity")),
     )
 
 

@@ -25,6 +25,10 @@ from appliance.synapse_module.accounts.identity_lookup import IdentityInfoResour
 from appliance.synapse_module.accounts.password_login import ExternalsOnlyPasswordLogin
 from appliance.synapse_module.accounts.profile_privacy import ProfilePrivacy
 from appliance.synapse_module.accounts.registration import RegistrationPolicy
+from appliance.synapse_module.accounts.validity import AccountValidity
+from appliance.synapse_module.accounts.validity_mail import RenewalMail
+from appliance.synapse_module.accounts.validity_resources import RenewalPage, ValidityResource
+from appliance.synapse_module.accounts.validity_store import ValidityStore
 from appliance.synapse_module.admin_api.domains import DomainsResource
 from appliance.synapse_module.admin_api.invitations import InvitationsResource
 from appliance.synapse_module.admin_api.quarantine import QuarantineResource
@@ -144,6 +148,19 @@ class ApplianceModule:
         if not config.agents_password_login:
             # Agents sign in through single sign-on; externals keep their password.
             self.concerns.append(ExternalsOnlyPasswordLogin(api, directory.is_external, internals))
+        if config.account_validity is not None:
+            # Accounts expire unless renewed: callbacks, renewal page, the console's endpoint.
+            validity_store = ValidityStore(api)
+            validity_store.start()
+            renewal_mail = RenewalMail(api)
+            validity = AccountValidity(
+                api, config.account_validity, validity_store, renewal_mail, internals
+            )
+            self.concerns += [
+                validity,
+                RenewalPage(api, validity, renewal_mail),
+                ValidityResource(api, validity),
+            ]
         for concern in self.concerns:
             concern.register()
         logger.info(

@@ -30,6 +30,8 @@ upgrade break a rule at the first request.  The module was written against
      ``account/register`` (the module API has no OpenID token lookup);
    * ``user_threepids``: :func:`email_domain_accounts_txn`, the accounts each allowlist entry
      admits (the module API lists one user's addresses at a time);
+   * ``users``: :func:`users_without_validity_txn`, the active accounts that have no expiry
+     yet when account validity is switched on (the module API cannot list users);
    * ``users``, ``profiles``, ``user_threepids``, ``user_ips``, ``user_directory_search``:
      the console's user list (:func:`user_ids_in_range_txn` and the functions after it;
      ``admin_api/user_list_query.py`` plans a page, ``user_list_rows.py`` shapes its rows),
@@ -74,6 +76,15 @@ upgrade break a rule at the first request.  The module was written against
     (``GET/POST /publicRooms?server=...``).  Synapse has no module callback there;
     :meth:`SynapseInternals.check_remote_room_lists_with` runs the module's check, with the
     requester of the request being served (6), before Synapse asks the other server.
+14. ``DeactivateAccountHandler.deactivate_account``: deactivating an account that expired long
+    ago (``accounts/validity.py``); the module API cannot deactivate, and the module holds no
+    admin token for the Admin API.  The handler runs on workers too (the client API's
+    ``/account/deactivate`` is served there).
+15. ``HomeServer.config.servernotices.server_notices_mxid``: the server notices user, which
+    never expires (the module API does not say who it is).
+16. ``HomeServer.get_clock()``: Synapse's ``@cached`` (which the module API exports, for
+    ``register_cached_function``) needs the owner's ``server_name`` and ``clock`` since Synapse
+    1.135, and the module API keeps its clock private (:func:`cache_owner_clock`).
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -90,7 +101,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from synapse.module_api import EventBase, LoggingTransaction, ModuleApi, UserID
+from synapse.module_api import EventBase, LoggingTransaction, ModuleApi, UserID, create_requester
 
 WRITTEN_FOR = "1.163.2"
 SYNAPSE_VERSION = importlib.metadata.version("matrix-synapse")
@@ -108,10 +119,12 @@ class SynapseChanged(RuntimeError):
         )
 
 
-try:  # the names the module imports from Synapse's internals (reaches 5, 6, 7, 8)
+try:  # the names the module imports from Synapse's internals (reaches 5 to 9, 14, 16)
     from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
     from synapse.handlers.auth import AuthHandler
+    from synapse.handlers.deactivate_account import DeactivateAccountHandler
     from synapse.logging.context import ContextRequest, LoggingContext, current_context
+    from synapse.server import HomeServer
     from synapse.storage.database import make_conn
     from synapse.storage.engines import PostgresEngine
 except ImportError as error:  # a renamed or removed internal: say so, with the version
@@ -194,6 +207,8 @@ def api_problems(api: object) -> list[str]:
             return [f"the HomeServer has no {getter}()"]
         if not callable(getattr(getattr(hs, getter)(), method, None)):
             return [f"{getter}() has no {method}"]
+    if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 15
+        return ["the HomeServer's config has no servernotices.server_notices_mxid"]
     return []
 
 
@@ -231,6 +246,17 @@ def attribute_problems() -> list[str]:
         problems.append("synapse.logging.context.ContextRequest has no requester")
     if not callable(getattr(AuthHandler, "_check_local_password", None)):  # reach 9
         problems.append("synapse.handlers.auth.AuthHandler has no _check_local_password")
+    for getter in ("get_deactivate_account_handler", "get_clock"):  # reaches 14 and 16
+        if not callable(getattr(HomeServer, getter, None)):
+            problems.append(f"synapse.server.HomeServer has no {getter}()")
+    deactivate = getattr(DeactivateAccountHandler, "deactivate_account", None)
+    if not callable(deactivate) or not {"user_id", "erase_data", "requester", "by_admin"} <= set(
+        inspect.signature(deactivate).parameters
+    ):  # reach 14
+        problems.append(
+            "DeactivateAccountHandler.deactivate_account(user_id, erase_data, requester, "
+            "by_admin) is gone"
+        )
     flag = "msc4289_creator_power_enabled"
     lacking = [v for v, version in KNOWN_ROOM_VERSIONS.items() if not hasattr(version, flag)]
     if lacking:
@@ -397,6 +423,18 @@ class SynapseInternals:
             "appliance_user_of_openid_token", user_of_openid_token_txn, token, now_ms
         )
 
+    async def deactivate(self, user_id: str) -> None:
+        """Reach 14: deactivate the account as a server admin would (its sessions, rooms and
+        addresses go; its data is not erased)."""
+        handler = self._api._hs.get_deactivate_account_handler()  # noqa: SLF001 (reach 1)
+        requester = create_requester(user_id)
+        await handler.deactivate_account(user_id, False, requester, by_admin=True)
+
+    def server_notices_user(self) -> str | None:
+        """Reach 15: the server notices user's ID, if server notices are on."""
+        user = self._api._hs.config.servernotices.server_notices_mxid  # noqa: SLF001
+        return None if user is None else str(user)  # a UserID when set
+
     def check_profile_queries_with(self, check: Callable[[str, str], Awaitable[None]]) -> None:
         """Reach 10: run ``check(requester, target)`` (which raises to refuse) after Synapse's own
         check on every authenticated profile lookup (``GET /profile/{user}[/{field}]``)."""
@@ -412,6 +450,11 @@ class SynapseInternals:
         # One of the three patches of a Synapse method (with 12 and 13): its only callers are the
         # two profile servlets.
         self._profiles.check_profile_query_allowed = check_profile_query_allowed  # type: ignore[method-assign]
+
+
+def cache_owner_clock(api: ModuleApi) -> Any:
+    """Reach 16: the clock an object owning a ``@cached`` method must carry."""
+    return api._hs.get_clock()  # noqa: SLF001 (reach 1)
 
 
 def user_of_openid_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:
@@ -437,6 +480,18 @@ def email_domain_accounts_txn(txn: LoggingTransaction) -> list[tuple[str, int]]:
         " FROM user_threepids WHERE medium = 'email' GROUP BY domain"
     )
     return [(domain, int(accounts)) for domain, accounts in txn.fetchall()]
+
+
+def users_without_validity_txn(txn: LoggingTransaction, limit: int) -> list[str]:
+    """Reach 3: up to limit active, non-guest local accounts with no row in the module's
+    account validity table."""
+    txn.execute(
+        "SELECT u.name FROM users u WHERE u.deactivated = 0 AND u.is_guest = 0 AND NOT EXISTS"
+        " (SELECT 1 FROM appliance_account_validity v WHERE v.user_id = u.name)"
+        " ORDER BY u.name LIMIT ?",
+        (limit,),
+    )
+    return [row[0] for row in txn.fetchall()]
 
 
 # --- reach 3: the console's user list (admin_api/user_list_query.py plans a page) ---------------
