@@ -403,11 +403,11 @@ class AuthSettings(_Section):
 
 
 # Synapse's durations ("30s", "10m", "1h"); a bare number is milliseconds.
-_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)?$")
+_SYNAPSE_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)?$")
 
 
-def _duration(value: str) -> str:
-    if not _DURATION.match(value):
+def _synapse_duration(value: str) -> str:
+    if not _SYNAPSE_DURATION.match(value):
         raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 1h")
     return value
 
@@ -420,7 +420,7 @@ class NotificationSettings(_Section):
     # single sign-on or the Admin API); existing accounts keep their choice.
     enabled_for_new_users: bool = False
     # How long a message stays unread, with no client having read it, before the mail goes.
-    delay_before_mail: Annotated[str, AfterValidator(_duration)] = "10m"
+    delay_before_mail: Annotated[str, AfterValidator(_synapse_duration)] = "10m"
     # The web client the mail's links open (Element's URL); null: links to matrix.to.
     client_url: str | None = None
 
