@@ -76,6 +76,11 @@ logger = logging.getLogger(__name__)
 
 # An address of a peer's domain whose account appeared while the invitation was being made.
 PEER_ACCOUNT_EXISTS = "{address} has an account on {server}: invite {user_id}"
+# A domain that several servers of the network claim belongs to none (peers.Network.owner_of).
+CONTESTED_DOMAIN = (
+    "This address cannot be invited: its domain {domain} is claimed by several servers of "
+    "the network ({servers}); their administrators must settle which one holds it"
+)
 EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
 # What became of an invitation, as the console shows it.
 PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
@@ -156,6 +161,10 @@ class Invitations:
             return f"Invitations by email are unavailable: {admission.reason}"
         if admission.email is not None and self.owner_of(admission.email) is not None:
             return None  # an agent of a peer: invited like an agent of this server
+        if admission.email is not None and (claimants := self.contested(admission.email)):
+            return CONTESTED_DOMAIN.format(
+                domain=admission.email.domain, servers=", ".join(claimants)
+            )
         if (
             admission.verdict is Verdict.NOT_ALLOWED
             and admission.email is not None
@@ -174,6 +183,13 @@ class Invitations:
         if self._network is None or decide(email.address, self._allowlist()).allowed:
             return None
         return self._network.owner_of(email.domain)
+
+    def contested(self, email: EmailAddress) -> tuple[str, ...]:
+        """The servers that each claim this address's domain (when more than one does and it
+        is not this server's own): its invitations go nowhere until one is left."""
+        if self._network is None or decide(email.address, self._allowlist()).allowed:
+            return ()
+        return self._network.contested(email.domain)
 
     async def peer_account(self, email: EmailAddress) -> tuple[Peer, str | None] | None:
         """For an address of a peer's domain: the peer, and its account there (None: none
