@@ -6,8 +6,9 @@ An address of a peer's domain (:meth:`.peers.Network.owner_of`) has its account 
 never here.  To invite it by email, this server asks the owner with a federation query of the
 module's own, ``GET /_matrix/federation/v1/query/fr.appliance.account_of_email?address=...``
 (through :mod:`appliance.synapse_module.synapse_internals`, reach 11): signed by the asking
-server, it passes Synapse's federation allowlist, and the owner answers only a peer, and only
-for an address of its own allowlist, ``{"user_id": "@...:owner"}`` or ``{"user_id": null}``.
+server, it passes Synapse's federation allowlist, and the owner answers only an agents peer
+(never the externals' server), and only for an address of its own allowlist,
+``{"user_id": "@...:owner"}`` or ``{"user_id": null}``.
 
 Failing closed: a peer that cannot be reached, or that names an account of another server, is
 an error (502 ``M_UNKNOWN``, saying which server), never "no account": no invitation mail tells
@@ -33,7 +34,9 @@ PEER_UNREACHABLE = (
     "{server} holds the accounts of this address's domain and cannot be asked right now: "
     "try again later"
 )
-NOT_A_PEER_QUERY = "This server answers the accounts of its addresses only to its peers"
+NOT_A_PEER_QUERY = (
+    "This server answers the accounts of its addresses only to the agents' servers of its network"
+)
 
 
 class PeerAccounts:
@@ -66,8 +69,10 @@ class PeerAccounts:
                 mode Synapse lets every server ask).
         """
         origin = args.get("origin")
-        if not isinstance(origin, str) or not self._network.is_peer(origin):
-            logger.info("refused an account query from %s: not a peer", origin)
+        # Only an agents peer invites by email: the externals' server has no reason to learn
+        # which addresses hold accounts here (it would map the agents of the network).
+        if not isinstance(origin, str) or self._network.role_of(origin) != "agents":
+            logger.info("refused an account query from %s: not an agents peer", origin)
             raise SynapseError(403, NOT_A_PEER_QUERY, Codes.FORBIDDEN)
         try:
             email = parse_email(str(args.get("address", "")))
