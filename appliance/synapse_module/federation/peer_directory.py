@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 QUERY_TYPE = "fr.appliance.directory_search"
 MAX_RESULTS = 20  # per peer and search
 MAX_TERM = 100
+# A peer's display names are cut to this length (Synapse's own limit on a display name).
+MAX_DISPLAY_NAME = 256
 # A peer slower than this adds nothing to the search (the client is waiting).
 PEER_SEARCH_SECONDS = 5.0
 NOT_AN_AGENTS_PEER = "This server's directory answers only the agents' servers of its network"
@@ -147,12 +149,13 @@ def own_users(peer: Peer, answer: object) -> list[dict]:
             user.get("display_name"),
             user.get("avatar_url"),
         )
+        # server_of is None for an ID that is not valid: only the peer's own valid users stay.
         if not isinstance(user_id, str) or server_of(user_id) != peer.server_name:
             continue
         kept.append(
             {
                 "user_id": user_id,
-                "display_name": name if isinstance(name, str) else None,
+                "display_name": name[:MAX_DISPLAY_NAME] if isinstance(name, str) else None,
                 "avatar_url": avatar
                 if isinstance(avatar, str) and avatar.startswith("mxc://")
                 else None,
