@@ -88,7 +88,12 @@ JOINED = "joined"  # the outcome of an invitation used by its person
 # The outcome of an invitation of a peer's address once its account exists there: the account
 # is invited, and accepts on its own server.
 INVITED_ON_PEER = "invited on its own server"
-MAX_PEER_PENDING = 1000  # pending invitations looked at per round (the limits keep them fewer)
+# Pending invitations are read this many at a time, page after page, every round.
+PEER_PAGE = 500
+MAX_PEER_PAGES = 1000  # a bound on one round (the limits keep far fewer invitations)
+# An invitation of a peer's address whose account never appeared is withdrawn after this long.
+PEER_INVITATION_DAYS = 30
+PEER_INVITATION_EXPIRED = "revoked: no account on {server} after {days} days"
 # Its outcome while the person is being joined; still there after a crash or restart meanwhile.
 INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
@@ -435,25 +440,65 @@ class Invitations:
 
     async def complete_on_peers(self) -> None:
         """Invitations of peers' addresses whose account now exists on the peer: that account
-        is invited into the room (over federation), as if it had been invited by its ID.  A
-        peer that cannot be asked now is asked again next round."""
+        is invited into the room (over federation), as if it had been invited by its ID.  Every
+        pending invitation is looked at, page by page (those of no peer's domain, externals'
+        invitations, are skipped without asking anyone); one older than
+        :data:`PEER_INVITATION_DAYS` is withdrawn.  A peer that cannot be asked now is asked
+        no more this round, and again next round."""
         if self._peer_accounts is None:
             return
-        for invitation in await self._store.page(True, None, MAX_PEER_PENDING):
-            owner = self.owner_of(canonical_email(invitation.address))
-            if owner is None:
-                continue
-            try:
-                user_id = await self._peer_accounts.account_at(owner, invitation.address)
-            except SynapseError:
-                continue
-            if user_id is None or not await self._store.complete(
-                invitation.token, user_id, INTERRUPTED
-            ):
-                continue  # no account yet, or revoked meanwhile
-            outcome = await self._complete(invitation, user_id, join=False)
-            await self._store.set_outcome(invitation.token, outcome)
-            logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+        expired_before = self._api.get_current_time_msec() - PEER_INVITATION_DAYS * DAY_MS
+        unreachable: set[str] = set()
+        before: tuple[int, str] | None = None
+        for _ in range(MAX_PEER_PAGES):
+            page = await self._store.page(True, before, PEER_PAGE)
+            if not page:
+                return
+            before = (page[-1].created_at, page[-1].token)
+            for invitation in page:
+                owner = self.owner_of(canonical_email(invitation.address))
+                if owner is None:
+                    continue
+                if invitation.created_at < expired_before:
+                    await self._expire(invitation, owner)
+                elif owner.server_name not in unreachable:
+                    if not await self._complete_on_peer(invitation, owner):
+                        unreachable.add(owner.server_name)
+
+    async def _complete_on_peer(self, invitation: Invitation, owner: Peer) -> bool:
+        """Invite the peer's account of this invitation if it exists; False if the peer
+        cannot be asked."""
+        assert self._peer_accounts is not None
+        try:
+            user_id = await self._peer_accounts.account_at(owner, invitation.address)
+        except SynapseError:
+            return False
+        if user_id is None or not await self._store.complete(
+            invitation.token, user_id, INTERRUPTED
+        ):
+            return True  # no account yet, or revoked meanwhile
+        outcome = await self._complete(invitation, user_id, join=False)
+        await self._store.set_outcome(invitation.token, outcome)
+        logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+        return True
+
+    async def _expire(self, invitation: Invitation, owner: Peer) -> None:
+        """Withdraw an invitation whose account never appeared on its peer: recorded first
+        (the room is left alone if another completion claimed it), then emptied in the room."""
+        outcome = PEER_INVITATION_EXPIRED.format(
+            server=owner.server_name, days=PEER_INVITATION_DAYS
+        )
+        if not await self._store.complete(invitation.token, None, outcome):
+            return
+        logger.info("invitation into %s expired", invitation.room_id)
+        try:
+            state = RoomState(await self._api.get_room_state(invitation.room_id))
+            if state.content(THIRD_PARTY_INVITE, invitation.token):
+                sender = await self._inviter(invitation, state)
+                if sender is not None:
+                    await self._withdraw_from_room(invitation, sender)
+        except Exception as error:  # the record says it: the room keeps a stale invitation
+            logger.warning("cannot withdraw it from %s: %s", invitation.room_id, error)
 
     async def _complete(self, invitation: Invitation, user_id: str, *, join: bool = True) -> str:
         room_id = invitation.room_id
