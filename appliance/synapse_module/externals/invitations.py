@@ -196,13 +196,23 @@ class Invitations:
             return ()
         return self._network.contested(email.domain)
 
-    async def peer_account(self, email: EmailAddress) -> tuple[Peer, str | None] | None:
+    def peer_deadline(self) -> float | None:
+        """The deadline of a request's peer account queries, if it starts now."""
+        return self._peer_accounts.deadline() if self._peer_accounts is not None else None
+
+    async def peer_account(
+        self, email: EmailAddress, *, asker: str, deadline: float | None = None
+    ) -> tuple[Peer, str | None] | None:
         """For an address of a peer's domain: the peer, and its account there (None: none
-        yet).  None for any other address.  Raises 502 if the peer cannot tell."""
+        yet).  None for any other address.  Raises 502 if the peer cannot tell by the
+        deadline, 429 past the asker's limit (:meth:`.PeerAccounts.account_at`)."""
         owner = self.owner_of(email)
         if owner is None or self._peer_accounts is None:
             return None
-        return owner, await self._peer_accounts.account_at(owner, email.address)
+        account = await self._peer_accounts.account_at(
+            owner, email.address, asker=asker, deadline=deadline
+        )
+        return owner, account
 
     async def problem_with(self, inviter: str, address: str, room_id: str) -> str | None:
         """Why ``inviter`` may not invite this address into this room, or None."""
@@ -251,7 +261,7 @@ class Invitations:
         email = canonical_email(address)
         # Synapse asks this only once the identity service's lookup found no account; an
         # account on a peer made meanwhile is invited by its Matrix ID, not mailed.
-        on_peer = await self.peer_account(email)
+        on_peer = await self.peer_account(email, asker=inviter)
         if on_peer is not None and on_peer[1] is not None:
             peer, user_id = on_peer
             message = PEER_ACCOUNT_EXISTS.format(
@@ -470,7 +480,7 @@ class Invitations:
         cannot be asked."""
         assert self._peer_accounts is not None
         try:
-            user_id = await self._peer_accounts.account_at(owner, invitation.address)
+            user_id = await self._peer_accounts.account_at(owner, invitation.address, fresh=True)
         except SynapseError:
             return False
         if user_id is None or not await self._store.complete(
