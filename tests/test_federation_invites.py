@@ -182,6 +182,18 @@ def test_the_outsider_cannot_ask_which_account_holds_an_address(people, network)
     assert room not in invites_of(bob)
 
 
+def test_the_externals_server_cannot_ask_which_account_holds_an_address(people, network):
+    # The externals' server is a peer, but not one that invites agents by email: B refuses its
+    # account query, so its staff agent's invitation of bob's address fails closed.
+    bob = people["bob"]
+    sam = network.externals.person(f"{unique('sam')}@staff.example")
+    room = sam.new_room(preset="private_chat")
+    answer = sam.invite_by_email(room, address_of(bob))
+    assert answer.status_code == 502, answer.text
+    assert network.agents_b.server_name in answer.json()["error"]
+    assert room not in invites_of(bob)
+
+
 # --- point 5: a direct chat opened with an address ------------------------------------------
 
 

@@ -61,6 +61,14 @@ def test_a_server_not_listed_is_refused_whatever_its_name(name):
     assert network("closed").standing(f"@x:{name}") is Standing.REFUSED
 
 
+@pytest.mark.parametrize(
+    "user", ["@:ac-lyon.fr", "@a:ac-lyon.fr bad", "@a:", "@" + "a" * 250 + ":ac-lyon.fr"]
+)
+def test_a_user_id_that_is_not_valid_belongs_to_no_server(user):
+    assert server_of(user) is None
+    assert network("closed").standing(user) is Standing.REFUSED
+
+
 def test_rooms_of_this_server_peers_and_version_12_are_accepted():
     closed = network("closed")
     assert closed.accepts_server(server_of("!r:ac-lyon.fr"))
@@ -132,16 +140,21 @@ def test_a_bad_module_config_names_its_key(raw, path):
     assert tuple(refused.value.path) == path
 
 
-def test_what_a_peer_publishes_comes_after_the_settings_and_can_be_forgotten():
-    closed = network("closed")
+def test_what_a_peer_publishes_counts_only_inside_its_settings_list_and_can_be_forgotten():
+    unpinned = Peer("ac-nantes.fr", "agents", "https://matrix.ac-nantes.fr/")
+    closed = Network(FederationConfig(mode="closed", peers=(*PEERS, unpinned)), OWN)
     assert closed.owner_of("new.example") is None
-    closed.learn("ac-lyon.fr", ("new.example", "*.lyon.example"))
-    assert closed.owner_of("new.example") == PEERS[0]
-    assert closed.owner_of("a.lyon.example") == PEERS[0]
+    closed.learn("ac-lyon.fr", ("new.example", "*.lyon.example", "ac-lyon.fr"))
+    closed.learn("ac-nantes.fr", ("ac-nantes.fr",))
+    # Lyon's settings list bounds what it may own; Nantes has none and owns what it publishes.
+    assert closed.owner_of("new.example") is None
+    assert closed.owner_of("a.lyon.example") is None
+    assert closed.owner_of("ac-nantes.fr") == unpinned
+    closed.learn("ac-nantes.fr", ())
+    assert closed.owner_of("ac-nantes.fr") is None
     closed.learn("ac-lyon.fr", ())
-    assert closed.owner_of("new.example") is None
     assert closed.owner_of("ac-lyon.fr") == PEERS[0]  # the settings' list stays
-    assert closed.publishing_peers == (PEERS[0],)  # the externals' server publishes nothing
+    assert closed.publishing_peers == (PEERS[0], unpinned)  # the externals' server: nothing
     assert network("off").publishing_peers == ()
 
 

@@ -46,9 +46,12 @@ from synapse.module_api import (
     LoggingTransaction,
     ModuleApi,
     SynapseRequest,
+    make_deferred_yieldable,
     parse_json_object_from_request,
+    run_in_background,
 )
 from synapse.module_api.errors import Codes, SynapseError
+from twisted.internet import defer
 
 from appliance.synapse_module.admin_api.request_args import query_values
 from appliance.synapse_module.externals.identity_key import KEY_ID, IdentityKey
@@ -276,21 +279,27 @@ class IdentityServiceResource(DirectServeJsonResource):
             )
         if await self._directory.is_external(user_id):
             return {"mappings": {}}
-        mappings = {}
-        for entry in addresses:
-            found = await self._account_of(entry)
-            if found is not None:
-                mappings[entry] = found
-        return {"mappings": mappings}
+        # The addresses are looked up in parallel, the peers' answers within one deadline.
+        deadline = self._invitations.peer_deadline()
+        looking = [
+            run_in_background(self._account_of, entry, user_id, deadline) for entry in addresses
+        ]
+        try:
+            found = await make_deferred_yieldable(defer.gatherResults(looking, consumeErrors=True))
+        except defer.FirstError as error:
+            error.subFailure.raiseException()  # the asker's limit (429): the others map nothing
+        return {"mappings": {e: f for e, f in zip(addresses, found, strict=True) if f}}
 
-    async def _account_of(self, entry: object) -> str | None:
+    async def _account_of(self, entry: object, asker: str, deadline: float | None) -> str | None:
         address, _, medium = entry.rpartition(" ") if isinstance(entry, str) else ("", "", "")
         if medium != "email":
             return None
         try:
             email = canonical_email(address)
-            on_peer = await self._invitations.peer_account(email)
-        except SynapseError:
+            on_peer = await self._invitations.peer_account(email, asker=asker, deadline=deadline)
+        except SynapseError as error:
+            if error.code == 429:
+                raise
             # A peer that cannot tell maps nothing: the invitation then stops, with the
             # reason, at user_may_send_3pid_invite, which asks again.
             return None

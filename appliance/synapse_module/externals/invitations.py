@@ -76,6 +76,11 @@ logger = logging.getLogger(__name__)
 
 # An address of a peer's domain whose account appeared while the invitation was being made.
 PEER_ACCOUNT_EXISTS = "{address} has an account on {server}: invite {user_id}"
+# A domain that several servers of the network claim belongs to none (peers.Network.owner_of).
+CONTESTED_DOMAIN = (
+    "This address cannot be invited: its domain {domain} is claimed by several servers of "
+    "the network ({servers}); their administrators must settle which one holds it"
+)
 EXTERNALS_CANNOT_INVITE_BY_EMAIL = "Externals cannot invite people by email"
 # What became of an invitation, as the console shows it.
 PENDING, REVOKED, USED, FAILED = "pending", "revoked", "used", "failed"
@@ -83,7 +88,12 @@ JOINED = "joined"  # the outcome of an invitation used by its person
 # The outcome of an invitation of a peer's address once its account exists there: the account
 # is invited, and accepts on its own server.
 INVITED_ON_PEER = "invited on its own server"
-MAX_PEER_PENDING = 1000  # pending invitations looked at per round (the limits keep them fewer)
+# Pending invitations are read this many at a time, page after page, every round.
+PEER_PAGE = 500
+MAX_PEER_PAGES = 1000  # a bound on one round (the limits keep far fewer invitations)
+# An invitation of a peer's address whose account never appeared is withdrawn after this long.
+PEER_INVITATION_DAYS = 30
+PEER_INVITATION_EXPIRED = "revoked: no account on {server} after {days} days"
 # Its outcome while the person is being joined; still there after a crash or restart meanwhile.
 INTERRUPTED = "failed: interrupted before the room was joined"
 ONLY_EMAIL = "Only email addresses can be invited"
@@ -156,6 +166,10 @@ class Invitations:
             return f"Invitations by email are unavailable: {admission.reason}"
         if admission.email is not None and self.owner_of(admission.email) is not None:
             return None  # an agent of a peer: invited like an agent of this server
+        if admission.email is not None and (claimants := self.contested(admission.email)):
+            return CONTESTED_DOMAIN.format(
+                domain=admission.email.domain, servers=", ".join(claimants)
+            )
         if (
             admission.verdict is Verdict.NOT_ALLOWED
             and admission.email is not None
@@ -175,13 +189,30 @@ class Invitations:
             return None
         return self._network.owner_of(email.domain)
 
-    async def peer_account(self, email: EmailAddress) -> tuple[Peer, str | None] | None:
+    def contested(self, email: EmailAddress) -> tuple[str, ...]:
+        """The servers that each claim this address's domain (when more than one does and it
+        is not this server's own): its invitations go nowhere until one is left."""
+        if self._network is None or decide(email.address, self._allowlist()).allowed:
+            return ()
+        return self._network.contested(email.domain)
+
+    def peer_deadline(self) -> float | None:
+        """The deadline of a request's peer account queries, if it starts now."""
+        return self._peer_accounts.deadline() if self._peer_accounts is not None else None
+
+    async def peer_account(
+        self, email: EmailAddress, *, asker: str, deadline: float | None = None
+    ) -> tuple[Peer, str | None] | None:
         """For an address of a peer's domain: the peer, and its account there (None: none
-        yet).  None for any other address.  Raises 502 if the peer cannot tell."""
+        yet).  None for any other address.  Raises 502 if the peer cannot tell by the
+        deadline, 429 past the asker's limit (:meth:`.PeerAccounts.account_at`)."""
         owner = self.owner_of(email)
         if owner is None or self._peer_accounts is None:
             return None
-        return owner, await self._peer_accounts.account_at(owner, email.address)
+        account = await self._peer_accounts.account_at(
+            owner, email.address, asker=asker, deadline=deadline
+        )
+        return owner, account
 
     async def problem_with(self, inviter: str, address: str, room_id: str) -> str | None:
         """Why ``inviter`` may not invite this address into this room, or None."""
@@ -230,7 +261,7 @@ class Invitations:
         email = canonical_email(address)
         # Synapse asks this only once the identity service's lookup found no account; an
         # account on a peer made meanwhile is invited by its Matrix ID, not mailed.
-        on_peer = await self.peer_account(email)
+        on_peer = await self.peer_account(email, asker=inviter)
         if on_peer is not None and on_peer[1] is not None:
             peer, user_id = on_peer
             message = PEER_ACCOUNT_EXISTS.format(
@@ -419,25 +450,65 @@ class Invitations:
 
     async def complete_on_peers(self) -> None:
         """Invitations of peers' addresses whose account now exists on the peer: that account
-        is invited into the room (over federation), as if it had been invited by its ID.  A
-        peer that cannot be asked now is asked again next round."""
+        is invited into the room (over federation), as if it had been invited by its ID.  Every
+        pending invitation is looked at, page by page (those of no peer's domain, externals'
+        invitations, are skipped without asking anyone); one older than
+        :data:`PEER_INVITATION_DAYS` is withdrawn.  A peer that cannot be asked now is asked
+        no more this round, and again next round."""
         if self._peer_accounts is None:
             return
-        for invitation in await self._store.page(True, None, MAX_PEER_PENDING):
-            owner = self.owner_of(canonical_email(invitation.address))
-            if owner is None:
-                continue
-            try:
-                user_id = await self._peer_accounts.account_at(owner, invitation.address)
-            except SynapseError:
-                continue
-            if user_id is None or not await self._store.complete(
-                invitation.token, user_id, INTERRUPTED
-            ):
-                continue  # no account yet, or revoked meanwhile
-            outcome = await self._complete(invitation, user_id, join=False)
-            await self._store.set_outcome(invitation.token, outcome)
-            logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+        expired_before = self._api.get_current_time_msec() - PEER_INVITATION_DAYS * DAY_MS
+        unreachable: set[str] = set()
+        before: tuple[int, str] | None = None
+        for _ in range(MAX_PEER_PAGES):
+            page = await self._store.page(True, before, PEER_PAGE)
+            if not page:
+                return
+            before = (page[-1].created_at, page[-1].token)
+            for invitation in page:
+                owner = self.owner_of(canonical_email(invitation.address))
+                if owner is None:
+                    continue
+                if invitation.created_at < expired_before:
+                    await self._expire(invitation, owner)
+                elif owner.server_name not in unreachable:
+                    if not await self._complete_on_peer(invitation, owner):
+                        unreachable.add(owner.server_name)
+
+    async def _complete_on_peer(self, invitation: Invitation, owner: Peer) -> bool:
+        """Invite the peer's account of this invitation if it exists; False if the peer
+        cannot be asked."""
+        assert self._peer_accounts is not None
+        try:
+            user_id = await self._peer_accounts.account_at(owner, invitation.address, fresh=True)
+        except SynapseError:
+            return False
+        if user_id is None or not await self._store.complete(
+            invitation.token, user_id, INTERRUPTED
+        ):
+            return True  # no account yet, or revoked meanwhile
+        outcome = await self._complete(invitation, user_id, join=False)
+        await self._store.set_outcome(invitation.token, outcome)
+        logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
+        return True
+
+    async def _expire(self, invitation: Invitation, owner: Peer) -> None:
+        """Withdraw an invitation whose account never appeared on its peer: recorded first
+        (the room is left alone if another completion claimed it), then emptied in the room."""
+        outcome = PEER_INVITATION_EXPIRED.format(
+            server=owner.server_name, days=PEER_INVITATION_DAYS
+        )
+        if not await self._store.complete(invitation.token, None, outcome):
+            return
+        logger.info("invitation into %s expired", invitation.room_id)
+        try:
+            state = RoomState(await self._api.get_room_state(invitation.room_id))
+            if state.content(THIRD_PARTY_INVITE, invitation.token):
+                sender = await self._inviter(invitation, state)
+                if sender is not None:
+                    await self._withdraw_from_room(invitation, sender)
+        except Exception as error:  # the record says it: the room keeps a stale invitation
+            logger.warning("cannot withdraw it from %s: %s", invitation.room_id, error)
 
     async def _complete(self, invitation: Invitation, user_id: str, *, join: bool = True) -> str:
         room_id = invitation.room_id

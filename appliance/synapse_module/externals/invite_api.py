@@ -83,7 +83,7 @@ class InviteExternalResource(DirectServeJsonResource):
         if problem is not None and not await self._api.is_user_admin(inviter):
             raise SynapseError(403, problem, Codes.FORBIDDEN)
         answer: dict = {"room_id": room_id, "email": email.address}
-        on_peer = await self._invitations.peer_account(email)
+        on_peer = await self._invitations.peer_account(email, asker=inviter)
         if on_peer is not None:
             answer["server"] = on_peer[0].server_name
         existing = on_peer[1] if on_peer else await self._internals.user_of_email(email.address)

@@ -13,6 +13,10 @@ address (``marie.curie-ac-lyon.fr``), so an address finds its person.
 Externals ask no peer: they find only the people they share a room with (the directory filter,
 :mod:`appliance.synapse_module.directory.user_search`).
 
+The peers are asked in parallel, so a search waits at most :data:`PEER_SEARCH_SECONDS` for
+them all; each user's searches may cause at most :data:`USER_SEARCHES_PER_MINUTE` peer queries
+(:mod:`.peer_query_limit`), past which a search answers from this server alone.
+
 Failing closed: a peer that cannot answer within :data:`PEER_SEARCH_SECONDS`, or that answers
 something that is not its own users, adds nothing (the search still answers, from this server
 and the other peers); what each peer says is checked, field by field.
@@ -24,9 +28,10 @@ import logging
 
 from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
 from synapse.module_api.errors import Codes, SynapseError
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 
 from appliance.synapse_module.externals.policy import ExternalDirectory
+from appliance.synapse_module.federation.peer_query_limit import PeerQueryLimit, ReactorClock
 from appliance.synapse_module.federation.peers import Network, Peer, server_of
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
@@ -35,8 +40,13 @@ logger = logging.getLogger(__name__)
 QUERY_TYPE = "fr.appliance.directory_search"
 MAX_RESULTS = 20  # per peer and search
 MAX_TERM = 100
+# A peer's display names are cut to this length (Synapse's own limit on a display name).
+MAX_DISPLAY_NAME = 256
 # A peer slower than this adds nothing to the search (the client is waiting).
 PEER_SEARCH_SECONDS = 5.0
+# Peer queries one user's searches may cause in a minute (a search asks every agents peer;
+# clients search as the user types).  Past it, a search answers from this server alone.
+USER_SEARCHES_PER_MINUTE = 120
 NOT_AN_AGENTS_PEER = "This server's directory answers only the agents' servers of its network"
 
 
@@ -47,11 +57,15 @@ class PeerDirectory:
         network: Network,
         directory: ExternalDirectory,
         internals: SynapseInternals,
+        *,
+        clock: ReactorClock = reactor,
     ) -> None:
         self._api = api
         self._network = network
         self._directory = directory
         self._internals = internals
+        self._clock = clock
+        self._limit = PeerQueryLimit(USER_SEARCHES_PER_MINUTE, 60.0, clock)
 
     def register(self) -> None:
         self._internals.serve_federation_query(QUERY_TYPE, self.on_query)
@@ -108,11 +122,21 @@ class PeerDirectory:
             return []
         if not 0 < len(term.strip()) <= MAX_TERM:
             return []
+        peers = self._network.agents_peers
+        if not peers:
+            return []
+        if (self._limit.take(searcher, len(peers))) is not None:
+            logger.info("%s searched the peers too often: this search asks none", searcher)
+            return []
+        # Every peer at once, each within PEER_SEARCH_SECONDS: the search waits for the slowest
+        # at most that long, however many peers there are.
+        asking = [
+            run_in_background(self._ask, peer, term, min(limit, MAX_RESULTS)) for peer in peers
+        ]
+        answers = await make_deferred_yieldable(defer.gatherResults(asking, consumeErrors=True))
         results: list[dict] = []
-        for peer in self._network.agents_peers:
-            if len(results) >= limit:
-                break
-            results += await self._ask(peer, term, min(limit - len(results), MAX_RESULTS))
+        for answer in answers:  # in the settings' order
+            results += answer[: limit - len(results)]
         return results
 
     async def _ask(self, peer: Peer, term: str, limit: int) -> list[dict]:
@@ -122,7 +146,7 @@ class PeerDirectory:
             QUERY_TYPE,
             {"term": term, "limit": str(limit)},
         )
-        asking.addTimeout(PEER_SEARCH_SECONDS, reactor)
+        asking.addTimeout(PEER_SEARCH_SECONDS, self._clock)  # type: ignore[arg-type]
         try:
             answer = await make_deferred_yieldable(asking)
         except Exception as error:  # unreachable, slow, refused: this peer adds nothing
@@ -147,12 +171,13 @@ def own_users(peer: Peer, answer: object) -> list[dict]:
             user.get("display_name"),
             user.get("avatar_url"),
         )
+        # server_of is None for an ID that is not valid: only the peer's own valid users stay.
         if not isinstance(user_id, str) or server_of(user_id) != peer.server_name:
             continue
         kept.append(
             {
                 "user_id": user_id,
-                "display_name": name if isinstance(name, str) else None,
+                "display_name": name[:MAX_DISPLAY_NAME] if isinstance(name, str) else None,
                 "avatar_url": avatar
                 if isinstance(avatar, str) and avatar.startswith("mxc://")
                 else None,

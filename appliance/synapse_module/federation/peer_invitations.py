@@ -27,7 +27,8 @@ class PeerInvitations:
         self._refresh_seconds = refresh_seconds
 
     def register(self) -> None:
-        if not self._network.publishing_peers:
+        # Every agents peer: one whose domains only the settings pin publishes nothing.
+        if not self._network.agents_peers:
             return
         # One process asks (the one that runs background tasks): two would invite twice.
         self._api.looping_background_call(

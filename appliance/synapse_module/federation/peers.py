@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from synapse.module_api.errors import ConfigError
+from synapse.types import UserID
 
 from appliance.addresses.domain_allowlist import (
     DomainAllowlist,
@@ -26,6 +27,7 @@ from appliance.addresses.domain_allowlist import (
 )
 
 MODES = ("off", "closed", "open")
+MAX_USER_ID = 255  # the Matrix spec's limit on a user ID, server name included
 ROLES = ("agents", "externals")
 _PEER_KEYS = {"server_name", "role", "base_url", "domains"}
 
@@ -69,7 +71,13 @@ class FederationConfig:
 
 def server_of(matrix_id: str) -> str | None:
     """The server part of a user, room or alias ID (``@a:127.0.0.2:8448`` gives
-    ``127.0.0.2:8448``); None for an ID without one (room IDs of version 12 rooms)."""
+    ``127.0.0.2:8448``); None for an ID without one (room IDs of version 12 rooms), and for a
+    user ID that is not valid (Synapse's ``UserID.is_valid``, with a localpart): such a user
+    belongs to no server, so to no peer."""
+    if matrix_id.startswith(UserID.SIGIL) and not (
+        UserID.is_valid(matrix_id) and len(matrix_id) <= MAX_USER_ID and matrix_id[1:2] != ":"
+    ):
+        return None
     _, sep, server = matrix_id.partition(":")
     return server if sep and server else None
 
@@ -80,10 +88,12 @@ class Network:
     def __init__(self, config: FederationConfig, own_server_name: str) -> None:
         self.mode = config.mode
         self.own = own_server_name
+        self._peers = config.peers
         self._roles = {peer.server_name: peer.role for peer in config.peers}
-        self._owners = [
-            (peer, DomainAllowlist(peer.domains)) for peer in config.peers if peer.domains
-        ]
+        # The domains the settings pin to each peer (those it alone may own, see owner_of).
+        self._pinned = {
+            peer.server_name: DomainAllowlist(peer.domains) for peer in config.peers if peer.domains
+        }
         self._publishing = tuple(
             peer for peer in config.peers if peer.role == "agents" and peer.base_url
         )
@@ -115,19 +125,40 @@ class Network:
         """Replace what the peer published (normalised entries; empty to forget it)."""
         self._learned[server_name] = DomainAllowlist.from_normalised(entries)
 
-    def owner_of(self, email_domain: str) -> Peer | None:
-        """The peer whose agents have addresses of this (normalised) domain, if any: the
-        settings' lists first, then what peers publish, in the settings' order."""
+    def claimants_of(self, email_domain: str) -> tuple[Peer, ...]:
+        """The peers that may own this (normalised) domain: those the settings pin it to; if
+        none, the agents peers that publish it and whose settings pin no domain at all (a peer
+        with a settings list owns nothing outside it, whatever it publishes)."""
         if self.mode == "off":
-            return None
-        for peer, domains in self._owners:
-            if domains.matching_entry(email_domain) is not None:
-                return peer
-        for peer in self._publishing:
-            learned = self._learned.get(peer.server_name)
-            if learned is not None and learned.matching_entry(email_domain) is not None:
-                return peer
-        return None
+            return ()
+        pinned = tuple(
+            peer
+            for peer in self._peers
+            if peer.server_name in self._pinned
+            and self._pinned[peer.server_name].matching_entry(email_domain) is not None
+        )
+        if pinned:
+            return pinned
+        return tuple(
+            peer
+            for peer in self._publishing
+            if peer.server_name not in self._pinned
+            and (learned := self._learned.get(peer.server_name)) is not None
+            and learned.matching_entry(email_domain) is not None
+        )
+
+    def owner_of(self, email_domain: str) -> Peer | None:
+        """The peer whose agents have addresses of this (normalised) domain, if exactly one
+        claims it (:meth:`claimants_of`): a domain two servers claim belongs to neither, so
+        that no peer can draw another's invitations to itself by publishing its domain.
+        Callers check first that this server does not allow the domain itself."""
+        claimants = self.claimants_of(email_domain)
+        return claimants[0] if len(claimants) == 1 else None
+
+    def contested(self, email_domain: str) -> tuple[str, ...]:
+        """The servers that claim this domain when more than one does (else empty)."""
+        claimants = self.claimants_of(email_domain)
+        return tuple(peer.server_name for peer in claimants) if len(claimants) > 1 else ()
 
     def is_peer(self, server_name: str) -> bool:
         return self.mode != "off" and server_name in self._roles

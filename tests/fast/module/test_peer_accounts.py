@@ -21,6 +21,7 @@ from appliance.synapse_module.federation.peers import FederationConfig, Network,
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
 LYON = Peer("lyon.test", "agents", "https://lyon.test/", ("ac-lyon.fr",))
+EXTERNALS = Peer("externals.test", "externals", "https://externals.test/")
 AGENT = "@anne-ac-paris.fr:appliance.test"
 
 
@@ -38,7 +39,7 @@ def homeserver(api) -> Mock:
 
 @pytest.fixture
 def accounts(api, homeserver, allowlist) -> PeerAccounts:
-    network = Network(FederationConfig(mode="closed", peers=(LYON,)), api.server_name)
+    network = Network(FederationConfig(mode="closed", peers=(LYON, EXTERNALS)), api.server_name)
     found = PeerAccounts(api, network, allowlist.current, SynapseInternals(api))
     found.register()
     return found
@@ -58,8 +59,11 @@ def test_a_peer_learns_the_account_of_an_address_of_this_servers_domains(run, ac
     assert run(accounts.on_query({**ask, "address": "not an address"})) == {"user_id": None}
 
 
-@pytest.mark.parametrize("origin", ["outside.test", None, "lyon.test.evil.example"])
-def test_a_server_that_is_not_a_peer_is_refused(run, accounts, origin):
+# The externals' server is a peer, but not one that invites agents by email.
+@pytest.mark.parametrize(
+    "origin", ["outside.test", None, "lyon.test.evil.example", EXTERNALS.server_name]
+)
+def test_a_server_that_is_not_an_agents_peer_is_refused(run, accounts, origin):
     with pytest.raises(SynapseError) as refused:
         run(accounts.on_query({"origin": origin, "address": "anne@ac-paris.fr"}))
     assert (refused.value.code, refused.value.errcode, refused.value.msg) == (

@@ -12,6 +12,7 @@ import pytest
 from synapse.module_api.errors import SynapseError
 
 from appliance.synapse_module.federation.peer_directory import (
+    MAX_DISPLAY_NAME,
     NOT_AN_AGENTS_PEER,
     PeerDirectory,
     own_users,
@@ -79,3 +80,18 @@ def test_a_peers_answer_keeps_only_its_own_users_in_synapses_shape():
     ]
     assert own_users(LYON, {"results": "nothing"}) == []
     assert own_users(LYON, ["not", "an", "answer"]) == []
+
+
+def test_a_peers_answer_keeps_only_valid_user_ids_and_short_display_names():
+    answer = {
+        "results": [
+            {"user_id": "@:lyon.test", "display_name": "no localpart"},
+            {"user_id": "@bad:lyon.test bad", "display_name": "no valid server"},
+            {"user_id": "@" + "x" * 300 + ":lyon.test", "display_name": "too long"},
+            {"user_id": "lyon.test", "display_name": "no sigil"},
+            {"user_id": REMOTE, "display_name": "B" * 10_000},
+        ]
+    }
+    assert own_users(LYON, answer) == [
+        {"user_id": REMOTE, "display_name": "B" * MAX_DISPLAY_NAME, "avatar_url": None}
+    ]
