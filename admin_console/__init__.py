@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_console import (
+    alerts,
     auth,
     db,
     domains,
@@ -84,6 +85,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _trust_proxies(app)
     csrf.init_app(app)
     db.init_app(app)
+    alerts.init_app(app)
     auth.init_app(app)
     i18n.init_app(app)
     security_headers.init_app(app)

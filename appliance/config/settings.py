@@ -218,6 +218,9 @@ class ConsoleSettings(_Section):
     # The audit log forgets entries older than this (about 13 months by default, so that a
     # yearly review still sees the whole previous year).
     audit_retention_days: Annotated[int, Field(ge=30, le=3650)] = 400
+    # While a health check stays red, the operators who asked for alerts get a reminder this
+    # often (a mail when it turns red and one when it recovers in any case).
+    alert_reminder_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 4
 
 
 class ContentScannerSettings(_Section):
