@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's own SQLite database: operators, their logins, login attempts, the audit log,
-health samples.
+health samples (per minute for a day, per hour for 30 days).
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -54,6 +54,14 @@ CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
 -- One row per minute: several console workers may sample the same minute; the first one wins.
 CREATE TABLE IF NOT EXISTS health_samples (
     minute INTEGER PRIMARY KEY,
+    cpu_percent REAL NOT NULL,
+    memory_percent REAL NOT NULL,
+    disk_percent REAL NOT NULL,
+    synapse_ms REAL
+);
+-- Past 24 h, one row per hour (health_history.py): averages, the disk's highest; 30 days.
+CREATE TABLE IF NOT EXISTS health_hourly (
+    hour INTEGER PRIMARY KEY,
     cpu_percent REAL NOT NULL,
     memory_percent REAL NOT NULL,
     disk_percent REAL NOT NULL,
