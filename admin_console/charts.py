@@ -46,7 +46,7 @@ def line_chart(
     start = end_minute - span_minutes
     segments, current, previous = [], [], None
     for minute, value in points:
-        if minute <= start or minute > end_minute:
+        if minute <= start:
             continue
         # A missing sample (more than 2 steps apart) or a None value breaks the line.
         if value is None or (previous is not None and minute - previous > 2 * step_minutes):
