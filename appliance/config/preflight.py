@@ -48,6 +48,8 @@ def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
     if settings.mode == "evaluation" and settings.federation.mode != "off":
         # Synapse's own TLS listener for other servers (production: nginx's federation port).
         ports.append(("synapse", "federation.listen.port", *_address(settings.federation.listen)))
+    if settings.metrics.enabled:
+        ports.append(("synapse", "metrics.listen.port", *_address(settings.metrics.listen)))
     if settings.mail.run_local_sink:
         ports.append(
             ("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port)

@@ -342,6 +342,35 @@ class PathSettings(_Section):
     venv_dir: Path = Path(".venv")
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics: Synapse's own and the appliance's counters, from Synapse's metrics
+    listener. It has no authentication, so it listens on loopback only; in production nginx
+    serves it at /metrics/ behind HTTP basic authentication (htpasswd_file)."""
+
+    enabled: bool = False
+    listen: Listener = Listener(port=9000)
+    # Production: the htpasswd file nginx checks /metrics/ against (htpasswd -B); without it,
+    # nginx does not serve /metrics/ and only a scraper on this host reaches the listener.
+    htpasswd_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, value: Listener) -> Listener:
+        if not value.is_loopback:
+            raise ValueError(
+                f"{value.bind_address} is not a loopback address: the metrics listener has no "
+                "authentication (production serves it through nginx, see metrics.htpasswd_file)"
+            )
+        return value
+
+    @field_validator("htpasswd_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path (nginx reads it)")
+        return value
+
+
 class NginxSettings(_Section):
     # Production: the addresses nginx listens on (every IPv4 and IPv6 address by default).
     bind_addresses: list[Annotated[str, AfterValidator(_ip_address)]] = Field(
@@ -502,6 +531,7 @@ class Settings(_Section):
     backup: BackupSettings = BackupSettings()
     host: HostSettings = HostSettings()
     federation: FederationSettings = FederationSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -710,6 +740,8 @@ class Settings(_Section):
         }
         if self.mode == "evaluation" and self.federation.mode != "off":
             listeners["federation.listen"] = self.federation.listen
+        if self.metrics.enabled:
+            listeners["metrics.listen"] = self.metrics.listen
         return listeners
 
 
