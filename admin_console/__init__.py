@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_console import (
+    alerts,
     announcements,
     auth,
     db,
@@ -36,6 +37,7 @@ from admin_console.audit import views as audit_views
 from admin_console.operators import views as operator_views
 from admin_console.second_factor import views as second_factor_views
 from admin_console.users import expiry
+from appliance.operations.disk_reserve import DiskReserve
 
 CONFIG_ENV = "APPLIANCE_CONSOLE_CONFIG"
 HEALTH_SAMPLE_SECONDS = 60
@@ -83,12 +85,23 @@ def _start_sampler(app: Flask) -> None:
     )
 
 
+def _keep_disk_reserve(app: Flask) -> None:
+    """Room for logging in on a full disk (appliance.operations.disk_reserve): kept, or given
+    back, before each request and at start."""
+    reserve = DiskReserve(Path(app.config["STATE_DIR"]))
+    reserve.keep()
+    app.before_request(reserve.keep)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     _load_config(app, test_config)
     _trust_proxies(app)
+    if app.config.get("STATE_DIR"):
+        _keep_disk_reserve(app)
     csrf.init_app(app)
     db.init_app(app)
+    alerts.init_app(app)
     auth.init_app(app)
     i18n.init_app(app)
     security_headers.init_app(app)

@@ -24,6 +24,9 @@ class Chart:
     highest: float | None = None
     width: int = WIDTH
     height: int = HEIGHT
+    # The ends of the time axis; None: "24 h ago" and "now".
+    start_label: str | None = None
+    end_label: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -36,27 +39,32 @@ def line_chart(
     points: list[tuple[int, float | None]],  # (minute, value); None is a gap (e.g. down)
     end_minute: int,
     fixed_maximum: float | None = None,
+    *,
+    span_minutes: int = DAY_MINUTES,
+    step_minutes: int = 1,  # the samples' spacing: hourly ones for a week (health_history)
+    labels: tuple[str, str] | None = None,
 ) -> Chart:
     values = [value for _, value in points if value is not None]
     maximum = fixed_maximum or max(values, default=1.0) * 1.1 or 1.0
-    start = end_minute - DAY_MINUTES
+    start = end_minute - span_minutes
     segments, current, previous = [], [], None
     for minute, value in points:
         if minute <= start:
             continue
-        # A missing sample (more than 2 minutes apart) or a None value breaks the line.
-        if value is None or (previous is not None and minute - previous > 2):
+        # A missing sample (more than 2 steps apart) or a None value breaks the line.
+        if value is None or (previous is not None and minute - previous > 2 * step_minutes):
             if current:
                 segments.append(" ".join(current))
             current = []
         if value is not None:
-            x = (minute - start) / DAY_MINUTES * WIDTH
+            x = (minute - start) / span_minutes * WIDTH
             y = HEIGHT - min(value, maximum) / maximum * HEIGHT
             current.append(f"{x:.1f},{y:.1f}")
         previous = minute
     if current:
         segments.append(" ".join(current))
     drawn = [value for minute, value in points if value is not None and minute > start]
+    start_label, end_label = labels or (None, None)
     return Chart(
         title,
         unit,
@@ -65,4 +73,6 @@ def line_chart(
         values[-1] if values else None,
         lowest=min(drawn, default=None),
         highest=max(drawn, default=None),
+        start_label=start_label,
+        end_label=end_label,
     )

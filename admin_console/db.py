@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """The console's own SQLite database: operators, their logins, login attempts, the audit log,
-health samples, announcements sent.
+health samples (per minute for a day, per hour for 30 days), announcements sent.
 
 It is separate from Synapse's so the console keeps working, and keeps its record, when
 Synapse is down.
@@ -98,6 +98,14 @@ CREATE TABLE IF NOT EXISTS announcements (
     failed INTEGER NOT NULL DEFAULT 0,
     failures TEXT NOT NULL DEFAULT '',
     finished_at REAL
+);
+-- Past 24 h, one row per hour (health_history.py): averages, the disk's highest; 30 days.
+CREATE TABLE IF NOT EXISTS health_hourly (
+    hour INTEGER PRIMARY KEY,
+    cpu_percent REAL NOT NULL,
+    memory_percent REAL NOT NULL,
+    disk_percent REAL NOT NULL,
+    synapse_ms REAL
 );
 """
 

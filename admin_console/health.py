@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 
-from admin_console import db, health_history
+from admin_console import clock, db, health_history, health_week
 from admin_console.auth import require_login
 from admin_console.charts import line_chart
 from admin_console.health_warnings import warnings
@@ -85,6 +85,16 @@ def page():
         charts=charts(),
         refresh=REFRESH_SECONDS,
     )
+
+
+@bp.get("/history")
+def history():
+    """A week of the 30 days kept: charts and the same figures day by day."""
+    number = request.args.get("week", 0, type=int)
+    if not 0 <= number < health_week.WEEKS:
+        abort(404)
+    shown = health_week.week(db.get_db(), number, clock.now())
+    return render_template("health_history.html", week=shown, weeks=health_week.WEEKS)
 
 
 @bp.get("/checks.json")

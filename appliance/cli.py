@@ -137,7 +137,10 @@ def cmd_status(args) -> int:
         process = f"pid {pid}" if pid else "not started by us"
         print(f"{name:{width}} {state:5} {process:18} {check.summary}")
         all_ok = all_ok and check.ok
-    return 0 if all_ok else 1
+    # The state's filesystem: a full disk stops Synapse writing (red from 90 %).
+    disk = health.check_disk(layout.state_dir)
+    print(f"{'disk':10} {'ok' if disk.ok else 'FULL':5} {'':18} {disk.summary}")
+    return 0 if all_ok and disk.ok else 1
 
 
 def cmd_backup(args) -> int:

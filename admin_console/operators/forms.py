@@ -12,7 +12,7 @@ from admin_console.policy import (
     OPERATOR_USERNAME_MIN_LENGTH,
     PASSWORD_MAX_LENGTH,
 )
-from admin_console.validators import strong_password
+from admin_console.validators import EmailAddress, strong_password
 
 PASSWORD_RULE = _l(
     "at least %(count)d characters, upper and lower case, a digit",
@@ -78,3 +78,12 @@ class ChangePasswordForm(FlaskForm):
     def validate_password(self, field: Field) -> None:
         if field.data == self.current.data:
             raise ValidationError(_l("the new password must differ from the current one"))
+
+
+class AlertsForm(FlaskForm):
+    """The logged-in operator's own choice: alert mail to this address, or none (empty)."""
+
+    email = StringField(
+        _l("Mail me when a health check turns red, and when it recovers, at"),
+        validators=[Length(max=254), EmailAddress()],
+    )

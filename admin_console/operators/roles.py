@@ -22,6 +22,7 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 SELF_SERVICE = frozenset(
     {
         "operators.change_password",
+        "operators.alerts",
         "second_factor.enrol",
         "second_factor.confirm",
         "second_factor.remove",

@@ -11,11 +11,17 @@ from flask_login import current_user
 
 from admin_console import audit, db, lockout, sessions
 from admin_console.actions import Confirmation, Refused, confirm_then_perform
+from admin_console.alerts import store as alert_store
 from admin_console.auth import client_address, locked_message, require_login
 from admin_console.clock import now
 from admin_console.forms import ConfirmForm
 from admin_console.operators import roles, store
-from admin_console.operators.forms import AddOperatorForm, ChangePasswordForm, RoleForm
+from admin_console.operators.forms import (
+    AddOperatorForm,
+    AlertsForm,
+    ChangePasswordForm,
+    RoleForm,
+)
 from admin_console.second_factor import store as second_factor
 
 bp = Blueprint("operators", __name__, url_prefix="/operators")
@@ -27,18 +33,40 @@ def page():
     return _render(AddOperatorForm())
 
 
-def _render(form: AddOperatorForm):
+def _render(form: AddOperatorForm, alerts_form: AlertsForm | None = None):
     connection = db.get_db()
+    if alerts_form is None:
+        alerts_form = AlertsForm(email=alert_store.subscription(connection, current_user.id))
     everyone = store.list_all(connection)
     return render_template(
         "operators/list.html",
         operators=everyone,
         roles=roles.all_roles(connection),
         with_second_factor={o.id for o in everyone if second_factor.is_enrolled(connection, o.id)},
+        alert_addresses=alert_store.subscriptions(connection),
         form=form,
+        alerts_form=alerts_form,
         remove_form=ConfirmForm(),
         role_form=RoleForm(formdata=None),
     )
+
+
+@bp.post("/alerts")
+def alerts():
+    """The logged-in operator's alert mail: an address opts in, an empty one opts out."""
+    form = AlertsForm()
+    if not form.validate_on_submit():
+        return _render(AddOperatorForm(formdata=None), form), 400
+    connection, email = db.get_db(), (form.email.data or "").strip()
+    if email:
+        alert_store.subscribe(connection, current_user.id, email)
+        audit.record("operator.alerts", current_user.username, ok=True, detail=f"on, to {email}")
+        flash(_("Alerts will be mailed to %(email)s.", email=email), "success")
+    else:
+        if alert_store.unsubscribe(connection, current_user.id):
+            audit.record("operator.alerts", current_user.username, ok=True, detail="off")
+        flash(_("You will get no alert mail."), "success")
+    return redirect(url_for("operators.page"))
 
 
 @bp.post("/")

@@ -53,6 +53,8 @@ def bound_ports(settings: Settings) -> list[tuple[str, str, str, int]]:
         ports.append(("synapse", "federation.listen.port", *_address(settings.federation.listen)))
     if settings.turn.enabled:
         ports.append(("turn", "turn.listen.port", *_address(settings.turn.listen)))
+    if settings.metrics.enabled:
+        ports.append(("synapse", "metrics.listen.port", *_address(settings.metrics.listen)))
     if settings.mail.run_local_sink:
         ports.append(
             ("mail-sink", "mail.smtp_port", settings.mail.smtp_host, settings.mail.smtp_port)

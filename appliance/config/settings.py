@@ -234,6 +234,9 @@ class ConsoleSettings(_Section):
     # true: every operator must set up a second factor (an authenticator app's codes) before
     # using the console; false: operators who set one up are asked for it, others are not.
     require_second_factor: bool = False
+    # While a health check stays red, the operators who asked for alerts get a reminder this
+    # often (a mail when it turns red and one when it recovers in any case).
+    alert_reminder_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 4
 
 
 class ContentScannerSettings(_Section):
@@ -563,6 +566,35 @@ class PathSettings(_Section):
     venv_dir: Path = Path(".venv")
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics: Synapse's own and the appliance's counters, from Synapse's metrics
+    listener. It has no authentication, so it listens on loopback only; in production nginx
+    serves it at /metrics/ behind HTTP basic authentication (htpasswd_file)."""
+
+    enabled: bool = False
+    listen: Listener = Listener(port=9000)
+    # Production: the htpasswd file nginx checks /metrics/ against (htpasswd -B); without it,
+    # nginx does not serve /metrics/ and only a scraper on this host reaches the listener.
+    htpasswd_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, value: Listener) -> Listener:
+        if not value.is_loopback:
+            raise ValueError(
+                f"{value.bind_address} is not a loopback address: the metrics listener has no "
+                "authentication (production serves it through nginx, see metrics.htpasswd_file)"
+            )
+        return value
+
+    @field_validator("htpasswd_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path (nginx reads it)")
+        return value
+
+
 class NginxSettings(_Section):
     # Production: the addresses nginx listens on (every IPv4 and IPv6 address by default).
     bind_addresses: list[Annotated[str, AfterValidator(_ip_address)]] = Field(
@@ -794,6 +826,7 @@ class Settings(_Section):
     turn: TurnSettings = TurnSettings()
     server_notices: ServerNoticesSettings = ServerNoticesSettings()
     retention: RetentionSettings = RetentionSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("server_name")
     @classmethod
@@ -1028,6 +1061,8 @@ class Settings(_Section):
         }
         if self.mode == "evaluation" and self.federation.mode != "off":
             listeners["federation.listen"] = self.federation.listen
+        if self.metrics.enabled:
+            listeners["metrics.listen"] = self.metrics.listen
         return listeners
 
 

@@ -85,7 +85,7 @@ def add_operator_and_log_out(page: Page, name: str, password: str) -> None:
     page.fill("#username", name)
     page.fill("#password", password)
     page.fill("#confirm", password)
-    page.click("form.stacked button[type=submit]")
+    page.click("form[data-add-operator] button[type=submit]")
     expect(page.locator(f'tr[data-operator="{name}"]')).to_be_visible()
     page.click("header .logout button")
 
@@ -242,14 +242,14 @@ def test_an_auditor_sees_the_console_and_the_server_refuses_its_changes(
     page.fill("#password", password)
     page.fill("#confirm", password)
     page.select_option("#role", "auditor")
-    page.click("form.stacked button[type=submit]")
+    page.click("form[data-add-operator] button[type=submit]")
     expect(page.locator(f'tr[data-operator="{name}"]')).to_have_attribute("data-role", "auditor")
     page.click("header .logout button")
 
     log_in(page, console_url, name, password)
     expect(page.locator("[data-read-only]")).to_be_visible()
     page.click("nav >> text=Operators")
-    expect(page.locator("form.stacked")).to_be_hidden()  # no "Add an operator" form
+    expect(page.locator("form[data-add-operator]")).to_be_hidden()  # no "Add an operator"
     # What the page no longer offers, forged from the auditor's own logged-in browser.
     token = page.locator("header .logout input[name=csrf_token]").get_attribute("value")
     status = page.evaluate(

@@ -49,6 +49,7 @@ from synapse.spam_checker_api import RegistrationBehaviour
 from appliance.addresses.domain_allowlist import DomainAllowlist
 from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
 from appliance.addresses.identity import candidate_localparts, display_name_for, localpart_for
+from appliance.operations import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ class RegistrationPolicy:
         if not admission.allowed:
             what = "registration" if registration else "adding an address"
             logger.info("refused %s: %s", what, admission.reason)
+            metrics.REFUSALS.labels(f"email_{admission.verdict.value}").inc()
         return admission.allowed
 
     async def get_username_for_registration(self, uia_results: dict, params: dict) -> str | None:
@@ -292,17 +294,26 @@ class RegistrationPolicy:
         """
         if email_threepid is None:
             if not request_info and auth_provider_id is None:
+                metrics.REGISTRATIONS.labels("server").inc()
                 return RegistrationBehaviour.ALLOW  # server-side: shared secret or admin token
             if auth_provider_id == SSO_PROVIDER_ID:
+                metrics.REGISTRATIONS.labels("sso").inc()
                 return RegistrationBehaviour.ALLOW  # single sign-on: sso_mapping.py admitted it
             logger.warning("refused registration of %r: no verified email address", username)
+            metrics.REFUSALS.labels(metrics.REGISTRATION_NO_EMAIL).inc()
             return RegistrationBehaviour.DENY
         admission = await self._admission(email_threepid.get("address", ""), registration=True)
         if not admission.allowed or admission.email is None:
             logger.warning("refused registration of %r: %s", username, admission.reason)
+            metrics.REFUSALS.labels(metrics.REGISTRATION_NOT_ALLOWED).inc()
             return RegistrationBehaviour.DENY
         if username is None or username not in candidate_localparts(admission.email):
             # Another module or a config change let a chosen username through.
             logger.warning("refused registration of %r: not derived from its address", username)
+            metrics.REFUSALS.labels(metrics.REGISTRATION_USERNAME).inc()
             return RegistrationBehaviour.DENY
+        # Admitted but not on the allowlist: an external, invited by email.
+        listed = self._decide(admission.email.address, registration=True)
+        kind = "external" if listed.verdict is Verdict.NOT_ALLOWED else "agent"
+        metrics.REGISTRATIONS.labels(kind).inc()
         return RegistrationBehaviour.ALLOW

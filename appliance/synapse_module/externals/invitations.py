@@ -53,6 +53,7 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from appliance.addresses.email_address import EmailAddress, InvalidEmailAddress, parse_email
+from appliance.operations import metrics
 from appliance.synapse_module.accounts.registration import AllowlistSource, Verdict, decide
 from appliance.synapse_module.config import InvitationLimits
 from appliance.synapse_module.externals.identity_key import IdentityKey
@@ -287,6 +288,7 @@ class Invitations:
         early, clear answer, before a room event is sent; :meth:`create` decides atomically."""
         exhausted = await self._store.exhausted(self._quotas(inviter, address))
         if exhausted is not None:
+            metrics.REFUSALS.labels(metrics.INVITATION_LIMIT).inc()
             raise _too_many(inviter, exhausted)
 
     # --- invitations -------------------------------------------------------------------------
@@ -330,6 +332,7 @@ class Invitations:
         )
         admitted = await self._store.add_within(invitation, self._quotas(inviter, email.address))
         if isinstance(admitted, Exhausted):
+            metrics.REFUSALS.labels(metrics.INVITATION_LIMIT).inc()
             raise _too_many(inviter, admitted)
         if admitted.token != token:
             return admitted  # the same invitation, made meanwhile by another request
@@ -341,6 +344,7 @@ class Invitations:
             await self._store.delete_invitation(token)
             raise SynapseError(502, MAIL_NOT_SENT, Codes.UNKNOWN) from None
         logger.info("%s invited an address of %s into %s", inviter, email.domain, room_id)
+        metrics.INVITATIONS.inc()
         return invitation
 
     async def names(self, invitation: Invitation) -> tuple[str, str]:

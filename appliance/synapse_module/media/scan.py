@@ -36,6 +36,7 @@ from appliance.antivirus.clamd import CHUNK_SIZE, ClamdClient, ClamdUnavailable
 from appliance.antivirus.encrypted import is_encrypted
 from appliance.antivirus.signatures import SignatureFiles, SignatureState, SignatureWatch
 from appliance.antivirus.verdict import Verdict
+from appliance.operations import metrics
 from appliance.synapse_module.config import ClamdConfig
 from appliance.synapse_module.media.scan_store import QuarantineRecord, ScanStore, TablesNotReady
 from appliance.synapse_module.synapse_internals import requesting_user_id
@@ -53,6 +54,15 @@ ENCRYPTED_MESSAGE = (
     "so it was refused"
 )
 NOT_SCANNED_MESSAGE = "The antivirus could not scan this file right now: try again in a moment"
+
+
+QUARANTINE_COUNT_MS = 60_000
+
+
+def _result(verdict: Verdict) -> str:
+    if verdict.clean:
+        return "clean"
+    return "encrypted" if is_encrypted(verdict) else "infected"
 
 
 def refusal(verdict: Verdict) -> SynapseError:
@@ -127,6 +137,17 @@ class MediaScanner:
         self._api.register_spam_checker_callbacks(
             check_media_file_for_spam=self.check_media_file_for_spam
         )
+        # The quarantine's size for the metrics, on the process running background tasks.
+        self._api.looping_background_call(
+            self._count_quarantine, QUARANTINE_COUNT_MS, desc="appliance_quarantine_count"
+        )
+
+    async def _count_quarantine(self) -> None:
+        try:
+            _, total = await self._store.list_quarantine(0, 1)
+        except TablesNotReady:
+            return
+        metrics.QUARANTINE.set(total)
 
     async def check_media_file_for_spam(
         self, file_wrapper: ReadableFileWrapper, file_info: FileInfo
@@ -154,12 +175,18 @@ class MediaScanner:
             logger.error(
                 "refused %s %s: antivirus unavailable, not scanned: %s", kind, media, error
             )
+            metrics.REFUSALS.labels(metrics.UPLOAD_NOT_SCANNED).inc()
             raise not_scanned() from None
         except Exception:
             # Fail closed, and say "try again" rather than a bare 500.
             logger.exception("refused %s %s: antivirus unavailable, scanning failed", kind, media)
+            metrics.REFUSALS.labels(metrics.UPLOAD_NOT_SCANNED).inc()
             raise not_scanned() from None
         if not verdict.clean:
+            encrypted = is_encrypted(verdict)
+            metrics.REFUSALS.labels(
+                metrics.UPLOAD_ENCRYPTED if encrypted else metrics.UPLOAD_INFECTED
+            ).inc()
             raise refusal(verdict)
         return NOT_SPAM
 
@@ -167,6 +194,7 @@ class MediaScanner:
         sha256, state = await self._api.defer_to_thread(self._hash_and_state, path)
         await self._on_signature_version(state.version)
         verdict = await self._store.get_verdict(sha256, state.version)
+        source = "cache" if verdict is not None else "clamd"
         if verdict is None:
             verdict = await self._scan(path)
             if state.cacheable:
@@ -174,6 +202,7 @@ class MediaScanner:
                 await self._store.record_verdict(sha256, state.version, verdict, now)
         else:
             logger.info("%s %s: verdict for %s from the cache", kind, media, sha256)
+        metrics.SCANS.labels(_result(verdict), source).inc()
         if not verdict.clean:
             await self._quarantine(sha256, kind, media, user, verdict, state)
         return verdict
@@ -214,6 +243,7 @@ class MediaScanner:
             detected_ts=self._api.get_current_time_msec(),
         )
         await self._store.add_quarantine_record(record)
+        metrics.QUARANTINE.inc()  # counted again from the table every minute
         logger.warning(
             "refused %s %s %s (sha256 %s, from %s): %s",
             "encrypted" if is_encrypted(verdict) else "infected",
