@@ -47,6 +47,10 @@ def run_checks() -> list[health.Check]:
         health.check_memory,
         health.check_cpu,
     ]
+    # coturn (turn.enabled), asked for a STUN binding as a client would.
+    if config.get("TURN"):
+        turn = config["TURN"]
+        probes.append(lambda: health.check_turn(turn["host"], turn["port"]))
     # Synapse's workers (synapse.workers.preset), each on its own listener.
     probes += [_worker_probe(name, url) for name, url in config.get("SYNAPSE_WORKERS", {}).items()]
     # In parallel: one service timing out must not make the page wait for the sum.

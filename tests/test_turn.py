@@ -11,6 +11,7 @@ networks and serves TURN over TLS with nginx's certificate.
 from __future__ import annotations
 
 import base64
+import json
 import hashlib
 import hmac
 import re
@@ -238,6 +239,12 @@ def test_production_serves_turn_over_tls_and_keeps_the_relay_out_of_private_netw
     assert "udp dport { 3478, 49152-59999 } accept" in nft
     assert "tcp dport { 3478, 5349 } accept" in nft
     assert 'meta skuid "appliance-turn" fib daddr type local drop' in nft
+
+
+def test_the_consoles_health_page_checks_coturn(tmp_path):
+    files, _ = production_files(tmp_path)
+    console = json.loads(files["console/console.json.j2"].content)
+    assert console["TURN"] == {"host": "127.0.0.1", "port": 3478}
 
 
 def test_without_turn_nothing_is_rendered_or_opened(tmp_path):
