@@ -81,12 +81,14 @@ def test_the_backup_timer_runs_appliance_backup_on_the_settings_file(tmp_path):
     )
     # It may write its staging copy and lock, and the local repository; nothing else.
     assert service["ProtectSystem"] == "strict"
-    assert f"ReadWritePaths={tmp_path / 'state'}\n" in files[
-        "root/etc/systemd/system/appliance-backup.service"
-    ].content
-    assert f"ReadWritePaths={tmp_path / 'backups/restic'}\n" in files[
-        "root/etc/systemd/system/appliance-backup.service"
-    ].content
+    assert (
+        f"ReadWritePaths={tmp_path / 'state'}\n"
+        in files["root/etc/systemd/system/appliance-backup.service"].content
+    )
+    assert (
+        f"ReadWritePaths={tmp_path / 'backups/restic'}\n"
+        in files["root/etc/systemd/system/appliance-backup.service"].content
+    )
     # The tar scripts of the release before are gone.
     assert not [path for path in files if "sbin" in path]
 
