@@ -661,6 +661,15 @@ def mail_queue(provisioned: Provisioned) -> subprocess.CompletedProcess:
     return provisioned.container.run(*APPLIANCE_CLI, "probe", "check_mail_queue", "0", check=False)
 
 
+def console_mail_queue(provisioned: Provisioned) -> dict:
+    checks = console_login(provisioned).get(
+        f"{provisioned.public_url}/console/health/checks.json", timeout=60
+    )
+    assert checks.status_code == 200, checks.text[:500]
+    (queue,) = [check for check in checks.json()["checks"] if check["name"] == "mail-queue"]
+    return queue
+
+
 def wait_until(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -686,6 +695,8 @@ def test_a_stalled_relay_holds_no_request_and_the_mail_leaves_the_queue_once_it_
         )
         assert mail_queue(provisioned).returncode == 1  # red: the self-check says so
         assert client.mails_to(session.address) == []
+        # The console's health page reads the same queue (its unit has the postdrop group).
+        assert "1 mail(s) waiting" in console_mail_queue(provisioned)["summary"]
     finally:
         stalled.close()
         provisioned.start_sink()

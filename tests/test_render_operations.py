@@ -151,6 +151,7 @@ def test_postfix_relays_to_the_relay_and_listens_on_loopback_only(tmp_path):
     files = render(tmp_path, production(tmp_path))
     main = postfix_settings(files["root/etc/postfix/main.cf"].content)
     assert main["relayhost"] == "[smtp.ac-paris.fr]:587"
+    assert main["myhostname"] == "matrix.ac-paris.fr"
     assert (main["inet_interfaces"], main["mydestination"]) == ("127.0.0.1", "")
     assert main["smtpd_relay_restrictions"] == "permit_mynetworks, reject"
     # A password for a relay on another host: TLS whatever require_transport_security says.

@@ -7,6 +7,7 @@ The `appliance` CLI calls it in evaluation and the Ansible roles call it (throug
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import stat
@@ -123,6 +124,19 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
     return targets
 
 
+def _mail_hostname(settings: Settings) -> str:
+    """The name postfix gives itself (its HELO and the Message-IDs it adds): a DNS name, which
+    an IP address is not; the public host's, else the server name's, else localhost."""
+    for candidate in (urlsplit(settings.public_baseurl).hostname, settings.server_name):
+        host = (candidate or "").rsplit(":", 1)[0] if candidate and "]" not in candidate else ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if "." in host:
+                return host
+    return "localhost.localdomain"
+
+
 def _media_url(settings: Settings, workers: WorkerPlan) -> str:
     media = workers.media_worker
     if media is None or settings.routes_locally:
@@ -194,6 +208,7 @@ def render_all(
         "clamav_user": clamav_user,
         # The host name nginx serves and the self-signed certificate names.
         "public_host": urlsplit(settings.public_baseurl).hostname,
+        "mail_hostname": _mail_hostname(settings),
         # Synapse's processes: an empty plan (preset none) renders no worker part at all.
         "workers": workers,
         "worker_routes": nginx_routes(workers),
