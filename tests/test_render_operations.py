@@ -86,7 +86,7 @@ def test_the_backup_timer_runs_appliance_backup_on_the_settings_file(tmp_path):
         in files["root/etc/systemd/system/appliance-backup.service"].content
     )
     assert (
-        f"ReadWritePaths={tmp_path / 'backups/restic'}\n"
+        f"ReadWritePaths={tmp_path / 'backups'}\n"
         in files["root/etc/systemd/system/appliance-backup.service"].content
     )
     # The tar scripts of the release before are gone.

@@ -201,6 +201,7 @@ def render_all(
         # Production's backup unit may write only there when the repository is a local one.
         "backup_repository": repository,
         "backup_repository_is_local": not restic.is_url(repository),
+        "backup_repository_parent": Path(repository).parent,
         "layout": layout,
         "version": __version__,
         "clamav_database_dir": layout.clamav_database_dir,
