@@ -4,8 +4,11 @@
 `ansible/site.yml` converges the booted container through `community.docker.nsenter`, first
 from a release pinning the previous Synapse, then from this tree (an upgrade in place); then the
 appliance is used as a client would use it, through nginx with TLS: /health, the client API,
-registration through the mail flow, the EICAR refusal, the console, the content scanner; a backup
-is made and put back with restore.yml; `--tags self-check` passes; the host is put back as a
+registration through the mail flow, the EICAR refusal, the console, the content scanner; a
+stalled relay holds no request (postfix queues the mail, delivers it once the relay is back); the
+backup timer's `appliance backup` fills an encrypted restic repository, one taken while clients
+write is put back with restore.yml and everything acknowledged before it is found again;
+`--tags self-check` passes; the host is put back as a
 release with one user for every service left it, and converging moves its secrets; and a last
 converge must change nothing. The container shares the machine's network namespace, so
 every service gets a free loopback port from the inventory and the firewall stays off (loading
