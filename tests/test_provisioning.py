@@ -640,24 +640,28 @@ class StalledRelay:
     """An SMTP relay that accepts connections and never says a word (a hung relay)."""
 
     def __init__(self, port: int):
-        self.listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+        self.listener = socket.create_server(("127.0.0.1", port))
+        # accept() in a thread is woken by no close(): it polls, so close() can stop it.
+        self.listener.settimeout(0.5)
+        self.closing = threading.Event()
         self.held: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
     def _accept(self) -> None:
-        while True:
+        while not self.closing.is_set():
             try:
                 connection, _ = self.listener.accept()
-            except OSError:
-                return  # closed
+            except TimeoutError:
+                continue
             self.held.append(connection)
 
     def close(self) -> None:
+        self.closing.set()
+        self.thread.join(timeout=10)
         self.listener.close()
         for connection in self.held:
             connection.close()
-        self.thread.join(timeout=10)
 
 
 def mail_queue(provisioned: Provisioned) -> subprocess.CompletedProcess:
