@@ -178,6 +178,8 @@ def test_the_console_may_read_the_queue(tmp_path):
     files = render(tmp_path, production(tmp_path))
     service = unit(files["root/etc/systemd/system/appliance-console.service"].content)["Service"]
     assert service["SupplementaryGroups"] == "postdrop"
+    content = files["root/etc/systemd/system/appliance-console.service"].content
+    assert "RestrictAddressFamilies=AF_NETLINK\n" in content  # postqueue's getifaddrs
 
 
 def test_without_the_local_mta_synapse_talks_to_the_relay(tmp_path):
