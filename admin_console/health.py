@@ -51,6 +51,9 @@ def run_checks() -> list[health.Check]:
     if config.get("TURN"):
         turn = config["TURN"]
         probes.append(lambda: health.check_turn(turn["host"], turn["port"]))
+    if config.get("MAIL_QUEUE"):
+        # Production's local MTA (mail.local_mta): how many mails wait for the relay.
+        probes.append(health.check_mail_queue)
     # Synapse's workers (synapse.workers.preset), each on its own listener.
     probes += [_worker_probe(name, url) for name, url in config.get("SYNAPSE_WORKERS", {}).items()]
     # In parallel: one service timing out must not make the page wait for the sum.

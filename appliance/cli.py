@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from datetime import UTC, datetime
 
 from appliance import __version__
-from appliance.backup.runner import BackupError, run_backup, run_restore
+from appliance.backup.runner import BackupError, list_snapshots, run_backup, run_restore
 from appliance.backup.snapshot import SETTINGS_COPY
 from appliance.config.layout import SOURCE_ROOT, Layout
 from appliance.config.render import give_secrets_to_owners, render_all, write_all
@@ -43,7 +45,13 @@ def cmd_render(args) -> int:
     settings, layout = _load(args)
     ensure_secrets(layout)
     changed = give_secrets_to_owners(settings, layout)
-    changed += write_all(render_all(settings, layout, clamav_user=args.clamav_user))
+    files = render_all(
+        settings,
+        layout,
+        clamav_user=args.clamav_user,
+        settings_file=settings_path(args.config).resolve(),
+    )
+    changed += write_all(files)
     print(json.dumps({"changed": [str(path) for path in changed]}))
     return 0
 
@@ -162,6 +170,22 @@ def cmd_backup(args) -> int:
     return 0
 
 
+def _utc(restic_time: str) -> str:
+    """restic's local RFC 3339 time (nanoseconds) as UTC, to the second."""
+    trimmed = re.sub(r"(\.\d{6})\d*", r"\1", restic_time).replace("Z", "+00:00")
+    moment = datetime.fromisoformat(trimmed).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_snapshots(args) -> int:
+    """The backups in the repository, oldest first, as JSON (what `restore` accepts)."""
+    settings, base_dir = load_settings(args.config)
+    layout = Layout.from_settings(settings, base_dir)
+    for record in list_snapshots(settings, layout, base_dir):
+        print(json.dumps({"id": record["short_id"], "time": _utc(record["time"])}))
+    return 0
+
+
 def cmd_restore(args) -> int:
     settings, base_dir = load_settings(args.config)
     layout = Layout.from_settings(settings, base_dir)
@@ -202,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "backup", help="back up the appliance into its restic repository (encrypted)"
     ).set_defaults(func=cmd_backup)
+    commands.add_parser(
+        "snapshots", help="list the backups in the repository (JSON lines, oldest first)"
+    ).set_defaults(func=cmd_snapshots)
     restore = commands.add_parser(
         "restore", help="restore a backup into an empty state directory (appliance stopped)"
     )

@@ -4,8 +4,11 @@
 `ansible/site.yml` converges the booted container through `community.docker.nsenter`, first
 from a release pinning the previous Synapse, then from this tree (an upgrade in place); then the
 appliance is used as a client would use it, through nginx with TLS: /health, the client API,
-registration through the mail flow, the EICAR refusal, the console, the content scanner; a backup
-is made and put back with restore.yml; `--tags self-check` passes; the host is put back as a
+registration through the mail flow, the EICAR refusal, the console, the content scanner; a
+stalled relay holds no request (postfix queues the mail, delivers it once the relay is back); the
+backup timer's `appliance backup` fills an encrypted restic repository, one taken while clients
+write is put back with restore.yml and everything acknowledged before it is found again;
+`--tags self-check` passes; the host is put back as a
 release with one user for every service left it, and converging moves its secrets; and a last
 converge must change nothing. The container shares the machine's network namespace, so
 every service gets a free loopback port from the inventory and the firewall stays off (loading
@@ -23,12 +26,15 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -36,7 +42,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 from harness import TEST_DOMAINS, free_port
-from matrix_helpers import MatrixClient
+from matrix_helpers import MatrixClient, Person
 from matrix_media_helpers import EICAR, unique_bytes
 
 from appliance.config.layout import SOURCE_ROOT
@@ -53,10 +59,12 @@ ROOTFS_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3-minimal", "python
 # The Synapse release before the one constraints.txt pins: the upgrade starts there.
 PREVIOUS_SYNAPSE = "1.163.1"
 SYNAPSE_PIN = re.compile(r"(matrix-synapse(?:\[[a-z,]+\])?)==([0-9][0-9a-z.]*)")
-HOST = "appliance-test"
+# Its own name per test run: another provisioning test may boot its containers at the same time.
+HOST = f"appliance-test-{os.getpid()}"
 BOOT_TIMEOUT = 120
 CONVERGE_TIMEOUT = 1500
 SLOWEST_TASKS = 12  # listed at the end of each converge's log, and printed for the re-run
+BACKUP_PASSPHRASE = "provisioning-test-backup-passphrase"
 SLOW_TASK = re.compile(r"^(.*) -+ (\d+\.\d+s)$", re.MULTILINE)  # a line of that list
 
 
@@ -125,12 +133,14 @@ class Container:
     process: subprocess.Popen
     leader: int  # the container's init, as the host sees it (ansible_nsenter_pid)
 
-    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["nsenter", "--target", str(self.leader), "--all", *argv],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=check,
         )
 
@@ -214,10 +224,11 @@ class Ports:
     federation: int
     postgresql: int
     smtp: int
+    local_mta: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(9)))
+        return cls(*(free_port() for _ in range(10)))
 
 
 def inventory(container: Container, ports: Ports, source: Path) -> dict:
@@ -251,6 +262,9 @@ def inventory(container: Container, ports: Ports, source: Path) -> dict:
                 "mail_smtp_host": "127.0.0.1",
                 "mail_smtp_port": ports.smtp,
                 "mail_require_transport_security": False,
+                # postfix, the local MTA, relays to the test's SMTP sink on ports.smtp.
+                "mail_local_mta_port": ports.local_mta,
+                "backup_passphrase": BACKUP_PASSPHRASE,
                 "nginx_tls_mode": "self-signed",
                 "nginx_bind_addresses": ["127.0.0.1"],
                 "nginx_https_port": ports.https,
@@ -321,6 +335,11 @@ class Provisioned:
     mail_dir: Path
     logs: Path
     converges: dict[str, Converge]
+    sink: Controller  # the relay postfix relays to: the test stops and starts it
+
+    def start_sink(self) -> None:
+        self.sink = Controller(Mailbox(self.mail_dir), hostname="127.0.0.1", port=self.ports.smtp)
+        self.sink.start()
 
     @property
     def public_url(self) -> str:
@@ -353,6 +372,7 @@ def provisioned(tmp_path_factory) -> Iterator[Provisioned]:
     rootfs = work / "rootfs"
     prepare_rootfs(rootfs)
     container = boot(rootfs, work / "nspawn.log")
+    state: Provisioned | None = None
     try:
         # Two snapshots of this tree, taken together: they differ by the Synapse pin only, and
         # the converges after the upgrade see the very release it installed.
@@ -360,14 +380,16 @@ def provisioned(tmp_path_factory) -> Iterator[Provisioned]:
         current = release_with_synapse(synapse_pin(SOURCE_ROOT), work / "current-release")
         previous_inventory = inventory(container, ports, previous)
         first = converge(previous_inventory, work / "1-full-converge-previous-synapse.log")
-        state = Provisioned(container, ports, previous_inventory, mail_dir, work, {"full": first})
+        state = Provisioned(
+            container, ports, previous_inventory, mail_dir, work, {"full": first}, sink
+        )
         state.converges["previous_version"] = state.synapse_version()
         state.inventory = inventory(container, ports, current)
         state.converges["upgrade"] = converge(state.inventory, work / "2-upgrade.log")
         yield state
     finally:
         container.stop()
-        sink.stop()
+        (state.sink if state is not None else sink).stop()
         shutil.rmtree(rootfs, ignore_errors=True)
 
 
@@ -609,39 +631,269 @@ def test_database_has_c_collation(provisioned):
     assert result.stdout.strip() == "C C"
 
 
-def test_backup_holds_database_signing_key_and_settings(provisioned):
-    provisioned.container.run("systemctl", "start", "appliance-backup.service")
-    listing = provisioned.container.run("sh", "-c", "ls /var/backups/appliance/*/").stdout.split()
-    assert {"synapse.pgdump", "files.tar.gz", "console.sqlite3"} <= set(listing)
-    members = provisioned.container.run(
-        "sh", "-c", "tar --list --gzip --file /var/backups/appliance/*/files.tar.gz"
-    ).stdout.splitlines()
-    assert "var/lib/appliance/secrets/synapse.signing.key" in members
-    assert "var/lib/appliance/content-scanner/body-key" in members
-    assert "etc/appliance/appliance.yaml" in members
+# --- mail through the local MTA (postfix, a null client on loopback) -------------------------
+APPLIANCE_CLI = ("/opt/appliance/venv/bin/appliance", "--config", "/etc/appliance/appliance.yaml")
+QUEUE_TIMEOUT = 120  # a stalled relay holds postfix's try up to smtp_helo_timeout (60 s)
 
 
-def test_restore_puts_the_backup_back(provisioned):
+class StalledRelay:
+    """An SMTP relay that accepts connections and never says a word (a hung relay)."""
+
+    def __init__(self, port: int):
+        self.listener = socket.create_server(("127.0.0.1", port))
+        # accept() in a thread is woken by no close(): it polls, so close() can stop it.
+        self.listener.settimeout(0.5)
+        self.closing = threading.Event()
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.held.append(connection)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.thread.join(timeout=10)
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+def mail_queue(provisioned: Provisioned) -> subprocess.CompletedProcess:
+    """The health check the self-check and the console run: exit 1 when a mail waits."""
+    return provisioned.container.run(*APPLIANCE_CLI, "probe", "check_mail_queue", "0", check=False)
+
+
+def console_mail_queue(provisioned: Provisioned) -> dict:
+    checks = console_login(provisioned).get(
+        f"{provisioned.public_url}/console/health/checks.json", timeout=60
+    )
+    assert checks.status_code == 200, checks.text[:500]
+    (queue,) = [check for check in checks.json()["checks"] if check["name"] == "mail-queue"]
+    return queue
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(1)
+
+
+def test_a_stalled_relay_holds_no_request_and_the_mail_leaves_the_queue_once_it_answers(
+    provisioned,
+):
     client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
-    # The timer may have started a backup of its own (Persistent=true fires a missed run when it
-    # starts): a `systemctl start` then joins that run, taken before the account below existed.
-    provisioned.container.run("systemctl", "stop", "appliance-backup.timer")
-    provisioned.container.run("systemctl", "stop", "appliance-backup.service")
-    before = client.register_account("ada.lovelace@ac-paris.fr")  # in the backup
-    provisioned.container.run("systemctl", "start", "appliance-backup.service")
-    newest = provisioned.container.run("sh", "-c", "ls /var/backups/appliance | tail -n 1")
-    after = client.register_account("alan.turing@ac-paris.fr")  # not in it
+    assert mail_queue(provisioned).returncode == 0
+    provisioned.sink.stop()
+    stalled = StalledRelay(provisioned.ports.smtp)
+    try:
+        # Synapse hands the mail to postfix and answers (the client's own timeout, 30 s, would
+        # fail the request if Synapse waited for the relay, which never answers).
+        session = client.open_session("register", "irene.joliot-curie@ac-paris.fr")
+        wait_until(
+            lambda: "1 mail(s) waiting" in mail_queue(provisioned).stdout,
+            QUEUE_TIMEOUT,
+            "the verification mail in postfix's queue",
+        )
+        assert mail_queue(provisioned).returncode == 1  # red: the self-check says so
+        assert client.mails_to(session.address) == []
+        # The console's health page reads the same queue (its unit has the postdrop group).
+        assert "1 mail(s) waiting" in console_mail_queue(provisioned)["summary"]
+    finally:
+        stalled.close()
+        provisioned.start_sink()
 
-    converge(
+    # The relay is back: postfix's next try delivers it (forced here rather than waiting for
+    # its retry schedule, minutes away).
+    def delivered() -> bool:
+        provisioned.container.run("postqueue", "-f")
+        return bool(client.mails_to(session.address))
+
+    wait_until(delivered, QUEUE_TIMEOUT, "the queued mail at the relay")
+    assert client.follow(client.link_for(session)).status_code == 200
+    wait_until(lambda: mail_queue(provisioned).returncode == 0, 60, "an empty queue")
+
+
+# --- backup and restore: the timer's `appliance backup`, restore.yml's `appliance restore` -----
+REPOSITORY = "/var/backups/appliance/restic"
+WRITERS = 3
+WRITES_PER_WRITER = 400  # each: a message, and every third time a file too; until told to stop
+WRITE_TIMEOUT = 600
+
+
+def restic(provisioned: Provisioned, *arguments: str, password: bool = True):
+    secret = ["--password-file", "/etc/appliance/backup-passphrase"] if password else []
+    return provisioned.container.run(
+        "env", "RESTIC_PASSWORD=", "restic", "-r", REPOSITORY, *secret, *arguments, check=False
+    )
+
+
+def test_the_backup_timer_runs_appliance_backup_into_an_encrypted_repository(provisioned):
+    provisioned.container.run("systemctl", "start", "appliance-backup.service", timeout=600)
+    listed = restic(provisioned, "ls", "latest")
+    assert listed.returncode == 0, listed.stderr
+    paths = {
+        line.split("/var/lib/appliance/backup-staging", 1)[-1] for line in listed.stdout.split()
+    }
+    assert {
+        "/synapse/synapse.pgdump",
+        "/secrets/synapse.signing.key",
+        "/console/console.sqlite3",
+        "/content-scanner/body-key",
+        "/service-token/synapse-service-token",
+        "/backup-settings/appliance.yaml",
+    } <= paths
+    assert not [path for path in paths if path.endswith(("-wal", "-shm"))]
+    # Without the passphrase the repository says nothing; nothing in it is readable as is.
+    assert restic(provisioned, "snapshots", password=False).returncode != 0
+    found = provisioned.container.run("grep", "-rlF", "appliance.test", REPOSITORY, check=False)
+    assert found.stdout == ""
+    # The old tar scripts are gone.
+    assert not (provisioned.container.rootfs / "usr/local/sbin/appliance-backup").exists()
+
+
+def test_restore_refuses_to_run_over_the_running_appliance(provisioned):
+    refused = provisioned.container.run(*APPLIANCE_CLI, "restore", "latest", check=False)
+    assert refused.returncode == 5
+    assert "restore refused: the appliance is running (" in refused.stderr
+
+
+@dataclass
+class Written:
+    """What one client was told was stored, and when (time.time() of the acknowledgement)."""
+
+    messages: list[tuple[float, str, str, str]]  # (acknowledged, room, event id, text)
+    files: list[tuple[float, str, bytes]]  # (acknowledged, mxc URI, content)
+
+
+def write_until(person: Person, room: str, stop: threading.Event, written: Written) -> None:
+    """Bounded in count and time; a request that fails or times out is simply not recorded."""
+    deadline = time.monotonic() + WRITE_TIMEOUT
+    for number in range(WRITES_PER_WRITER):
+        if stop.is_set() or time.monotonic() > deadline:
+            return
+        text = f"{person.user_id} message {number}"
+        try:
+            sent = person.send_text(room, text)
+            if sent.status_code == 200:
+                written.messages.append((time.time(), room, sent.json()["event_id"], text))
+            if number % 3 == 0:
+                content = unique_bytes(64 * 1024)
+                uploaded = person.client.http.post(
+                    f"{person.client.base_url}/_matrix/media/v3/upload",
+                    data=content,
+                    headers={
+                        "Authorization": f"Bearer {person.token}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                    timeout=60,
+                )
+                if uploaded.status_code == 200:
+                    written.files.append((time.time(), uploaded.json()["content_uri"], content))
+        except requests.RequestException:
+            continue
+
+
+def test_a_backup_taken_while_clients_write_restores_everything_acknowledged_before_it(
+    provisioned,
+):
+    container = provisioned.container
+    # Only the backup this test starts: a timer run would be taken at another moment.
+    container.run("systemctl", "stop", "appliance-backup.timer")
+    container.run("systemctl", "stop", "appliance-backup.service")
+    people = [
+        Person.register(
+            MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https()),
+            f"drill.writer{number}@ac-paris.fr",
+        )
+        for number in range(WRITERS)
+    ]
+    rooms = [person.new_room(name=f"drill {number}") for number, person in enumerate(people)]
+    stop = threading.Event()
+    written = [Written([], []) for _ in people]
+    writers = [
+        threading.Thread(target=write_until, args=(person, room, stop, record), daemon=True)
+        for person, room, record in zip(people, rooms, written, strict=True)
+    ]
+    for writer in writers:
+        writer.start()
+    try:
+        wait_until(
+            lambda: all(len(record.messages) >= 3 and record.files for record in written),
+            WRITE_TIMEOUT,
+            "every client writing",
+        )
+        backup_began = time.time()
+        backup = container.run(
+            "systemctl", "start", "appliance-backup.service", check=False, timeout=600
+        )
+        backup_ended = time.time()
+        assert backup.returncode == 0, container.run(
+            "journalctl", "-u", "appliance-backup", "-n", "30", check=False
+        ).stdout
+        # Taken while messages and files flowed: some were acknowledged during it.
+        during = [
+            acknowledged
+            for record in written
+            for acknowledged, *_ in [*record.messages, *record.files]
+            if backup_began < acknowledged < backup_ended
+        ]
+        assert during, "no write was acknowledged while the backup ran"
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=120)
+    client = MatrixClient(provisioned.public_url, provisioned.mail_dir, provisioned.https())
+    after = client.register_account("alan.turing@ac-paris.fr")  # not in the backup
+
+    restored = converge(
         provisioned.inventory,
         provisioned.logs / "3-restore.log",
         "-e",
-        f"backup_restore_from={newest.stdout.strip()}",
+        "backup_restore_snapshot=latest",
         playbook="restore.yml",
     )
+    print(
+        f"backup taken in {backup_ended - backup_began:.1f} s while "
+        f"{sum(len(r.messages) for r in written)} messages and "
+        f"{sum(len(r.files) for r in written)} files were written; restore.yml "
+        f"{restored.seconds:.0f} s"
+    )
 
-    assert client.login_with_email(before.address).status_code == 200
+    for person, record in zip(people, written, strict=True):
+        assert (
+            client.login_with_email(f"drill.writer{people.index(person)}@ac-paris.fr").status_code
+            == 200
+        )
+        for acknowledged, room, event_id, text in record.messages:
+            path = f"/_matrix/client/v3/rooms/{quote(room)}/event/{quote(event_id)}"
+            event = person.call("GET", path)
+            if acknowledged < backup_began:
+                assert event.status_code == 200, (event_id, event.text)
+            if event.status_code == 200:  # during the backup: in it or not, never torn
+                assert event.json()["content"]["body"] == text
+        for acknowledged, uri, content in record.files:
+            server, media_id = uri.removeprefix("mxc://").split("/")
+            path = f"/_matrix/client/v1/media/download/{server}/{media_id}"
+            download = person.call("GET", path)
+            if acknowledged < backup_began:
+                assert download.status_code == 200, (uri, download.text[:200])
+            if download.status_code == 200:
+                assert download.content == content, uri
     assert client.login_with_email(after.address).status_code == 403
+    # Each service got its own files back (the converge after the restore did not need to).
+    strays = container.run(
+        "find", f"{STATE}/synapse/media_store", "!", "-user", SYNAPSE_USER, check=False
+    )
+    assert strays.stdout == ""
+    aside = container.run("sh", "-c", f"ls -d {STATE}.before_restore_*").stdout.split()
+    assert len(aside) == 1
 
 
 def test_self_check_passes(provisioned):

@@ -11,9 +11,9 @@ networks and serves TURN over TLS with nginx's certificate.
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
 import hmac
+import json
 import re
 import stat
 import subprocess

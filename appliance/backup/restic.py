@@ -22,6 +22,24 @@ INSTALL_HINT = "apt-get install -y restic  (as root)"
 TAG = "appliance"
 
 
+def location(configured: str | None, base_dir: Path, *, production_directory: Path | None) -> str:
+    """Where the repository is: `configured` (a URL, or a path from `base_dir`), else
+    <production_directory>/restic in production, else ./backups beside the settings file."""
+    if configured is None:
+        if production_directory is not None:
+            return str(production_directory / "restic")
+        return str((base_dir / "backups").resolve())
+    if is_url(configured):
+        return configured
+    return str((base_dir / configured).resolve())
+
+
+def is_url(location: str) -> bool:
+    """A restic URL (sftp:host:/path, rest:https://..., s3:...), not a local path."""
+    scheme = location.split(":", 1)[0]
+    return ":" in location and "/" not in scheme
+
+
 class ResticError(Exception):
     """restic is missing or one of its commands failed (its own message is included)."""
 
@@ -64,7 +82,7 @@ class Repository:
         """Create the repository if it does not exist; return whether it was created."""
         if self.exists():
             return False
-        if "://" not in self.location and ":" not in self.location.split("/")[0]:
+        if not is_url(self.location):
             Path(self.location).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._run("init")
         return True

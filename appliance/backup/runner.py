@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.backup import snapshot
+from appliance.backup import restic, snapshot
 from appliance.backup.restic import Repository, ResticError
 from appliance.config import preflight
 from appliance.config.layout import Layout
@@ -104,19 +104,11 @@ class RestoreReport:
 def repository_location(settings: Settings, base_dir: Path) -> str:
     """The restic repository: the setting (a URL, or a path from the settings' directory), else
     ./backups beside the settings file (evaluation) or <backup.directory>/restic (production)."""
-    configured = settings.backup.repository
-    if configured is None:
-        if settings.mode == "production":
-            return str(settings.backup.directory / "restic")
-        return str((base_dir / "backups").resolve())
-    if _is_url(configured):
-        return configured
-    return str((base_dir / configured).resolve())
-
-
-def _is_url(location: str) -> bool:
-    scheme = location.split(":", 1)[0]
-    return ":" in location and "/" not in scheme
+    return restic.location(
+        settings.backup.repository,
+        base_dir,
+        production_directory=settings.backup.directory if settings.mode == "production" else None,
+    )
 
 
 def passphrase_path(settings: Settings, base_dir: Path) -> Path:
@@ -150,7 +142,7 @@ def _checked_locations(settings: Settings, layout: Layout, base_dir: Path) -> tu
     location = repository_location(settings, base_dir)
     passphrase = passphrase_path(settings, base_dir)
     problems = []
-    if not _is_url(location) and Path(location).is_relative_to(layout.state_dir):
+    if not restic.is_url(location) and Path(location).is_relative_to(layout.state_dir):
         problems.append(
             INSIDE_STATE.format(key="backup.repository", path=location, state_dir=layout.state_dir)
         )
@@ -264,7 +256,8 @@ def run_restore(
         record = {**manifest, "snapshot_id": chosen["id"], "one_time_keys_cleared": cleared}
         (root / snapshot.MANIFEST).unlink()
         (root / RESTORED_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        make_private(root)
+        if layout.one_user:
+            make_private(root)  # evaluation; production keeps each file's recorded owner and mode
         if state.exists():
             state.rmdir()  # empty, checked above
         os.rename(root, state)
@@ -273,6 +266,15 @@ def run_restore(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return RestoreReport(chosen["id"], manifest["taken_at"], time.monotonic() - began, cleared)
+
+
+def list_snapshots(settings: Settings, layout: Layout, base_dir: Path) -> list[dict]:
+    """Every backup of the appliance in the repository, oldest first (restic's records)."""
+    repo, _ = repository(settings, layout, base_dir, create_passphrase=False)
+    try:
+        return repo.snapshots()
+    except ResticError as error:
+        raise BackupError(str(error)) from None
 
 
 def _choose(repo: Repository, snapshot_id: str) -> dict:

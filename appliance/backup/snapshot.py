@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -99,7 +100,28 @@ def take(settings: Settings, layout: Layout, staging: Path, settings_file: Path 
         "media_skipped": snapshot.media_skipped,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if os.geteuid() == 0:
+        mirror_owners(staging, state)
     return snapshot
+
+
+def mirror_owners(staging: Path, state: Path) -> None:
+    """Production (root, one user per service): give each copied file and directory the owner
+    and mode of the live one, so that restic records them and a restore gives every service its
+    own files back (Synapse's media directories, the console's database). Hard links are the
+    live files already; what has no live counterpart (the dump, the manifest) stays root's."""
+    for directory, subdirectories, names in os.walk(staging):
+        for name in [*subdirectories, *names]:
+            copy = Path(directory) / name
+            try:
+                live = os.lstat(state / copy.relative_to(staging))
+            except FileNotFoundError:
+                continue
+            status = os.lstat(copy)
+            if status.st_ino == live.st_ino or stat.S_ISLNK(status.st_mode):
+                continue
+            os.chown(copy, live.st_uid, live.st_gid)
+            os.chmod(copy, stat.S_IMODE(live.st_mode))
 
 
 def copy_sqlite(source: Path, target: Path) -> None:

@@ -7,6 +7,7 @@ The `appliance` CLI calls it in evaluation and the Ansible roles call it (throug
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import stat
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from appliance import __version__
+from appliance.backup import restic
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import (
     CONSOLE_SECRET_KEY,
@@ -110,8 +112,7 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         ("clamav/freshclam.conf.j2", layout.clamav_dir / "freshclam.conf", 0o644),
         ("nginx/appliance.conf.j2", root / "etc/nginx/conf.d/appliance.conf", 0o644),
         ("nftables/nftables.conf.j2", root / "etc/nftables.conf", 0o644),
-        ("backup/appliance-backup.sh.j2", root / "usr/local/sbin/appliance-backup", 0o755),
-        ("backup/appliance-restore.sh.j2", root / "usr/local/sbin/appliance-restore", 0o755),
+        # The timer runs `appliance backup`, the code `make backup` runs in evaluation.
         ("backup/appliance-backup.service.j2", units / "appliance-backup.service", 0o644),
         ("backup/appliance-backup.timer.j2", units / "appliance-backup.timer", 0o644),
     ]
@@ -119,6 +120,15 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         targets.append(
             ("systemd/appliance-turn.service.j2", units / "appliance-turn.service", 0o644)
         )
+    if settings.mail.local_mta.enabled:
+        # Debian's postfix as a null client on loopback (templates/mail/).
+        postfix = root / "etc/postfix"
+        targets += [
+            ("mail/postfix-main.cf.j2", postfix / "main.cf", 0o644),
+            ("mail/postfix-master.cf.j2", postfix / "master.cf", 0o644),
+        ]
+        if settings.mail.smtp_user:
+            targets.append(("mail/postfix-sasl_passwd.j2", postfix / "sasl_passwd", 0o600))
     if settings.worker_plan().enabled:
         # Synapse's workers: one templated unit, and a target that starts main then workers.
         worker_unit = "appliance-synapse-worker@.service"
@@ -151,6 +161,19 @@ def _turn_own_addresses(settings: Settings) -> list[str]:
     candidates = [turn.listen.bind_address, turn.external_address]
     candidates += settings.nginx.bind_addresses + settings.synapse.own_addresses
     return sorted({a for a in candidates if a and a not in wildcards and "/" not in a})
+
+
+def _mail_hostname(settings: Settings) -> str:
+    """The name postfix gives itself (its HELO and the Message-IDs it adds): a DNS name, which
+    an IP address is not; the public host's, else the server name's, else localhost."""
+    for candidate in (urlsplit(settings.public_baseurl).hostname, settings.server_name):
+        host = (candidate or "").rsplit(":", 1)[0] if candidate and "]" not in candidate else ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if "." in host:
+                return host
+    return "localhost.localdomain"
 
 
 def _media_url(settings: Settings, workers: WorkerPlan) -> str:
@@ -194,13 +217,32 @@ def give_secrets_to_owners(settings: Settings, layout: Layout) -> list[Path]:
 
 
 def render_all(
-    settings: Settings, layout: Layout, *, clamav_user: str | None = None
+    settings: Settings,
+    layout: Layout,
+    *,
+    clamav_user: str | None = None,
+    settings_file: Path | None = None,
 ) -> list[RenderedFile]:
-    """Render every config file for these settings; nothing is written."""
+    """Render every config file for these settings; nothing is written.
+
+    `settings_file` is the file the settings came from (the backup unit runs `appliance
+    --config` on it); by default the production host's /etc/appliance/appliance.yaml."""
     environment = _environment()
     workers = settings.worker_plan()
+    if settings_file is None:
+        settings_file = (settings.host.system_root or Path("/")) / "etc/appliance/appliance.yaml"
+    repository = restic.location(
+        settings.backup.repository,
+        settings_file.parent,
+        production_directory=settings.backup.directory,
+    )
     context = {
         "settings": settings,
+        "settings_file": settings_file,
+        # Production's backup unit may write only there when the repository is a local one.
+        "backup_repository": repository,
+        "backup_repository_is_local": not restic.is_url(repository),
+        "backup_repository_parent": Path(repository).parent,
         "layout": layout,
         "version": __version__,
         # The operator's terms of use (terms.document), made safe for Synapse's templates.
@@ -210,6 +252,7 @@ def render_all(
         "clamav_user": clamav_user,
         # The host name nginx serves and the self-signed certificate names.
         "public_host": urlsplit(settings.public_baseurl).hostname,
+        "mail_hostname": _mail_hostname(settings),
         # Synapse's processes: an empty plan (preset none) renders no worker part at all.
         "workers": workers,
         "worker_routes": nginx_routes(workers),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -311,7 +312,30 @@ class TurnSettings(_Section):
         return self
 
 
+class LocalMtaSettings(_Section):
+    # Production: Synapse and the console hand every mail to Debian's postfix, a null client
+    # listening on 127.0.0.1:port only, which queues it and relays it to smtp_host:smtp_port
+    # (with smtp_user/smtp_password and require_transport_security), retrying for days: a
+    # stalled or absent relay never holds a request. false: they talk to the relay directly.
+    enabled: bool = False
+    port: Port = 25
+
+
+@dataclass(frozen=True)
+class MailDelivery:
+    """Where the appliance's own services (Synapse, the console) hand their mail."""
+
+    host: str
+    port: int
+    user: str | None
+    password: SecretStr | None
+    require_transport_security: bool
+    # STARTTLS when the server offers it (Synapse's enable_tls).
+    enable_tls: bool
+
+
 class MailSettings(_Section):
+    # The organisation's SMTP relay (or, in evaluation, the local sink).
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 2525
     smtp_user: str | None = None
@@ -321,6 +345,37 @@ class MailSettings(_Section):
     # evaluation runs a local SMTP sink on smtp_host:smtp_port that stores every message
     # under <state_dir>/mail (Maildir); production relays through a real SMTP server.
     run_local_sink: bool = True
+    local_mta: LocalMtaSettings = LocalMtaSettings()
+
+    @property
+    def relay_tls_required(self) -> bool:
+        """TLS to the relay: when the settings ask, and whenever a password would otherwise
+        cross a network in clear (a relay that is not on this host)."""
+        if self.require_transport_security:
+            return True
+        if not self.smtp_user:
+            return False
+        if self.smtp_host.lower() == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.smtp_host).is_loopback
+        except ValueError:
+            return True  # a host name: another host
+
+    @property
+    def delivery(self) -> MailDelivery:
+        """The local MTA on loopback when there is one (no credentials, no TLS: the mail never
+        leaves the host there), else the relay itself."""
+        if self.local_mta.enabled:
+            return MailDelivery("127.0.0.1", self.local_mta.port, None, None, False, False)
+        return MailDelivery(
+            self.smtp_host,
+            self.smtp_port,
+            self.smtp_user,
+            self.smtp_password,
+            self.require_transport_security,
+            not self.run_local_sink,
+        )
 
 
 class RegistrationSettings(_Section):
@@ -613,12 +668,10 @@ class NginxSettings(_Section):
 
 
 class BackupSettings(_Section):
-    # Production: where the nightly backups are kept (copy them off the host too).
+    # Production: the directory of the default repository (<directory>/restic).
     directory: Path = Path("/var/backups/appliance")
-    # When the backup runs, in systemd's OnCalendar syntax.
+    # Production: when the timer runs `appliance backup`, in systemd's OnCalendar syntax.
     schedule: str = "*-*-* 03:15:00"
-    # Production's nightly script: how many backups are kept; older ones are deleted.
-    keep: Annotated[int, Field(ge=1, le=365)] = 14
     # `appliance backup`: the restic repository, a local directory (relative paths are taken
     # from the settings file's directory) or any restic URL (sftp:host:/path, rest:https://...,
     # s3:...) to send the backups off the host. null: ./backups beside the settings file in
@@ -888,6 +941,7 @@ class Settings(_Section):
         self._worker_rules()
         self._federation_rules()
         self._retention_rules()
+        self._local_mta_rules()
         if self.host.system_root is not None and self.host.service_user is None:
             raise ValueError(
                 "host.service_user: needed with host.system_root (the user the services run as)"
@@ -909,6 +963,26 @@ class Settings(_Section):
                     f"{key}: {days} is outside retention.min_days..retention.max_days "
                     f"({retention.min_days}..{retention.max_days})"
                 )
+
+    def _local_mta_rules(self) -> None:
+        mail = self.mail
+        if not mail.local_mta.enabled:
+            return
+        if self.host.system_root is None:
+            raise ValueError(
+                "mail.local_mta.enabled: the local MTA is Debian's postfix, configured on a "
+                "production host (host.system_root); evaluation keeps its mail sink"
+            )
+        if mail.run_local_sink:
+            raise ValueError(
+                "mail.local_mta.enabled: relays to mail.smtp_host, which cannot also be the "
+                "local sink (set mail.run_local_sink: false)"
+            )
+        if _same_socket(mail.smtp_host, "127.0.0.1") and mail.smtp_port == mail.local_mta.port:
+            raise ValueError(
+                f"mail.local_mta.port: {mail.local_mta.port} is the relay's own port on "
+                f"{mail.smtp_host}: the MTA would relay to itself"
+            )
 
     def _own_addresses_rules(self) -> None:
         if self.synapse.own_addresses and not self.public_baseurl.startswith("https://"):
@@ -940,6 +1014,8 @@ class Settings(_Section):
             bound.append(("turn.listen.port", turn.listen.bind_address, turn.listen.port))
             if turn.tls_port is not None:
                 bound.append(("turn.tls_port", turn.listen.bind_address, turn.tls_port))
+        if self.mail.local_mta.enabled:
+            bound.append(("mail.local_mta.port", "127.0.0.1", self.mail.local_mta.port))
         if self.mode == "production":
             nginx = self.nginx
             for key in ("https_port", "http_port", "federation_port"):

@@ -18,12 +18,15 @@ import requests
 
 from appliance.antivirus.clamd import ClamdClient, ClamdUnavailable
 from appliance.antivirus.signatures import SignatureFiles, current_state, describe_age
+from appliance.operations import mail_queue
 
 PROBE_TIMEOUT = 3.0
 DISK_WARNING_PERCENT = 90.0
 MEMORY_WARNING_PERCENT = 95.0
 # freshclam updates several times a day; older signatures mean updates have stopped.
 STALE_SIGNATURES_DAYS = 3
+# More mails than this waiting in the local MTA's queue: the relay is not taking them.
+MAIL_QUEUE_WARNING = 10
 # The clamd check's words for clamav.allow_encrypted_archives, as clamd applies it.
 ENCRYPTED_REFUSED = "encrypted archives refused (they cannot be scanned)"
 ENCRYPTED_ALLOWED = "encrypted archives ALLOWED unscanned"
@@ -161,6 +164,24 @@ def check_turn(host: str, port: int | str) -> Check:
         last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no answer"]
         return Check("turn", False, f"TURN server {host}:{port} did not answer: {last[0]}")
     return Check("turn", True, f"TURN server {host}:{port} answers (STUN over UDP)")
+
+
+def check_mail_queue(max_waiting: int = MAIL_QUEUE_WARNING) -> Check:
+    """The local MTA's queue: red when postfix does not answer or more than `max_waiting` mails
+    wait for the relay (then the relay is down, stalled or refusing: the reason is postfix's)."""
+    try:
+        mails = mail_queue.queued_mails()
+    except mail_queue.MailQueueUnavailable as error:
+        return Check("mail-queue", False, f"local mail queue unreadable: {error}")
+    oldest = round(mail_queue.oldest_age_seconds(mails))
+    last_reason = next((m.delay_reason for m in reversed(mails) if m.delay_reason), None)
+    details = {"length": len(mails), "oldest_seconds": oldest, "last_reason": last_reason}
+    if not mails:
+        return Check("mail-queue", True, "local mail queue empty: every mail reached the relay")
+    summary = f"{len(mails)} mail(s) waiting for the relay, the oldest for {oldest // 60} min"
+    if last_reason:
+        summary += f" (last try: {last_reason})"
+    return Check("mail-queue", len(mails) <= max_waiting, summary, details)
 
 
 def check_disk(path: Path) -> Check:
