@@ -294,8 +294,12 @@ def _peer(plan: Plan) -> dict:
         "server_name": plan.server_name,
         "base_url": plan.base_url,
         "role": plan.role,
-        # The domains whose agents it holds: every appliance's /info sends them there.
-        "domains": list(plan.allowed_domains) if plan.role == "agents" else [],
+        # The domains whose agents it holds, pinned in the others' settings (then it owns
+        # nothing else). agents_a is left unpinned: what it publishes is its own unless another
+        # server claims it too, which is how a domain added live reaches the others' /info.
+        "domains": list(plan.allowed_domains)
+        if plan.role == "agents" and plan.key != "agents_a"
+        else [],
     }
 
 
