@@ -29,6 +29,7 @@ from admin_console import (
     rooms,
     security_headers,
     session_limits,
+    statistics,
     template_helpers,
     users,
 )
@@ -108,6 +109,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         reports.bp,
         announcements.bp,
         retention.bp,
+        statistics.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)
