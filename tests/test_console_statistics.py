@@ -9,13 +9,16 @@ import csv
 import io
 import secrets
 import time
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 import requests
-from console_helpers import register_external, unique
-from matrix_helpers import PASSWORD, Person
+from console_helpers import Synapse, register_external, unique
+from harness import evaluation_settings
+from matrix_helpers import PASSWORD, Person, SideSynapse
 
+from appliance.config.layout import Layout
 from appliance.synapse_module.rooms.kinds import ACCESS_RULES
 
 STATISTICS = "/_synapse/client/appliance/v1/statistics"
@@ -193,3 +196,68 @@ def test_statistics_are_for_server_admins_only(synapse_url, visitors):
     assert response.status_code == 403 and response.json()["errcode"] == "M_FORBIDDEN"
     response = statistics(synapse_url, "not-a-token")
     assert response.status_code == 401 and response.json()["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+@pytest.fixture(scope="module")
+def synapse_on_postgres(tmp_path_factory, postgres_cluster, appliance) -> Iterator[SideSynapse]:
+    """A Synapse with the module on PostgreSQL (the production database), without workers."""
+    postgres_cluster.create_database("synapse_statistics")
+    state_dir = tmp_path_factory.mktemp("statistics-postgres")
+    settings = evaluation_settings(
+        state_dir,
+        synapse={
+            "database": {
+                "engine": "postgresql",
+                "host": "127.0.0.1",
+                "port": postgres_cluster.port,
+                "name": "synapse_statistics",
+                "user": "synapse",
+            }
+        },
+        clamav={"listen": {"port": appliance.settings.clamav.listen.port}},
+    )
+    with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as running:
+        yield running
+
+
+def test_the_same_figures_on_postgresql(synapse_on_postgres):
+    """The endpoint's SQL is the same on both engines but for the domain's position function:
+    every figure is checked on PostgreSQL too."""
+    token = synapse_on_postgres.admin_token()
+    server_name = synapse_on_postgres.settings.server_name
+    admin = Synapse(synapse_on_postgres.url, token, server_name)
+    client = synapse_on_postgres.client()
+    first, second = f"{unique('pg')}.gouv.fr", f"{unique('pg')}.gouv.fr"
+
+    def agent(name: str, domain: str) -> Person:
+        user_id = admin.create_user(unique(name), name.title(), email=f"{name}@{domain}")
+        person = Person(client, user_id, admin.login(user_id))
+        seen(person)
+        return person
+
+    anne, bruno, _chloe = agent("anne", first), agent("bruno", first), agent("chloe", second)
+    before = today_row(figures(synapse_on_postgres.url, token))
+    anne.new_room(preset="private_chat", name=unique("private"))
+    open_rule = {"type": ACCESS_RULES, "state_key": "", "content": {"rule": "unrestricted"}}
+    anne.new_room(preset="private_chat", name=unique("open"), initial_state=[open_rule])
+    forum = anne.new_room(preset="public_chat", name=unique("forum"))
+    direct = anne.new_room(is_direct=True, preset="trusted_private_chat", invite=[bruno.user_id])
+    send(anne, forum, "m.room.message", {"msgtype": "m.text", "body": "bonjour"})
+    encrypted = {"algorithm": MEGOLM, "ciphertext": "c2VjcmV0", "session_id": "s", "device_id": "D"}
+    send(anne, direct, "m.room.encrypted", encrypted)
+
+    def counted() -> dict | None:
+        body = figures(synapse_on_postgres.url, token, days=366)
+        domains = {row["domain"]: row["active_agents"] for row in body["per_domain"]}
+        return body if domains.get(first) == 2 and domains.get(second) == 1 else None
+
+    body = wait_for(counted, "the agents' visits in the statistics on PostgreSQL")
+    after = today_row(body)
+    assert after["day"] == before["day"], "the day changed during the test: run it again"
+    assert {column: after[column] - before[column] for column in ROOM_COLUMNS} == dict.fromkeys(
+        ROOM_COLUMNS, 1
+    )
+    assert after["messages"] - before["messages"] == 2
+    assert after["registered_agents"] >= 3 and after["active_agents"] >= 3
+    assert len(body["per_day"]) == 366 and body["per_month"][-1]["active_agents"] >= 3
+    assert body["period"]["active_agents"] >= 3
