@@ -582,7 +582,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 # written yet, read from user_ips as Synapse itself reads them (no guests, no appservice users).
 _VISITS = (
     "SELECT user_id, timestamp AS day FROM user_daily_visits WHERE timestamp >= ?"
-    " UNION SELECT i.user_id, ? AS day FROM user_ips i JOIN users u ON u.name = i.user_id"
+    " UNION SELECT i.user_id, ? AS day FROM user_ips i JOIN users u ON (u.name = i.user_id)"
     " WHERE i.last_seen >= ? AND u.is_guest = 0 AND u.appservice_id IS NULL"
 )
 _EXTERNAL_FLAG = "CASE WHEN x.user_id IS NULL THEN 0 ELSE 1 END"
@@ -599,7 +599,7 @@ def visitors_by_day_txn(
     (a midnight UTC) to today (today_ms, this midnight) that had a visitor."""
     txn.execute(
         f"SELECT v.day, {_EXTERNAL_FLAG}, COUNT(DISTINCT v.user_id) FROM ({_VISITS}) v"
-        " LEFT JOIN appliance_externals x ON x.user_id = v.user_id GROUP BY 1, 2",
+        " LEFT JOIN appliance_externals x ON (x.user_id = v.user_id) GROUP BY 1, 2",
         _visits_args(since_ms, today_ms),
     )
     return [(int(day), bool(external), int(count)) for day, external, count in txn.fetchall()]
@@ -611,7 +611,7 @@ def visitors_between_txn(
     """(agents, externals): distinct users seen on a day in ``[start_ms, end_ms)``."""
     txn.execute(
         f"SELECT {_EXTERNAL_FLAG}, COUNT(DISTINCT v.user_id) FROM ({_VISITS}) v"
-        " LEFT JOIN appliance_externals x ON x.user_id = v.user_id WHERE v.day < ? GROUP BY 1",
+        " LEFT JOIN appliance_externals x ON (x.user_id = v.user_id) WHERE v.day < ? GROUP BY 1",
         (*_visits_args(start_ms, today_ms), end_ms),
     )
     counts = {bool(external): int(count) for external, count in txn.fetchall()}
@@ -627,7 +627,7 @@ def agent_visitors_by_domain_txn(
     txn.execute(
         f"SELECT substr(t.address, {position}(t.address, '@') + 1) AS domain,"
         f" COUNT(DISTINCT v.user_id) FROM ({_VISITS}) v"
-        " JOIN user_threepids t ON t.user_id = v.user_id AND t.medium = 'email'"
+        " JOIN user_threepids t ON (t.user_id = v.user_id AND t.medium = 'email')"
         " WHERE NOT EXISTS (SELECT 1 FROM appliance_externals x WHERE x.user_id = v.user_id)"
         " GROUP BY domain",
         _visits_args(since_ms, today_ms),
@@ -641,7 +641,7 @@ def registrations_by_day_txn(txn: LoggingTransaction, since_ms: int) -> list[tup
     the users table."""
     txn.execute(
         f"SELECT u.creation_ts / 86400, {_EXTERNAL_FLAG}, COUNT(*) FROM users u"
-        " LEFT JOIN appliance_externals x ON x.user_id = u.name"
+        " LEFT JOIN appliance_externals x ON (x.user_id = u.name)"
         " WHERE u.creation_ts >= ? AND u.is_guest = 0 AND u.appservice_id IS NULL"
         " GROUP BY 1, 2",
         (since_ms // 1000,),
@@ -671,13 +671,13 @@ def rooms_created_txn(
     the local creators'."""
     txn.execute(
         "SELECT e.sender, e.origin_server_ts, cj.json, rj.json, jj.json FROM events e"
-        " JOIN event_json cj ON cj.event_id = e.event_id"
-        " LEFT JOIN current_state_events r ON r.room_id = e.room_id"
-        " AND r.type = 'im.vector.room.access_rules' AND r.state_key = ''"
-        " LEFT JOIN event_json rj ON rj.event_id = r.event_id"
-        " LEFT JOIN current_state_events j ON j.room_id = e.room_id"
-        " AND j.type = 'm.room.join_rules' AND j.state_key = ''"
-        " LEFT JOIN event_json jj ON jj.event_id = j.event_id"
+        " JOIN event_json cj ON (cj.event_id = e.event_id)"
+        " LEFT JOIN current_state_events r ON (r.room_id = e.room_id"
+        " AND r.type = 'im.vector.room.access_rules' AND r.state_key = '')"
+        " LEFT JOIN event_json rj ON (rj.event_id = r.event_id)"
+        " LEFT JOIN current_state_events j ON (j.room_id = e.room_id"
+        " AND j.type = 'm.room.join_rules' AND j.state_key = '')"
+        " LEFT JOIN event_json jj ON (jj.event_id = j.event_id)"
         " WHERE e.origin_server_ts >= ? AND e.type = 'm.room.create'",
         (since_ms,),
     )
