@@ -26,8 +26,10 @@ in UTC, today included.  Answer::
   from their current state as ``rooms/kinds.py`` decides it (a room opened to externals
   since its creation counts as open); spaces are not rooms and are left out.
 
-Cost: one pass over the window's visits, the users table, and the window's events through
-Synapse's index on ``origin_server_ts``; one JSON decoding per room created in the window.
+Cost: one pass over the window's visits per figure, as the plain query makes (externals are
+counted by the same query kept to the module's few, and agents are the difference), one over
+the users table, the window's events through Synapse's index on ``origin_server_ts``, and one
+JSON decoding per room created in the window (``bench/bench_statistics.py`` measures it).
 Every call needs a server admin's access token (see :mod:`.auth`).
 """
 
@@ -50,12 +52,12 @@ from appliance.synapse_module.admin_api.request_args import integer_arg
 from appliance.synapse_module.rooms.kinds import KIND_SETTING_NAMES, kind_of
 from appliance.synapse_module.synapse_internals import (
     DAY_MS,
-    agent_visitors_by_domain_txn,
     messages_by_day_txn,
     registrations_by_day_txn,
     rooms_created_txn,
     visitors_between_txn,
     visitors_by_day_txn,
+    visitors_by_domain_txn,
 )
 
 STATISTICS_PATH = "/_synapse/client/appliance/v1/statistics"
@@ -107,6 +109,15 @@ def room_kind_name(create_json: str, rules_json: str | None, join_json: str | No
     return KIND_NAMES[kind_of(rule_content, join_content.get("join_rule"))]
 
 
+def visitors_split_txn(
+    txn: LoggingTransaction, start_ms: int, end_ms: int, today_ms: int
+) -> tuple[int, int]:
+    """(agents, externals) seen on a day in ``[start_ms, end_ms)``."""
+    everyone = visitors_between_txn(txn, start_ms, end_ms, today_ms, externals_only=False)
+    externals = visitors_between_txn(txn, start_ms, end_ms, today_ms, externals_only=True)
+    return everyone - externals, externals
+
+
 def statistics_txn(txn: LoggingTransaction, days: int, today: date, server_name: str) -> dict:
     # One transaction: every figure comes from the same snapshot.
     first = today - timedelta(days=days - 1)
@@ -124,9 +135,13 @@ def statistics_txn(txn: LoggingTransaction, days: int, today: date, server_name:
         }
         for offset in range(days)
     }
-    for day, external, count in visitors_by_day_txn(txn, since_ms, today_ms):
+    # Agents are every visitor but the externals (see synapse_internals: one pass each).
+    visitors = visitors_by_day_txn(txn, since_ms, today_ms, externals_only=False)
+    externals = visitors_by_day_txn(txn, since_ms, today_ms, externals_only=True)
+    for day, count in visitors.items():
         if day // DAY_MS in rows:
-            rows[day // DAY_MS]["active_externals" if external else "active_agents"] += count
+            rows[day // DAY_MS]["active_agents"] = count - externals.get(day, 0)
+            rows[day // DAY_MS]["active_externals"] = externals.get(day, 0)
     for number, external, count in registrations_by_day_txn(txn, since_ms):
         if number in rows:
             rows[number]["registered_externals" if external else "registered_agents"] += count
@@ -140,24 +155,30 @@ def statistics_txn(txn: LoggingTransaction, days: int, today: date, server_name:
             rows[created_ms // DAY_MS][f"rooms_{kind}"] += 1
     per_month = []
     for start, following in months_touched(first, today):
-        agents, externals = visitors_between_txn(txn, day_ms(start), day_ms(following), today_ms)
+        agents, externals_seen = visitors_split_txn(txn, day_ms(start), day_ms(following), today_ms)
         per_month.append(
             {
                 "month": start.strftime("%Y-%m"),
                 "active_agents": agents,
-                "active_externals": externals,
+                "active_externals": externals_seen,
             }
         )
-    period_agents, period_externals = visitors_between_txn(
-        txn, since_ms, today_ms + DAY_MS, today_ms
-    )
-    domains = sorted(agent_visitors_by_domain_txn(txn, since_ms, today_ms))
+    period_agents, period_externals = visitors_split_txn(txn, since_ms, today_ms + DAY_MS, today_ms)
+    every_domain = visitors_by_domain_txn(txn, since_ms, today_ms, externals_only=False)
+    external_domains = visitors_by_domain_txn(txn, since_ms, today_ms, externals_only=True)
+    domains = {
+        domain: count - external_domains.get(domain, 0)
+        for domain, count in sorted(every_domain.items())
+        if count > external_domains.get(domain, 0)
+    }
     return {
         "days": days,
         "first_day": first.isoformat(),
         "last_day": today.isoformat(),
         "per_day": list(rows.values()),
         "per_month": per_month,
-        "per_domain": [{"domain": domain, "active_agents": count} for domain, count in domains],
+        "per_domain": [
+            {"domain": domain, "active_agents": count} for domain, count in domains.items()
+        ],
         "period": {"active_agents": period_agents, "active_externals": period_externals},
     }
