@@ -580,26 +580,35 @@ DAY_MS = 24 * 60 * 60 * 1000
 
 
 # A user's visit on a day: Synapse's user_daily_visits (a row per device and day, written from
-# user_ips every five minutes, days starting at midnight UTC), plus today's visits it has not
-# written yet, read from user_ips as Synapse itself reads them (no guests, no appservice users).
-# UNION ALL, not UNION: every figure is a COUNT(DISTINCT user_id), and deduplicating a million
-# rows first would double its cost.  Externals are counted by the same query kept to the
-# module's record of them (a few rows through the (user_id, timestamp) index), and agents are
-# the difference: one pass over the visits per figure, as the plain query would make.
-def _visits(externals_only: bool) -> str:
-    visits = "SELECT user_id, timestamp AS day FROM user_daily_visits WHERE timestamp >= ?"
-    today = (
-        "SELECT i.user_id, ? AS day FROM user_ips i JOIN users u ON (u.name = i.user_id)"
-        " WHERE i.last_seen >= ? AND u.is_guest = 0 AND u.appservice_id IS NULL"
+# user_ips every five minutes, days starting at midnight UTC), plus today's visitors it has not
+# written yet, read from user_ips as Synapse itself reads them (no guests, no appservice users)
+# and counted only when user_daily_visits lacks them over the same days: the big count is the
+# plain query on user_daily_visits, the addition a look at today's few.  Externals are counted
+# by the same queries kept to the module's record of them (a few rows through the
+# (user_id, timestamp) index), and agents are the difference.
+_TODAY_FROM = "FROM user_ips i JOIN users u ON (u.name = i.user_id)"
+_TODAY_WHERE = (
+    " WHERE i.last_seen >= ? AND u.is_guest = 0 AND u.appservice_id IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM user_daily_visits d WHERE d.user_id = i.user_id"
+    " AND d.timestamp >= ? AND d.timestamp < ?)"
+)
+_EXTERNAL_VISITS = " AND v.user_id IN (SELECT user_id FROM appliance_externals)"
+_EXTERNAL_TODAY = " AND i.user_id IN (SELECT user_id FROM appliance_externals)"
+
+
+def _today_visitors_txn(
+    txn: LoggingTransaction, start_ms: int, end_ms: int, today_ms: int, externals_only: bool
+) -> int:
+    """Visitors seen today whom user_daily_visits does not hold on a day in [start, end)."""
+    if not start_ms <= today_ms < end_ms:
+        return 0
+    extra = _EXTERNAL_TODAY if externals_only else ""
+    txn.execute(
+        f"SELECT COUNT(DISTINCT i.user_id) {_TODAY_FROM}{_TODAY_WHERE}{extra}",
+        (today_ms, start_ms, end_ms),
     )
-    if externals_only:
-        visits += " AND user_id IN (SELECT user_id FROM appliance_externals)"
-        today += " AND i.user_id IN (SELECT user_id FROM appliance_externals)"
-    return f"{visits} UNION ALL {today}"
-
-
-def _visits_args(since_ms: int, today_ms: int) -> tuple[int, int, int]:
-    return since_ms, today_ms, today_ms
+    row = txn.fetchone()
+    return int(row[0]) if row else 0
 
 
 def visitors_by_day_txn(
@@ -607,24 +616,32 @@ def visitors_by_day_txn(
 ) -> dict[int, int]:
     """Day start in ms -> distinct users (or externals only) seen that day, for every day
     from since_ms (a midnight UTC) to today (today_ms, this midnight) that had one."""
+    extra = _EXTERNAL_VISITS if externals_only else ""
     txn.execute(
-        f"SELECT v.day, COUNT(DISTINCT v.user_id) FROM ({_visits(externals_only)}) v"
-        " GROUP BY v.day",
-        _visits_args(since_ms, today_ms),
+        "SELECT v.timestamp, COUNT(DISTINCT v.user_id) FROM user_daily_visits v"
+        f" WHERE v.timestamp >= ?{extra} GROUP BY v.timestamp",
+        (since_ms,),
     )
-    return {int(day): int(count) for day, count in txn.fetchall()}
+    days = {int(day): int(count) for day, count in txn.fetchall()}
+    late = _today_visitors_txn(txn, today_ms, today_ms + DAY_MS, today_ms, externals_only)
+    if late:
+        days[today_ms] = days.get(today_ms, 0) + late
+    return days
 
 
 def visitors_between_txn(
     txn: LoggingTransaction, start_ms: int, end_ms: int, today_ms: int, *, externals_only: bool
 ) -> int:
     """Distinct users (or externals only) seen on a day in ``[start_ms, end_ms)``."""
+    extra = _EXTERNAL_VISITS if externals_only else ""
     txn.execute(
-        f"SELECT COUNT(DISTINCT v.user_id) FROM ({_visits(externals_only)}) v WHERE v.day < ?",
-        (*_visits_args(start_ms, today_ms), end_ms),
+        "SELECT COUNT(DISTINCT v.user_id) FROM user_daily_visits v"
+        f" WHERE v.timestamp >= ? AND v.timestamp < ?{extra}",
+        (start_ms, end_ms),
     )
     row = txn.fetchone()
-    return int(row[0]) if row else 0
+    seen = int(row[0]) if row else 0
+    return seen + _today_visitors_txn(txn, start_ms, end_ms, today_ms, externals_only)
 
 
 def visitors_by_domain_txn(
@@ -633,14 +650,25 @@ def visitors_by_domain_txn(
     """Email domain -> distinct users (or externals only) seen since since_ms with an
     address there."""
     position = "strpos" if is_postgres(txn) else "instr"
+    domain = f"substr(t.address, {position}(t.address, '@') + 1)"
+    extra = _EXTERNAL_VISITS if externals_only else ""
     txn.execute(
-        f"SELECT substr(t.address, {position}(t.address, '@') + 1) AS domain,"
-        f" COUNT(DISTINCT v.user_id) FROM ({_visits(externals_only)}) v"
+        f"SELECT {domain} AS domain, COUNT(DISTINCT v.user_id) FROM user_daily_visits v"
         " JOIN user_threepids t ON (t.user_id = v.user_id AND t.medium = 'email')"
-        " GROUP BY domain",
-        _visits_args(since_ms, today_ms),
+        f" WHERE v.timestamp >= ?{extra} GROUP BY domain",
+        (since_ms,),
     )
-    return {domain: int(count) for domain, count in txn.fetchall()}
+    domains = {name: int(count) for name, count in txn.fetchall()}
+    extra = _EXTERNAL_TODAY if externals_only else ""
+    txn.execute(
+        f"SELECT {domain} AS domain, COUNT(DISTINCT i.user_id) {_TODAY_FROM}"
+        " JOIN user_threepids t ON (t.user_id = i.user_id AND t.medium = 'email')"
+        f"{_TODAY_WHERE}{extra} GROUP BY domain",
+        (today_ms, since_ms, today_ms + DAY_MS),
+    )
+    for name, count in txn.fetchall():
+        domains[name] = domains.get(name, 0) + int(count)
+    return domains
 
 
 def registrations_by_day_txn(txn: LoggingTransaction, since_ms: int) -> list[tuple[int, bool, int]]:
