@@ -30,6 +30,7 @@ from admin_console import (
     rooms,
     security_headers,
     session_limits,
+    statistics,
     template_helpers,
     users,
 )
@@ -123,6 +124,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         reports.bp,
         announcements.bp,
         retention.bp,
+        statistics.bp,
     ):
         app.register_blueprint(blueprint)
     _start_sampler(app)

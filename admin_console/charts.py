@@ -24,6 +24,8 @@ class Chart:
     highest: float | None = None
     width: int = WIDTH
     height: int = HEIGHT
+    # A chart of other than the last 24 hours says what it covers and what its ends are.
+    period: str | None = None
     # The ends of the time axis; None: "24 h ago" and "now".
     start_label: str | None = None
     end_label: str | None = None
@@ -75,4 +77,28 @@ def line_chart(
         highest=max(drawn, default=None),
         start_label=start_label,
         end_label=end_label,
+    )
+
+
+def daily_chart(title: str, unit: str, values: list[int], first_day: str, last_day: str) -> Chart:
+    """One value per day, oldest first, from first_day to last_day (ISO dates): a line across
+    the whole width (one point in the middle for a single day)."""
+    maximum = max(values, default=0) * 1.1 or 1.0
+    steps = max(len(values) - 1, 1)
+    points = [
+        f"{(index / steps * WIDTH if len(values) > 1 else WIDTH / 2):.1f},"
+        f"{HEIGHT - value / maximum * HEIGHT:.1f}"
+        for index, value in enumerate(values)
+    ]
+    return Chart(
+        title,
+        unit,
+        [" ".join(points)] if points else [],
+        maximum,
+        values[-1] if values else None,
+        lowest=min(values, default=None),
+        highest=max(values, default=None),
+        period=f"{first_day} – {last_day}",
+        start_label=first_day,
+        end_label=last_day,
     )

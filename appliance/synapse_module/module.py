@@ -32,6 +32,7 @@ from appliance.synapse_module.accounts.validity_store import ValidityStore
 from appliance.synapse_module.admin_api.domains import DomainsResource
 from appliance.synapse_module.admin_api.invitations import InvitationsResource
 from appliance.synapse_module.admin_api.quarantine import QuarantineResource
+from appliance.synapse_module.admin_api.statistics import StatisticsResource
 from appliance.synapse_module.admin_api.users import UserListResource
 from appliance.synapse_module.config import ModuleConfig, parse_module_config
 from appliance.synapse_module.directory.user_search import DirectoryFilter
@@ -143,6 +144,7 @@ class ApplianceModule:
             DomainsResource(api, domains),
             QuarantineResource(api, scans),
             UserListResource(api),
+            StatisticsResource(api),
             InvitationsResource(api, externals, invitations),
         ]
         if not config.agents_password_login:

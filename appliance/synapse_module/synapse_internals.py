@@ -32,6 +32,11 @@ upgrade break a rule at the first request.  The module was written against
      admits (the module API lists one user's addresses at a time);
    * ``users``: :func:`users_without_validity_txn`, the active accounts that have no expiry
      yet when account validity is switched on (the module API cannot list users);
+   * ``user_daily_visits``, ``user_ips``, ``users``, ``user_threepids``, ``events``,
+     ``event_json``, ``current_state_events``: the console's usage statistics, counts only
+     (:func:`visitors_by_day_txn` and the functions after it; ``admin_api/statistics.py``
+     shapes them); the Admin API has no per-day figures, and Synapse's own (phone-home
+     stats) are neither per domain nor per room kind;
    * ``users``, ``profiles``, ``user_threepids``, ``user_ips``, ``user_directory_search``:
      the console's user list (:func:`user_ids_in_range_txn` and the functions after it;
      ``admin_api/user_list_query.py`` plans a page, ``user_list_rows.py`` shapes its rows),
@@ -150,10 +155,15 @@ SYNAPSE_COLUMNS: dict[str, tuple[str, ...]] = {
         "user_type",
         "creation_ts",
         "is_guest",
+        "appservice_id",
     ),
     "profiles": ("user_id", "displayname"),
     "user_threepids": ("user_id", "medium", "address"),
     "user_ips": ("user_id", "last_seen"),
+    "user_daily_visits": ("user_id", "timestamp"),
+    "events": ("event_id", "room_id", "type", "sender", "origin_server_ts"),
+    "event_json": ("event_id", "json"),
+    "current_state_events": ("room_id", "type", "state_key", "event_id"),
     "user_directory_search": ("user_id",),
     "open_id_tokens": ("token", "ts_valid_until_ms", "user_id"),
 }
@@ -617,6 +627,153 @@ def last_seen_txn(txn: LoggingTransaction, user_ids: Sequence[str]) -> dict[str,
         tuple(user_ids),
     )
     return dict(txn.fetchall())
+
+
+# --- reach 3: the console's usage statistics (admin_api/statistics.py shapes them) -----------
+# Counts only: no query here returns a message, a name or an address but a domain.
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+# A user's visit on a day: Synapse's user_daily_visits (a row per device and day, written from
+# user_ips every five minutes, days starting at midnight UTC), plus today's visitors it has not
+# written yet, read from user_ips as Synapse itself reads them (no guests, no appservice users)
+# and counted only when user_daily_visits lacks them over the same days: the big count is the
+# plain query on user_daily_visits, the addition a look at today's few.  Externals are counted
+# by the same queries kept to the module's record of them (a few rows through the
+# (user_id, timestamp) index), and agents are the difference.
+_TODAY_FROM = "FROM user_ips i JOIN users u ON (u.name = i.user_id)"
+_TODAY_WHERE = (
+    " WHERE i.last_seen >= ? AND u.is_guest = 0 AND u.appservice_id IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM user_daily_visits d WHERE d.user_id = i.user_id"
+    " AND d.timestamp >= ? AND d.timestamp < ?)"
+)
+_EXTERNAL_VISITS = " AND v.user_id IN (SELECT user_id FROM appliance_externals)"
+_EXTERNAL_TODAY = " AND i.user_id IN (SELECT user_id FROM appliance_externals)"
+
+
+def _today_visitors_txn(
+    txn: LoggingTransaction, start_ms: int, end_ms: int, today_ms: int, externals_only: bool
+) -> int:
+    """Visitors seen today whom user_daily_visits does not hold on a day in [start, end)."""
+    if not start_ms <= today_ms < end_ms:
+        return 0
+    extra = _EXTERNAL_TODAY if externals_only else ""
+    txn.execute(
+        f"SELECT COUNT(DISTINCT i.user_id) {_TODAY_FROM}{_TODAY_WHERE}{extra}",
+        (today_ms, start_ms, end_ms),
+    )
+    row = txn.fetchone()
+    return int(row[0]) if row else 0
+
+
+def visitors_by_day_txn(
+    txn: LoggingTransaction, since_ms: int, today_ms: int, *, externals_only: bool
+) -> dict[int, int]:
+    """Day start in ms -> distinct users (or externals only) seen that day, for every day
+    from since_ms (a midnight UTC) to today (today_ms, this midnight) that had one."""
+    extra = _EXTERNAL_VISITS if externals_only else ""
+    txn.execute(
+        "SELECT v.timestamp, COUNT(DISTINCT v.user_id) FROM user_daily_visits v"
+        f" WHERE v.timestamp >= ?{extra} GROUP BY v.timestamp",
+        (since_ms,),
+    )
+    days = {int(day): int(count) for day, count in txn.fetchall()}
+    late = _today_visitors_txn(txn, today_ms, today_ms + DAY_MS, today_ms, externals_only)
+    if late:
+        days[today_ms] = days.get(today_ms, 0) + late
+    return days
+
+
+def visitors_between_txn(
+    txn: LoggingTransaction, start_ms: int, end_ms: int, today_ms: int, *, externals_only: bool
+) -> int:
+    """Distinct users (or externals only) seen on a day in ``[start_ms, end_ms)``."""
+    extra = _EXTERNAL_VISITS if externals_only else ""
+    txn.execute(
+        "SELECT COUNT(DISTINCT v.user_id) FROM user_daily_visits v"
+        f" WHERE v.timestamp >= ? AND v.timestamp < ?{extra}",
+        (start_ms, end_ms),
+    )
+    row = txn.fetchone()
+    seen = int(row[0]) if row else 0
+    return seen + _today_visitors_txn(txn, start_ms, end_ms, today_ms, externals_only)
+
+
+def visitors_by_domain_txn(
+    txn: LoggingTransaction, since_ms: int, today_ms: int, *, externals_only: bool
+) -> dict[str, int]:
+    """Email domain -> distinct users (or externals only) seen since since_ms with an
+    address there."""
+    position = "strpos" if is_postgres(txn) else "instr"
+    domain = f"substr(t.address, {position}(t.address, '@') + 1)"
+    extra = _EXTERNAL_VISITS if externals_only else ""
+    txn.execute(
+        f"SELECT {domain} AS domain, COUNT(DISTINCT v.user_id) FROM user_daily_visits v"
+        " JOIN user_threepids t ON (t.user_id = v.user_id AND t.medium = 'email')"
+        f" WHERE v.timestamp >= ?{extra} GROUP BY domain",
+        (since_ms,),
+    )
+    domains = {name: int(count) for name, count in txn.fetchall()}
+    extra = _EXTERNAL_TODAY if externals_only else ""
+    txn.execute(
+        f"SELECT {domain} AS domain, COUNT(DISTINCT i.user_id) {_TODAY_FROM}"
+        " JOIN user_threepids t ON (t.user_id = i.user_id AND t.medium = 'email')"
+        f"{_TODAY_WHERE}{extra} GROUP BY domain",
+        (today_ms, since_ms, today_ms + DAY_MS),
+    )
+    for name, count in txn.fetchall():
+        domains[name] = domains.get(name, 0) + int(count)
+    return domains
+
+
+def registrations_by_day_txn(txn: LoggingTransaction, since_ms: int) -> list[tuple[int, bool, int]]:
+    """(day number since the epoch, external, accounts created that day) from since_ms on;
+    no guests, no appservice users.  ``creation_ts`` is in seconds; no index: one pass over
+    the users table."""
+    txn.execute(
+        "SELECT u.creation_ts / 86400, CASE WHEN x.user_id IS NULL THEN 0 ELSE 1 END, COUNT(*)"
+        " FROM users u"
+        " LEFT JOIN appliance_externals x ON (x.user_id = u.name)"
+        " WHERE u.creation_ts >= ? AND u.is_guest = 0 AND u.appservice_id IS NULL"
+        " GROUP BY 1, 2",
+        (since_ms // 1000,),
+    )
+    return [(int(day), bool(external), int(count)) for day, external, count in txn.fetchall()]
+
+
+def messages_by_day_txn(txn: LoggingTransaction, since_ms: int) -> list[tuple[int, int]]:
+    """(day number since the epoch, messages): events of type m.room.message or
+    m.room.encrypted stored on this server, by origin_server_ts (Synapse's index
+    ``events_ts``).  A count: no content is read."""
+    txn.execute(
+        "SELECT origin_server_ts / 86400000, COUNT(*) FROM events"
+        " WHERE origin_server_ts >= ? AND type IN ('m.room.message', 'm.room.encrypted')"
+        " GROUP BY 1",
+        (since_ms,),
+    )
+    return [(int(day), int(count)) for day, count in txn.fetchall()]
+
+
+def rooms_created_txn(
+    txn: LoggingTransaction, since_ms: int
+) -> list[tuple[str, int, str, str | None, str | None]]:
+    """(creator, created at in ms, create event JSON, access rule event JSON or None, join
+    rule event JSON or None) for each room created since since_ms, with its current state
+    events that decide its kind (``rooms/kinds.py``).  One row per room; the caller keeps
+    the local creators'."""
+    txn.execute(
+        "SELECT e.sender, e.origin_server_ts, cj.json, rj.json, jj.json FROM events e"
+        " JOIN event_json cj ON (cj.event_id = e.event_id)"
+        " LEFT JOIN current_state_events r ON (r.room_id = e.room_id"
+        " AND r.type = 'im.vector.room.access_rules' AND r.state_key = '')"
+        " LEFT JOIN event_json rj ON (rj.event_id = r.event_id)"
+        " LEFT JOIN current_state_events j ON (j.room_id = e.room_id"
+        " AND j.type = 'm.room.join_rules' AND j.state_key = '')"
+        " LEFT JOIN event_json jj ON (jj.event_id = j.event_id)"
+        " WHERE e.origin_server_ts >= ? AND e.type = 'm.room.create'",
+        (since_ms,),
+    )
+    return [(row[0], int(row[1]), row[2], row[3], row[4]) for row in txn.fetchall()]
 
 
 # --- reaches 5 to 7 --------------------------------------------------------------------------
