@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from flask.testing import FlaskClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from bench_result import Row, at_most, emit  # noqa: E402
+from bench_result import Row, at_most, emit, medians_ms  # noqa: E402
 from harness import evaluation_settings  # noqa: E402  (free ports, temp state)
 
 from admin_console import create_app  # noqa: E402
@@ -230,19 +229,6 @@ def page_calls(server: Server, console_query: str, params: dict) -> dict[tuple, 
     return {(server.size, "console"): console_page, (server.size, "api"): admin_api}
 
 
-def medians_ms(calls: dict[tuple, Callable]) -> dict[tuple, float]:
-    """Each call ROUNDS times, taking turns, so that every figure sees the same machine load."""
-    for call in calls.values():
-        call()  # warm caches; not counted
-    samples: dict[tuple, list[float]] = {key: [] for key in calls}
-    for _ in range(ROUNDS):
-        for key, call in calls.items():
-            began = time.perf_counter()
-            call()
-            samples[key].append((time.perf_counter() - began) * 1000)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def main() -> None:
     started: list[BenchSynapse] = []
     table: dict[str, dict[tuple, float]] = {}
@@ -253,7 +239,7 @@ def main() -> None:
                 calls = {}
                 for server in servers:
                     calls.update(page_calls(server, console_query, admin_query))
-                table[label] = medians_ms(calls)
+                table[label] = medians_ms(calls, ROUNDS)
         finally:
             for synapse in started:
                 synapse.stop()

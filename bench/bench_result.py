@@ -15,9 +15,12 @@ ratio is ever reported.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 MARKER = "BENCH-RESULT "
 CANNOT_RUN = 2  # exit status of a benchmark that stopped before measuring
@@ -58,6 +61,23 @@ def parse(output: str) -> list[Row] | None:
         if line.startswith(MARKER):
             return [Row(**row) for row in json.loads(line[len(MARKER) :])["rows"]]
     return None
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def medians_ms(calls: dict[K, Callable[[], object]], rounds: int) -> dict[K, float]:
+    """Each call `rounds` times, taking turns, so that every figure sees the same machine load;
+    the median of each, in milliseconds (a first call each warms the caches, not counted)."""
+    for call in calls.values():
+        call()
+    samples: dict[K, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, call in calls.items():
+            began = time.perf_counter()
+            call()
+            samples[key].append((time.perf_counter() - began) * 1000)
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def cannot_run(message: str) -> NoReturn:

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import calendar
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -39,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_console_users import BenchSynapse  # noqa: E402  (a throwaway Synapse)
-from bench_result import at_most, emit  # noqa: E402
+from bench_result import at_most, emit, medians_ms  # noqa: E402
 
 from appliance.synapse_module.admin_api.statistics import STATISTICS_PATH  # noqa: E402
 
@@ -152,19 +150,6 @@ def raw_queries(database: sqlite3.Connection) -> dict:
     }
 
 
-def medians_ms(calls: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Each call ROUNDS times, taking turns, so that both see the same machine load."""
-    for call in calls.values():
-        call()  # warm caches; not counted
-    samples: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(ROUNDS):
-        for key, call in calls.items():
-            began = time.perf_counter()
-            call()
-            samples[key].append((time.perf_counter() - began) * 1000)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         synapse = BenchSynapse(Path(state))
@@ -195,7 +180,9 @@ def main() -> None:
             assert len(body["per_domain"]) == DOMAINS == len(raw["per_domain"])
             registered = sum(row["registered_agents"] for row in body["per_day"])
             assert registered == sum(count for _day, count in raw["registrations"]) >= USERS
-            medians = medians_ms({"endpoint": endpoint, "raw": lambda: raw_queries(database)})
+            medians = medians_ms(
+                {"endpoint": endpoint, "raw": lambda: raw_queries(database)}, ROUNDS
+            )
             database.close()
         finally:
             synapse.stop()
