@@ -8,6 +8,8 @@ database: only the lease holder mails.
 
 from __future__ import annotations
 
+from email.header import decode_header, make_header
+
 from console_helpers import PASSWORD, Console, unique
 from matrix_media_helpers import clamd_stopped, wait_until
 
@@ -21,11 +23,17 @@ REMINDER_SECONDS = 2.0
 MAIL_WAIT_SECONDS = 90
 
 
+def decoded_subject(message) -> str:
+    """The subject as read: unfolded (a long header is folded over lines) and decoded (French
+    and English: non-ASCII, so RFC 2047-encoded on the wire)."""
+    return " ".join(str(make_header(decode_header(message["Subject"] or ""))).split())
+
+
 def mails(mail_sink, to: str, subject: str) -> list:
     return [
         message
         for message in mail_sink.messages()
-        if to in (message["To"] or "") and subject in (message["Subject"] or "")
+        if to in (message["To"] or "") and subject in decoded_subject(message)
     ]
 
 
@@ -71,7 +79,7 @@ def test_clamd_down_is_mailed_once_reminded_and_its_recovery_mailed_once(
         wait_until(lambda: _lease(app)[0] is not None, "a loop taking the lease")
         assert not mails(mail_sink, address, "clamd")
         with clamd_stopped(appliance):
-            wait_for_mail(mail_sink, address, "ALERT clamd is red")
+            wait_for_mail(mail_sink, address, "ALERTE clamd en panne / ALERT clamd is red")
             wait_for_mail(mail_sink, address, "REMINDER clamd is still red")
             appliance.up()  # the repair an operator makes: starts what is down
         wait_for_mail(mail_sink, address, "RECOVERED clamd is green again")

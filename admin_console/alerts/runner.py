@@ -29,10 +29,11 @@ REMINDER_SECONDS = 4 * 3600
 # a live holder keeps it; a dead one's is taken over within this much longer than a round.
 LEASE_GRACE_SECONDS = 30
 AUDIT_OPERATOR = "alerts"
+# French first, then English, as every mail of the appliance.
 SUBJECTS = {
-    "opened": "ALERT {name} is red",
-    "reminder": "REMINDER {name} is still red",
-    "recovered": "RECOVERED {name} is green again",
+    "opened": "ALERTE {name} en panne / ALERT {name} is red",
+    "reminder": "RAPPEL {name} toujours en panne / REMINDER {name} is still red",
+    "recovered": "RÉTABLI {name} de nouveau au vert / RECOVERED {name} is green again",
 }
 
 
@@ -89,13 +90,24 @@ def _notify(app: Flask, connection, notice: Notice, now: float) -> None:
 
 def _body(notice: Notice, server: str) -> str:
     since = datetime.fromtimestamp(notice.since, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-    state = {
-        "opened": f"{notice.condition} turned red on {server}.",
-        "reminder": f"{notice.condition} on {server} has been red since {since}.",
-        "recovered": f"{notice.condition} on {server} is green again (red since {since}).",
+    name = notice.condition
+    french, english = {
+        "opened": (f"{name} est passé au rouge sur {server}.", f"{name} turned red on {server}."),
+        "reminder": (
+            f"{name} est au rouge sur {server} depuis le {since}.",
+            f"{name} on {server} has been red since {since}.",
+        ),
+        "recovered": (
+            f"{name} est de nouveau au vert sur {server} (au rouge depuis le {since}).",
+            f"{name} on {server} is green again (red since {since}).",
+        ),
     }[notice.kind]
     return (
-        f"{state}\n\n{notice.condition}: {notice.summary}\n\n"
+        f"{french}\n\n{name} : {notice.summary}\n\n"
+        "La page Santé de la console montre chaque vérification. Vous recevez ce courriel parce "
+        "que vous avez demandé les alertes sur la page Opérateurs de la console ; la même page "
+        "les arrête.\n\n---\n\n"
+        f"{english}\n\n{name}: {notice.summary}\n\n"
         "The console's health page shows every check. You get this mail because you asked for "
         "alerts on the console's Operators page; the same page stops them.\n"
     )
