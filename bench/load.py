@@ -21,6 +21,7 @@ Run: .venv/bin/python bench/load.py --agents 200 --messages 2000 [--kill synapse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email
 import os
 import secrets
@@ -355,10 +356,10 @@ def run(appliance: EvaluationAppliance, args) -> int:
         process = running_process(spec)
         if process is not None:
             os.killpg(process.pid, signal.SIGKILL)
-            try:  # gone (its listening socket closed) before `up` looks at the port
+            # Gone (its listening socket closed) before `up` looks at the port; psutil.Error:
+            # exited and already reaped, or a zombie, and either way its socket is shut.
+            with contextlib.suppress(psutil.Error):
                 process.wait(timeout=60)
-            except psutil.Error:
-                pass  # exited and already reaped, or a zombie: either way its socket is shut
         killed = time.monotonic()
         report = appliance.up()
         repair["seconds"] = time.monotonic() - killed
