@@ -21,15 +21,12 @@ in ROOTFS_CACHE, keyed by what it holds. Select or deselect with `-m provisionin
 from __future__ import annotations
 
 import datetime
-import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,160 +37,31 @@ from urllib.parse import quote
 import pyotp
 import pytest
 import requests
-import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 from harness import TEST_DOMAINS, free_port
 from matrix_helpers import MatrixClient, Person
 from matrix_media_helpers import EICAR, unique_bytes
+from nspawn_hosts import (
+    Container,
+    Converge,
+    boot,
+    converge,
+    prepare_rootfs,
+    require_tools,
+)
 
 from appliance.config.layout import SOURCE_ROOT
 from appliance.synapse_module.media.scan import INFECTED_MESSAGE
 
 pytestmark = [pytest.mark.provisioning, pytest.mark.slow]
 
-ANSIBLE_DIR = SOURCE_ROOT / "ansible"
-ROOTFS_CACHE = Path(os.environ.get("APPLIANCE_ROOTFS_CACHE", "/var/cache/appliance-test-rootfs"))
-DEBIAN_SUITE = "bookworm"
-# What the playbook expects of a fresh host: systemd to boot, Python and apt for Ansible, sudo
-# for Ansible to become other users (postgres, clamav, the service user).
-ROOTFS_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3-minimal", "python3-apt", "sudo")
 # The Synapse release before the one constraints.txt pins: the upgrade starts there.
 PREVIOUS_SYNAPSE = "1.163.1"
 SYNAPSE_PIN = re.compile(r"(matrix-synapse(?:\[[a-z,]+\])?)==([0-9][0-9a-z.]*)")
 # Its own name per test run: another provisioning test may boot its containers at the same time.
 HOST = f"appliance-test-{os.getpid()}"
-BOOT_TIMEOUT = 120
-CONVERGE_TIMEOUT = 1500
-SLOWEST_TASKS = 12  # listed at the end of each converge's log, and printed for the re-run
 BACKUP_PASSPHRASE = "provisioning-test-backup-passphrase"
-SLOW_TASK = re.compile(r"^(.*) -+ (\d+\.\d+s)$", re.MULTILINE)  # a line of that list
-
-
-# --- the Debian 12 host ------------------------------------------------------------------------
-def _require_tools() -> None:
-    missing = [
-        tool for tool in ("systemd-nspawn", "debootstrap", "nsenter") if not shutil.which(tool)
-    ]
-    if os.geteuid() != 0 or missing:
-        pytest.fail(
-            "the provisioning test boots a Debian 12 container: it needs root and "
-            f"systemd-nspawn, debootstrap, nsenter (missing: {missing or 'none'}; root: "
-            f"{os.geteuid() == 0}). Install: apt-get install systemd-container debootstrap; "
-            "or deselect it with -m 'not provisioning'."
-        )
-
-
-def cached_rootfs() -> Path:
-    """A debootstrapped rootfs with ROOTFS_PACKAGES, made once per package list and kept."""
-    key = hashlib.sha256(f"{DEBIAN_SUITE} minbase {sorted(ROOTFS_PACKAGES)}".encode()).hexdigest()
-    rootfs = ROOTFS_CACHE / key[:16] / "rootfs"
-    ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(ROOTFS_CACHE / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs must not build it at once
-        if not rootfs.exists():
-            building = rootfs.with_name("rootfs.partial")
-            shutil.rmtree(building, ignore_errors=True)
-            subprocess.run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    f"--include={','.join(ROOTFS_PACKAGES)}",
-                    DEBIAN_SUITE,
-                    str(building),
-                    "http://deb.debian.org/debian",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=900,
-            )
-            building.rename(rootfs)
-    return rootfs
-
-
-def prepare_rootfs(directory: Path) -> None:
-    """A fresh copy of the cached rootfs, as a new Debian 12 host would come."""
-    subprocess.run(["cp", "-a", "--reflink=auto", str(cached_rootfs()), str(directory)], check=True)
-    (directory / "etc/hostname").write_text(HOST + "\n")
-    # Packages must not start their services with Debian's defaults on install (PostgreSQL on
-    # 5432, nginx on 80, freshclam calling ClamAV's mirrors): this host shares the machine's
-    # network. The roles start every service themselves, with the appliance's settings.
-    policy = directory / "usr/sbin/policy-rc.d"
-    policy.write_text("#!/bin/sh\nexit 101\n")
-    policy.chmod(0o755)
-    sources = (
-        "deb http://deb.debian.org/debian bookworm main\n"
-        "deb http://deb.debian.org/debian bookworm-updates main\n"
-        "deb http://deb.debian.org/debian-security bookworm-security main\n"
-    )
-    (directory / "etc/apt/sources.list").write_text(sources)
-
-
-@dataclass
-class Container:
-    rootfs: Path
-    process: subprocess.Popen
-    leader: int  # the container's init, as the host sees it (ansible_nsenter_pid)
-
-    def run(
-        self, *argv: str, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["nsenter", "--target", str(self.leader), "--all", *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=check,
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()  # nspawn asks the container's systemd to power off
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _leader_pid(nspawn: subprocess.Popen) -> int:
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        children = Path(f"/proc/{nspawn.pid}/task/{nspawn.pid}/children")
-        if children.exists() and children.read_text().split():
-            return int(children.read_text().split()[0])
-        if nspawn.poll() is not None:
-            raise RuntimeError(f"systemd-nspawn exited with {nspawn.returncode}")
-        time.sleep(0.2)
-    raise RuntimeError("systemd-nspawn started no container")
-
-
-def boot(rootfs: Path, log: Path) -> Container:
-    process = subprocess.Popen(
-        [
-            "systemd-nspawn",
-            "--boot",
-            "--register=no",
-            "--keep-unit",
-            f"--directory={rootfs}",
-            f"--machine={HOST}",
-            "--console=passive",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    container = Container(rootfs, process, _leader_pid(process))
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    state = ""
-    while state not in ("running", "degraded"):
-        if time.monotonic() > deadline:
-            container.stop()
-            raise RuntimeError(f"the container did not boot: {state}\n{log.read_text()[-2000:]}")
-        time.sleep(0.5)  # until its systemd answers on its bus, then until boot is done
-        state = container.run(
-            "systemctl", "is-system-running", "--wait", check=False
-        ).stdout.strip()
-    return container
 
 
 # --- the appliance's releases ------------------------------------------------------------------
@@ -239,13 +107,7 @@ def inventory(container: Container, ports: Ports, source: Path) -> dict:
     extra_cas = sorted(str(path) for path in Path("/usr/local/share/ca-certificates").glob("*.crt"))
     return {
         "appliance": {
-            "hosts": {
-                HOST: {
-                    "ansible_connection": "community.docker.nsenter",
-                    "ansible_nsenter_pid": container.leader,
-                    "ansible_python_interpreter": "/usr/bin/python3",
-                }
-            },
+            "hosts": {HOST: container.ansible_host()},
             "vars": {
                 "appliance_source_dir": str(source),
                 "appliance_server_name": "appliance.test",
@@ -275,57 +137,6 @@ def inventory(container: Container, ports: Ports, source: Path) -> dict:
             },
         }
     }
-
-
-@dataclass(frozen=True)
-class Converge:
-    seconds: float
-    recap: str  # the PLAY RECAP line of the host
-    log: Path
-
-    @property
-    def changed(self) -> int:
-        return int(re.search(r"changed=(\d+)", self.recap).group(1))
-
-    def slowest_tasks(self) -> list[str]:
-        """profile_tasks's recap: "<role> : <task> ---- 12.34s", slowest first."""
-        recap = self.log.read_text().rsplit("TASKS RECAP", 1)[-1]
-        return [f"{task} {seconds}" for task, seconds in SLOW_TASK.findall(recap)]
-
-
-def converge(inventory_data: dict, log: Path, *extra: str, playbook: str = "site.yml") -> Converge:
-    inventory_file = log.with_suffix(".inventory.yml")
-    inventory_file.write_text(yaml.safe_dump(inventory_data))
-    began = time.monotonic()
-    with log.open("w") as output:
-        result = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("ansible-playbook")),
-                "-i",
-                str(inventory_file),
-                playbook,
-                *extra,
-            ],
-            cwd=ANSIBLE_DIR,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            # TMPDIR: the release archives packed on the controller stay with the test's files.
-            # profile_tasks: each log ends with its slowest tasks (where a converge spends time).
-            env={
-                **os.environ,
-                "ANSIBLE_NOCOLOR": "1",
-                "TMPDIR": str(log.parent),
-                "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
-                "PROFILE_TASKS_TASK_OUTPUT_LIMIT": str(SLOWEST_TASKS),
-            },
-            timeout=CONVERGE_TIMEOUT,
-        )
-    seconds = time.monotonic() - began
-    text = log.read_text()
-    assert result.returncode == 0, f"{playbook} failed ({log}):\n{text[-6000:]}"
-    recap = next(line for line in text.splitlines() if line.startswith(HOST) and "ok=" in line)
-    print(f"\nconverge {log.stem}: {seconds:.0f} s: {' '.join(recap.split())}")
-    return Converge(seconds, " ".join(recap.split()), log)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -365,15 +176,15 @@ class Provisioned:
 
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory) -> Iterator[Provisioned]:
-    _require_tools()
+    require_tools()
     work = tmp_path_factory.mktemp("provisioning")
     ports = Ports.free()
     mail_dir = work / "mail"
     sink = Controller(Mailbox(mail_dir), hostname="127.0.0.1", port=ports.smtp)
     sink.start()
     rootfs = work / "rootfs"
-    prepare_rootfs(rootfs)
-    container = boot(rootfs, work / "nspawn.log")
+    prepare_rootfs(rootfs, HOST)
+    container = boot(rootfs, work / "nspawn.log", HOST)
     state: Provisioned | None = None
     try:
         # Two snapshots of this tree, taken together: they differ by the Synapse pin only, and
