@@ -103,6 +103,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     db.init_app(app)
     alerts.init_app(app)
+    announcements.init_app(app)
     auth.init_app(app)
     i18n.init_app(app)
     security_headers.init_app(app)

@@ -97,7 +97,18 @@ CREATE TABLE IF NOT EXISTS announcements (
     sent INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
     failures TEXT NOT NULL DEFAULT '',
-    finished_at REAL
+    finished_at REAL,
+    -- The last recipient of the last batch sent, and the user list's page it was on: a
+    -- delivery resumed after a restart goes on from the next one.
+    resume_from TEXT NOT NULL DEFAULT '',
+    resume_page TEXT NOT NULL DEFAULT ''
+);
+-- Who does a background job among the console's workers (leases.py): one row per lease, held
+-- until expires_at unless renewed.
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
 );
 -- Past 24 h, one row per hour (health_history.py): averages, the disk's highest; 30 days.
 CREATE TABLE IF NOT EXISTS health_hourly (
@@ -147,4 +158,23 @@ def init_app(app: Flask) -> None:
         # One transaction: all of the schema or none, and one write to the disk instead of one
         # per statement.
         connection.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+        _add_missing_columns(connection)
     app.teardown_appcontext(close_db)
+
+
+# Columns added after a table's first release: CREATE TABLE IF NOT EXISTS leaves an older
+# database's table as it was, so they are added to it here.
+ADDED_COLUMNS = {
+    "announcements": {
+        "resume_from": "TEXT NOT NULL DEFAULT ''",
+        "resume_page": "TEXT NOT NULL DEFAULT ''",
+    }
+}
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns.items():
+            if name not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")

@@ -12,7 +12,6 @@ answered) before their minutes are deleted; hours older than 30 days are deleted
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import psutil
 import requests
 
 from admin_console import db
+from admin_console.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 KEEP_SECONDS = 24 * 3600
@@ -115,19 +115,10 @@ def hourly(connection, first_hour: int, last_hour: int) -> list[Sample]:
     return [Sample(*row) for row in rows]
 
 
-def start_sampler(
-    database: str, synapse_url: str, state_dir: Path, every: float
-) -> threading.Thread:
-    def loop() -> None:
-        while True:
-            try:
-                sample = take_sample(synapse_url, state_dir)
-                with db.connect(database) as connection:
-                    store(connection, sample)
-            except Exception:  # the sampler must outlive any one bad sample
-                logger.exception("health sample failed")
-            time.sleep(every)
+def start_sampler(database: str, synapse_url: str, state_dir: Path, every: float) -> Periodic:
+    def sample_once() -> None:
+        sample = take_sample(synapse_url, state_dir)
+        with db.connect(database) as connection:
+            store(connection, sample)
 
-    thread = threading.Thread(target=loop, name="health-sampler", daemon=True)
-    thread.start()
-    return thread
+    return Periodic("health-sampler", every, sample_once).start()

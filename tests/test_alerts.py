@@ -13,8 +13,8 @@ from email.header import decode_header, make_header
 from console_helpers import PASSWORD, Console, unique
 from matrix_media_helpers import clamd_stopped, wait_until
 
-from admin_console import audit, db
-from admin_console.alerts import lease, store
+from admin_console import audit, db, leases
+from admin_console.alerts import store
 from admin_console.alerts.runner import LEASE, Runner
 from admin_console.operators import store as operators
 
@@ -117,9 +117,9 @@ def _lease(app) -> tuple[str | None, float]:
 def test_a_lease_has_one_holder_until_it_expires(app):
     with app.app_context():
         connection = db.get_db()
-        assert lease.acquire(connection, "x", holder="a", seconds=10, now=100)
-        assert not lease.acquire(connection, "x", holder="b", seconds=10, now=105)
-        assert lease.acquire(connection, "x", holder="a", seconds=10, now=108)  # renewed
-        assert not lease.acquire(connection, "x", holder="b", seconds=10, now=117)
-        assert lease.acquire(connection, "x", holder="b", seconds=10, now=118.5)  # a died
-        assert not lease.acquire(connection, "x", holder="a", seconds=10, now=119)
+        assert leases.acquire(connection, "x", holder="a", seconds=10, now=100)
+        assert not leases.acquire(connection, "x", holder="b", seconds=10, now=105)
+        assert leases.acquire(connection, "x", holder="a", seconds=10, now=108)  # renewed
+        assert not leases.acquire(connection, "x", holder="b", seconds=10, now=117)
+        assert leases.acquire(connection, "x", holder="b", seconds=10, now=118.5)  # a died
+        assert not leases.acquire(connection, "x", holder="a", seconds=10, now=119)

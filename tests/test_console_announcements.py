@@ -1,20 +1,23 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Announcements against a real Synapse: the console sends server notices in French and
 English to one domain's agents or to one user, in a background job whose delivery count it
-shows; the recipients' /sync has the notice, a user of another domain does not."""
+shows; the recipients' /sync has the notice, a user of another domain does not. A delivery cut
+off by a restart goes on from where it stopped, and a live one is never taken over."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 
 import pytest
 import requests
 from console_helpers import register_external, unique
+from flask import Flask
 from matrix_helpers import PASSWORD as MATRIX_PASSWORD
 
-from admin_console import db
-from admin_console.announcements import store
+from admin_console import db, leases
+from admin_console.announcements import delivery, store
 
 JOB_TIMEOUT = 120
 # "Every agent" is every agent the test session made so far (hundreds in the whole suite), each
@@ -137,3 +140,87 @@ def test_every_agent_gets_it_and_no_external(app, appliance, console, synapse, t
     assert done.sent >= len(agents)
     external_token = synapse.login(external, MATRIX_PASSWORD)
     assert not [b for b in sync_bodies(synapse, external_token) if text_fr in b]
+
+
+def cut_off_delivery(app, domain: str, texts: tuple[str, str], done: list[str]) -> int:
+    """An announcement to `domain` left "running" by a console that died after recording
+    the recipients `done` (as its last batch would have): no job, no live lease."""
+    connection = db.connect(app.config["DATABASE"])
+    try:
+        announcement_id = store.create(
+            connection,
+            operator="admin",
+            audience="domain",
+            target=domain,
+            text_fr=texts[0],
+            text_en=texts[1],
+        )
+        store.count_batch(connection, announcement_id, [(user_id, None) for user_id in done])
+        return announcement_id
+    finally:
+        connection.close()
+
+
+def test_a_delivery_cut_off_by_a_restart_goes_on_after_the_last_recipient_recorded(
+    app, synapse, texts
+):
+    domain = f"{unique('dom')}.gouv.fr"
+    agents = sorted(agent(synapse, domain) for _ in range(3))  # the job's order: by user ID
+    number = cut_off_delivery(app, domain, texts, done=[agents[0][0]])
+
+    threads = delivery.resume_interrupted(app)
+    for thread in threads:
+        thread.join(JOB_TIMEOUT)
+    done = wait_for_job(app, number)
+
+    assert (done.sent, done.failed) == (3, 0), done.failures
+    # The one recorded before the cut was not sent to again; the others got it once.
+    assert not [b for b in sync_bodies(synapse, agents[0][1]) if texts[0] in b]
+    for _, token in agents[1:]:
+        assert len([b for b in sync_bodies(synapse, token) if texts[0] in b]) == 1
+
+
+def test_a_delivery_whose_job_is_alive_is_not_taken_over(app, synapse, texts):
+    domain = f"{unique('dom')}.gouv.fr"
+    user_id, token = agent(synapse, domain)
+    number = cut_off_delivery(app, domain, texts, done=[])
+    connection = db.connect(app.config["DATABASE"])
+    try:
+        # Another console worker's job holds the lease, as it does between two batches.
+        lease = f"announcement {number}"
+        assert leases.acquire(connection, lease, holder="other", seconds=600, now=time.time())
+        assert delivery.resume_interrupted(app) == []
+        assert store.get(connection, number).running
+        # Its worker dies: the lease runs out, and the next round takes the delivery over.
+        connection.execute("UPDATE leases SET expires_at = ? WHERE name = ?", (0, lease))
+        for thread in delivery.resume_interrupted(app):
+            thread.join(JOB_TIMEOUT)
+    finally:
+        connection.close()
+    assert (wait_for_job(app, number).sent, user_id) == (1, user_id)
+    assert [b for b in sync_bodies(synapse, token) if texts[0] in b]
+
+
+def test_a_console_database_from_before_resumable_deliveries_is_upgraded(tmp_path):
+    path = tmp_path / "console.db"
+    with sqlite3.connect(path) as old:  # the announcements table as its first release made it
+        old.execute(
+            "CREATE TABLE announcements (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL"
+            " NOT NULL, operator TEXT NOT NULL, audience TEXT NOT NULL, target TEXT NOT NULL"
+            " DEFAULT '', text_fr TEXT NOT NULL, text_en TEXT NOT NULL, state TEXT NOT NULL,"
+            " sent INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, failures TEXT"
+            " NOT NULL DEFAULT '', finished_at REAL)"
+        )
+        old.execute(
+            "INSERT INTO announcements (created_at, operator, audience, text_fr, text_en, state)"
+            " VALUES (1, 'admin', 'all', 'fr', 'en', 'done')"
+        )
+    app = Flask(__name__)
+    app.config["DATABASE"] = str(path)
+    db.init_app(app)
+    connection = db.connect(str(path))
+    try:
+        (kept,) = store.recent(connection)
+        assert (kept.text_fr, kept.resume_from) == ("fr", "")
+    finally:
+        connection.close()

@@ -2,9 +2,9 @@
 """Alerts: when a health check turns red, mail the operators who asked for it.
 
 `conditions` turns the health checks into the conditions that alert, `store` keeps who asked
-and the open incidents, `lease` makes one console worker the only one that alerts,
-`incidents` decides what to send (once when red, a reminder, once on recovery), `runner` is
-the background loop that ties them to the mailer and the audit log.
+and the open incidents, a lease (admin_console.leases) makes one console worker the only one
+that alerts, `incidents` decides what to send (once when red, a reminder, once on recovery),
+`runner` is the background loop that ties them to the mailer and the audit log.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 health checks, mails each notice to the operators who opted in, records it in the audit log
 (operator `alerts`) and keeps the incident in the database.
 
-Each gunicorn worker runs this loop in a daemon thread; the lease (lease.py) lets one of them
+Each gunicorn worker runs this loop in a daemon thread; the lease (leases.py) lets one of them
 act. A notice's mail is sent before its incident is saved: a worker that dies in between
 sends it again rather than never.
 """
@@ -11,15 +11,15 @@ sends it again rather than never.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
 
 from flask import Flask
 
-from admin_console import audit, clock, db
-from admin_console.alerts import conditions, incidents, lease, store
+from admin_console import audit, clock, db, leases
+from admin_console.alerts import conditions, incidents, store
 from admin_console.alerts.incidents import Notice
 from admin_console.mailer import MailNotSent, send
+from admin_console.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 LEASE = "alerts"
@@ -37,7 +37,7 @@ SUBJECTS = {
 }
 
 
-def run_round(app: Flask, holder: str = lease.HOLDER) -> list[Notice]:
+def run_round(app: Flask, holder: str = leases.HOLDER) -> list[Notice]:
     """One round; the notices sent (none if another worker holds the lease)."""
     from admin_console.health import run_checks  # the blueprint imports the console's parts
 
@@ -45,7 +45,7 @@ def run_round(app: Flask, holder: str = lease.HOLDER) -> list[Notice]:
         connection, now = db.get_db(), clock.now()
         every = float(app.config.get("ALERT_CHECK_SECONDS", CHECK_SECONDS))
         seconds = 3 * every + LEASE_GRACE_SECONDS
-        if not lease.acquire(connection, LEASE, holder=holder, seconds=seconds, now=now):
+        if not leases.acquire(connection, LEASE, holder=holder, seconds=seconds, now=now):
             return []
         found = conditions.from_checks(run_checks(), app.config)
         notices = incidents.decide(
@@ -113,28 +113,15 @@ def _body(notice: Notice, server: str) -> str:
     )
 
 
-class Runner:
-    """The loop in a daemon thread; `stop()` ends it after the current round."""
+class Runner(Periodic):
+    """The loop in a daemon thread; `stop()` ends it after the current round and lets the
+    lease go."""
 
-    def __init__(self, app: Flask, every: float, holder: str = lease.HOLDER):
-        self.app, self.every, self.holder = app, every, holder
-        self._stopped = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
-
-    def start(self) -> Runner:
-        self.thread.start()
-        return self
+    def __init__(self, app: Flask, every: float, holder: str = leases.HOLDER):
+        super().__init__("alerts", every, lambda: run_round(app, holder))
+        self.app, self.holder = app, holder
 
     def stop(self) -> None:
-        self._stopped.set()
-        self.thread.join(timeout=60)
+        super().stop()
         with self.app.app_context():
-            lease.release(db.get_db(), LEASE, holder=self.holder)
-
-    def _loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                run_round(self.app, self.holder)
-            except Exception:  # the loop must outlive any one bad round
-                logger.exception("alert round failed")
-            self._stopped.wait(self.every)
+            leases.release(db.get_db(), LEASE, holder=self.holder)

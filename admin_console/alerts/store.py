@@ -22,12 +22,6 @@ CREATE TABLE IF NOT EXISTS alert_incidents (
     last_mailed_at REAL NOT NULL,
     summary TEXT NOT NULL
 );
--- Who alerts (lease.py): one row per lease, held until expires_at unless renewed.
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
 """
 
 

@@ -18,15 +18,12 @@ from admin_console.announcements import delivery, store
 from admin_console.announcements.forms import AnnouncementForm
 from admin_console.auth import require_login
 from admin_console.synapse_admin import SynapseRefused, client, users
-from admin_console.synapse_admin.notices import bilingual_content
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 
 bp = Blueprint("announcements", __name__, url_prefix="/announcements")
 bp.before_request(require_login)
 # The job page reloads itself while the job runs (a meta refresh: the CSP allows no script).
 REFRESH_SECONDS = 3
-# Never announced to: the console's service account, which is not a person.
-SERVICE_LOCALPART = "appliance-console"
 
 
 def _target(form: AnnouncementForm) -> str:
@@ -112,19 +109,7 @@ def send():
             text_fr=form.text_fr.data,
             text_en=form.text_en.data,
         )
-        announcement = store.get(db.get_db(), announcement_id)
-        server_name = current_app.config["SERVER_NAME_MATRIX"]
-        notices_localpart = current_app.config.get("SERVER_NOTICES_LOCALPART", "annonces")
-        delivery.start(
-            database=current_app.config["DATABASE"],
-            synapse=client(),
-            announcement=announcement,
-            content=bilingual_content(form.text_fr.data, form.text_en.data),
-            skip=frozenset(
-                f"@{localpart}:{server_name}"
-                for localpart in (SERVICE_LOCALPART, notices_localpart)
-            ),
-        )
+        delivery.start(store.get(db.get_db(), announcement_id))
         return f"announcement {announcement_id}"
 
     started = perform(

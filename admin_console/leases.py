@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """A lease in the console's SQLite database: one holder at a time among the console's workers.
 
-Every gunicorn worker runs the alert loop; only the holder of the lease checks and mails, so
-an incident is mailed once, not once per worker. The holder renews the lease on each round;
-if it dies, the lease expires and another worker takes it over on its next round. The
-decision is made inside one immediate (write-locked) transaction, so two workers can never
-both believe they hold it.
+Every gunicorn worker runs the background loops; only the holder of a lease does its job (the
+alerts: an incident is mailed once, not once per worker; an announcement's delivery: sent by
+one worker). The holder renews the lease as it goes; if it dies, the lease expires and another
+worker takes it over. The decision is made inside one immediate (write-locked) transaction, so
+two workers can never both believe they hold it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ def acquire(
             (name, holder, now + seconds),
         )
     return True
+
+
+def held(connection: sqlite3.Connection, name: str, now: float) -> bool:
+    """Whether somebody holds the lease `name` (taken and not expired)."""
+    row = connection.execute("SELECT expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+    return row is not None and row["expires_at"] > now
 
 
 def release(connection: sqlite3.Connection, name: str, *, holder: str) -> None:
