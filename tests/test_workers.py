@@ -387,7 +387,13 @@ SMALL_ROUTES = [
     ("POST", "/_matrix/client/v3/register", "generic1"),
     ("POST", "/_matrix/client/v3/login", "generic1"),
     ("POST", "/_matrix/client/v3/createRoom", "generic1"),
-    ("PUT", "/_matrix/client/v3/rooms/!a:x/send/m.room.message/1", "generic1"),
+    # Events are made on main, their one persister; reads of state and profiles are not.
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/send/m.room.message/1", MAIN),
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/state/m.room.name/", MAIN),
+    ("GET", "/_matrix/client/v3/rooms/!a:x/state/m.room.name/", "generic1"),
+    ("POST", "/_matrix/client/v3/rooms/!a:x/invite", MAIN),
+    ("PUT", "/_matrix/client/v3/profile/@a:x/displayname", MAIN),
+    ("GET", "/_matrix/client/v3/profile/@a:x", "generic1"),
     ("GET", "/_matrix/client/v3/pushrules/", "generic1"),
     ("PUT", "/_matrix/client/v3/pushrules/global/override/x", MAIN),  # a stream writer's
     ("POST", "/_matrix/media/v3/upload", "media1"),
@@ -431,6 +437,7 @@ STANDARD_ROUTES = [
     ("PUT", "/_matrix/client/v3/pushrules/global/override/x", ["writer1"]),
     ("GET", "/_matrix/client/v3/rooms/!a:x/members", ["client1", "client2"]),
     ("GET", "/_matrix/client/v3/rooms/!a:x/messages", ["client1"]),  # pagination: one process
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/send/m.room.message/1", ["client1", "client2"]),
     ("GET", "/_matrix/federation/v1/event/$e", ["federation_reader1"]),
     ("POST", "/_matrix/media/v3/upload", ["media1"]),
     ("POST", "/_matrix/client/v3/account/password", [MAIN]),

@@ -62,7 +62,7 @@ class Worker:
         """The resources of its HTTP listener (Synapse's listener `names`)."""
         if "media" in self.roles:
             return ["media"]
-        if self.roles & {"sync", "client", "auth", "writer"}:
+        if self.roles & {"sync", "client", "client_reads", "auth", "writer"}:
             return ["client", "federation"]
         if "federation_reader" in self.roles:
             return ["federation"]
@@ -115,7 +115,11 @@ def plan_workers(
         return WorkerPlan(preset, main_replication_port)
     roles: list[tuple[str, set[str]]]
     if preset == "small":
-        roles = [("generic1", {"sync", "client"}), ("media1", {"media"})]
+        # generic1 takes sync and the client requests that read; the requests that make events
+        # stay on main, the one event persister: a worker would forward each event there (a
+        # replication round trip) and compute its push actions for every member, the work
+        # that left main idle while generic1 carried sync and sends alike.
+        roles = [("generic1", {"sync", "client_reads"}), ("media1", {"media"})]
     elif preset == "standard":
         roles = [(f"sync{i}", {"sync"}) for i in range(1, sync_workers + 1)]
         roles += [(f"client{i}", {"client"}) for i in range(1, client_workers + 1)]
@@ -247,10 +251,14 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("client", rf"^/_matrix/client/{_R}/room_keys/", None),
     ("client", rf"^/_matrix/client/{_R}/keys/upload", None),
     ("client", rf"^/_matrix/client/{_V}/keys/(device_signing|signatures)/upload$", None),
-    ("client", rf"^/_matrix/client/{_V}/rooms/.*/(redact|send)", None),
-    ("client", rf"^/_matrix/client/{_V}/rooms/.*/state/", None),
-    ("client", rf"^/_matrix/client/{_V}/rooms/.*/(join|invite|leave|ban|unban|kick)$", None),
-    ("client", rf"^/_matrix/client/{_V}/(join|knock|profile)/", None),
+    # Requests that make events (a read of a state event or a profile is a read).
+    ("send", rf"^/_matrix/client/{_V}/rooms/.*/(redact|send)", None),
+    ("client", rf"^/_matrix/client/{_V}/rooms/.*/state/", ("GET",)),
+    ("send", rf"^/_matrix/client/{_V}/rooms/.*/state/", None),
+    ("send", rf"^/_matrix/client/{_V}/rooms/.*/(join|invite|leave|ban|unban|kick)$", None),
+    ("send", rf"^/_matrix/client/{_V}/(join|knock)/", None),
+    ("client", rf"^/_matrix/client/{_V}/profile/", ("GET",)),
+    ("send", rf"^/_matrix/client/{_V}/profile/", None),
     ("client", rf"^/_matrix/client/{_R}/user_directory/search$", None),
     # Synapse's docs: every pagination request for a room on one process.
     ("messages", rf"^/_matrix/client/{_V}/rooms/.*/messages$", None),
@@ -263,7 +271,8 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
 # Which roles take which route roles: a small preset's one generic worker does it all.
 _SERVES = {
     "sync": {"sync"},
-    "client": {"client", "auth", "federation_reader", "messages"},
+    "client": {"client", "send", "auth", "federation_reader", "messages"},
+    "client_reads": {"client", "auth", "federation_reader", "messages"},
     "auth": {"auth"},
     "writer": {"writer"},
     "media": {"media"},
