@@ -200,6 +200,16 @@ def test_agents_and_invited_externals_registering_by_email_get_the_pusher(mail_o
     assert {agent.user_id, external.user_id}.isdisjoint(waiting_for_pusher(mail_on))
 
 
+def test_signing_out_of_the_device_one_registered_on_keeps_the_mails(mail_on):
+    # Synapse ties the pusher it adds at registration to the new device (signing out of it
+    # removed it); the module's, added first, belongs to the account.
+    address = f"{unique('mobile')}@ac-paris.fr"
+    agent = Person.register(client_of(mail_on), address)
+    assert agent.call("POST", "/_matrix/client/v3/logout", {}).status_code == 200
+
+    assert admin_pushers(mail_on, agent.user_id) == [("email", address)]
+
+
 # --- with the setting off (the default) --------------------------------------------------------
 
 
