@@ -28,7 +28,8 @@ one waits, and gets its pusher when its first address is bound.  Never again: on
 is gone, the module does not look at the account any more, so a person who removes the pusher
 (Element's "Enable email notifications" turned off) keeps it off, through every sign-in.  The
 pusher belongs to the account, not to a device (as the Admin API's): signing out of the first
-device does not stop the mails.  Accounts made while the setting was off are never recorded.
+device does not stop the mails.  Accounts made while the setting was off are never recorded,
+nor are guests and an application service's users.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class NewAccountMail:
         never raises: the account exists already, and its registration must finish (a failure
         is logged: that account gets no pusher from the module)."""
         try:
+            info = await self._api.get_userinfo_by_id(user_id)
+            if info is not None and (info.is_guest or info.appservice_id is not None):
+                return  # a guest binds no address; an application service's users are no people
             await self._store.mark(user_id, self._api.get_current_time_msec())
         except Exception:
             logger.exception("mail for new accounts: could not record %s", user_id)

@@ -14,6 +14,7 @@ from unittest.mock import AsyncMock, Mock
 import pytest
 from synapse.app.generic_worker import GenericWorkerStore
 from synapse.storage import DataStore
+from synapse.types import UserID, UserInfo
 
 from appliance.synapse_module.accounts.new_account_mail import NewAccountMail
 from appliance.synapse_module.accounts.new_account_mail_store import NewAccountMailStore
@@ -27,9 +28,30 @@ AGENT = "@claire.martin-ac-paris.fr:appliance.test"
 ADDRESS = "claire.martin@ac-paris.fr"
 
 
+def user_info(user_id: str, *, guest: bool = False, appservice: str | None = None) -> UserInfo:
+    """What Synapse's store says of a just-registered account."""
+    return UserInfo(
+        user_id=UserID.from_string(user_id),
+        appservice_id=appservice,
+        consent_server_notice_sent=None,
+        consent_version=None,
+        consent_ts=None,
+        user_type=None,
+        creation_ts=1_700_000_000,
+        is_admin=False,
+        is_deactivated=False,
+        is_guest=guest,
+        is_shadow_banned=False,
+        approved=True,
+        locked=False,
+        suspended=False,
+    )
+
+
 def concern(api, pusher_pool: Mock | None = None) -> NewAccountMail:
     """The concern as the module wires it, on the process of api (its tables made by the main
     process's store)."""
+    api.get_userinfo_by_id.side_effect = lambda user_id: user_info(user_id)
     api._hs = Mock()
     api._hs.get_pusherpool.return_value = pusher_pool or Mock(add_or_update_pusher=AsyncMock())
     store = NewAccountMailStore(api)
@@ -94,6 +116,17 @@ def test_an_account_made_before_or_without_an_address_gets_no_pusher(main, pool,
     assert added(pool) == []
     # The account without an address is still waiting: its first address will bring the mails.
     assert database.rows("SELECT user_id FROM appliance_new_account_mail") == [(bot,)]
+
+
+def test_guests_and_application_service_users_are_not_recorded(main, api, database, run):
+    guest, ghost = "@guest1:appliance.test", "@_bridge_ghost:appliance.test"
+    kinds = {guest: {"guest": True}, ghost: {"appservice": "bridge"}}
+    api.get_userinfo_by_id.side_effect = lambda user_id: user_info(user_id, **kinds[user_id])
+
+    run(main.on_user_registration(guest))
+    run(main.on_user_registration(ghost))
+
+    assert database.rows("SELECT user_id FROM appliance_new_account_mail") == []
 
 
 def test_an_address_bound_on_a_worker_gets_its_pusher_from_the_main_process(
