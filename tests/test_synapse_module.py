@@ -53,6 +53,11 @@ def test_config_is_parsed_and_normalised():
         ({"clamd": {"port": "3310"}}, ("clamd", "port"), "port number"),
         ({"clamd": {"timeout_seconds": 0}}, ("clamd", "timeout_seconds"), "positive"),
         ({"clamd": {"hots": "x"}}, ("clamd", "hots"), "unknown key"),
+        (
+            {"notifications_enabled_for_new_users": "yes"},
+            ("notifications_enabled_for_new_users",),
+            "must be true or false",
+        ),
     ],
 )
 def test_bad_config_names_the_key(config, path, message):
