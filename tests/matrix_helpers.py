@@ -463,6 +463,17 @@ class Person:
         assert response.status_code == 200, response.text
         return [user["user_id"] for user in response.json()["results"]]
 
+    # mail about missed messages: the account's pushers, the email one among them
+    def pushers(self) -> list[dict]:
+        response = self.call("GET", "/_matrix/client/v3/pushers")
+        assert response.status_code == 200, response.text
+        return response.json()["pushers"]
+
+    def remove_pusher(self, app_id: str, pushkey: str) -> requests.Response:
+        """What a client sends to turn a pusher off (Element's "Enable email notifications")."""
+        body = {"kind": None, "app_id": app_id, "pushkey": pushkey}
+        return self.call("POST", "/_matrix/client/v3/pushers/set", body)
+
     # invitations by email, through the appliance's endpoint
     def invite_by_email(self, room_id: str, address: str) -> requests.Response:
         return self.call(
@@ -478,6 +489,36 @@ def refusal(response: requests.Response) -> str:
     body = response.json()
     assert body["errcode"] == "M_FORBIDDEN", body
     return body["error"]
+
+
+# --- mail about missed messages ----------------------------------------------------------------
+NOTIFICATION_TIMEOUT = 60.0
+
+
+def bodies(message: email.message.Message) -> str:
+    """Every text part of a mail, decoded (plain and HTML)."""
+    parts = [
+        part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+        for part in message.walk()
+        if part.get_content_maintype() == "text"
+    ]
+    return "\n".join(parts)
+
+
+def notification_mails(client: MatrixClient, address: str) -> list[email.message.Message]:
+    """The mails to the address but its registration's (which carries a verification link)."""
+    return [m for m in client.mails_to(address) if "sid=" not in bodies(m)]
+
+
+def wait_for_notification(client: MatrixClient, address: str) -> list[email.message.Message]:
+    """The mails about missed messages to the address, once there is one."""
+    deadline = time.monotonic() + NOTIFICATION_TIMEOUT
+    while not (mails := notification_mails(client, address)):
+        assert time.monotonic() < deadline, (
+            f"no notification to {address} in {NOTIFICATION_TIMEOUT} s"
+        )
+        time.sleep(0.2)
+    return mails
 
 
 def wait_for_allowlist(client: MatrixClient, timeout: float = 30.0) -> None:

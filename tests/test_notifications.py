@@ -11,7 +11,6 @@ opted in gets a mail in the appliance's bilingual look naming who wrote where, a
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,14 +20,15 @@ from matrix_helpers import (
     Person,
     SideSynapse,
     _path_part,
+    bodies,
+    notification_mails,
     plain_text,
     wait_for_allowlist,
+    wait_for_notification,
 )
 
 from appliance.config.layout import Layout
 from appliance.config.settings import SettingsError, parse_settings
-
-MAIL_TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -70,41 +70,12 @@ def enable_email_notifications(person: Person, address: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def pushers(person: Person) -> list[dict]:
-    response = person.call("GET", "/_matrix/client/v3/pushers")
-    assert response.status_code == 200, response.text
-    return response.json()["pushers"]
-
-
 def send(person: Person, room_id: str, event_type: str, content: dict) -> None:
     path = (
         f"/_matrix/client/v3/rooms/{_path_part(room_id)}/send/{event_type}/{secrets.token_hex(6)}"
     )
     response = person.call("PUT", path, content)
     assert response.status_code == 200, response.text
-
-
-def notification_mails(client: MatrixClient, address: str) -> list:
-    """The mails to the address but its registration's (which carries a verification link)."""
-    return [m for m in client.mails_to(address) if "sid=" not in bodies(m)]
-
-
-def wait_for_notification(client: MatrixClient, address: str) -> list:
-    deadline = time.monotonic() + MAIL_TIMEOUT
-    while not (mails := notification_mails(client, address)):
-        assert time.monotonic() < deadline, f"no notification to {address} in {MAIL_TIMEOUT} s"
-        time.sleep(0.2)
-    return mails
-
-
-def bodies(message) -> str:
-    """Every text part of a mail, decoded (plain and HTML)."""
-    parts = [
-        part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
-        for part in message.walk()
-        if part.get_content_maintype() == "text"
-    ]
-    return "\n".join(parts)
 
 
 def test_an_agent_who_opted_in_is_mailed_who_wrote_where_but_never_what(notifying):
@@ -121,8 +92,8 @@ def test_an_agent_who_opted_in_is_mailed_who_wrote_where_but_never_what(notifyin
     # Opting in after the invitation (itself worth a mail, which would hold back the next
     # one for the same room by Synapse's throttle).
     enable_email_notifications(reader, reader_address)
-    assert [p["kind"] for p in pushers(reader)] == ["email"]
-    assert pushers(silent) == []
+    assert [p["kind"] for p in reader.pushers()] == ["email"]
+    assert silent.pushers() == []
 
     ciphertext = "CIPHER" + secrets.token_hex(16)
     send(
@@ -162,25 +133,9 @@ def test_an_agent_who_opted_in_is_mailed_who_wrote_where_but_never_what(notifyin
     assert notification_mails(client, silent_address) == []
 
 
-def test_with_the_setting_on_every_new_account_gets_the_mails_without_asking(tmp_path):
-    state_dir = tmp_path / "var"
-    port = free_port()
-    settings = evaluation_settings(
-        state_dir,
-        public_baseurl=f"http://127.0.0.1:{port}/",
-        synapse={"listen": {"port": port}},
-        notifications={"enabled_for_new_users": True},
-    )
-    with SideSynapse(settings, Layout.from_settings(settings, state_dir)) as synapse:
-        client = synapse.client()
-        wait_for_allowlist(client)
-        person, address = agent(client, "nouvelle")
-        assert [(p["kind"], p["pushkey"]) for p in pushers(person)] == [("email", address)]
-
-
 def test_by_default_a_new_account_gets_no_mail_until_it_asks(notifying):
     person, _ = agent(notifying.client(), "prudent")
-    assert pushers(person) == []
+    assert person.pushers() == []
 
 
 def test_a_bad_delay_names_its_key():

@@ -71,6 +71,19 @@ def test_synapse_parses_the_rendered_config(tmp_path, data):
     )
 
 
+@pytest.mark.parametrize("enabled", [False, True])
+def test_mail_for_new_users_reaches_synapse_and_the_module_alike(tmp_path, enabled):
+    # One setting, two readers: Synapse's own notif_for_new_users (email registration, the
+    # Admin API with addresses), the module's concern for every other way (new_account_mail).
+    _, layout = rendered(
+        tmp_path, {**EVALUATION, "notifications": {"enabled_for_new_users": enabled}}
+    )
+    config = synapse_config(layout)
+    assert config.email.email_enable_notifs
+    assert config.email.email_notif_for_new_users is enabled
+    assert config.modules.loaded_modules[0][1].notifications_enabled_for_new_users is enabled
+
+
 def test_evaluation_binds_loopback_only(tmp_path):
     _, layout = rendered(tmp_path, EVALUATION)
     listeners = synapse_config(layout).server.listeners

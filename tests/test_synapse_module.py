@@ -18,6 +18,7 @@ from matrix_helpers import SideSynapse
 from synapse.config import ConfigError
 from synapse.handlers.profile import ProfileHandler
 from synapse.module_api import ModuleApi
+from synapse.push.pusherpool import PusherPool
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import appliance.synapse_module
@@ -52,6 +53,11 @@ def test_config_is_parsed_and_normalised():
         ({"clamd": {"port": "3310"}}, ("clamd", "port"), "port number"),
         ({"clamd": {"timeout_seconds": 0}}, ("clamd", "timeout_seconds"), "positive"),
         ({"clamd": {"hots": "x"}}, ("clamd", "hots"), "unknown key"),
+        (
+            {"notifications_enabled_for_new_users": "yes"},
+            ("notifications_enabled_for_new_users",),
+            "must be true or false",
+        ),
     ],
 )
 def test_bad_config_names_the_key(config, path, message):
@@ -92,6 +98,8 @@ def test_the_module_refuses_to_load_on_a_synapse_that_lacks_a_method_it_calls():
     # Synapse's own profile check, bound to a stand-in: the reach it patches is still there.
     check = MethodType(ProfileHandler.check_profile_query_allowed, object())
     api._hs.get_profile_handler.return_value = SimpleNamespace(check_profile_query_allowed=check)
+    add_pusher = MethodType(PusherPool.add_or_update_pusher, object())  # reach 17, still there
+    api._hs.get_pusherpool.return_value = SimpleNamespace(add_or_update_pusher=add_pusher)
 
     with pytest.raises(SynapseChanged) as refused:
         ApplianceModule(ApplianceModule.parse_config({"allowed_domains": ["ac-paris.fr"]}), api)
@@ -104,6 +112,20 @@ def test_the_module_refuses_to_load_on_a_synapse_that_lacks_a_method_it_calls():
     )
     # Refused before anything was registered or started: no half-loaded module.
     assert [call for call in api.method_calls if not call[0].startswith("_hs.")] == []
+
+
+def test_the_module_refuses_to_load_when_synapse_adds_pushers_differently():
+    # Reach 17: the email pusher of new accounts, as Synapse's registration adds it.
+    async def add_or_update_pusher(user_id: str, kind: str, app_id: str) -> None: ...
+
+    api = Mock(spec=ModuleApi)
+    api._hs = Mock()
+    check = MethodType(ProfileHandler.check_profile_query_allowed, object())
+    api._hs.get_profile_handler.return_value = SimpleNamespace(check_profile_query_allowed=check)
+    api._hs.get_pusherpool.return_value = SimpleNamespace(add_or_update_pusher=add_or_update_pusher)
+
+    with pytest.raises(SynapseChanged, match="PusherPool.add_or_update_pusher no longer takes"):
+        ApplianceModule(ApplianceModule.parse_config({}), api)
 
 
 def test_the_module_refuses_to_load_without_the_homeserver_behind_the_module_api():

@@ -28,7 +28,7 @@ import pytest
 import requests
 import yaml
 from harness import evaluation_settings, free_port
-from matrix_helpers import MatrixClient, Person, SideServices
+from matrix_helpers import PASSWORD, MatrixClient, Person, SideServices
 from matrix_media_helpers import EICAR, User, register_user, unique_bytes
 from synapse.config.homeserver import HomeServerConfig
 from workers_fixtures import workers_settings
@@ -155,6 +155,8 @@ def small(
         pg_port=postgres_cluster.port,
         redis=redis_socket.socket,
         clamd_port=appliance.settings.clamav.listen.port,
+        # Mail for every new account: its records on PostgreSQL, its pushers on main.
+        extra={"notifications": {"enabled_for_new_users": True}},
     )
     layout = Layout.from_settings(settings, state_dir)
     redis_socket.share_with(layout)
@@ -526,6 +528,38 @@ def test_registration_goes_through_the_worker(small, admin):
         account.user_id
     )
     assert f"jeanne.{address.split('.')[1].split('@')[0]}" in account.user_id
+
+
+def test_new_accounts_get_their_email_pusher_from_the_main_process(small, admin, postgres_cluster):
+    # Registered on the worker (recorded there), the address bound on main (Synapse hands the
+    # email flow's binding to main): one pusher, and no record left in PostgreSQL.
+    client = small.routed_client()
+    address = f"paula.{secrets.token_hex(3)}@ac-paris.fr"
+    account = client.register_account(address)
+    assert client.served_by("POST", "/register") == ["generic1", "generic1"]
+    # The Admin API (main): the account first, its address afterwards, which only the
+    # module gives a pusher.
+    name = f"robin.{secrets.token_hex(3)}"
+    later = f"@{name}-ac-paris.fr:{small.settings.server_name}"
+    users = f"{small.urls[MAIN]}/_synapse/admin/v2/users/{quote(later)}"
+    threepids = [{"medium": "email", "address": f"{name}@ac-paris.fr"}]
+    for body in ({"password": PASSWORD}, {"threepids": threepids}):
+        response = requests.put(users, json=body, headers=_bearer(admin), timeout=TIMEOUT)
+        assert response.status_code in (200, 201), response.text
+
+    for user_id in (account.user_id, later):
+        pushers = requests.get(
+            f"{small.urls[MAIN]}/_synapse/admin/v1/users/{quote(user_id)}/pushers",
+            headers=_bearer(admin),
+            timeout=TIMEOUT,
+        ).json()["pushers"]
+        assert [p["kind"] for p in pushers] == ["email"], user_id
+    waiting = postgres_cluster.psql(
+        "SELECT user_id FROM appliance_new_account_mail WHERE user_id IN"
+        f" ('{account.user_id}', '{later}')",
+        database="synapse_small",
+    )
+    assert waiting == ""
 
 
 def test_registration_without_an_email_is_refused_on_the_worker(small, admin):

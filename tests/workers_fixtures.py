@@ -181,10 +181,12 @@ def workers_settings(
     clamd_port: int,
     preset: str = "small",
     pool_max: int = 5,
+    extra: dict | None = None,
     **workers: int,
 ) -> Settings:
     """Evaluation settings for a preset on the test cluster (free loopback ports); `workers`
-    adds keys of synapse.workers (sync_workers, client_workers for standard)."""
+    adds keys of synapse.workers (sync_workers, client_workers for standard), `extra` other
+    top-level sections (e.g. notifications)."""
     synapse_port = free_port()
     return evaluation_settings(
         state_dir,
@@ -209,4 +211,5 @@ def workers_settings(
             "redis": {"path": str(redis)},
         },
         clamav={"listen": {"port": clamd_port}},
+        **(extra or {}),
     )

@@ -473,9 +473,10 @@ def _synapse_duration(value: str) -> str:
 class NotificationSettings(_Section):
     # Mail about missed messages (Synapse's email notifications, bilingual, never a message's
     # content). Each agent opts in from its client ("email notifications": an email pusher).
-    # true: every account registered from now on through the email flow gets the mails
-    # without asking (Synapse's notif_for_new_users; Synapse does not do it for accounts made by
-    # single sign-on or the Admin API); existing accounts keep their choice.
+    # true: every account made from now on that has an email address gets the mails without
+    # asking, whatever made it (email flow, single sign-on, Admin API): Synapse's
+    # notif_for_new_users, completed by the module (accounts/new_account_mail.py); existing
+    # accounts keep their choice, and so does a person who turns the mails off.
     enabled_for_new_users: bool = False
     # How long a message stays unread, with no client having read it, before the mail goes.
     delay_before_mail: Annotated[str, AfterValidator(_synapse_duration)] = "10m"

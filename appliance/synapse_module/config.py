@@ -20,6 +20,7 @@ _KNOWN_KEYS = {
     "federation",
     "room_lifetimes_days",
     "account_validity",
+    "notifications_enabled_for_new_users",
 }
 DAY_MS = 86_400_000
 _CLAMD_KEYS = {"host", "port", "timeout_seconds", "database_dir"}
@@ -64,6 +65,9 @@ class ModuleConfig:
     room_lifetimes_ms: tuple[tuple[str, int], ...] = ()
     # None: accounts never expire (accounts/validity.py).
     account_validity: ValidityConfig | None = None
+    # notifications.enabled_for_new_users: every new account with an address gets Synapse's
+    # email pusher, whatever made it (accounts/new_account_mail.py).
+    notifications_enabled_for_new_users: bool = False
 
 
 def _refuse_unknown(block: dict, known: set[str], where: str) -> None:
@@ -147,6 +151,9 @@ def parse_module_config(raw: object) -> ModuleConfig:
         federation=parse_federation(raw.get("federation")),
         room_lifetimes_ms=_parse_room_lifetimes(raw.get("room_lifetimes_days")),
         account_validity=parse_validity(raw.get("account_validity")),
+        notifications_enabled_for_new_users=_parse_bool(
+            raw, "notifications_enabled_for_new_users", False
+        ),
     )
 
 

@@ -22,6 +22,8 @@ from appliance import __version__
 from appliance.synapse_module.accounts.display_names import DisplayNames
 from appliance.synapse_module.accounts.domain_store import DomainStore
 from appliance.synapse_module.accounts.identity_lookup import IdentityInfoResource
+from appliance.synapse_module.accounts.new_account_mail import NewAccountMail
+from appliance.synapse_module.accounts.new_account_mail_store import NewAccountMailStore
 from appliance.synapse_module.accounts.password_login import ExternalsOnlyPasswordLogin
 from appliance.synapse_module.accounts.profile_privacy import ProfilePrivacy
 from appliance.synapse_module.accounts.registration import RegistrationPolicy
@@ -163,6 +165,11 @@ class ApplianceModule:
                 RenewalPage(api, validity, renewal_mail),
                 ValidityResource(api, validity),
             ]
+        if config.notifications_enabled_for_new_users:
+            # Every new account with an address gets the mails, whatever made it.
+            new_account_mail_store = NewAccountMailStore(api)
+            new_account_mail_store.start()
+            self.concerns.append(NewAccountMail(api, new_account_mail_store, internals))
         for concern in self.concerns:
             concern.register()
         logger.info(

@@ -32,6 +32,9 @@ upgrade break a rule at the first request.  The module was written against
      admits (the module API lists one user's addresses at a time);
    * ``users``: :func:`users_without_validity_txn`, the active accounts that have no expiry
      yet when account validity is switched on (the module API cannot list users);
+   * ``user_threepids``: :func:`new_accounts_with_email_txn`, the accounts waiting for their
+     email pusher that now have an address (the module API reads one user's addresses at a
+     time; the pass that catches up runs every few seconds);
    * ``user_daily_visits``, ``user_ips``, ``users``, ``user_threepids``, ``events``,
      ``event_json``, ``current_state_events``: the console's usage statistics, counts only
      (:func:`visitors_by_day_txn` and the functions after it; ``admin_api/statistics.py``
@@ -90,6 +93,15 @@ upgrade break a rule at the first request.  The module was written against
 16. ``HomeServer.get_clock()``: Synapse's ``@cached`` (which the module API exports, for
     ``register_cached_function``) needs the owner's ``server_name`` and ``clock`` since Synapse
     1.135, and the module API keeps its clock private (:func:`cache_owner_clock`).
+17. ``HomeServer.get_pusherpool().add_or_update_pusher``: the email pusher of an account made
+    while ``notifications.enabled_for_new_users`` is on (``accounts/new_account_mail.py``),
+    which Synapse adds itself only in the email flow's registration and the Admin API's
+    creation with an address.  The module API can send an HTTP push but not add a pusher.
+    Pushers are written by the main process alone (``PusherStore.add_pusher`` is not in a
+    worker's ``GenericWorkerStore``; the client API's ``/pushers/set`` stays there too), so
+    :meth:`SynapseInternals.add_email_pusher` refuses to run on a worker, and the start-up
+    check verifies ``add_pusher`` on the main process only.  The pusher is Synapse's own, with
+    the values Synapse's registration gives it (:data:`EMAIL_PUSHER`).
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
@@ -137,7 +149,30 @@ except ImportError as error:  # a renamed or removed internal: say so, with the 
 
 
 STORE_METHODS = ("get_rooms_for_user", "get_user_id_by_threepid", "search_user_dir")
-FEDERATION_REACHES = (
+# Reach 17: only the main process writes pushers.
+MAIN_STORE_METHODS = ("add_pusher",)
+# What Synapse's registration gives an account's email pusher (handlers/register.py,
+# _register_email_threepid; the Admin API's user creation uses the same): the address is the
+# pushkey and the device name.
+EMAIL_PUSHER: dict[str, Any] = {
+    "kind": "email",
+    "app_id": "m.email",
+    "app_display_name": "Email Notifications",
+    "lang": None,
+    "data": {},
+}
+PUSHER_PARAMETERS = {
+    "user_id",
+    "kind",
+    "app_id",
+    "app_display_name",
+    "device_display_name",
+    "pushkey",
+    "lang",
+    "data",
+}
+HOMESERVER_REACHES = (
+    ("get_pusherpool", "add_or_update_pusher"),  # reach 17
     ("get_federation_registry", "register_query_handler"),
     ("get_federation_client", "make_query"),
     ("get_user_directory_handler", "search_users"),  # reach 12
@@ -191,7 +226,8 @@ def check_synapse(api: ModuleApi) -> None:
     problems = api_problems(api)
     if not problems:
         store = api._hs.get_datastores().main  # noqa: SLF001 (reach 1)
-        problems = store_problems(store) + attribute_problems()
+        problems = store_problems(store, main_process=api.worker_app is None)
+        problems += attribute_problems()
         if not problems:
             problems = column_problems(schema_of(store, api.server_name), dialect_of(store))
     if problems:
@@ -212,22 +248,30 @@ def api_problems(api: object) -> list[str]:
         "requester",
     ]:
         return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
-    for getter, method in FEDERATION_REACHES:  # reach 11
+    for getter, method in HOMESERVER_REACHES:  # reaches 11, 12, 13 and 17
         if not callable(getattr(hs, getter, None)):
             return [f"the HomeServer has no {getter}()"]
         if not callable(getattr(getattr(hs, getter)(), method, None)):
             return [f"{getter}() has no {method}"]
     if not hasattr(getattr(hs.config, "servernotices", None), "server_notices_mxid"):  # reach 15
         return ["the HomeServer's config has no servernotices.server_notices_mxid"]
+    add_pusher = hs.get_pusherpool().add_or_update_pusher  # reach 17
+    if not PUSHER_PARAMETERS <= set(inspect.signature(add_pusher).parameters):
+        return [
+            "PusherPool.add_or_update_pusher no longer takes "
+            + ", ".join(sorted(PUSHER_PARAMETERS))
+        ]
     return []
 
 
-def store_problems(store: object) -> list[str]:
-    """What the data store (an instance or a class) lacks of the methods the module calls."""
+def store_problems(store: object, *, main_process: bool) -> list[str]:
+    """What the data store (an instance or a class) lacks of the methods the module calls on
+    this process (the main process calls :data:`MAIN_STORE_METHODS` too)."""
     name = store.__name__ if isinstance(store, type) else type(store).__name__
+    methods = STORE_METHODS + (MAIN_STORE_METHODS if main_process else ())
     problems = [
         f"the data store {name} has no method {method}"
-        for method in STORE_METHODS
+        for method in methods
         if not _has(store, method)
     ]
     if isinstance(store, type):
@@ -427,6 +471,28 @@ class SynapseInternals:
         # Its only callers are the two /publicRooms servlets.
         handler.get_remote_public_room_list = get_remote_public_room_list
 
+    async def add_email_pusher(self, user_id: str, address: str) -> None:
+        """Reach 17: give the account Synapse's email pusher for its bound address (an upsert
+        on the user, app and address: one pusher, whoever adds it first).  Main process only.
+
+        Raises:
+            RuntimeError: on a worker, which cannot write pushers.
+            SynapseError: 400 ``M_THREEPID_NOT_FOUND`` if the address is not the account's.
+        """
+        if self._api.worker_app is not None:
+            raise RuntimeError("only Synapse's main process adds pushers")
+        pool = self._api._hs.get_pusherpool()  # noqa: SLF001 (reach 1)
+        await pool.add_or_update_pusher(
+            user_id=user_id, device_display_name=address, pushkey=address, **EMAIL_PUSHER
+        )
+
+    async def new_accounts_with_email(self, limit: int) -> list[tuple[str, str]]:
+        """Reach 3: (user ID, address) for up to limit accounts waiting for their email
+        pusher (the module's ``appliance_new_account_mail``) that have an address bound."""
+        return await self._api.run_db_interaction(
+            "appliance_new_accounts_with_email", new_accounts_with_email_txn, limit
+        )
+
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
         return await self._api.run_db_interaction(
@@ -502,6 +568,19 @@ def users_without_validity_txn(txn: LoggingTransaction, limit: int) -> list[str]
         (limit,),
     )
     return [row[0] for row in txn.fetchall()]
+
+
+def new_accounts_with_email_txn(txn: LoggingTransaction, limit: int) -> list[tuple[str, str]]:
+    """Reach 3: up to limit (user ID, its lowest email address) of the accounts in the
+    module's ``appliance_new_account_mail`` that have an address (the table's key, then
+    user_threepids' index on user_id)."""
+    txn.execute(
+        "SELECT n.user_id, MIN(t.address) FROM appliance_new_account_mail n"
+        " JOIN user_threepids t ON (t.user_id = n.user_id AND t.medium = 'email')"
+        " GROUP BY n.user_id ORDER BY n.user_id LIMIT ?",
+        (limit,),
+    )
+    return [(user_id, address) for user_id, address in txn.fetchall()]
 
 
 # --- reach 3: the console's user list (admin_api/user_list_query.py plans a page) ---------------
