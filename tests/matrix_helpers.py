@@ -469,6 +469,19 @@ class Person:
         assert response.status_code == 200, response.text
         return response.json()["pushers"]
 
+    def add_email_pusher(self, address: str) -> requests.Response:
+        """What a client sends to turn the mails on (Element's "Enable email notifications")."""
+        body = {
+            "kind": "email",
+            "app_id": "m.email",
+            "pushkey": address,
+            "app_display_name": "Email Notifications",
+            "device_display_name": address,
+            "lang": "fr",
+            "data": {},
+        }
+        return self.call("POST", "/_matrix/client/v3/pushers/set", body)
+
     def remove_pusher(self, app_id: str, pushkey: str) -> requests.Response:
         """What a client sends to turn a pusher off (Element's "Enable email notifications")."""
         body = {"kind": None, "app_id": app_id, "pushkey": pushkey}

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 from console_helpers import register_external, user_path
-from matrix_helpers import PASSWORD, MailNotFound
+from matrix_helpers import PASSWORD, MailNotFound, Person
 from oidc_fixtures import signed_in, sso_sign_in
 
 from admin_console.synapse_admin import SynapseClient
@@ -81,6 +81,31 @@ def test_the_new_address_resets_the_password_of_the_same_account_and_the_old_fin
     # The old address's request was answered like any other, and mailed nobody.
     with pytest.raises(MailNotFound):
         client.mail_for(old_session, timeout=0)
+
+
+def test_an_agent_who_had_the_mails_keeps_them_at_the_new_address(console, synapse, client):
+    with_mails, without = (
+        client.register_account(f"{name}.{secrets.token_hex(3)}@ac-paris.fr")
+        for name in ("paul.roux", "lea.petit")
+    )
+    for account in (with_mails, without):  # the shared appliance: the setting is off
+        person = Person(client, account.user_id, account.access_token)
+        assert [p["pushkey"] for p in person.pushers() if p["app_id"] == "m.email"] == []
+    mails = Person(client, with_mails.user_id, with_mails.access_token)
+    assert mails.add_email_pusher(with_mails.address).status_code == 200
+
+    for account in (with_mails, without):
+        new = account.address.replace("@ac-paris.fr", "@education.gouv.fr")
+        assert change(console, account.user_id, new).status_code == 302
+        assert emails(synapse, account.user_id) == [new]
+
+    def email_pushers(account) -> list[str]:
+        person = Person(client, account.user_id, account.access_token)
+        return [p["pushkey"] for p in person.pushers() if p["app_id"] == "m.email"]
+
+    # Added when the new address is bound, in the Admin API's own request.
+    assert email_pushers(with_mails) == [emails(synapse, with_mails.user_id)[0]]
+    assert email_pushers(without) == []  # who had not asked for the mails is not given them
 
 
 def test_an_address_of_a_domain_not_allowed_is_refused_and_nothing_changes(console, synapse, agent):

@@ -165,11 +165,18 @@ class ApplianceModule:
                 RenewalPage(api, validity, renewal_mail),
                 ValidityResource(api, validity),
             ]
-        if config.notifications_enabled_for_new_users:
-            # Every new account with an address gets the mails, whatever made it.
-            new_account_mail_store = NewAccountMailStore(api)
-            new_account_mail_store.start()
-            self.concerns.append(NewAccountMail(api, new_account_mail_store, internals))
+        # Every new account with an address gets the mails, whatever made it (if the setting
+        # says so); an account whose address is replaced keeps them (always).
+        new_account_mail_store = NewAccountMailStore(api)
+        new_account_mail_store.start()
+        self.concerns.append(
+            NewAccountMail(
+                api,
+                new_account_mail_store,
+                internals,
+                for_new_users=config.notifications_enabled_for_new_users,
+            )
+        )
         for concern in self.concerns:
             concern.register()
         logger.info(

@@ -493,6 +493,12 @@ class SynapseInternals:
             "appliance_new_accounts_with_email", new_accounts_with_email_txn, limit
         )
 
+    async def email_pusher_addresses(self, user_id: str) -> list[str]:
+        """Reach 3: the addresses of the account's email pushers (Synapse's ``pushers``)."""
+        return await self._api.run_db_interaction(
+            "appliance_email_pusher_addresses", email_pusher_addresses_txn, user_id
+        )
+
     async def user_of_openid_token(self, token: str, now_ms: int) -> str | None:
         """The user an unexpired OpenID token was issued to (by ``/openid/request_token``)."""
         return await self._api.run_db_interaction(
@@ -581,6 +587,14 @@ def new_accounts_with_email_txn(txn: LoggingTransaction, limit: int) -> list[tup
         (limit,),
     )
     return [(user_id, address) for user_id, address in txn.fetchall()]
+
+
+def email_pusher_addresses_txn(txn: LoggingTransaction, user_id: str) -> list[str]:
+    """Reach 3: the pushkeys (addresses) of the user's ``m.email`` pushers."""
+    txn.execute(
+        "SELECT pushkey FROM pushers WHERE user_name = ? AND app_id = 'm.email'", (user_id,)
+    )
+    return [pushkey for (pushkey,) in txn.fetchall()]
 
 
 # --- reach 3: the console's user list (admin_api/user_list_query.py plans a page) ---------------

@@ -21,6 +21,13 @@ address afterwards.  This concern closes the gap, for every way an account is ma
    process (every :data:`PASS_MS`) adds the pushers of recorded accounts that have an address.
    The same pass retries an addition that failed.
 
+4. An address replaced (the console's address change: the Admin API unbinds the old address,
+   and Synapse deletes its email pusher, then binds the new one): an account that had the
+   mails for the old address and no other email pusher is recorded in
+   ``on_remove_user_third_party_identifier`` (Synapse calls it before it deletes the pusher),
+   so the new address gets the pusher when it is bound, as in 2.  Whatever the setting: the
+   person chose the mails, not the address.
+
 Never twice: the record is claimed (deleted) before the pusher is added, and Synapse's own
 addition in the email flow or the Admin API updates the same pusher (same user, app and
 address) rather than adding a second.  Never without an address: a recorded account without
@@ -51,20 +58,30 @@ PASS_BATCH = 100
 
 
 class NewAccountMail:
-    def __init__(self, api: ModuleApi, store: NewAccountMailStore, internals: SynapseInternals):
+    def __init__(
+        self,
+        api: ModuleApi,
+        store: NewAccountMailStore,
+        internals: SynapseInternals,
+        *,
+        for_new_users: bool,
+    ):
         self._api = api
         self._store = store
         self._internals = internals
+        self._for_new_users = for_new_users  # notifications.enabled_for_new_users
         self._main_process = api.worker_app is None
 
     def register(self) -> None:
         """Register the callbacks (every process) and the catch-up pass (the main process,
         whichever process runs background tasks: only the main process writes pushers)."""
-        self._api.register_account_validity_callbacks(
-            on_user_registration=self.on_user_registration
-        )
+        if self._for_new_users:
+            self._api.register_account_validity_callbacks(
+                on_user_registration=self.on_user_registration
+            )
         self._api.register_third_party_rules_callbacks(
-            on_add_user_third_party_identifier=self.on_address_bound
+            on_add_user_third_party_identifier=self.on_address_bound,
+            on_remove_user_third_party_identifier=self.on_address_removed,
         )
         if self._main_process:
             self._api.looping_background_call(
@@ -90,6 +107,19 @@ class NewAccountMail:
         if medium != "email" or not self._main_process:
             return
         await self._add(user_id, address)
+
+    async def on_address_removed(self, user_id: str, medium: str, address: str) -> None:
+        """Implements ``on_remove_user_third_party_identifier``: an account losing the address
+        of its only email pusher is recorded, so the next address bound gets the mails.
+        Never raises: the address is unbound already (a failure is logged)."""
+        if medium != "email":
+            return
+        try:
+            pushers = await self._internals.email_pusher_addresses(user_id)
+            if address in pushers and len(pushers) == 1:
+                await self._store.mark(user_id, self._api.get_current_time_msec())
+        except Exception:
+            logger.exception("mail for new accounts: could not record %s's address", user_id)
 
     async def catch_up(self) -> None:
         """The pass: the pushers of recorded accounts that have an address bound."""

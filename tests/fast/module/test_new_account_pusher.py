@@ -56,7 +56,7 @@ def concern(api, pusher_pool: Mock | None = None) -> NewAccountMail:
     api._hs.get_pusherpool.return_value = pusher_pool or Mock(add_or_update_pusher=AsyncMock())
     store = NewAccountMailStore(api)
     store.start()
-    return NewAccountMail(api, store, SynapseInternals(api))
+    return NewAccountMail(api, store, SynapseInternals(api), for_new_users=True)
 
 
 @pytest.fixture
