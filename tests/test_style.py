@@ -57,3 +57,14 @@ def test_every_source_file_names_its_licence():
 def test_mypy_finds_nothing_in_the_appliance_package():
     result = run_tool("mypy", "--no-incremental", "appliance")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_outside_packages_have_distinct_names():
+    """pytest imports a test file outside a package by its bare name: two such files with one
+    name stop a whole run at collection (the fast tier alone would not show it)."""
+    tests = SOURCE_ROOT / "tests"
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        if not (path.parent / "__init__.py").exists():
+            seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
