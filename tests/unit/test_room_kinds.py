@@ -291,10 +291,11 @@ def test_email_invitations_must_carry_the_servers_own_key():
     }
     foreign = {**content, "public_keys": [{"public_key": "ours"}, {"public_key": "theirs"}]}
 
-    assert email_invite_problem(state(*PRIVATE), "t", content, "ours") is None
-    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", foreign, "ours")
-    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", content, None)
-    assert email_invite_problem(state(*PRIVATE), "t", {}, None) is None  # a revocation
+    assert email_invite_problem(state(*PRIVATE), "t", content, {"ours"}) is None
+    assert email_invite_problem(state(*PRIVATE), "t", content, {"theirs", "ours"}) is None
+    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", foreign, {"ours"})
+    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", content, ())
+    assert email_invite_problem(state(*PRIVATE), "t", {}, ()) is None  # a revocation
 
 
 def test_raised_users_are_only_those_whose_level_rises_above_zero():

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -206,8 +206,8 @@ MAX_CONTENT_BYTES = 60_000
 MAX_KEY_BYTES = 255
 ROOM_VERSION = "Rooms here are created in room version 12: leave room_version out"
 FOREIGN_IDENTITY_SERVER = (
-    "Email invitations must go through this server's own identity service: choose this "
-    "server as identity server in your client"
+    "Email invitations must go through this server's own identity service (or its network's "
+    "externals' server's): choose this server as identity server in your client"
 )
 
 
@@ -274,11 +274,20 @@ class RoomState:
         ]
 
     def pending_email_invites(self) -> list[str]:
-        """The tokens of email invitations not yet revoked."""
+        """The tokens of email invitations not yet revoked nor used: an invite made from one
+        (Synapse's exchange, after ``3pid/onbind``) carries its token, and its person is then
+        counted among :meth:`people` instead."""
+        used = {
+            signed.get("token")
+            for (event_type, _), event in self._events.items()
+            if event_type == MEMBER
+            and isinstance(third_party := event.content.get("third_party_invite"), Mapping)
+            and isinstance(signed := third_party.get("signed"), Mapping)
+        }
         return [
             key
             for (event_type, key), event in self._events.items()
-            if event_type == THIRD_PARTY_INVITE and event.content
+            if event_type == THIRD_PARTY_INVITE and event.content and key not in used
         ]
 
     def power_of(self, user_id: str) -> float:
@@ -469,9 +478,11 @@ _MASKED_ADDRESS = re.compile(r"[^@\s]?\.\.\.@[^@\s]+")
 
 
 def email_invite_problem(
-    state: RoomState, token: str, content: Mapping, our_public_key: str | None
+    state: RoomState, token: str, content: Mapping, accepted_keys: Collection[str]
 ) -> str | None:
-    """A ``m.room.third_party_invite``; an empty content revokes it, which is always allowed."""
+    """A ``m.room.third_party_invite``; an empty content revokes it, which is always allowed.
+    accepted_keys: the identity keys of this server and of its network's externals' server
+    (one of them, alone, must sign the invitation)."""
     if not content:
         return None
     listed = content.get("public_keys")
@@ -481,7 +492,8 @@ def email_invite_problem(
         if isinstance(listed, list)
         else []
     )
-    if our_public_key is None or {k for k in keys if k is not None} != {our_public_key}:
+    used = {k for k in keys if k is not None}
+    if len(used) != 1 or not used <= set(accepted_keys):
         return FOREIGN_IDENTITY_SERVER
     # What members see of the invited person: the masked address the identity service gives
     # (``j...@gmail.com``), never a name the sender made up ("Préfet [interieur.gouv.fr]").
