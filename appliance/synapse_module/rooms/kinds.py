@@ -278,11 +278,9 @@ class RoomState:
         (Synapse's exchange, after ``3pid/onbind``) carries its token, and its person is then
         counted among :meth:`people` instead."""
         used = {
-            signed.get("token")
+            email_invitation_token(event.content)
             for (event_type, _), event in self._events.items()
             if event_type == MEMBER
-            and isinstance(third_party := event.content.get("third_party_invite"), Mapping)
-            and isinstance(signed := third_party.get("signed"), Mapping)
         }
         return [
             key
@@ -465,13 +463,28 @@ def raised_users(old: Mapping | None, new: Mapping) -> list[str]:
     ]
 
 
-def direct_chat_full(state: RoomState, newcomer: str | None = None) -> bool:
-    """Whether a direct chat has no room left for one more person (or email invitation)."""
+def direct_chat_full(
+    state: RoomState, newcomer: str | None = None, email_token: str | None = None
+) -> bool:
+    """Whether a direct chat has no room left for one more person (or email invitation).
+    email_token: the newcomer's email invitation (:func:`email_invitation_token`), whose place
+    they take."""
     if state.kind is not RoomKind.DIRECT:
         return False
     if newcomer is not None and state.membership(newcomer) in PRESENT:
         return False
-    return len(state.people()) + len(state.pending_email_invites()) >= 2
+    pending = state.pending_email_invites()
+    taken = 1 if email_token is not None and email_token in pending else 0
+    return len(state.people()) + len(pending) - taken >= 2
+
+
+def email_invitation_token(member_content: Mapping) -> str | None:
+    """The token of the email invitation an invite is made from (Synapse's exchange after
+    ``3pid/onbind``), whose signature Synapse's auth rules check; None for any other."""
+    third_party = member_content.get("third_party_invite")
+    signed = third_party.get("signed") if isinstance(third_party, Mapping) else None
+    token = signed.get("token") if isinstance(signed, Mapping) else None
+    return token if isinstance(token, str) else None
 
 
 _MASKED_ADDRESS = re.compile(r"[^@\s]?\.\.\.@[^@\s]+")

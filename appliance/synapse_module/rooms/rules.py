@@ -65,6 +65,7 @@ from appliance.synapse_module.rooms.kinds import (
     RoomState,
     access_rule_problem,
     direct_chat_full,
+    email_invitation_token,
     email_invite_problem,
     encryption_problem,
     guest_access_problem,
@@ -313,7 +314,7 @@ class RoomRules:
         if membership not in ("join", "invite"):
             return None
         target = event.state_key
-        if direct_chat_full(state, target):
+        if direct_chat_full(state, target, email_invitation_token(event.content)):
             return DIRECT_FULL
         if not await self._directory.is_external(target):
             return None
