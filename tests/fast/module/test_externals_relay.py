@@ -15,10 +15,11 @@ from unittest.mock import AsyncMock, Mock
 import pytest
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
-from synapse.module_api.errors import SynapseError
+from synapse.module_api.errors import ConfigError, SynapseError
 from unpaddedbase64 import decode_base64
 
 from appliance.addresses.email_address import parse_email
+from appliance.synapse_module.config import parse_module_config
 from appliance.synapse_module.externals.invitations import INVITED_BY_ROOM_SERVER
 from appliance.synapse_module.externals.store import Invitation
 from appliance.synapse_module.federation.externals_relay import UNREACHABLE, ExternalsRelay
@@ -202,3 +203,11 @@ def test_an_inviting_server_that_cannot_be_told_is_the_invitations_outcome(
     outcome = run(OnBind(key, SynapseInternals(api)).exchange(invitation, f"@paul:{SERVER}"))
 
     assert outcome.startswith("failed: lyon.test could not be told")
+
+
+def test_an_externals_peer_without_its_base_url_is_a_config_error():
+    peers = [{"server_name": "e.test", "role": "externals"}]
+    with pytest.raises(ConfigError) as error:
+        parse_module_config({"federation": {"mode": "closed", "peers": peers}})
+    assert tuple(error.value.path) == ("federation", "peers", "0", "base_url")
+    assert "identity service" in error.value.msg
