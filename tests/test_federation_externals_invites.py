@@ -20,6 +20,7 @@ from matrix_helpers import OPEN_TO_EXTERNALS, Person, plain_text, refusal
 
 from appliance.synapse_module.externals.invitation_mail import PAGE_PATH
 from appliance.synapse_module.federation.externals_relay import UNREACHABLE
+from appliance.synapse_module.federation.peer_accounts import PEER_UNREACHABLE
 from appliance.synapse_module.rooms.kinds import DIRECT_FULL
 
 THIRD_PARTY_INVITE = "m.room.third_party_invite"
@@ -143,6 +144,39 @@ def test_a_direct_chat_with_an_unknown_address_keeps_two_people(alice, network):
     assert refusal(alice.invite_by_email(room, second)) == DIRECT_FULL
 
 
+def test_a_standard_clients_email_invite_is_stored_on_the_externals_server(alice, network):
+    # Element's door: the client names this server's identity service and Synapse calls its
+    # store-invite over HTTPS (A's TLS listener here), which relays to E: the room's
+    # third-party invite is E's, and the person lands in the room once registered there.
+    a, e = network.agents_a, network.externals
+    address = f"{unique('lea')}@elsewhere.example"
+    room = alice.new_room(initial_state=OPEN_TO_EXTERNALS)
+    openid = alice.call("POST", f"/_matrix/client/v3/user/{alice.user_id}/openid/request_token", {})
+    token = a.client.post("/_matrix/identity/v2/account/register", openid.json()).json()["token"]
+    invite = {"id_server": a.server_name, "id_access_token": token, "medium": "email"}
+
+    response = alice.call(
+        "POST", f"/_matrix/client/v3/rooms/{room}/invite", {**invite, "address": address}
+    )
+
+    assert response.status_code == 200, response.text
+    ((token, content),) = email_invites(alice, room).items()
+    assert content["public_key"] == identity_key(e)
+    assert [i["id"] for i in invitations_of(e, address)] == [token]
+    assert invitations_of(a, address) == []
+    lea = e.person(address)
+    assert join_when_invited(lea, room).status_code == 200
+    assert alice.joined_members(room) == sorted([alice.user_id, lea.user_id])
+    # The same door into a private room: refused on A, nothing stored on E.
+    private = alice.new_room(preset="private_chat")
+    other = f"{unique('max')}@elsewhere.example"
+    refused = alice.call(
+        "POST", f"/_matrix/client/v3/rooms/{private}/invite", {**invite, "address": other}
+    )
+    assert "Only a room open to externals" in refusal(refused)
+    assert invitations_of(e, other) == []
+
+
 def test_the_externals_server_stores_invitations_only_for_agents_peers(network):
     # Its identity service takes an OpenID token of another server only from an agents peer
     # (checked with that server), and store-invite only in the token's user's own name.
@@ -186,11 +220,14 @@ def test_the_externals_server_down_stops_the_invitation_with_nothing_made(alice,
     finally:
         e.side.start_synapse()
 
+    # (Asked first whether the address has an account there, then to store the invitation:
+    # either question unanswered stops it.)
     assert answer.status_code == 502, answer.text
-    assert answer.json() == {
-        "errcode": "M_UNKNOWN",
-        "error": UNREACHABLE.format(server=e.server_name),
-    }
+    assert answer.json()["errcode"] == "M_UNKNOWN"
+    assert answer.json()["error"] in (
+        UNREACHABLE.format(server=e.server_name),
+        PEER_UNREACHABLE.format(server=e.server_name),
+    )
     assert email_invites(alice, room) == {}
     assert invitations_of(a, address) == [] and invitations_of(e, address) == []
     assert a.client.mails_to(address) == [] and e.client.mails_to(address) == []
