@@ -122,6 +122,17 @@ def membership(person: Person, room_id: str, user_id: str) -> str | None:
     return person.state(room_id).get(("m.room.member", user_id), {}).get("membership")
 
 
+def identity_token(server, person: Person) -> str:
+    """What a client does before an email invite: an OpenID token of its homeserver buys a
+    token of the identity service (this server's own)."""
+    path = f"/_matrix/client/v3/user/{person.user_id}/openid/request_token"
+    openid = person.call("POST", path, {})
+    assert openid.status_code == 200, openid.text
+    registered = server.client.post("/_matrix/identity/v2/account/register", openid.json())
+    assert registered.status_code == 200, registered.text
+    return registered.json()["token"]
+
+
 def join_when_invited(person: Person, room_id: str):
     """Join a room of another server once the invite has reached this person's server."""
     wait_for(

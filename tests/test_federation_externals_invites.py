@@ -15,7 +15,7 @@ on the inviting server (tests/test_externals.py).
 from __future__ import annotations
 
 import pytest
-from federation_fixtures import join_when_invited, texts, unique, wait_for
+from federation_fixtures import identity_token, join_when_invited, texts, unique, wait_for
 from matrix_helpers import OPEN_TO_EXTERNALS, Person, plain_text, refusal
 
 from appliance.synapse_module.externals.invitation_mail import PAGE_PATH
@@ -106,6 +106,15 @@ def test_an_unknown_address_is_invited_on_the_externals_server(alice, network):
     assert (again.json()["user_id"], again.json()["pending"]) == (paul.user_id, False)
     assert join_when_invited(paul, other).status_code == 200
     assert len(e.client.mails_to(address)) == mails
+    # The identity service's lookup (a standard client's, then Synapse's) finds him on E too.
+    lookup = a.client.request(
+        "POST",
+        "/_matrix/identity/v2/lookup",
+        token=identity_token(a, alice),
+        json={"algorithm": "none", "pepper": "appliance", "addresses": [f"{address} email"]},
+    )
+    assert lookup.status_code == 200, lookup.text
+    assert lookup.json() == {"mappings": {f"{address} email": paul.user_id}}
 
 
 def test_an_unknown_address_into_a_private_room_is_refused_on_the_inviting_server(alice, network):
@@ -151,9 +160,11 @@ def test_a_standard_clients_email_invite_is_stored_on_the_externals_server(alice
     a, e = network.agents_a, network.externals
     address = f"{unique('lea')}@elsewhere.example"
     room = alice.new_room(initial_state=OPEN_TO_EXTERNALS)
-    openid = alice.call("POST", f"/_matrix/client/v3/user/{alice.user_id}/openid/request_token", {})
-    token = a.client.post("/_matrix/identity/v2/account/register", openid.json()).json()["token"]
-    invite = {"id_server": a.server_name, "id_access_token": token, "medium": "email"}
+    invite = {
+        "id_server": a.server_name,
+        "id_access_token": identity_token(a, alice),
+        "medium": "email",
+    }
 
     response = alice.call(
         "POST", f"/_matrix/client/v3/rooms/{room}/invite", {**invite, "address": address}

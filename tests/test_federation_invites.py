@@ -10,7 +10,14 @@ tests/test_federation_externals_invites.py.
 from __future__ import annotations
 
 import pytest
-from federation_fixtures import invites_of, join_when_invited, membership, unique, wait_for
+from federation_fixtures import (
+    identity_token,
+    invites_of,
+    join_when_invited,
+    membership,
+    unique,
+    wait_for,
+)
 from matrix_helpers import Person, plain_text, refusal
 
 from appliance.synapse_module.rooms.kinds import DIRECT_FULL
@@ -44,17 +51,6 @@ def people(network):
 def pending_email_invites(person: Person, room_id: str) -> list[dict]:
     """The room's email invitations still pending (a revoked one has an empty content)."""
     return [c for (kind, _), c in person.state(room_id).items() if kind == THIRD_PARTY_INVITE if c]
-
-
-def identity_token(server, person: Person) -> str:
-    """What a client does before an email invite: an OpenID token of its homeserver buys a
-    token of the identity service (this server's own)."""
-    path = f"/_matrix/client/v3/user/{person.user_id}/openid/request_token"
-    openid = person.call("POST", path, {})
-    assert openid.status_code == 200, openid.text
-    registered = server.client.post("/_matrix/identity/v2/account/register", openid.json())
-    assert registered.status_code == 200, registered.text
-    return registered.json()["token"]
 
 
 # --- point 4: inviting by email across the network ------------------------------------------

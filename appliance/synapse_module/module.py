@@ -97,7 +97,11 @@ class ApplianceModule:
         network = Network(config.federation, api.server_name)
         directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
-        peer_accounts = PeerAccounts(api, network, allowlist, internals)
+        peer_accounts = PeerAccounts(
+            api, network, allowlist, internals, is_external=directory.is_external
+        )
+        # An unknown address is invited on the network's externals' server, if it has one.
+        relay = ExternalsRelay(api, network, allowlist, internals)
         invitations = Invitations(
             api,
             externals,
@@ -109,10 +113,9 @@ class ApplianceModule:
             network=network,
             peer_accounts=peer_accounts,
             exchange=OnBind(key, internals).exchange,  # invitations into peers' rooms
+            relay=relay,
         )
-        # An unknown address is invited on the network's externals' server, if it has one;
-        # on that server, agents peers' invitations into their rooms are stored.
-        relay = ExternalsRelay(api, network, allowlist, internals)
+        # On the externals' server: agents peers' invitations into their rooms, stored here.
         relayed = RelayedInvitations(api, invitations, network)
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup

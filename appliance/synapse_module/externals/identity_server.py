@@ -4,7 +4,8 @@
 A client invites by email with ``POST /rooms/{id}/invite {id_server, id_access_token, medium,
 address}``; Synapse then calls the identity server ``https://{id_server}/_matrix/identity/v2``.
 This module serves the part of that API the invitation needs, on the homeserver itself, so the
-address never leaves the box (``default_identity_server`` points clients here):
+address never leaves the box, or the network for an address whose account its externals' server
+holds (``default_identity_server`` points clients here):
 
 ``GET  /_matrix/identity/v2``                    ``{}`` (the service exists)
 ``GET  .../terms``, ``POST .../terms``           no terms to accept
@@ -18,7 +19,8 @@ address never leaves the box (``default_identity_server`` points clients here):
                                                  ``none`` algorithm: the identity service is the
                                                  homeserver, which knows every address already;
                                                  an address of a peer's domain is asked of that
-                                                 peer (so Synapse invites its account there)
+                                                 peer (so Synapse invites its account there), an
+                                                 unknown one of the network's externals' server
 ``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`);
                                                  an address already invited into the room while
                                                  that invitation is pending gets it back (its
@@ -376,6 +378,9 @@ class IdentityServiceResource(DirectServeJsonResource):
         await self._check_inviter(sender, email.address, room_id)
         server = self._relay.server_for(email) if self._relay is not None else None
         if server is not None and self._relay is not None:
+            # That server mails at once: what this room would refuse is refused first.
+            if problem := await self._invitations.relay_problem(sender, room_id):
+                raise SynapseError(403, problem, Codes.FORBIDDEN)
             relayed = await self._relay.store_invite(
                 server,
                 inviter=sender,

@@ -67,6 +67,7 @@ from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.externals.store import Exhausted, ExternalStore, Invitation, Quota
+from appliance.synapse_module.federation.externals_relay import ExternalsRelay
 from appliance.synapse_module.federation.peer_accounts import PeerAccounts
 from appliance.synapse_module.federation.peers import Network, Peer
 from appliance.synapse_module.rooms.kinds import (
@@ -152,6 +153,7 @@ class Invitations:
         network: Network | None = None,
         peer_accounts: PeerAccounts | None = None,
         exchange: Callable[[Invitation, str], Awaitable[str]] | None = None,
+        relay: ExternalsRelay | None = None,
     ) -> None:
         self._api = api
         self._store = store
@@ -165,6 +167,8 @@ class Invitations:
         self._peer_accounts = peer_accounts
         # Completes an invitation into another server's room (3pid/onbind): its outcome.
         self._exchange = exchange
+        # The network's externals' server, which holds the accounts of unknown addresses.
+        self._relay = relay
 
     def register(self) -> None:
         self._api.register_spam_checker_callbacks(
@@ -219,10 +223,13 @@ class Invitations:
     async def peer_account(
         self, email: EmailAddress, *, asker: str, deadline: float | None = None
     ) -> tuple[Peer, str | None] | None:
-        """For an address of a peer's domain: the peer, and its account there (None: none
-        yet).  None for any other address.  Raises 502 if the peer cannot tell by the
-        deadline, 429 past the asker's limit (:meth:`.PeerAccounts.account_at`)."""
+        """For an address of a peer's domain, or of no domain of the network when the network
+        has an externals' server: that server, and its account there (None: none yet).  None
+        for any other address.  Raises 502 if the server cannot tell by the deadline, 429 past
+        the asker's limit (:meth:`.PeerAccounts.account_at`)."""
         owner = self.owner_of(email)
+        if owner is None and self._relay is not None:
+            owner = self._relay.server_for(email)
         if owner is None or self._peer_accounts is None:
             return None
         account = await self._peer_accounts.account_at(

@@ -19,8 +19,9 @@ from synapse.module_api.errors import ConfigError, SynapseError
 from unpaddedbase64 import decode_base64
 
 from appliance.addresses.email_address import parse_email
-from appliance.synapse_module.config import parse_module_config
-from appliance.synapse_module.externals.invitations import INVITED_BY_ROOM_SERVER
+from appliance.synapse_module.config import InvitationLimits, parse_module_config
+from appliance.synapse_module.externals.invitation_mail import InvitationMail
+from appliance.synapse_module.externals.invitations import INVITED_BY_ROOM_SERVER, Invitations
 from appliance.synapse_module.externals.store import Invitation
 from appliance.synapse_module.federation.externals_relay import UNREACHABLE, ExternalsRelay
 from appliance.synapse_module.federation.onbind import OnBind
@@ -211,3 +212,32 @@ def test_an_externals_peer_without_its_base_url_is_a_config_error():
         parse_module_config({"federation": {"mode": "closed", "peers": peers}})
     assert tuple(error.value.path) == ("federation", "peers", "0", "base_url")
     assert "identity service" in error.value.msg
+
+
+def test_an_invitation_into_a_peers_room_waits_here_and_is_completed_by_onbind(
+    run, api, externals, directory, allowlist, key
+):
+    # The externals' server is not in the room: the invitation lets its address register
+    # until used, and its completion is the exchange (3pid/onbind), not a join here.
+    exchange = AsyncMock(return_value=INVITED_BY_ROOM_SERVER)
+    invitations = Invitations(
+        api,
+        externals,
+        directory,
+        allowlist.current,
+        key,
+        InvitationMail(api),
+        InvitationLimits(),
+        exchange=exchange,
+    )
+    relayed = Invitation("tok", "link", PAUL.address, "!r:lyon.test", "@marc:lyon.test", 1)
+    assert run(externals.add_within(relayed, ())) == relayed
+
+    assert run(invitations.standing(PAUL.address))
+    assert run(invitations.pending(PAUL.address, "!r:lyon.test")) == relayed
+    run(invitations.complete_for(f"@paul:{SERVER}", PAUL.address))
+
+    exchange.assert_awaited_once_with(relayed, f"@paul:{SERVER}")
+    used = run(externals.by_token("tok"))
+    assert (used.user_id, used.outcome) == (f"@paul:{SERVER}", INVITED_BY_ROOM_SERVER)
+    assert not run(invitations.standing(PAUL.address))
