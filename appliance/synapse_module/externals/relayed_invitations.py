@@ -12,6 +12,8 @@ server's registration link, and lets its address register here, as for a room of
 * who may: an agent of an ``agents`` peer only (its role checked here).  That peer's module has
   judged the room (its kind, the inviter's membership and power) before it relayed; this server
   is not in the room and cannot;
+* where: only on a server whose network has no other externals' server (a server that lists an
+  ``externals`` peer sends its own unknown addresses there, and stores none for others);
 * which address: not one of a domain an agents peer holds (that person registers on the peer);
   an address that has an account here already is answered with it (``M_THREEPID_IN_USE`` and
   ``mxid``, as an identity server answers), so that the peer invites that account;
@@ -42,6 +44,10 @@ ONLY_AGENTS_OF_PEERS = (
     "This server stores invitations into other servers' rooms only for agents of the "
     "agents' servers of its network"
 )
+NOT_THE_EXTERNALS_SERVER = (
+    "This server is not its network's externals' server: invitations of unknown addresses are "
+    "stored on {server}"
+)
 ADDRESS_OF_A_PEER = (
     "{address} belongs to {server}, which holds the accounts of its domain: invite it there"
 )
@@ -54,7 +60,11 @@ class RelayedInvitations:
         self._network = network
 
     def check_sender(self, sender: str) -> None:
-        """403 unless sender is an agent of an agents peer."""
+        """403 unless sender is an agent of an agents peer (and this server the network's
+        externals' server)."""
+        if (externals := self._network.externals_server) is not None:
+            message = NOT_THE_EXTERNALS_SERVER.format(server=externals.server_name)
+            raise SynapseError(403, message, Codes.FORBIDDEN)
         server = server_of(sender)
         if server is None or self._network.role_of(server) != "agents":
             logger.info("refused a relayed invitation from %s: not an agents peer's", sender)

@@ -22,6 +22,11 @@ from appliance.addresses.email_address import parse_email
 from appliance.synapse_module.config import InvitationLimits, parse_module_config
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.invitations import INVITED_BY_ROOM_SERVER, Invitations
+from appliance.synapse_module.externals.relayed_invitations import (
+    NOT_THE_EXTERNALS_SERVER,
+    ONLY_AGENTS_OF_PEERS,
+    RelayedInvitations,
+)
 from appliance.synapse_module.externals.store import Invitation
 from appliance.synapse_module.federation.externals_relay import UNREACHABLE, ExternalsRelay
 from appliance.synapse_module.federation.onbind import OnBind
@@ -241,3 +246,16 @@ def test_an_invitation_into_a_peers_room_waits_here_and_is_completed_by_onbind(
     used = run(externals.by_token("tok"))
     assert (used.user_id, used.outcome) == (f"@paul:{SERVER}", INVITED_BY_ROOM_SERVER)
     assert not run(invitations.standing(PAUL.address))
+
+
+def test_only_the_networks_externals_server_stores_invitations_for_other_servers(api, invitations):
+    # A server that lists an externals' server sends its unknown addresses there.
+    with_externals = Network(FederationConfig(mode="closed", peers=(LYON, EXTERNALS)), SERVER)
+    with pytest.raises(SynapseError) as refused:
+        RelayedInvitations(api, invitations, with_externals).check_sender("@marc:lyon.test")
+    assert refused.value.msg == NOT_THE_EXTERNALS_SERVER.format(server="e.test")
+    externals_server = Network(FederationConfig(mode="closed", peers=(LYON,)), SERVER)
+    RelayedInvitations(api, invitations, externals_server).check_sender("@marc:lyon.test")
+    with pytest.raises(SynapseError) as refused:
+        RelayedInvitations(api, invitations, externals_server).check_sender("@x:other.test")
+    assert refused.value.msg == ONLY_AGENTS_OF_PEERS
