@@ -117,9 +117,14 @@ def test_an_unknown_address_is_invited_on_the_externals_server(alice, network):
     assert lookup.json() == {"mappings": {f"{address} email": paul.user_id}}
 
 
-def test_an_unknown_address_into_a_private_room_is_refused_on_the_inviting_server(alice, network):
+@pytest.mark.parametrize(
+    "kind", [{"preset": "private_chat"}, {"preset": "public_chat", "visibility": "public"}]
+)
+def test_an_unknown_address_into_a_private_room_or_a_forum_is_refused_on_the_inviting_server(
+    alice, network, kind
+):
     address = f"{unique('ines')}@elsewhere.example"
-    room = alice.new_room(preset="private_chat")
+    room = alice.new_room(name=unique("Not open"), **kind)
 
     message = refusal(alice.invite_by_email(room, address))
 
