@@ -54,6 +54,7 @@ IDENTITY_V2 = "/_matrix/identity/v2"
 KEY_PATH = f"{IDENTITY_V2}/pubkey/ed25519:0"
 # One relay (token, register, store-invite, which mails) ends by then, or fails closed.
 RELAY_SECONDS = 20.0
+KEY_SECONDS = 5.0  # fetching the externals' server's key, for a room event that waits on it
 OPENID_VALID_MS = 60_000  # used at once, by one register call
 UNREACHABLE = (
     "The network's externals' server {server} holds the accounts of externals and cannot "
@@ -197,10 +198,12 @@ class ExternalsRelay:
         if server is None:
             return frozenset()
         if self._key is None:
+            fetching = run_in_background(
+                self._api.http_client.get_json, server.base_url.rstrip("/") + KEY_PATH
+            )
+            fetching.addTimeout(KEY_SECONDS, reactor)  # an event waits on it: bounded
             try:
-                answer = await self._api.http_client.get_json(
-                    server.base_url.rstrip("/") + KEY_PATH
-                )
+                answer = await make_deferred_yieldable(fetching)
             except Exception as error:
                 logger.warning("cannot fetch %s's identity key: %r", server.server_name, error)
                 return frozenset()

@@ -490,6 +490,18 @@ def email_invitation_token(member_content: Mapping) -> str | None:
 _MASKED_ADDRESS = re.compile(r"[^@\s]?\.\.\.@[^@\s]+")
 
 
+def identity_keys_of(content: Mapping) -> set[object]:
+    """The identity keys a ``m.room.third_party_invite`` names (``public_key``, ``public_keys``)."""
+    listed = content.get("public_keys")
+    keys = [content.get("public_key")]
+    keys += (
+        [k.get("public_key") for k in listed if isinstance(k, Mapping)]
+        if isinstance(listed, list)
+        else []
+    )
+    return {k for k in keys if k is not None}
+
+
 def email_invite_problem(
     state: RoomState, token: str, content: Mapping, accepted_keys: Collection[str]
 ) -> str | None:
@@ -498,14 +510,7 @@ def email_invite_problem(
     (one of them, alone, must sign the invitation)."""
     if not content:
         return None
-    listed = content.get("public_keys")
-    keys = [content.get("public_key")]
-    keys += (
-        [k.get("public_key") for k in listed if isinstance(k, Mapping)]
-        if isinstance(listed, list)
-        else []
-    )
-    used = {k for k in keys if k is not None}
+    used = identity_keys_of(content)
     if len(used) != 1 or not used <= set(accepted_keys):
         return FOREIGN_IDENTITY_SERVER
     # What members see of the invited person: the masked address the identity service gives

@@ -70,6 +70,7 @@ from appliance.synapse_module.rooms.kinds import (
     encryption_problem,
     guest_access_problem,
     history_problem,
+    identity_keys_of,
     join_rule_problem,
     levels_problem,
     plan_creation,
@@ -334,7 +335,8 @@ class RoomRules:
         if event.content and await self._directory.is_external(event.sender):
             return EXTERNALS_CANNOT_INVITE_BY_EMAIL
         accepted: set[str] = {self._key.public_key} if self._key.public_key else set()
-        if event.content and self._relay is not None:
+        # (Asked of the externals' server only for a key that is not this server's own.)
+        if self._relay is not None and not identity_keys_of(event.content) <= accepted:
             accepted |= await self._relay.accepted_keys()
         return email_invite_problem(state, event.state_key, event.content, accepted)
 

@@ -259,3 +259,16 @@ def test_only_the_networks_externals_server_stores_invitations_for_other_servers
     with pytest.raises(SynapseError) as refused:
         RelayedInvitations(api, invitations, externals_server).check_sender("@x:other.test")
     assert refused.value.msg == ONLY_AGENTS_OF_PEERS
+
+
+def test_the_externals_servers_key_is_fetched_once_and_missing_when_it_cannot_be(
+    run, api, allowlist, federation, http
+):
+    http.get_json = AsyncMock(side_effect=[ConnectionRefusedError("down"), {"public_key": "K"}])
+    relay = relay_for(api, allowlist)
+
+    assert run(relay.accepted_keys()) == frozenset()  # fail closed: its events are refused
+    assert run(relay.accepted_keys()) == {"K"}
+    assert run(relay.accepted_keys()) == {"K"}
+    assert http.get_json.await_count == 2
+    assert http.get_json.await_args.args == ("https://e.test/_matrix/identity/v2/pubkey/ed25519:0",)
