@@ -38,8 +38,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import evaluation_settings, free_port
-from matrix_helpers import MatrixClient, Person, SideSynapse, _path_part, wait_for_allowlist
+from matrix_helpers import (
+    PASSWORD,
+    MatrixClient,
+    Person,
+    SideSynapse,
+    _path_part,
+    wait_for_allowlist,
+)
 
+from appliance.addresses.email_address import parse_email
+from appliance.addresses.identity import localpart_for
 from appliance.config.layout import Layout
 
 # Synapse's default ip_range_blacklist without 127.0.0.0/8: the servers talk over loopback.
@@ -113,6 +122,17 @@ def membership(person: Person, room_id: str, user_id: str) -> str | None:
     return person.state(room_id).get(("m.room.member", user_id), {}).get("membership")
 
 
+def identity_token(server, person: Person) -> str:
+    """What a client does before an email invite: an OpenID token of its homeserver buys a
+    token of the identity service (this server's own)."""
+    path = f"/_matrix/client/v3/user/{person.user_id}/openid/request_token"
+    openid = person.call("POST", path, {})
+    assert openid.status_code == 200, openid.text
+    registered = server.client.post("/_matrix/identity/v2/account/register", openid.json())
+    assert registered.status_code == 200, registered.text
+    return registered.json()["token"]
+
+
 def join_when_invited(person: Person, room_id: str):
     """Join a room of another server once the invite has reached this person's server."""
     wait_for(
@@ -141,6 +161,10 @@ def loosen_for_tests(config: dict) -> None:
     config["rc_joins_per_room"] = RATE
     config["rc_invites"] = {"per_room": RATE, "per_user": RATE, "per_issuer": RATE}
     config["rc_message"] = RATE
+    # Synapse calls identity services over HTTPS with the system's trust, which lacks the test
+    # CA: a standard client's email invite names this server's TLS listener as id_server
+    # (tests/test_federation_externals_invites.py). Federation keeps checking certificates.
+    config["use_insecure_ssl_client_just_for_testing_do_not_use"] = True
 
 
 @dataclass(frozen=True)
@@ -259,6 +283,23 @@ class Server:
 
     def person(self, address: str) -> Person:
         return Person.register(self.client, address)
+
+    def legacy_external(self, address: str) -> Person:
+        """An external account of this server, made by its administrator with the address
+        bound (the module records it external and marks its name): what an agents' server
+        keeps of the externals it made before its network had an externals' server. Invited
+        by email now, such an address gets its account there
+        (tests/test_federation_externals_invites.py)."""
+        user_id = f"@{localpart_for(parse_email(address))}:{self.server_name}"
+        made = self.admin(
+            "PUT",
+            f"/_synapse/admin/v2/users/{_path_part(user_id)}",
+            {"password": PASSWORD, "threepids": [{"medium": "email", "address": address}]},
+        )
+        assert made.status_code == 201, made.text
+        login = self.client.login_with_email(address)
+        assert login.status_code == 200, login.text
+        return Person(self.client, user_id, login.json()["access_token"])
 
     def admin(self, method: str, path: str, body: dict | None = None):
         return self.client.request(method, path, token=self.admin_token, json=body)

@@ -363,6 +363,14 @@ class SideSynapse(SideServices):
         self._stop(self._synapse)
         self._start(self._synapse)
 
+    def stop_synapse(self) -> None:
+        """Stop this Synapse (a server of the network that is down), until start_synapse."""
+        self._stop(self._synapse)
+
+    def start_synapse(self) -> None:
+        """Start it again; returns once it is ready."""
+        self._start(self._synapse)
+
 
 # --- rooms and people --------------------------------------------------------------------------
 # Appended for the rooms-and-people tests (rooms, externals, directories); plain client-server

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from federation_fixtures import texts, unique, wait_for
-from matrix_helpers import OPEN_TO_EXTERNALS, Person, _path_part, refusal
+from matrix_helpers import Person, _path_part, refusal
 
 from appliance.synapse_module.federation.room_lists import (
     EXTERNALS_NO_REMOTE_FORUMS,
@@ -26,15 +26,9 @@ def people(network):
     bob_address = f"{unique('bob')}@ac-lyon.fr"
     alice = network.agents_a.person(alice_address)
     bob = network.agents_b.person(bob_address)
-    # An external of B: invited by email by bob into a room open to externals.
-    welcome = bob.new_room(preset="private_chat", initial_state=OPEN_TO_EXTERNALS)
-    ext_b_address = f"{unique('extb')}@partner.example"
-    assert bob.invite_by_email(welcome, ext_b_address).status_code == 200
-    ext_b = network.agents_b.person(ext_b_address)
-    welcome_a = alice.new_room(preset="private_chat", initial_state=OPEN_TO_EXTERNALS)
-    ext_a_address = f"{unique('exta')}@partner.example"
-    assert alice.invite_by_email(welcome_a, ext_a_address).status_code == 200
-    ext_a = network.agents_a.person(ext_a_address)
+    # An external of B and one of A, made before the network had an externals' server.
+    ext_b = network.agents_b.legacy_external(f"{unique('extb')}@partner.example")
+    ext_a = network.agents_a.legacy_external(f"{unique('exta')}@partner.example")
     return {
         "alice": alice,
         "bob": bob,

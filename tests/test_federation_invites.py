@@ -2,15 +2,23 @@
 """Inviting across the network by email address, and direct chats opened with an address, on
 real servers federating over TLS (tests/federation_fixtures.py): an address of a peer's domain
 reaches that person's account on its own server, asked of that server over federation; without
-an account, the mail names the server to register on; an unknown address stays an external's
-invitation; a direct chat keeps its two people.
+an account, the mail names the server to register on; a direct chat keeps its two people.  An
+unknown address is invited on the network's externals' server:
+tests/test_federation_externals_invites.py.
 """
 
 from __future__ import annotations
 
 import pytest
-from federation_fixtures import invites_of, join_when_invited, membership, unique, wait_for
-from matrix_helpers import OPEN_TO_EXTERNALS, Person, plain_text, refusal
+from federation_fixtures import (
+    identity_token,
+    invites_of,
+    join_when_invited,
+    membership,
+    unique,
+    wait_for,
+)
+from matrix_helpers import Person, plain_text, refusal
 
 from appliance.synapse_module.rooms.kinds import DIRECT_FULL
 
@@ -43,17 +51,6 @@ def people(network):
 def pending_email_invites(person: Person, room_id: str) -> list[dict]:
     """The room's email invitations still pending (a revoked one has an empty content)."""
     return [c for (kind, _), c in person.state(room_id).items() if kind == THIRD_PARTY_INVITE if c]
-
-
-def identity_token(server, person: Person) -> str:
-    """What a client does before an email invite: an OpenID token of its homeserver buys a
-    token of the identity service (this server's own)."""
-    path = f"/_matrix/client/v3/user/{person.user_id}/openid/request_token"
-    openid = person.call("POST", path, {})
-    assert openid.status_code == 200, openid.text
-    registered = server.client.post("/_matrix/identity/v2/account/register", openid.json())
-    assert registered.status_code == 200, registered.text
-    return registered.json()["token"]
 
 
 # --- point 4: inviting by email across the network ------------------------------------------
@@ -136,24 +133,6 @@ def test_a_peers_address_without_an_account_is_mailed_the_server_to_register_on(
     assert join_when_invited(lucie, other).status_code == 200
 
 
-def test_an_unknown_address_stays_an_external_invitation(people, network):
-    alice, a = people["alice"], network.agents_a
-    address = f"{unique('paul')}@elsewhere.example"
-    room = alice.new_room(preset="private_chat", initial_state=OPEN_TO_EXTERNALS)
-
-    answer = alice.invite_by_email(room, address)
-
-    assert answer.status_code == 200, answer.text
-    assert answer.json() == {"room_id": room, "email": address, "user_id": None, "pending": True}
-    assert [c["display_name"] for c in pending_email_invites(alice, room)] == [
-        f"{address[0]}...@elsewhere.example"
-    ]
-    (mail,) = wait_for("the invitation mail", lambda: a.client.mails_to(address))
-    assert f"{a.server_name} ({a.plan.base_url})" in plain_text(mail)
-    paul = a.person(address)
-    assert room in paul.joined_rooms()
-
-
 def test_a_peer_that_cannot_be_asked_stops_the_invitation(people, network):
     # The peer that is down owns down.example: nobody can tell whether the address has an
     # account there, so nothing is mailed (fail closed).
@@ -212,25 +191,6 @@ def test_a_direct_chat_opened_with_a_peers_address_holds_two_people(people, netw
     assert refusal(alice.invite_by_email(room, address_of(carol))) == DIRECT_FULL
     assert refusal(alice.invite(room, carol.user_id)) == DIRECT_FULL
     assert room not in invites_of(carol)
-
-
-def test_a_direct_chat_with_an_address_of_no_allowed_domain_invites_an_external(people, network):
-    alice, a = people["alice"], network.agents_a
-    address = f"{unique('jules')}@partner.example"
-    room = alice.new_room(preset="trusted_private_chat", is_direct=True)
-
-    answer = alice.invite_by_email(room, address)
-
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["pending"] is True
-    # The pending invitation is the second person: nobody else comes in meanwhile.
-    bob = people["bob"]
-    assert refusal(alice.invite(room, bob.user_id)) == DIRECT_FULL
-    assert refusal(alice.invite_by_email(room, f"{unique('x')}@ac-lyon.fr")) == DIRECT_FULL
-    jules = a.person(address)
-    assert room in jules.joined_rooms()
-    assert jules.client.display_name(jules.user_id, token=jules.token).endswith("(external)")
-    assert alice.joined_members(room) == sorted([alice.user_id, jules.user_id])
 
 
 def test_a_direct_chat_with_a_peers_address_without_account_lands_once_registered(people, network):

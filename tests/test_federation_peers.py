@@ -99,14 +99,18 @@ def test_the_module_config_is_parsed_with_every_field():
                 "base_url": "https://matrix.ac-lyon.fr/",
                 "domains": ["AC-Lyon.fr", "*.lyon.gouv.fr"],
             },
-            {"server_name": "127.0.0.4:8448", "role": "externals"},
+            {
+                "server_name": "127.0.0.4:8448",
+                "role": "externals",
+                "base_url": "https://e.example/",
+            },
         ],
     }
     assert parse_federation(raw) == FederationConfig(
         "closed",
         (
             Peer("ac-lyon.fr", "agents", "https://matrix.ac-lyon.fr/", PEERS[0].domains),
-            Peer("127.0.0.4:8448", "externals"),
+            PEERS[1],
         ),
     )
     assert parse_federation(None) == FederationConfig(mode="off", peers=())

@@ -47,7 +47,10 @@ from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.invitations import Invitations
 from appliance.synapse_module.externals.invite_api import InvitationPage, InviteExternalResource
 from appliance.synapse_module.externals.policy import ExternalDirectory, ExternalRegistration
+from appliance.synapse_module.externals.relayed_invitations import RelayedInvitations
 from appliance.synapse_module.externals.store import ExternalStore
+from appliance.synapse_module.federation.externals_relay import ExternalsRelay
+from appliance.synapse_module.federation.onbind import OnBind
 from appliance.synapse_module.federation.peer_accounts import PeerAccounts
 from appliance.synapse_module.federation.peer_directory import PeerDirectory
 from appliance.synapse_module.federation.peer_domains import NetworkDomainsResource, PeerDomains
@@ -96,7 +99,11 @@ class ApplianceModule:
         network = Network(config.federation, api.server_name)
         directory = ExternalDirectory(api, externals, network)
         mail = InvitationMail(api)
-        peer_accounts = PeerAccounts(api, network, allowlist, internals)
+        peer_accounts = PeerAccounts(
+            api, network, allowlist, internals, is_external=directory.is_external
+        )
+        # An unknown address is invited on the network's externals' server, if it has one.
+        relay = ExternalsRelay(api, network, allowlist, internals)
         invitations = Invitations(
             api,
             externals,
@@ -107,7 +114,11 @@ class ApplianceModule:
             config.invitation_limits,
             network=network,
             peer_accounts=peer_accounts,
+            exchange=OnBind(key, internals).exchange,  # invitations into peers' rooms
+            relay=relay,
         )
+        # On the externals' server: agents peers' invitations into their rooms, stored here.
+        relayed = RelayedInvitations(api, invitations, network)
         self.concerns: list[Concern] = [
             # accounts: who may register, and Tchap's domain lookup
             RegistrationPolicy(api, allowlist, invitations.standing, network.owner_of),
@@ -115,8 +126,18 @@ class ApplianceModule:
             # externals and email invitations (an invitation lets its address register)
             ExternalRegistration(api, directory, allowlist, invitations.complete_for),
             invitations,
-            IdentityServiceResource(api, tokens, key, invitations, directory, internals),
-            InviteExternalResource(api, invitations, internals),
+            IdentityServiceResource(
+                api,
+                tokens,
+                key,
+                invitations,
+                directory,
+                internals,
+                network=network,
+                relay=relay,
+                relayed=relayed,
+            ),
+            InviteExternalResource(api, invitations, internals, relay),
             InvitationPage(api, invitations, mail),
             # rooms and the directory
             RoomRules(
@@ -125,6 +146,7 @@ class ApplianceModule:
                 invitations,
                 key,
                 {KIND_SETTING_NAMES[kind]: ms for kind, ms in config.room_lifetimes_ms},
+                relay,
             ),
             LastAdmin(api, directory),  # a room never loses its last administrator
             DirectoryFilter(api, directory, internals),

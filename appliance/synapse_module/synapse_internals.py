@@ -102,19 +102,34 @@ upgrade break a rule at the first request.  The module was written against
     :meth:`SynapseInternals.add_email_pusher` refuses to run on a worker, and the start-up
     check verifies ``add_pusher`` on the main process only.  The pusher is Synapse's own, with
     the values Synapse's registration gives it (:data:`EMAIL_PUSHER`).
+18. ``HomeServer.get_federation_http_client()`` (``get_json``, ``post_json``): the identity
+    service's two server-to-server calls of the Matrix specification, towards a peer
+    (``federation/externals_relay.py``, ``externals/relayed_invitations.py``): ``GET
+    /_matrix/federation/v1/openid/userinfo`` (who an OpenID token of a peer's user belongs
+    to, as an identity server checks it at ``account/register``) and ``POST
+    /_matrix/federation/v1/3pid/onbind`` (an invited address now has an account: the
+    inviting server turns its ``m.room.third_party_invite`` into an invite).  The module API
+    has no federation client; Synapse's resolves server names and trusts
+    ``federation_custom_ca_list`` as federation does.  And, by SQL on ``open_id_tokens``
+    (reach 3), :func:`insert_openid_token_txn`: an OpenID token of a local user for a peer's
+    identity service (Synapse's ``insert_open_id_token`` is on the main process only).
 
 Documented module API types that live outside ``synapse.module_api`` and are imported where
 they are used: ``synapse.spam_checker_api.RegistrationBehaviour`` (the return value of
 ``check_registration_for_spam``), and, for type checking only, ``synapse.media._base.FileInfo``
 and ``synapse.media.media_storage.ReadableFileWrapper`` (``check_media_file_for_spam``);
 ``synapse.handlers.sso.MappingException``, which Synapse's OpenID Connect documentation tells a
-user-mapping provider to raise (``accounts/sso_mapping.py``).
+user-mapping provider to raise (``accounts/sso_mapping.py``); and
+``synapse.api.errors.HttpResponseException``, which ``ModuleApi.http_client`` raises on an
+answer that is not a success (imported here, :data:`HttpResponseException`, for the callers that
+read the other server's refusal).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -137,6 +152,7 @@ class SynapseChanged(RuntimeError):
 
 
 try:  # the names the module imports from Synapse's internals (reaches 5 to 9, 14, 16)
+    from synapse.api.errors import HttpResponseException as HttpResponseException
     from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
     from synapse.handlers.auth import AuthHandler
     from synapse.handlers.deactivate_account import DeactivateAccountHandler
@@ -177,6 +193,8 @@ HOMESERVER_REACHES = (
     ("get_federation_client", "make_query"),
     ("get_user_directory_handler", "search_users"),  # reach 12
     ("get_room_list_handler", "get_remote_public_room_list"),  # reach 13
+    ("get_federation_http_client", "get_json"),  # reach 18
+    ("get_federation_http_client", "post_json"),  # reach 18
 )
 
 # Every column the module's SQL reads from Synapse's tables, whatever the dialect.
@@ -248,7 +266,7 @@ def api_problems(api: object) -> list[str]:
         "requester",
     ]:
         return ["ProfileHandler.check_profile_query_allowed(target_user, requester) is gone"]
-    for getter, method in HOMESERVER_REACHES:  # reaches 11, 12, 13 and 17
+    for getter, method in HOMESERVER_REACHES:  # reaches 11, 12, 13, 17 and 18
         if not callable(getattr(hs, getter, None)):
             return [f"the HomeServer has no {getter}()"]
         if not callable(getattr(getattr(hs, getter)(), method, None)):
@@ -425,6 +443,38 @@ class SynapseInternals:
         client = self._api._hs.get_federation_client()  # noqa: SLF001 (reach 1)
         return await client.make_query(destination, query_type, args)
 
+    async def openid_userinfo(self, destination: str, token: str, timeout_ms: int) -> dict:
+        """Reach 18: ``GET /_matrix/federation/v1/openid/userinfo`` on another server: whose
+        OpenID token this is (``{"sub": "@user:destination"}``); raises if it does not say."""
+        client = self._api._hs.get_federation_http_client()  # noqa: SLF001 (reach 1)
+        return await client.get_json(
+            destination,
+            "/_matrix/federation/v1/openid/userinfo",
+            args={"access_token": token},
+            timeout=timeout_ms,
+            ignore_backoff=True,
+        )
+
+    async def post_onbind(self, destination: str, body: dict, timeout_ms: int) -> dict:
+        """Reach 18: ``POST /_matrix/federation/v1/3pid/onbind`` on another server."""
+        client = self._api._hs.get_federation_http_client()  # noqa: SLF001 (reach 1)
+        return await client.post_json(
+            destination,
+            "/_matrix/federation/v1/3pid/onbind",
+            data=body,
+            timeout=timeout_ms,
+            ignore_backoff=True,
+        )
+
+    async def issue_openid_token(self, user_id: str, valid_until_ms: int) -> str:
+        """Reach 18 (SQL, reach 3): a new OpenID token of a local user, as
+        ``/openid/request_token`` makes one, valid until valid_until_ms."""
+        token = secrets.token_urlsafe(24)
+        await self._api.run_db_interaction(
+            "appliance_issue_openid_token", insert_openid_token_txn, token, valid_until_ms, user_id
+        )
+        return token
+
     async def search_directory(self, searcher: str, term: str, limit: int) -> list[dict]:
         """Reach 12: Synapse's own user directory search (best match first), unfiltered: every
         user of the directory but ``searcher``, locked ones left out."""
@@ -547,6 +597,16 @@ def user_of_openid_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -
     )
     row = txn.fetchone()
     return row[0] if row else None
+
+
+def insert_openid_token_txn(
+    txn: LoggingTransaction, token: str, valid_until_ms: int, user_id: str
+) -> None:
+    """Reach 3: Synapse's own insert (``OpenIdStore.insert_open_id_token``)."""
+    txn.execute(
+        "INSERT INTO open_id_tokens (token, ts_valid_until_ms, user_id) VALUES (?, ?, ?)",
+        (token, valid_until_ms, user_id),
+    )
 
 
 def email_domain_accounts_txn(txn: LoggingTransaction) -> list[tuple[str, int]]:

@@ -46,6 +46,7 @@ from appliance.synapse_module.rooms.kinds import (
     RoomState,
     access_rule_problem,
     direct_chat_full,
+    email_invitation_token,
     email_invite_problem,
     encryption_problem,
     event_floor,
@@ -283,6 +284,22 @@ def test_a_direct_chat_counts_people_and_pending_email_invitations():
     assert not direct_chat_full(state(*PRIVATE, member("@a:s"), member("@b:s")), "@c:s")
 
 
+def test_the_invite_made_from_a_direct_chats_email_invitation_takes_its_place():
+    # Synapse's exchange after 3pid/onbind: an invite that carries the invitation's token.
+    email = ("m.room.third_party_invite", "tok", {"display_name": "x"})
+    exchanged = {"membership": "invite", "third_party_invite": {"signed": {"token": "tok"}}}
+    waiting = state(*DIRECT, member("@a:s"), email)
+    invited = state(*DIRECT, member("@a:s"), email, ("m.room.member", "@p:e", exchanged))
+
+    assert email_invitation_token(exchanged) == "tok"
+    assert email_invitation_token({"membership": "invite"}) is None
+    assert not direct_chat_full(waiting, "@p:e", "tok")
+    assert direct_chat_full(waiting, "@p:e", "other") and direct_chat_full(waiting, "@p:e")
+    assert waiting.pending_email_invites() == ["tok"]
+    assert invited.pending_email_invites() == []  # used: @p:e is counted instead
+    assert direct_chat_full(invited, "@c:s")
+
+
 def test_email_invitations_must_carry_the_servers_own_key():
     content = {
         "display_name": "j...@x.org",
@@ -291,10 +308,11 @@ def test_email_invitations_must_carry_the_servers_own_key():
     }
     foreign = {**content, "public_keys": [{"public_key": "ours"}, {"public_key": "theirs"}]}
 
-    assert email_invite_problem(state(*PRIVATE), "t", content, "ours") is None
-    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", foreign, "ours")
-    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", content, None)
-    assert email_invite_problem(state(*PRIVATE), "t", {}, None) is None  # a revocation
+    assert email_invite_problem(state(*PRIVATE), "t", content, {"ours"}) is None
+    assert email_invite_problem(state(*PRIVATE), "t", content, {"theirs", "ours"}) is None
+    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", foreign, {"ours"})
+    assert "identity service" in email_invite_problem(state(*PRIVATE), "t", content, ())
+    assert email_invite_problem(state(*PRIVATE), "t", {}, ()) is None  # a revocation
 
 
 def test_raised_users_are_only_those_whose_level_rises_above_zero():

@@ -4,9 +4,11 @@
 Every ``m.room.third_party_invite`` event carries the public key of the identity service that
 stored the invitation.  Ours is how the room rules tell an invitation made through this server
 (which the module completes when the person registers) from one a client sent to a foreign
-identity server (which nobody here could complete, and which leaked the address).  The key
-never signs anything: the module completes invitations itself instead of Matrix's signed
-exchange (see :mod:`.invitations`).
+identity server (which nobody here could complete, and which leaked the address).  In its own
+rooms the module completes invitations itself (see :mod:`.invitations`); the key signs only
+for an invitation into a room of another server of the network (on the externals' server,
+:mod:`.relayed_invitations`): Matrix's ``3pid/onbind`` exchange, whose signed ``mxid`` and
+``token`` the inviting server checks against this key before it sends the invite.
 
 The first process to start generates it; every process loads it at start.  Until then
 :attr:`IdentityKey.public_key` is None and email invitations are refused (fail closed).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 
 import signedjson.key
+import signedjson.sign
 from synapse.module_api import LoggingTransaction, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
@@ -54,6 +57,7 @@ class IdentityKey:
         self._api = api
         self._tables = ModuleTables(api, "appliance_identity_key", _SCHEMA)
         self.public_key: str | None = None
+        self._signing_key: signedjson.key.SigningKey | None = None
 
     def start(self) -> None:
         # A worker may start before the main process has created the table: it tries again.
@@ -75,6 +79,7 @@ class IdentityKey:
             "appliance_identity_key_load", _load_or_create_txn, candidate
         )
         signing_key = signedjson.key.decode_signing_key_base64("ed25519", "0", encoded)
+        self._signing_key = signing_key
         self.public_key = signedjson.key.encode_verify_key_base64(
             signedjson.key.get_verify_key(signing_key)
         )
@@ -91,3 +96,12 @@ class IdentityKey:
                 503, "Email invitations are not available yet: try again in a moment", Codes.UNKNOWN
             )
         return [{"public_key": self.public_key, "key_validity_url": self.key_validity_url}]
+
+    def sign(self, signed: dict) -> dict:
+        """``signed`` with this server's signature added (``signatures.<server>.ed25519:0``),
+        as an identity server signs the ``signed`` object of a third-party invite."""
+        if self._signing_key is None:
+            raise SynapseError(
+                503, "Email invitations are not available yet: try again in a moment", Codes.UNKNOWN
+            )
+        return signedjson.sign.sign_json(dict(signed), self._api.server_name, self._signing_key)

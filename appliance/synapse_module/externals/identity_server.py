@@ -4,23 +4,34 @@
 A client invites by email with ``POST /rooms/{id}/invite {id_server, id_access_token, medium,
 address}``; Synapse then calls the identity server ``https://{id_server}/_matrix/identity/v2``.
 This module serves the part of that API the invitation needs, on the homeserver itself, so the
-address never leaves the box (``default_identity_server`` points clients here):
+address never leaves the box, or the network for an address whose account its externals' server
+holds (``default_identity_server`` points clients here):
 
 ``GET  /_matrix/identity/v2``                    ``{}`` (the service exists)
 ``GET  .../terms``, ``POST .../terms``           no terms to accept
 ``POST .../account/register``                    an OpenID token from ``/openid/request_token``
-                                                 becomes an identity service token
+                                                 becomes an identity service token; a token of
+                                                 an agents peer's user is checked with that peer
+                                                 (federation ``openid/userinfo``), as any
+                                                 identity server checks one
 ``GET  .../account``, ``POST .../account/logout``  the token's user; forget the token
 ``GET  .../hash_details``, ``POST .../lookup``   which account an address belongs to; only the
                                                  ``none`` algorithm: the identity service is the
                                                  homeserver, which knows every address already;
                                                  an address of a peer's domain is asked of that
-                                                 peer (so Synapse invites its account there)
+                                                 peer (so Synapse invites its account there), an
+                                                 unknown one of the network's externals' server
 ``POST .../store-invite``                        store and mail an invitation (:mod:`.invitations`);
                                                  an address already invited into the room while
                                                  that invitation is pending gets it back (its
                                                  token: Synapse rewrites the same room event),
-                                                 and no second mail
+                                                 and no second mail.  In a network with an
+                                                 externals' server, an address of no domain of
+                                                 the network is stored there instead, its answer
+                                                 passed on (:mod:`...federation.externals_relay`);
+                                                 an agents peer's agent's invitation into its own
+                                                 server's room is stored here
+                                                 (:mod:`.relayed_invitations`)
 ``GET  .../pubkey/isvalid``, ``.../pubkey/ed25519:0``  the key in ``m.room.third_party_invite``
 
 Tokens are random, stored hashed (SHA-256) with their user, and accepted as
@@ -53,6 +64,7 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 from twisted.internet import defer
 
+from appliance.addresses.email_address import EmailAddress
 from appliance.synapse_module.admin_api.request_args import query_values
 from appliance.synapse_module.externals.identity_key import KEY_ID, IdentityKey
 from appliance.synapse_module.externals.invitations import (
@@ -63,6 +75,10 @@ from appliance.synapse_module.externals.invitations import (
     new_token,
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory
+from appliance.synapse_module.externals.relayed_invitations import RelayedInvitations
+from appliance.synapse_module.externals.store import Invitation
+from appliance.synapse_module.federation.externals_relay import ExternalsRelay
+from appliance.synapse_module.federation.peers import Network, server_of
 from appliance.synapse_module.module_tables import ModuleTables
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
@@ -72,6 +88,8 @@ IDENTITY_PATH = "/_matrix/identity/v2"
 PEPPER = "appliance"  # required by the API; unused by the "none" algorithm
 MAX_LOOKUPS = 100
 NOT_READY = "The identity service is starting up on this server: try again in a moment"
+USERINFO_MS = 10_000  # a peer's answer on an OpenID token
+NOT_SERVED = "This identity service serves only {server} and the agents' servers of its network"
 
 _TABLES = ("appliance_identity_tokens",)
 
@@ -163,6 +181,10 @@ class IdentityServiceResource(DirectServeJsonResource):
         invitations: Invitations,
         directory: ExternalDirectory,
         internals: SynapseInternals,
+        *,
+        network: Network | None = None,
+        relay: ExternalsRelay | None = None,
+        relayed: RelayedInvitations | None = None,
     ) -> None:
         super().__init__()
         self._api = api
@@ -171,6 +193,12 @@ class IdentityServiceResource(DirectServeJsonResource):
         self._invitations = invitations
         self._directory = directory
         self._internals = internals
+        # In a network: whose OpenID tokens are checked with their server (agents peers'),
+        # where unknown addresses are stored (the externals' server), and the invitations
+        # agents peers store here for their rooms.
+        self._network = network
+        self._relay = relay
+        self._relayed = relayed
         self._get: dict[str, Handler] = {
             "": self._status,
             "/terms": self._terms,
@@ -230,24 +258,41 @@ class IdentityServiceResource(DirectServeJsonResource):
 
     async def _register(self, request: SynapseRequest) -> dict:
         body = parse_json_object_from_request(request)
-        if body.get("matrix_server_name") != self._api.server_name:
-            raise SynapseError(
-                401,
-                f"This identity service serves only {self._api.server_name}",
-                Codes.UNAUTHORIZED,
+        server, openid = body.get("matrix_server_name"), body.get("access_token")
+        if server == self._api.server_name:
+            now = self._api.get_current_time_msec()
+            user_id = (
+                await self._internals.user_of_openid_token(openid, now)
+                if isinstance(openid, str)
+                else None
             )
-        openid = body.get("access_token")
-        now = self._api.get_current_time_msec()
-        user_id = (
-            await self._internals.user_of_openid_token(openid, now)
-            if isinstance(openid, str)
-            else None
-        )
+        elif (
+            isinstance(server, str)
+            and self._network is not None
+            and self._network.role_of(server) == "agents"
+        ):
+            user_id = await self._peer_user(server, openid)
+        else:
+            raise SynapseError(
+                401, NOT_SERVED.format(server=self._api.server_name), Codes.UNAUTHORIZED
+            )
         if user_id is None:
             raise SynapseError(401, "The OpenID token is unknown or expired", Codes.UNKNOWN_TOKEN)
         token = await self._tokens.issue(user_id)
         # "token" is the specification's name; older clients read "access_token".
         return {"token": token, "access_token": token}
+
+    async def _peer_user(self, server: str, openid: object) -> str | None:
+        """Whose OpenID token this is, as its server says (``openid/userinfo``), or None."""
+        if not isinstance(openid, str):
+            return None
+        try:
+            answer = await self._internals.openid_userinfo(server, openid, USERINFO_MS)
+        except Exception as error:  # refused (unknown token), unreachable: not authenticated
+            logger.info("%s did not vouch for an OpenID token: %r", server, error)
+            return None
+        sub = answer.get("sub") if isinstance(answer, dict) else None
+        return sub if isinstance(sub, str) and server_of(sub) == server else None
 
     async def _account(self, request: SynapseRequest) -> dict:
         return {"user_id": await self._user(request)}
@@ -326,8 +371,36 @@ class IdentityServiceResource(DirectServeJsonResource):
                 Codes.THREEPID_IN_USE,
                 additional_fields={"mxid": bound},
             )
+        if not self._api.is_mine(sender):  # an agents peer's agent, for its server's room
+            if self._relayed is None:
+                raise SynapseError(403, "You can only invite in your own name", Codes.FORBIDDEN)
+            return self._answer(await self._relayed.store(sender, email, room_id, body), email)
         await self._check_inviter(sender, email.address, room_id)
+        server = self._relay.server_for(email) if self._relay is not None else None
+        if server is not None and self._relay is not None:
+            # That server mails at once: what this room would refuse is refused first.
+            if problem := await self._invitations.relay_problem(sender, room_id):
+                raise SynapseError(403, problem, Codes.FORBIDDEN)
+            relayed = await self._relay.store_invite(
+                server,
+                inviter=sender,
+                email=email,
+                room_id=room_id,
+                room_name=_text(body.get("room_name")),
+                inviter_name=_text(body.get("sender_display_name")),
+            )
+            if relayed.existing is not None:
+                raise SynapseError(
+                    400,
+                    f"This address has an account already on {server.server_name}",
+                    Codes.THREEPID_IN_USE,
+                    additional_fields={"mxid": relayed.existing},
+                )
+            return relayed.store_invite_answer()
         invitation = await self._invitations.create(sender, email, room_id, new_token())
+        return self._answer(invitation, email)
+
+    def _answer(self, invitation: Invitation, email: EmailAddress) -> dict:
         keys = self._key.public_keys()
         return {
             "token": invitation.token,
@@ -361,3 +434,7 @@ class IdentityServiceResource(DirectServeJsonResource):
         if self._key.public_key is None:
             raise SynapseError(503, "The key is not loaded yet", Codes.UNKNOWN)
         return {"public_key": self._key.public_key}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

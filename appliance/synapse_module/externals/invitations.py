@@ -40,6 +40,12 @@ third-party invite, invites the account (as the inviter, or another member who m
 the inviter cannot any more) and joins it.  This replaces Matrix's signed exchange through
 the identity server, which would need a second HTTPS call from Synapse to itself and a binding
 that Synapse's registration never makes.
+
+On the network's externals' server, an invitation may be for a room of another server: an
+agents peer relayed it (:mod:`.relayed_invitations`).  This server is not in that room, so such
+an invitation is pending until it is used or an administrator revokes it, and it is completed
+the Matrix way: ``3pid/onbind`` on the inviting server (``exchange``,
+:mod:`appliance.synapse_module.federation.onbind`), whose Synapse sends the invite.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from synapse.module_api import NOT_SPAM, ModuleApi
@@ -60,17 +67,20 @@ from appliance.synapse_module.externals.identity_key import IdentityKey
 from appliance.synapse_module.externals.invitation_mail import InvitationMail
 from appliance.synapse_module.externals.policy import ExternalDirectory
 from appliance.synapse_module.externals.store import Exhausted, ExternalStore, Invitation, Quota
+from appliance.synapse_module.federation.externals_relay import ExternalsRelay
 from appliance.synapse_module.federation.peer_accounts import PeerAccounts
 from appliance.synapse_module.federation.peers import Network, Peer
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
     CREATE,
+    DIRECT_FULL,
     JOIN_RULES,
     MEMBER,
     POWER_LEVELS,
     THIRD_PARTY_INVITE,
     RoomKind,
     RoomState,
+    direct_chat_full,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,6 +99,9 @@ JOINED = "joined"  # the outcome of an invitation used by its person
 # The outcome of an invitation of a peer's address once its account exists there: the account
 # is invited, and accepts on its own server.
 INVITED_ON_PEER = "invited on its own server"
+# The outcome of an invitation into a room of another server once its address has an account
+# here: that server was told (3pid/onbind) and invites the account.
+INVITED_BY_ROOM_SERVER = "invited by the room's server"
 # Pending invitations are read this many at a time, page after page, every round.
 PEER_PAGE = 500
 MAX_PEER_PAGES = 1000  # a bound on one round (the limits keep far fewer invitations)
@@ -139,6 +152,8 @@ class Invitations:
         *,
         network: Network | None = None,
         peer_accounts: PeerAccounts | None = None,
+        exchange: Callable[[Invitation, str], Awaitable[str]] | None = None,
+        relay: ExternalsRelay | None = None,
     ) -> None:
         self._api = api
         self._store = store
@@ -150,6 +165,10 @@ class Invitations:
         # In a network of appliances, an address of a peer's domain has its account there.
         self._network = network
         self._peer_accounts = peer_accounts
+        # Completes an invitation into another server's room (3pid/onbind): its outcome.
+        self._exchange = exchange
+        # The network's externals' server, which holds the accounts of unknown addresses.
+        self._relay = relay
 
     def register(self) -> None:
         self._api.register_spam_checker_callbacks(
@@ -204,10 +223,13 @@ class Invitations:
     async def peer_account(
         self, email: EmailAddress, *, asker: str, deadline: float | None = None
     ) -> tuple[Peer, str | None] | None:
-        """For an address of a peer's domain: the peer, and its account there (None: none
-        yet).  None for any other address.  Raises 502 if the peer cannot tell by the
-        deadline, 429 past the asker's limit (:meth:`.PeerAccounts.account_at`)."""
+        """For an address of a peer's domain, or of no domain of the network when the network
+        has an externals' server: that server, and its account there (None: none yet).  None
+        for any other address.  Raises 502 if the server cannot tell by the deadline, 429 past
+        the asker's limit (:meth:`.PeerAccounts.account_at`)."""
         owner = self.owner_of(email)
+        if owner is None and self._relay is not None:
+            owner = self._relay.server_for(email)
         if owner is None or self._peer_accounts is None:
             return None
         account = await self._peer_accounts.account_at(
@@ -314,11 +336,19 @@ class Invitations:
         return None
 
     async def create(
-        self, inviter: str, email: EmailAddress, room_id: str, token: str
+        self,
+        inviter: str,
+        email: EmailAddress,
+        room_id: str,
+        token: str,
+        *,
+        names: tuple[str, str] | None = None,
     ) -> Invitation:
         """Store the invitation and mail it, if every limit has a place (else 429, nothing
         kept); if the mail cannot go, nothing is kept. An invitation of this address still
-        pending in this room is returned instead (its token differs): no second mail."""
+        pending in this room is returned instead (its token differs): no second mail.
+        names: the room's and the inviter's names for the mail, when the room is another
+        server's (else read from the room)."""
         pending = await self.pending(email.address, room_id)
         if pending is not None:
             return pending
@@ -337,7 +367,7 @@ class Invitations:
         if admitted.token != token:
             return admitted  # the same invitation, made meanwhile by another request
         try:
-            room_name, inviter_name = await self.names(invitation)
+            room_name, inviter_name = names or await self.names(invitation)
             await self._mail.send(invitation, room_name, inviter_name, self.owner_of(email))
         except Exception:
             logger.exception("cannot mail the invitation of %s into %s", email.domain, room_id)
@@ -349,14 +379,21 @@ class Invitations:
 
     async def names(self, invitation: Invitation) -> tuple[str, str]:
         """The room's name and the inviter's display name, as the room shows them."""
-        state = RoomState(
-            await self._api.get_room_state(
-                invitation.room_id, [(NAME, ""), (MEMBER, invitation.inviter)]
-            )
-        )
-        room_name = (state.content(NAME) or {}).get("name") or invitation.room_id
-        member = state.content(MEMBER, invitation.inviter) or {}
-        return room_name, member.get("displayname") or invitation.inviter
+        return await self.names_in(invitation.room_id, invitation.inviter)
+
+    async def names_in(self, room_id: str, inviter: str) -> tuple[str, str]:
+        state = RoomState(await self._api.get_room_state(room_id, [(NAME, ""), (MEMBER, inviter)]))
+        room_name = (state.content(NAME) or {}).get("name") or room_id
+        member = state.content(MEMBER, inviter) or {}
+        return room_name, member.get("displayname") or inviter
+
+    async def relay_problem(self, inviter: str, room_id: str) -> str | None:
+        """Why an invitation stored on the externals' server (which mails at once) would not
+        reach this room, asked before it is relayed: the room's own rules come after."""
+        if not await self.member_may_invite(inviter, room_id):
+            return ONLY_MEMBERS_WHO_MAY_INVITE
+        state = RoomState(await self._api.get_room_state(room_id))
+        return DIRECT_FULL if direct_chat_full(state) else None
 
     async def standing(self, address: str) -> bool:
         """Whether an invitation waits for this (canonical) address and its room still has it."""
@@ -365,7 +402,14 @@ class Invitations:
                 return True
         return False
 
+    def _room_elsewhere(self, invitation: Invitation) -> bool:
+        """Whether the invitation is into another server's room (relayed here by its inviter's
+        server): this server cannot read that room."""
+        return not self._api.is_mine(invitation.inviter)
+
     async def _still_in_room(self, invitation: Invitation) -> bool:
+        if self._room_elsewhere(invitation):
+            return True  # until used or revoked here: the inviting server withdraws its own
         state = await self._api.get_room_state(
             invitation.room_id, [(THIRD_PARTY_INVITE, invitation.token)]
         )
@@ -392,7 +436,12 @@ class Invitations:
             "inviter": invitation.inviter,
             "inviter_name": (state.content(MEMBER, invitation.inviter) or {}).get("displayname"),
             "created_at": invitation.created_at,
-            "status": _status(invitation, state.content(THIRD_PARTY_INVITE, invitation.token)),
+            "status": _status(
+                invitation,
+                {"elsewhere": True}
+                if self._room_elsewhere(invitation)
+                else state.content(THIRD_PARTY_INVITE, invitation.token),
+            ),
             "completed_at": invitation.completed_at,
             "user_id": invitation.user_id,
             "outcome": invitation.outcome,
@@ -448,7 +497,10 @@ class Invitations:
             # or a restart before the join leaves the console an honest record.
             if not await self._store.complete(invitation.token, user_id, INTERRUPTED):
                 continue  # revoked meanwhile
-            outcome = await self._complete(invitation, user_id)
+            if self._room_elsewhere(invitation) and self._exchange is not None:
+                outcome = await self._exchange(invitation, user_id)
+            else:
+                outcome = await self._complete(invitation, user_id)
             await self._store.set_outcome(invitation.token, outcome)
             logger.info("invitation into %s for %s: %s", invitation.room_id, user_id, outcome)
 
@@ -584,7 +636,7 @@ def _status(invitation: Invitation, in_room: dict | None) -> str:
     if invitation.pending:
         # A room member may have revoked it in the room: it can no longer be used.
         return PENDING if in_room else REVOKED
-    if invitation.outcome in (JOINED, INVITED_ON_PEER):
+    if invitation.outcome in (JOINED, INVITED_ON_PEER, INVITED_BY_ROOM_SERVER):
         return USED
     return REVOKED if (invitation.outcome or "").startswith("revoked") else FAILED
 

@@ -12,6 +12,13 @@ HTTPS, which a homeserver reachable only over plain HTTP (the evaluation applian
   over federation (asked of that peer, :mod:`appliance.synapse_module.federation.peer_accounts`),
   or, without one yet, the invitation is mailed naming the peer to register on; the answer adds
   ``"server": "<the peer>"``; 502 if the peer cannot be asked;
+* in a network with an externals' server, an address of no domain of the network: the
+  invitation is stored and mailed there (:mod:`appliance.synapse_module.federation.
+  externals_relay`), and the room gets an ``m.room.third_party_invite`` with that server's
+  token and key, which Synapse turns into an invite of the person's account there once they
+  have registered; ``200 {..., "user_id": null, "pending": true, "server": "<that server>"}``
+  (an address with an account there already: that account is invited, ``"pending": false``);
+  502 naming it if it cannot be asked (nothing sent into the room, nothing stored here);
 * otherwise the room gets an ``m.room.third_party_invite`` from the inviter (so the room's
   members see it, and may revoke it, as with any email invitation), the invitation is stored
   and mailed; ``200 {"room_id", "email", "user_id": null, "pending": true}``;
@@ -51,6 +58,8 @@ from appliance.synapse_module.externals.invitations import (
     canonical_email,
     new_token,
 )
+from appliance.synapse_module.federation.externals_relay import ExternalsRelay
+from appliance.synapse_module.federation.peers import Peer
 from appliance.synapse_module.rooms.kinds import THIRD_PARTY_INVITE
 from appliance.synapse_module.synapse_internals import SynapseInternals
 
@@ -61,12 +70,17 @@ INVITE_PATH = "/_synapse/client/appliance/v1/invite_external"
 
 class InviteExternalResource(DirectServeJsonResource):
     def __init__(
-        self, api: ModuleApi, invitations: Invitations, internals: SynapseInternals
+        self,
+        api: ModuleApi,
+        invitations: Invitations,
+        internals: SynapseInternals,
+        relay: ExternalsRelay | None = None,
     ) -> None:
         super().__init__()
         self._api = api
         self._invitations = invitations
         self._internals = internals
+        self._relay = relay  # the network's externals' server takes unknown addresses
 
     def register(self) -> None:
         """Serve INVITE_PATH (on every process: any may receive the request)."""
@@ -90,6 +104,9 @@ class InviteExternalResource(DirectServeJsonResource):
         if existing is not None:
             await self._api.update_room_membership(inviter, existing, room_id, "invite")
             return 200, {**answer, "user_id": existing, "pending": False}
+        server = self._relay.server_for(email) if self._relay is not None else None
+        if server is not None:
+            return 200, await self._invite_there(inviter, email, room_id, server, answer)
         if await self._invitations.pending(email.address, room_id) is None:
             await self._invitations.check_limits(inviter, email.address)
             await self._invite(inviter, email, room_id)
@@ -97,6 +114,39 @@ class InviteExternalResource(DirectServeJsonResource):
             # Nothing is sent to the room here: its auth rules cannot refuse an outsider.
             raise SynapseError(403, ONLY_MEMBERS_WHO_MAY_INVITE, Codes.FORBIDDEN)
         return 200, {**answer, "user_id": None, "pending": True}
+
+    async def _invite_there(
+        self, inviter: str, email: EmailAddress, room_id: str, server: Peer, answer: dict
+    ) -> dict:
+        """The invitation stored on the externals' server, then its event in the room."""
+        assert self._relay is not None
+        # That server mails at once: what this room would refuse is refused first.
+        if problem := await self._invitations.relay_problem(inviter, room_id):
+            raise SynapseError(403, problem, Codes.FORBIDDEN)
+        room_name, inviter_name = await self._invitations.names_in(room_id, inviter)
+        relayed = await self._relay.store_invite(
+            server,
+            inviter=inviter,
+            email=email,
+            room_id=room_id,
+            room_name=room_name,
+            inviter_name=inviter_name,
+        )
+        answer = {**answer, "server": server.server_name}
+        if relayed.existing is not None:
+            await self._api.update_room_membership(inviter, relayed.existing, room_id, "invite")
+            return {**answer, "user_id": relayed.existing, "pending": False}
+        assert relayed.token is not None
+        await self._api.create_and_send_event_into_room(
+            {
+                "type": THIRD_PARTY_INVITE,
+                "room_id": room_id,
+                "sender": inviter,
+                "state_key": relayed.token,
+                "content": relayed.third_party_invite_content(),
+            }
+        )
+        return {**answer, "user_id": None, "pending": True}
 
     async def _invite(self, inviter: str, email: EmailAddress, room_id: str) -> None:
         token = new_token()

@@ -15,8 +15,15 @@ Failing closed: a peer that cannot be reached, or does not answer by the request
 names an account of another server, is an error (502 ``M_UNKNOWN``, saying which server), never
 "no account": no invitation mail tells a person to create an account that may already exist.
 
+The network's externals' server is asked the same way about an address of no domain of the
+network (``externals_relay.py``): it answers with the external account bound to it there, if
+any (never an agent's: :meth:`PeerAccounts.on_query` answers an address outside its allowlist
+only with an external), so that an external already registered there is invited by its Matrix
+ID, through either door, instead of being mailed again.
+
 Bounded: a peer's answers are kept :data:`CACHE_SECONDS` (a client's look-up, then Synapse's
-``user_may_send_3pid_invite``, ask the same thing), and each user's requests may cause at most
+``user_may_send_3pid_invite``, ask the same thing; the externals' server's "no account" is not
+kept), and each user's requests may cause at most
 :data:`USER_QUERIES_PER_MINUTE` queries to peers (:mod:`.peer_query_limit`; past it, 429
 ``M_LIMIT_EXCEEDED``).  The rounds that complete peers' invitations ask afresh.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
 from synapse.module_api.errors import Codes, SynapseError
@@ -67,12 +75,15 @@ class PeerAccounts:
         internals: SynapseInternals,
         *,
         clock: ReactorClock = reactor,
+        is_external: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._api = api
         self._network = network
         self._allowlist = allowlist
         self._internals = internals
         self._clock = clock
+        # Which local accounts are externals: those answered for addresses outside the allowlist.
+        self._is_external = is_external
         self._limit = PeerQueryLimit(USER_QUERIES_PER_MINUTE, 60.0, clock)
         # (server, address) -> (when asked, the account or None), oldest first.
         self._cache: OrderedDict[tuple[str, str], tuple[float, str | None]] = OrderedDict()
@@ -91,7 +102,8 @@ class PeerAccounts:
 
         Returns:
             ``{"user_id": ...}``: the local account bound to the address, or None (also for an
-            address of a domain this server does not hold: not its to answer).
+            address of a domain this server does not hold: not its to answer, unless its
+            account here is an external's, as on the network's externals' server).
 
         Raises:
             SynapseError: 403 ``M_FORBIDDEN`` to a server that is not a peer (in ``open``
@@ -107,9 +119,11 @@ class PeerAccounts:
             email = parse_email(str(args.get("address", "")))
         except InvalidEmailAddress:
             return {"user_id": None}
-        if not decide(email.address, self._allowlist()).allowed:
-            return {"user_id": None}
-        return {"user_id": await self._internals.user_of_email(email.address)}
+        account = await self._internals.user_of_email(email.address)
+        if account is None or decide(email.address, self._allowlist()).allowed:
+            return {"user_id": account}
+        external = self._is_external is not None and await self._is_external(account)
+        return {"user_id": account if external else None}
 
     async def account_at(
         self,
@@ -165,7 +179,11 @@ class PeerAccounts:
         ):
             logger.warning("%s answered an account query with %r", peer.server_name, user_id)
             raise SynapseError(502, PEER_UNREACHABLE.format(server=peer.server_name), Codes.UNKNOWN)
-        self._remember(key, user_id)
+        # The externals' server's "none" is not kept: its account appears when the invitation
+        # this server relayed there is used, and a stale "none" would then send the standard
+        # door's next invite to store-invite (which answers "in use") instead of inviting it.
+        if user_id is not None or peer.role != "externals":
+            self._remember(key, user_id)
         return user_id
 
     def _cached(self, key: tuple[str, str]) -> tuple[float, str | None] | None:

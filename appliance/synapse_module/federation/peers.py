@@ -230,6 +230,13 @@ def _parse_peer(entry: object, index: int) -> Peer:
     base_url = entry.get("base_url", "")
     if not isinstance(base_url, str):
         raise ConfigError("must be a URL", path=(*where, "base_url"))
+    if role == "externals" and not base_url:
+        # Unknown addresses are invited there through its identity service, at this URL.
+        raise ConfigError(
+            "an externals peer needs its base_url (its identity service stores the invitations "
+            "of unknown addresses)",
+            path=(*where, "base_url"),
+        )
     raw_domains = entry.get("domains", [])
     if not isinstance(raw_domains, list):
         raise ConfigError("must be a list of domains", path=(*where, "domains"))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -206,8 +206,8 @@ MAX_CONTENT_BYTES = 60_000
 MAX_KEY_BYTES = 255
 ROOM_VERSION = "Rooms here are created in room version 12: leave room_version out"
 FOREIGN_IDENTITY_SERVER = (
-    "Email invitations must go through this server's own identity service: choose this "
-    "server as identity server in your client"
+    "Email invitations must go through this server's own identity service (or its network's "
+    "externals' server's): choose this server as identity server in your client"
 )
 
 
@@ -274,11 +274,18 @@ class RoomState:
         ]
 
     def pending_email_invites(self) -> list[str]:
-        """The tokens of email invitations not yet revoked."""
+        """The tokens of email invitations not yet revoked nor used: an invite made from one
+        (Synapse's exchange, after ``3pid/onbind``) carries its token, and its person is then
+        counted among :meth:`people` instead."""
+        used = {
+            email_invitation_token(event.content)
+            for (event_type, _), event in self._events.items()
+            if event_type == MEMBER
+        }
         return [
             key
             for (event_type, key), event in self._events.items()
-            if event_type == THIRD_PARTY_INVITE and event.content
+            if event_type == THIRD_PARTY_INVITE and event.content and key not in used
         ]
 
     def power_of(self, user_id: str) -> float:
@@ -456,24 +463,35 @@ def raised_users(old: Mapping | None, new: Mapping) -> list[str]:
     ]
 
 
-def direct_chat_full(state: RoomState, newcomer: str | None = None) -> bool:
-    """Whether a direct chat has no room left for one more person (or email invitation)."""
+def direct_chat_full(
+    state: RoomState, newcomer: str | None = None, email_token: str | None = None
+) -> bool:
+    """Whether a direct chat has no room left for one more person (or email invitation).
+    email_token: the newcomer's email invitation (:func:`email_invitation_token`), whose place
+    they take."""
     if state.kind is not RoomKind.DIRECT:
         return False
     if newcomer is not None and state.membership(newcomer) in PRESENT:
         return False
-    return len(state.people()) + len(state.pending_email_invites()) >= 2
+    pending = state.pending_email_invites()
+    taken = 1 if email_token is not None and email_token in pending else 0
+    return len(state.people()) + len(pending) - taken >= 2
+
+
+def email_invitation_token(member_content: Mapping) -> str | None:
+    """The token of the email invitation an invite is made from (Synapse's exchange after
+    ``3pid/onbind``), whose signature Synapse's auth rules check; None for any other."""
+    third_party = member_content.get("third_party_invite")
+    signed = third_party.get("signed") if isinstance(third_party, Mapping) else None
+    token = signed.get("token") if isinstance(signed, Mapping) else None
+    return token if isinstance(token, str) else None
 
 
 _MASKED_ADDRESS = re.compile(r"[^@\s]?\.\.\.@[^@\s]+")
 
 
-def email_invite_problem(
-    state: RoomState, token: str, content: Mapping, our_public_key: str | None
-) -> str | None:
-    """A ``m.room.third_party_invite``; an empty content revokes it, which is always allowed."""
-    if not content:
-        return None
+def identity_keys_of(content: Mapping) -> set[object]:
+    """The identity keys a ``m.room.third_party_invite`` names (``public_key``, ``public_keys``)."""
     listed = content.get("public_keys")
     keys = [content.get("public_key")]
     keys += (
@@ -481,7 +499,19 @@ def email_invite_problem(
         if isinstance(listed, list)
         else []
     )
-    if our_public_key is None or {k for k in keys if k is not None} != {our_public_key}:
+    return {k for k in keys if k is not None}
+
+
+def email_invite_problem(
+    state: RoomState, token: str, content: Mapping, accepted_keys: Collection[str]
+) -> str | None:
+    """A ``m.room.third_party_invite``; an empty content revokes it, which is always allowed.
+    accepted_keys: the identity keys of this server and of its network's externals' server
+    (one of them, alone, must sign the invitation)."""
+    if not content:
+        return None
+    used = identity_keys_of(content)
+    if len(used) != 1 or not used <= set(accepted_keys):
         return FOREIGN_IDENTITY_SERVER
     # What members see of the invited person: the masked address the identity service gives
     # (``j...@gmail.com``), never a name the sender made up ("Préfet [interieur.gouv.fr]").

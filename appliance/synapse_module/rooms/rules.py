@@ -38,6 +38,7 @@ from appliance.synapse_module.externals.invitations import (
     Invitations,
 )
 from appliance.synapse_module.externals.policy import ExternalDirectory, has_marker
+from appliance.synapse_module.federation.externals_relay import ExternalsRelay
 from appliance.synapse_module.federation.peers import NOT_A_PEER_USER, REMOTE_LEVEL
 from appliance.synapse_module.rooms.kinds import (
     ACCESS_RULES,
@@ -64,10 +65,12 @@ from appliance.synapse_module.rooms.kinds import (
     RoomState,
     access_rule_problem,
     direct_chat_full,
+    email_invitation_token,
     email_invite_problem,
     encryption_problem,
     guest_access_problem,
     history_problem,
+    identity_keys_of,
     join_rule_problem,
     levels_problem,
     plan_creation,
@@ -108,8 +111,11 @@ class RoomRules:
         invitations: Invitations,
         key: IdentityKey,
         lifetimes_ms: Mapping[RoomKind, int] | None = None,
+        relay: ExternalsRelay | None = None,
     ) -> None:
         self._api = api
+        # The network's externals' server stores some invitations: its key is accepted too.
+        self._relay = relay
         # The m.room.retention each kind of room is created with (settings: retention.rooms).
         self._lifetimes_ms = dict(lifetimes_ms or {})
         self._directory = directory
@@ -309,7 +315,7 @@ class RoomRules:
         if membership not in ("join", "invite"):
             return None
         target = event.state_key
-        if direct_chat_full(state, target):
+        if direct_chat_full(state, target, email_invitation_token(event.content)):
             return DIRECT_FULL
         if not await self._directory.is_external(target):
             return None
@@ -328,7 +334,11 @@ class RoomRules:
     async def _third_party_invite(self, event: EventBase, state: RoomState) -> str | None:
         if event.content and await self._directory.is_external(event.sender):
             return EXTERNALS_CANNOT_INVITE_BY_EMAIL
-        return email_invite_problem(state, event.state_key, event.content, self._key.public_key)
+        accepted: set[str] = {self._key.public_key} if self._key.public_key else set()
+        # (Asked of the externals' server only for a key that is not this server's own.)
+        if self._relay is not None and not identity_keys_of(event.content) <= accepted:
+            accepted |= await self._relay.accepted_keys()
+        return email_invite_problem(state, event.state_key, event.content, accepted)
 
     # --- directory -----------------------------------------------------------------------------
 

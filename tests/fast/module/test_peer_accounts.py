@@ -59,6 +59,32 @@ def test_a_peer_learns_the_account_of_an_address_of_this_servers_domains(run, ac
     assert run(accounts.on_query({**ask, "address": "not an address"})) == {"user_id": None}
 
 
+def test_an_address_outside_the_allowlist_is_answered_only_with_an_external(
+    run, api, homeserver, allowlist
+):
+    # As the network's externals' server answers about its externals; an agent's second
+    # address of another domain (bound by an administrator) is never told.
+    bound = {"paul@gmail.com": "@paul-gmail.com:appliance.test", "anne@gmail.com": AGENT}
+    store = homeserver.get_datastores.return_value.main
+    store.get_user_id_by_threepid = AsyncMock(
+        side_effect=lambda medium, address: bound.get(address)
+    )
+    network = Network(FederationConfig(mode="closed", peers=(LYON,)), api.server_name)
+
+    async def is_external(user_id: str) -> bool:
+        return user_id == bound["paul@gmail.com"]
+
+    accounts = PeerAccounts(
+        api, network, allowlist.current, SynapseInternals(api), is_external=is_external
+    )
+    ask = {"origin": LYON.server_name}
+    assert run(accounts.on_query({**ask, "address": "Paul@gmail.com"})) == {
+        "user_id": bound["paul@gmail.com"]
+    }
+    assert run(accounts.on_query({**ask, "address": "anne@gmail.com"})) == {"user_id": None}
+    assert run(accounts.on_query({**ask, "address": "x@gmail.com"})) == {"user_id": None}
+
+
 # The externals' server is a peer, but not one that invites agents by email.
 @pytest.mark.parametrize(
     "origin", ["outside.test", None, "lyon.test.evil.example", EXTERNALS.server_name]
@@ -106,3 +132,18 @@ def test_a_peer_that_cannot_be_asked_fails_closed(run, homeserver, accounts):
     with pytest.raises(SynapseError) as failed:
         run(accounts.account_at(LYON, "bob@ac-lyon.fr"))
     assert (failed.value.code, failed.value.errcode) == (502, "M_UNKNOWN")
+
+
+def test_the_externals_servers_no_account_is_asked_again_and_its_account_kept(
+    run, homeserver, accounts
+):
+    # Its account appears when the invitation relayed there is used: "none" is never reused.
+    make_query = homeserver.get_federation_client.return_value.make_query
+    make_query.return_value = {"user_id": None}
+    assert run(accounts.account_at(EXTERNALS, "p@gmail.com")) is None
+    assert run(accounts.account_at(EXTERNALS, "p@gmail.com")) is None
+    assert make_query.await_count == 2
+    make_query.return_value = {"user_id": "@p-gmail.com:externals.test"}
+    for _ in range(2):
+        assert run(accounts.account_at(EXTERNALS, "p@gmail.com")) == "@p-gmail.com:externals.test"
+    assert make_query.await_count == 3
