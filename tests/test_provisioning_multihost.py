@@ -5,11 +5,13 @@ Three Debian 12 containers booted with systemd-nspawn (tests/nspawn_hosts.py), c
 `ansible-playbook site.yml` run: the main host (the main process, nginx, the console, the
 content scanner), a worker host (the generic worker), and a data host (the media repository,
 PostgreSQL and Redis). The containers share the machine's network namespace, each host on its
-own loopback address 127.0.N.1-3 (N random per run): what the hosts serve one another
-(replication, the workers' listeners, PostgreSQL, Redis) listens on that address, everything
-else on 127.0.0.1 with free ports; the firewall stays off (loading it here would replace the
-machine's own rules), its rules are checked by the fast tier. Every client here talks to
-loopback only.
+own loopback address (the main host 127.0.0.1, the others 127.0.N.2-3, N random per run): what
+the hosts serve one another (replication, the workers' listeners, PostgreSQL, Redis) listens on
+that address, everything else on 127.0.0.1 with free ports. In one namespace every connection
+to a 127.x address leaves from 127.0.0.1 (the main host's), so pg_hba's refusal is shown from
+an address that is no Synapse host's, bound explicitly. The firewall stays off (loading it
+here would replace the machine's own rules); the fast tier checks its rules. Every client here
+talks to loopback only.
 
 Then, as a client would: registration and login through nginx land on the worker, a message is
 sent and synced there, EICAR is refused on the media worker, and each worker's journal shows it
@@ -86,7 +88,13 @@ class Hosts:
     converges: dict[str, Converge] = field(default_factory=dict)
 
     def address(self, host: str) -> str:
-        return self.prefix + str((MAIN, WORKER, DATA).index(host) + 1)
+        # In one network namespace a connection to any 127.x address leaves from 127.0.0.1
+        # (the loopback route's source), whatever host opens it: the main host is 127.0.0.1,
+        # so that the Synapse hosts' connections come from a Synapse host's address, as they
+        # do on a real network; the tests bind other sources explicitly.
+        return (
+            "127.0.0.1" if host == MAIN else self.prefix + str((MAIN, WORKER, DATA).index(host) + 1)
+        )
 
     def name(self, host: str) -> str:
         return f"appliance-mh-{host}-{RUN}"

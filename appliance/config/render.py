@@ -146,10 +146,10 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
             targets.append(("postgresql/pg_hba.conf.j2", _postgresql_hba_file(root), 0o644))
     if settings.runs_redis:
         # Redis for Synapse's processes (templates/redis/): its settings and its own unit;
-        # Debian's redis-server service stays off. Its ACL file is written beside the
-        # secrets (`appliance render`), and systemd hands it over as a credential.
+        # Debian's redis-server service stays off (its /etc/redis is its own user's). The ACL
+        # file is written beside the secrets (`appliance render`); systemd hands it over.
         targets += [
-            ("redis/redis.conf.j2", root / "etc/redis/appliance.conf", 0o644),
+            ("redis/redis.conf.j2", root / "etc/appliance/redis.conf", 0o644),
             ("systemd/appliance-redis.service.j2", units / "appliance-redis.service", 0o644),
         ]
     return targets

@@ -145,7 +145,7 @@ def test_one_host_renders_no_peer_rule(tmp_path):
     assert "hba_file" not in files["etc/postgresql/15/main/conf.d/appliance.conf"]
     assert "etc/postgresql/15/main/appliance_hba.conf" not in files
     # One host runs Redis on loopback, and every process.
-    assert "bind 127.0.0.1\n" in files["etc/redis/appliance.conf"]
+    assert "bind 127.0.0.1\n" in files["etc/appliance/redis.conf"]
     where = placement(settings, layout)
     assert where["main"] and where["redis"] and where["postgresql"]
     assert [w["name"] for w in where["workers"]] == ["generic1", "media1"]
