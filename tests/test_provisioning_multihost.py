@@ -315,8 +315,9 @@ def test_registration_login_and_messages_go_through_nginx_to_the_worker(hosts):
         assert request in journal, request
 
 
-def test_eicar_is_refused_on_the_media_worker_and_a_clean_file_stored(hosts):
-    account = client(hosts).register_account("louis.pasteur@ac-paris.fr")
+def uploader(hosts: Hosts, address: str):
+    """A new agent's upload through nginx: the function sends the bytes, returns the answer."""
+    account = client(hosts).register_account(address)
 
     def upload(data: bytes) -> requests.Response:
         return hosts.https().post(
@@ -329,6 +330,11 @@ def test_eicar_is_refused_on_the_media_worker_and_a_clean_file_stored(hosts):
             timeout=60,
         )
 
+    return upload
+
+
+def test_eicar_is_refused_on_the_media_worker_and_a_clean_file_stored(hosts):
+    upload = uploader(hosts, "louis.pasteur@ac-paris.fr")
     clean = upload(unique_bytes())
     assert clean.status_code == 200, clean.text
     refused = upload(EICAR)
@@ -399,3 +405,36 @@ def test_the_other_hosts_hold_the_main_hosts_secrets_but_never_its_registration_
         registration = hosts.secret(host, "registration_shared_secret")
         main_registration = hosts.secret(MAIN, "registration_shared_secret").read_bytes()
         assert not registration.exists() or registration.read_bytes() != main_registration
+
+
+REPOSITORY = "/var/backups/appliance/restic"
+
+
+def backed_up(hosts: Hosts, host: str) -> set[str]:
+    """What the latest backup of `host` holds, after its timer's unit ran once."""
+    container = hosts.containers[host]
+    container.run("systemctl", "start", "appliance-backup.service", timeout=600)
+    listed = container.run(
+        "restic",
+        "-r",
+        REPOSITORY,
+        "--password-file",
+        "/etc/appliance/backup-passphrase",
+        "ls",
+        "latest",
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    return {line.split("/backup-staging", 1)[-1] for line in listed.stdout.split()}
+
+
+def test_the_backup_spans_the_database_and_the_media_hosts(hosts):
+    # An upload first, so that the media host's store has a file to keep.
+    stored = uploader(hosts, "irene.joliot@ac-paris.fr")(unique_bytes())
+    assert stored.status_code == 200, stored.text
+    data = backed_up(hosts, DATA)
+    main = backed_up(hosts, MAIN)
+    # The database, dumped over the network from each, the media where the media are.
+    assert "/synapse/synapse.pgdump" in data and "/synapse/synapse.pgdump" in main
+    assert any(path.startswith("/synapse/media_store/local_content/") for path in data)
+    assert {"/console/console.sqlite3", "/backup-settings/appliance.yaml"} <= main
