@@ -27,7 +27,7 @@ from appliance.config.secrets_store import (
     read_secret,
     write_private_file,
 )
-from appliance.config.settings import Settings
+from appliance.config.settings import PostgresDatabase, Settings
 from appliance.config.terms_document import read_terms_document
 from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
@@ -214,8 +214,9 @@ def _peer_ports(settings: Settings, workers: WorkerPlan) -> list[int]:
     redis = settings.synapse.redis
     if settings.runs_redis and redis is not None:
         ports.append(redis.port)
-    if settings.runs_postgresql:
-        ports.append(settings.synapse.database.port)
+    database = settings.synapse.database
+    if settings.runs_postgresql and isinstance(database, PostgresDatabase):
+        ports.append(database.port)
     return sorted(set(ports))
 
 

@@ -1090,7 +1090,7 @@ class Settings(_Section):
     def runs_postgresql(self) -> bool:
         """Production: this host runs Synapse's PostgreSQL (its socket, or its private address)."""
         database = self.synapse.database
-        if self.host.system_root is None or database.engine != "postgresql":
+        if self.host.system_root is None or not isinstance(database, PostgresDatabase):
             return False
         if self.host.private_address is None or database.host.startswith("/"):
             return True
@@ -1151,6 +1151,8 @@ class Settings(_Section):
     def _several_hosts_rules(self, plan: WorkerPlan) -> None:
         """Processes on several hosts reach each other, PostgreSQL and Redis over the network."""
         database, redis, host = self.synapse.database, self.synapse.redis, self.host
+        if not isinstance(database, PostgresDatabase):
+            return  # _worker_rules refused it already
         if self.mode != "production":
             raise ValueError("synapse.workers.hosts: several hosts are a production layout")
         if host.private_address is None:
