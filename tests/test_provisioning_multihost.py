@@ -40,7 +40,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 from harness import TEST_DOMAINS, free_port
 from matrix_helpers import MatrixClient
-from matrix_media_helpers import EICAR, unique_bytes
+from matrix_media_helpers import EICAR, User, unique_bytes, upload
 from nspawn_hosts import Container, Converge, boot, converge, prepare_rootfs, require_tools
 
 from appliance.config.layout import SOURCE_ROOT
@@ -318,19 +318,8 @@ def test_registration_login_and_messages_go_through_nginx_to_the_worker(hosts):
 def uploader(hosts: Hosts, address: str):
     """A new agent's upload through nginx: the function sends the bytes, returns the answer."""
     account = client(hosts).register_account(address)
-
-    def upload(data: bytes) -> requests.Response:
-        return hosts.https().post(
-            f"{hosts.public_url}/_matrix/media/v3/upload",
-            data=data,
-            headers={
-                "Authorization": f"Bearer {account.access_token}",
-                "Content-Type": "application/octet-stream",
-            },
-            timeout=60,
-        )
-
-    return upload
+    user = User(account.user_id, account.access_token)
+    return lambda data: upload(hosts.public_url, user, data, http=hosts.https())
 
 
 def test_eicar_is_refused_on_the_media_worker_and_a_clean_file_stored(hosts):
@@ -350,20 +339,30 @@ def test_eicar_is_refused_on_the_media_worker_and_a_clean_file_stored(hosts):
     assert any(path.name == media_id[4:] for path in store.rglob("*")), media_id
 
 
-def postgresql_answer(server: tuple[str, int], source: str) -> bytes:
-    """PostgreSQL's first answer to a startup message for Synapse's user and database, sent from
-    `source`: 'R' (it asks for the password) or 'E' (refused, with its message)."""
-    parameters = b"user\0appliance\0database\0synapse\0\0"
-    startup = struct.pack("!ii", 8 + len(parameters), 196608) + parameters  # protocol 3.0
-    with socket.create_connection(server, timeout=10, source_address=(source, 0)) as connection:
-        connection.sendall(startup)
+def exchange(server: tuple[str, int], request: bytes, done, source: str | None = None) -> bytes:
+    """Send `request`, read until `done(answer)` or the server closes (from `source` if given)."""
+    source_address = (source, 0) if source else None
+    with socket.create_connection(server, timeout=10, source_address=source_address) as connection:
+        connection.sendall(request)
         answer = b""
-        while len(answer) < 5 or len(answer) < 1 + struct.unpack("!i", answer[1:5])[0]:
+        while not done(answer):
             chunk = connection.recv(4096)
             if not chunk:
                 break
             answer += chunk
     return answer
+
+
+def postgresql_answer(server: tuple[str, int], source: str) -> bytes:
+    """PostgreSQL's first answer to a startup message for Synapse's user and database, sent from
+    `source`: 'R' (it asks for the password) or 'E' (refused, with its message)."""
+    parameters = b"user\0appliance\0database\0synapse\0\0"
+    startup = struct.pack("!ii", 8 + len(parameters), 196608) + parameters  # protocol 3.0
+
+    def whole_message(answer: bytes) -> bool:
+        return len(answer) >= 5 and len(answer) >= 1 + struct.unpack("!i", answer[1:5])[0]
+
+    return exchange(server, startup, whole_message, source)
 
 
 def test_postgresql_lets_in_the_synapse_hosts_only_and_asks_them_for_the_password(hosts):
@@ -377,16 +376,10 @@ def test_postgresql_lets_in_the_synapse_hosts_only_and_asks_them_for_the_passwor
 
 
 def redis_reply(hosts: Hosts, command: bytes) -> bytes:
+    """Redis's replies to `command` (one line per command sent)."""
     server = (hosts.address(DATA), hosts.ports["redis"])
-    with socket.create_connection(server, timeout=10) as connection:
-        connection.sendall(command)
-        reply = b""
-        while reply.count(b"\r\n") < command.count(b"\r\n*") + 1:
-            chunk = connection.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply
+    replies = command.count(b"\r\n*") + 1
+    return exchange(server, command, lambda answer: answer.count(b"\r\n") >= replies)
 
 
 def test_redis_answers_with_the_password_only(hosts):

@@ -119,21 +119,14 @@ def test_the_firewall_opens_what_each_host_serves_to_the_other_synapse_hosts_onl
 
 
 def test_one_host_renders_no_peer_rule(tmp_path):
-    settings = parse_settings(
-        {
-            "mode": "production",
-            "public_baseurl": "https://chat.example.org/",
-            "clamav": {"signatures": "freshclam"},
-            "host": {"system_root": str(tmp_path / "root"), "service_user": "synapse"},
-            "synapse": {
-                "database": {"engine": "postgresql"},
-                "workers": {"preset": "small"},
-                "redis": {"host": "127.0.0.1", "port": REDIS_PORT},
-            },
-            "paths": {"state_dir": str(tmp_path / "var")},
-        },
-        "test settings",
-    )
+    data = several_hosts(tmp_path, "root")
+    del data["host"]["private_address"]
+    data["synapse"] = {
+        "database": {"engine": "postgresql"},
+        "workers": {"preset": "small"},
+        "redis": {"host": "127.0.0.1", "port": REDIS_PORT},
+    }
+    settings = parse_settings(data, "test settings")
     layout = Layout.from_settings(settings, tmp_path)
     root = tmp_path / "root"
     files = {
