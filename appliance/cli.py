@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The `appliance` command: up, down, status (evaluation); check, render, service-token, probe,
-backup, restore and version (both modes; the Ansible roles run them on the host)."""
+"""The `appliance` command: up, down, status (evaluation); check, render, secrets, placement,
+service-token, probe, backup, restore and version (both modes; the Ansible roles run them on
+the host)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from appliance import __version__
 from appliance.backup.runner import BackupError, list_snapshots, run_backup, run_restore
 from appliance.backup.snapshot import SETTINGS_COPY
 from appliance.config.layout import SOURCE_ROOT, Layout
-from appliance.config.render import give_secrets_to_owners, render_all, write_all
+from appliance.config.render import give_secrets_to_owners, placement, render_all, write_all
 from appliance.config.secrets_store import ensure_secrets
 from appliance.config.settings import SettingsError, load_settings, settings_path
+from appliance.evaluation import redis_acl
 from appliance.evaluation.lifecycle import EvaluationAppliance, StartError, is_root
 from appliance.operations import health
 from appliance.operations.service_account import ServiceAccountError, ensure_console_token
@@ -52,7 +54,28 @@ def cmd_render(args) -> int:
         settings_file=settings_path(args.config).resolve(),
     )
     changed += write_all(files)
+    # Production's Redis reads its one user from this file (the password's SHA-256).
+    if settings.runs_redis and redis_acl.write_acl(
+        layout.secret("redis_password"), layout.redis_acl
+    ):
+        changed.append(layout.redis_acl)
     print(json.dumps({"changed": [str(path) for path in changed]}))
+    return 0
+
+
+def cmd_secrets(args) -> int:
+    """Create the missing secrets (as render does), and nothing else: on several hosts, the
+    main host makes them before the others copy theirs from it."""
+    settings, layout = _load(args)
+    ensure_secrets(layout)
+    changed = give_secrets_to_owners(settings, layout)
+    print(json.dumps({"changed": [str(path) for path in changed]}))
+    return 0
+
+
+def cmd_placement(args) -> int:
+    settings, layout = _load(args)
+    print(json.dumps(placement(settings, layout)))
     return 0
 
 
@@ -211,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render every config file from templates/")
     render.add_argument("--clamav-user", help="run clamd as this user (production)")
     render.set_defaults(func=cmd_render)
+    commands.add_parser(
+        "secrets", help="create the missing secrets; prints the files changed as JSON"
+    ).set_defaults(func=cmd_secrets)
+    commands.add_parser(
+        "placement",
+        help="what this host runs (Synapse processes, Redis, PostgreSQL) and the secrets the "
+        "main host shares, as JSON",
+    ).set_defaults(func=cmd_placement)
     commands.add_parser(
         "service-token",
         help="create or recover the console's Synapse admin token (Synapse must be running); "

@@ -56,9 +56,14 @@ def register_user(synapse_url: str, shared_secret: str, prefix: str = "media") -
 
 
 def upload(
-    synapse_url: str, user: User, data: bytes, content_type: str = "application/octet-stream"
+    synapse_url: str,
+    user: User,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    http: requests.Session | None = None,
 ):
-    return requests.post(
+    """POST the bytes to the media repository; `http` for a session of one's own (its TLS)."""
+    return (http or requests).post(
         f"{synapse_url}/_matrix/media/v3/upload",
         data=data,
         headers={**user.headers, "Content-Type": content_type},

@@ -22,11 +22,12 @@ from appliance.backup import restic
 from appliance.config.layout import TEMPLATES_DIR, Layout
 from appliance.config.secrets_store import (
     CONSOLE_SECRET_KEY,
+    SHARED_WITH_OTHER_HOSTS,
     SYNAPSE_SECRETS,
     read_secret,
     write_private_file,
 )
-from appliance.config.settings import Settings
+from appliance.config.settings import PostgresDatabase, Settings
 from appliance.config.terms_document import read_terms_document
 from appliance.config.worker_routes import WorkerPlan, nginx_routes, router_table, upstreams
 
@@ -141,7 +142,21 @@ def _system_targets(settings: Settings, layout: Layout, root: Path) -> list[tupl
         # then starts with these settings (socket only, the port) from its first start.
         conf_d = root / "etc/postgresql/15/main/conf.d"
         targets.append(("postgresql/appliance.conf.j2", conf_d / "appliance.conf", 0o644))
+        if settings.several_hosts and settings.runs_postgresql:
+            targets.append(("postgresql/pg_hba.conf.j2", _postgresql_hba_file(root), 0o644))
+    if settings.runs_redis:
+        # Redis for Synapse's processes (templates/redis/): its settings and its own unit;
+        # Debian's redis-server service stays off (its /etc/redis is its own user's). The ACL
+        # file is written beside the secrets (`appliance render`); systemd hands it over.
+        targets += [
+            ("redis/redis.conf.j2", root / "etc/appliance/redis.conf", 0o644),
+            ("systemd/appliance-redis.service.j2", units / "appliance-redis.service", 0o644),
+        ]
     return targets
+
+
+def _postgresql_hba_file(root: Path) -> Path:
+    return root / "etc/postgresql/15/main/appliance_hba.conf"
 
 
 def _turn_secret(settings: Settings, layout: Layout) -> str | None:
@@ -180,7 +195,39 @@ def _media_url(settings: Settings, workers: WorkerPlan) -> str:
     media = workers.media_worker
     if media is None or settings.routes_locally:
         return settings.synapse.listen.url
-    return f"http://{settings.synapse.listen.connect_host}:{media.http_port}"
+    return f"http://{settings.process_address(media.name)}:{media.http_port}"
+
+
+def _peer_ports(settings: Settings, workers: WorkerPlan) -> list[int]:
+    """Several hosts: the ports this host serves to the other Synapse hosts only (the firewall's
+    peer rule): its processes' replication (and a worker's HTTP, for nginx and the content
+    scanner on the main host), Redis and PostgreSQL when they run here."""
+    if not settings.several_hosts:
+        return []
+    ports = []
+    for name in settings.local_processes:
+        if name == "main":
+            ports.append(workers.main_replication_port)
+        else:
+            worker = next(w for w in workers.workers if w.name == name)
+            ports += [worker.http_port, worker.replication_port]
+    redis = settings.synapse.redis
+    if settings.runs_redis and redis is not None:
+        ports.append(redis.port)
+    database = settings.synapse.database
+    if settings.runs_postgresql and isinstance(database, PostgresDatabase):
+        ports.append(database.port)
+    return sorted(set(ports))
+
+
+def _peers(settings: Settings, version: int) -> list[str]:
+    """The other Synapse hosts' addresses of one IP version (nftables splits ip and ip6)."""
+    own = settings.host.private_address
+    return [
+        address
+        for address in settings.postgresql_clients
+        if address != own and ipaddress.ip_address(address).version == version
+    ]
 
 
 def _owner(settings: Settings, layout: Layout, path: Path) -> str | None:
@@ -214,6 +261,30 @@ def give_secrets_to_owners(settings: Settings, layout: Layout) -> list[Path]:
         for path in paths
         if path.exists() and _give_to_owner(path, _owner(settings, layout, path))
     ]
+
+
+def placement(settings: Settings, layout: Layout) -> dict:
+    """What this host runs and holds, for the Ansible roles (`appliance placement`): its
+    Synapse processes (each worker's unit and health URL), whether Redis and PostgreSQL run
+    here, and the secrets the main host hands the other Synapse hosts."""
+    workers = settings.worker_plan()
+    local = settings.local_processes
+    return {
+        "main": "main" in local,
+        "workers": [
+            {
+                "name": worker.name,
+                "unit": f"appliance-synapse-worker@{worker.name}.service",
+                "health_url": f"http://{settings.process_address(worker.name)}:{worker.http_port}/health",
+            }
+            for worker in workers.workers
+            if worker.name in local
+        ],
+        "redis": settings.runs_redis,
+        "postgresql": settings.runs_postgresql,
+        "shared_secrets": [str(layout.secret(name)) for name in SHARED_WITH_OTHER_HOSTS]
+        + [str(layout.synapse_signing_key)],
+    }
 
 
 def render_all(
@@ -260,9 +331,14 @@ def render_all(
         # Where media is fetched (the content scanner): the media worker when there is one and
         # no local router in front of it (production, where nginx only serves the outside).
         "media_url": _media_url(settings, workers),
+        # Several hosts: what this host serves to the other Synapse hosts, and who they are.
+        "peer_ports": _peer_ports(settings, workers),
+        "postgresql_hba_file": _postgresql_hba_file(Path("/")),
+        "peers_ipv4": _peers(settings, 4),
+        "peers_ipv6": _peers(settings, 6),
         # The console's health page checks each worker on its own listener.
         "worker_health_urls": {
-            worker.name: f"http://{settings.synapse.listen.connect_host}:{worker.http_port}"
+            worker.name: f"http://{settings.process_address(worker.name)}:{worker.http_port}"
             for worker in workers.workers
         },
         # coturn's copy of the TURN secret (ensure_secrets made it before any render).

@@ -28,6 +28,16 @@ SYNAPSE_SECRETS = (
     "redis_password",
 )
 CONSOLE_SECRET_KEY = "console_secret_key"
+# Several hosts: what every Synapse host must hold the same as the main host (generated there,
+# copied by the Ansible roles at 0600), with the signing key. Never the registration shared
+# secret: with it anyone may create an administrator, and only the main process serves that.
+SHARED_WITH_OTHER_HOSTS = (
+    "macaroon_secret_key",
+    "form_secret",
+    "worker_replication_secret",
+    "turn_shared_secret",
+    "redis_password",
+)
 
 
 def write_private_file(path: Path, content: str, *, exclusive: bool = False) -> None:

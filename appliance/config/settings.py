@@ -30,7 +30,7 @@ from pydantic_core import ErrorDetails
 
 from appliance.addresses.domain_allowlist import InvalidDomainEntry, normalise_domain_entry
 from appliance.addresses.identity import name_part_problem
-from appliance.config.worker_routes import WorkerPlan, plan_problems, plan_workers
+from appliance.config.worker_routes import Placement, WorkerPlan, plan_problems, plan_workers
 
 DEFAULT_SETTINGS_FILE = "appliance.yaml"
 SETTINGS_ENV = "APPLIANCE_CONFIG"
@@ -175,6 +175,22 @@ class RedisSettings(_Section):
         return self
 
 
+class WorkerHosts(_Section):
+    # Production on several hosts: each kind of process's hosts, by private address (the
+    # Ansible groups synapse_main, synapse_workers, synapse_media). The media repository goes
+    # to the media hosts, every other worker to the worker hosts, in turn; a kind with no host
+    # stays on the main process's host. All empty: one host runs every process.
+    main: Annotated[str, AfterValidator(_ip_address)] | None = None
+    workers: list[Annotated[str, AfterValidator(_ip_address)]] = Field(default_factory=list)
+    media: list[Annotated[str, AfterValidator(_ip_address)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _main_first(self) -> WorkerHosts:
+        if (self.workers or self.media) and self.main is None:
+            raise ValueError("main: needed with workers or media (where the main process runs)")
+        return self
+
+
 class WorkerSettings(_Section):
     # none: one Synapse process. small: the main process, one generic worker for sync and
     # client traffic, one media repository. standard: pools of sync and client workers, one
@@ -193,6 +209,7 @@ class WorkerSettings(_Section):
     # Evaluation only: a local router takes synapse.listen and routes as nginx does in
     # production; the main process's own client listener moves to this port.
     main_port: Port = 8099
+    hosts: WorkerHosts = WorkerHosts()
 
 
 class SynapseSettings(_Section):
@@ -215,6 +232,7 @@ class SynapseSettings(_Section):
     def worker_plan(self, *, production: bool = False) -> WorkerPlan:
         """Every Synapse process these settings ask for (see appliance.config.worker_routes)."""
         workers = self.workers
+        hosts = workers.hosts
         return plan_workers(
             workers.preset,
             base_port=workers.base_port,
@@ -222,6 +240,7 @@ class SynapseSettings(_Section):
             sync_workers=workers.sync_workers or 2,
             client_workers=workers.client_workers or 2,
             production=production,
+            placement=Placement(hosts.main, tuple(hosts.workers), tuple(hosts.media)),
         )
 
 
@@ -707,6 +726,10 @@ class HostSettings(_Section):
     turn_user: str = "appliance-turn"
     # The firewall keeps this SSH port open beside nginx's ports.
     ssh_port: Port = 22
+    # Production on several hosts: this host's private address, where the others reach what it
+    # serves (Synapse's processes placed here by synapse.workers.hosts, Redis, PostgreSQL).
+    # null: one host runs everything.
+    private_address: Annotated[str, AfterValidator(_ip_address)] | None = None
 
     @model_validator(mode="after")
     def _users_apart(self) -> HostSettings:
@@ -1036,6 +1059,50 @@ class Settings(_Section):
         return self.synapse.worker_plan(production=self.mode == "production")
 
     @property
+    def several_hosts(self) -> bool:
+        """Production on several hosts (synapse.workers.hosts.main set)."""
+        return self.synapse.workers.hosts.main is not None
+
+    def process_bind_address(self, name: str) -> str:
+        """Where the Synapse process `name` listens for the other processes (replication, and
+        a worker's HTTP): its host's private address, else synapse.listen's."""
+        return self.worker_plan().host_of(name, self.synapse.listen.bind_address)
+
+    def process_address(self, name: str) -> str:
+        """Where the others reach the Synapse process `name` (instance_map, nginx)."""
+        return self.worker_plan().host_of(name, self.synapse.listen.connect_host)
+
+    @property
+    def local_processes(self) -> list[str]:
+        """The Synapse processes this host runs (all of them on one host)."""
+        return self.worker_plan().processes_on(self.host.private_address)
+
+    @property
+    def runs_redis(self) -> bool:
+        """Production: this host runs the Redis Synapse's processes share (host and port)."""
+        redis = self.synapse.redis
+        if self.host.system_root is None or redis is None or redis.host is None:
+            return False
+        if not self.worker_plan().enabled:
+            return False
+        return self.host.private_address in (None, redis.host)
+
+    @property
+    def runs_postgresql(self) -> bool:
+        """Production: this host runs Synapse's PostgreSQL (its socket, or its private address)."""
+        database = self.synapse.database
+        if self.host.system_root is None or not isinstance(database, PostgresDatabase):
+            return False
+        if self.host.private_address is None or database.host.startswith("/"):
+            return True
+        return database.host == self.host.private_address
+
+    @property
+    def postgresql_clients(self) -> list[str]:
+        """Several hosts: the addresses PostgreSQL lets in (pg_hba): the Synapse hosts only."""
+        return self.worker_plan().hosts
+
+    @property
     def routes_locally(self) -> bool:
         """Evaluation with workers: the local router listens on synapse.listen (where clients,
         the console and the scanner go) and sends each request to its process."""
@@ -1079,6 +1146,42 @@ class Settings(_Section):
         if problems:
             raise ValueError(f"synapse.workers: {problems[0]}")
         self._worker_ports_free(plan)
+        if self.several_hosts:
+            self._several_hosts_rules(plan)
+
+    def _several_hosts_rules(self, plan: WorkerPlan) -> None:
+        """Processes on several hosts reach each other, PostgreSQL and Redis over the network."""
+        database, redis, host = self.synapse.database, self.synapse.redis, self.host
+        if not isinstance(database, PostgresDatabase):
+            return  # _worker_rules refused it already
+        if self.mode != "production":
+            raise ValueError("synapse.workers.hosts: several hosts are a production layout")
+        if host.private_address is None:
+            raise ValueError(
+                "host.private_address: needed with synapse.workers.hosts (this host's own "
+                "address, where the other hosts reach what it serves)"
+            )
+        if database.host.startswith("/") or not _is_ip(database.host):
+            raise ValueError(
+                f"synapse.database.host: {database.host} is not an IP address; with "
+                "synapse.workers.hosts every Synapse host reaches PostgreSQL at its private address"
+            )
+        if database.password is None:
+            raise ValueError(
+                "synapse.database.password: needed with synapse.workers.hosts (over the "
+                "network PostgreSQL asks each Synapse host for it; keep it in the vault)"
+            )
+        if redis is not None and (redis.host is None or not _is_ip(redis.host)):
+            raise ValueError(
+                "synapse.redis.host: the Redis host's private address, needed with "
+                "synapse.workers.hosts (a unix socket reaches no other host)"
+            )
+        served = set(plan.hosts) | {database.host} | {redis.host if redis else None}
+        if host.private_address not in served:
+            raise ValueError(
+                f"host.private_address: {host.private_address} runs nothing: it is none of "
+                "synapse.workers.hosts, synapse.database.host, synapse.redis.host"
+            )
 
     def _worker_ports_free(self, plan: WorkerPlan) -> None:
         taken = {listener.port: key for key, listener in self._listeners().items()}

@@ -52,6 +52,8 @@ class Worker:
     roles: frozenset[str]
     http_port: int
     replication_port: int
+    # The private address of the host it runs on (several hosts); None: the main process's host.
+    host: str | None = None
 
     @property
     def app(self) -> str:
@@ -78,6 +80,28 @@ class WorkerPlan:
     workers: tuple[Worker, ...] = ()
     stream_writers: dict[str, list[str]] = field(default_factory=dict)
     background_tasks_on: str = MASTER
+    # The main process's host's private address (several hosts); None: one host.
+    main_host: str | None = None
+
+    def host_of(self, name: str, default: str) -> str:
+        """The address a process listens on and is reached at; `default` when it runs on the
+        one host (synapse.listen's address)."""
+        if name == MAIN:
+            return self.main_host or default
+        worker = next(w for w in self.workers if w.name == name)
+        return worker.host or self.main_host or default
+
+    def processes_on(self, address: str | None) -> list[str]:
+        """The processes the host with this private address runs (None: one host runs all)."""
+        if address is None:
+            return self.names
+        return [name for name in self.names if self.host_of(name, "") == address]
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every host's private address that runs a Synapse process (several hosts)."""
+        addresses = [self.host_of(name, "") for name in self.names]
+        return sorted({address for address in addresses if address})
 
     @property
     def enabled(self) -> bool:
@@ -100,6 +124,25 @@ class WorkerPlan:
         return media[0] if media else None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which host runs which process, by private address (synapse.workers.hosts): the media
+    repository on the media hosts, every other worker on the worker hosts, each list taken in
+    turn; a kind without hosts stays on the main process's host. Empty: one host."""
+
+    main: str | None = None
+    workers: tuple[str, ...] = ()
+    media: tuple[str, ...] = ()
+
+    def host_for(self, name: str, roles: set[str]) -> str | None:
+        pool = self.media if "media" in roles else self.workers
+        if not pool:
+            return self.main
+        # The worker's number in its kind (generic1, sync2, ...) picks its host in turn.
+        number = int(re.sub(r"^\D+", "", name) or 1)
+        return pool[(number - 1) % len(pool)]
+
+
 def plan_workers(
     preset: str,
     *,
@@ -108,11 +151,13 @@ def plan_workers(
     sync_workers: int = 2,
     client_workers: int = 2,
     production: bool = False,
+    placement: Placement | None = None,
 ) -> WorkerPlan:
     """The processes of a preset; worker i listens on base_port + 2i (HTTP) and + 2i + 1
-    (replication)."""
+    (replication), on the host `placement` gives it."""
+    placement = placement or Placement()
     if preset == "none":
-        return WorkerPlan(preset, main_replication_port)
+        return WorkerPlan(preset, main_replication_port, main_host=placement.main)
     roles: list[tuple[str, set[str]]]
     if preset == "small":
         # generic1 takes sync and the client requests that read; the requests that make events
@@ -136,7 +181,13 @@ def plan_workers(
     else:
         raise ValueError(f"unknown preset {preset!r}")
     workers = tuple(
-        Worker(name, frozenset(kinds), base_port + 2 * i, base_port + 2 * i + 1)
+        Worker(
+            name,
+            frozenset(kinds),
+            base_port + 2 * i,
+            base_port + 2 * i + 1,
+            placement.host_for(name, kinds),
+        )
         for i, (name, kinds) in enumerate(roles)
     )
     writers = [w.name for w in workers if "writer" in w.roles] or [MASTER]
@@ -145,7 +196,9 @@ def plan_workers(
     # The media admin endpoints (quarantine) move to the media worker, and Synapse has them
     # write this stream where they run: without it, quarantining there fails (500).
     streams["quarantined_media_changes"] += [w.name for w in workers if "media" in w.roles]
-    return WorkerPlan(preset, main_replication_port, workers, streams, background[0])
+    return WorkerPlan(
+        preset, main_replication_port, workers, streams, background[0], placement.main
+    )
 
 
 def plan_problems(plan: WorkerPlan, *, pool_max: int, max_connections: int) -> list[str]:
