@@ -35,6 +35,8 @@ upgrade break a rule at the first request.  The module was written against
    * ``user_threepids``: :func:`new_accounts_with_email_txn`, the accounts waiting for their
      email pusher that now have an address (the module API reads one user's addresses at a
      time; the pass that catches up runs every few seconds);
+   * ``pushers``: :func:`email_pusher_addresses_txn`, whether an account losing an address had
+     the mails for it (the module API reads no pushers);
    * ``user_daily_visits``, ``user_ips``, ``users``, ``user_threepids``, ``events``,
      ``event_json``, ``current_state_events``: the console's usage statistics, counts only
      (:func:`visitors_by_day_txn` and the functions after it; ``admin_api/statistics.py``
@@ -219,6 +221,7 @@ SYNAPSE_COLUMNS: dict[str, tuple[str, ...]] = {
     "current_state_events": ("room_id", "type", "state_key", "event_id"),
     "user_directory_search": ("user_id",),
     "open_id_tokens": ("token", "ts_valid_until_ms", "user_id"),
+    "pushers": ("user_name", "app_id", "pushkey"),
 }
 # The user directory's search column: an FTS4 table on SQLite, a tsvector on PostgreSQL.
 DIALECT_COLUMNS = {
