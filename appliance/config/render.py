@@ -266,9 +266,22 @@ def give_secrets_to_owners(settings: Settings, layout: Layout) -> list[Path]:
 def placement(settings: Settings, layout: Layout) -> dict:
     """What this host runs and holds, for the Ansible roles (`appliance placement`): its
     Synapse processes (each worker's unit and health URL), whether Redis and PostgreSQL run
-    here, and the secrets the main host hands the other Synapse hosts."""
+    here, the secrets the main host hands the other hosts, and those this host needs."""
     workers = settings.worker_plan()
     local = settings.local_processes
+    shared = [str(layout.secret(name)) for name in SHARED_WITH_OTHER_HOSTS]
+    shared.append(str(layout.synapse_signing_key))
+    # What this host takes of them: a Synapse process needs them all; a host that runs only
+    # Redis needs its password alone (never the signing key nor the login secrets); the main
+    # host makes them.
+    if "main" in local:
+        needed: list[str] = []
+    elif local:
+        needed = shared
+    elif settings.runs_redis:
+        needed = [str(layout.secret("redis_password"))]
+    else:
+        needed = []
     return {
         "main": "main" in local,
         "workers": [
@@ -282,8 +295,8 @@ def placement(settings: Settings, layout: Layout) -> dict:
         ],
         "redis": settings.runs_redis,
         "postgresql": settings.runs_postgresql,
-        "shared_secrets": [str(layout.secret(name)) for name in SHARED_WITH_OTHER_HOSTS]
-        + [str(layout.synapse_signing_key)],
+        "shared_secrets": shared,
+        "secrets_needed": needed,
     }
 
 

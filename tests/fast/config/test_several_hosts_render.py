@@ -233,3 +233,25 @@ def test_several_hosts_need_postgresql_over_the_network_with_a_password(
     with pytest.raises(SettingsError) as caught:
         parse_settings(data, "test settings")
     assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
+
+
+def test_a_host_gets_only_the_secrets_it_needs_from_the_main_host(tmp_path):
+    _, main = rendered(tmp_path, MAIN)
+    _, worker = rendered(tmp_path, WORKER)
+    signing_key = next(path for path in main["shared_secrets"] if path.endswith(".signing.key"))
+    assert main["secrets_needed"] == []  # the main host makes them
+    # (each test host has its own root: compared by name)
+    assert [Path(p).name for p in worker["secrets_needed"]] == [
+        Path(p).name for p in main["shared_secrets"]
+    ]
+    assert not [path for path in main["shared_secrets"] if "registration" in path]
+    # A host that runs Redis and no Synapse process: its password, not the server's keys.
+    redis_only = "10.0.0.4"
+    settings = parse_settings(
+        several_hosts(tmp_path, redis_only, synapse__redis={"host": redis_only, "port": 6380}),
+        "test settings",
+    )
+    where = placement(settings, Layout.from_settings(settings, tmp_path))
+    assert where["redis"] and not where["main"] and where["workers"] == []
+    assert [Path(path).name for path in where["secrets_needed"]] == ["redis_password"]
+    assert Path(signing_key).name not in [Path(p).name for p in where["secrets_needed"]]
