@@ -173,8 +173,10 @@ ADDED_COLUMNS = {
 
 
 def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    for table, columns in ADDED_COLUMNS.items():
-        present = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
-        for name, definition in columns.items():
-            if name not in present:
-                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+    # Write-locked while it looks and adds: the console's workers start together.
+    with transaction(connection):
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in present:
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")

@@ -224,3 +224,19 @@ def test_a_console_database_from_before_resumable_deliveries_is_upgraded(tmp_pat
         assert (kept.text_fr, kept.resume_from) == ("fr", "")
     finally:
         connection.close()
+
+
+def test_a_delivery_that_ended_meanwhile_is_not_sent_again(app, synapse, texts):
+    domain = f"{unique('dom')}.gouv.fr"
+    _, token = agent(synapse, domain)
+    number = cut_off_delivery(app, domain, texts, done=[])
+    connection = db.connect(app.config["DATABASE"])
+    try:
+        stale = store.get(connection, number)  # read as "running" by a resume round...
+        store.finish(connection, number)  # ...whose job then ends before the lease is checked
+    finally:
+        connection.close()
+    with app.app_context():
+        delivery.start(stale).join(JOB_TIMEOUT)
+    assert wait_for_job(app, number).sent == 0
+    assert not [b for b in sync_bodies(synapse, token) if texts[0] in b]

@@ -96,6 +96,13 @@ def deliver(
     if not leases.acquire(connection, lease, holder=holder, seconds=LEASE_SECONDS, now=time.time()):
         connection.close()
         return
+    # Read again under the lease: the job it takes over may have finished, or gone further,
+    # since the caller read it.
+    announcement = store.get(connection, announcement.id) or announcement
+    if not announcement.running:
+        leases.release(connection, lease, holder=holder)
+        connection.close()
+        return
     content = bilingual_content(announcement.text_fr, announcement.text_en)
     stopped = ""
 
@@ -131,6 +138,10 @@ def deliver(
     except Exception as error:  # never leave the announcement "running" forever
         logger.exception("announcement %d", announcement.id)
         stopped = f"stopped: {type(error).__name__}"
+    if not leases.acquire(connection, lease, holder=holder, seconds=LEASE_SECONDS, now=time.time()):
+        logger.warning("announcement %d: taken over by another job", announcement.id)
+        connection.close()
+        return  # the job that holds it now finishes it
     store.finish(connection, announcement.id, failure=stopped)
     done = store.get(connection, announcement.id)
     if done is not None:
