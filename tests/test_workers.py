@@ -396,6 +396,10 @@ SMALL_ROUTES = [
     ("POST", "/_matrix/client/v3/rooms/!a:x/invite", MAIN),
     ("PUT", "/_matrix/client/v3/profile/@a:x/displayname", MAIN),
     ("GET", "/_matrix/client/v3/profile/@a:x", "generic1"),
+    # A state key or transaction ID that reads like a read endpoint is still a write.
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/state/m.room.name/state", MAIN),
+    ("PUT", "/_matrix/client/v3/rooms/!a:x/send/m.room.message/state", MAIN),
+    ("GET", "/_matrix/client/v3/rooms/!a:x/state", "generic1"),
     ("GET", "/_matrix/client/v3/pushrules/", "generic1"),
     ("PUT", "/_matrix/client/v3/pushrules/global/override/x", MAIN),  # a stream writer's
     ("POST", "/_matrix/media/v3/upload", "media1"),

@@ -283,7 +283,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     # Client requests any generic worker serves.
     ("client", rf"^/_matrix/client/{_V}/createRoom$", None),
     ("client", rf"^/_matrix/client/{_V}/publicRooms$", None),
-    ("client", rf"^/_matrix/client/{_V}/rooms/.*/(joined_members|members|state)$", None),
+    ("client", rf"^/_matrix/client/{_V}/rooms/.*/(joined_members|members|state)$", ("GET",)),
     ("client", rf"^/_matrix/client/{_V}/rooms/.*/context/.*$", None),
     ("client", r"^/_matrix/client/v1/rooms/.*/(hierarchy|threads|timestamp_to_event)$", None),
     ("client", r"^/_matrix/client/(v1|unstable)/rooms/.*/relations/", None),

@@ -82,6 +82,7 @@ class NewAccountMail:
         self._api.register_third_party_rules_callbacks(
             on_add_user_third_party_identifier=self.on_address_bound,
             on_remove_user_third_party_identifier=self.on_address_removed,
+            on_user_deactivation_status_changed=self.on_deactivation,
         )
         if self._main_process:
             self._api.looping_background_call(
@@ -120,6 +121,14 @@ class NewAccountMail:
                 await self._store.mark(user_id, self._api.get_current_time_msec())
         except Exception:
             logger.exception("mail for new accounts: could not record %s's address", user_id)
+
+    async def on_deactivation(self, user_id: str, deactivated: bool, by_admin: bool) -> None:
+        """Implements ``on_user_deactivation_status_changed``: a deactivation unbinds every
+        address first (which records an account that had the mails, as for a change of
+        address), then calls this: the record goes, so an account reactivated later gets no
+        mails it did not ask for again."""
+        if deactivated:
+            await self._store.claim(user_id)
 
     async def catch_up(self) -> None:
         """The pass: the pushers of recorded accounts that have an address bound."""

@@ -177,3 +177,36 @@ def test_only_the_main_process_store_can_write_a_pusher():
     assert store_problems(GenericWorkerStore, main_process=True) == [
         "the data store GenericWorkerStore has no method add_pusher"
     ]
+
+
+def email_pusher(database, user_id: str, address: str, *, present: bool = True) -> None:
+    """The email pusher of the address, as Synapse's store keeps it (or deletes it)."""
+    conn = database.connection.conn
+    conn.execute("DELETE FROM pushers WHERE user_name = ? AND pushkey = ?", (user_id, address))
+    if present:
+        conn.execute(
+            "INSERT INTO pushers (id, user_name, profile_tag, kind, app_id, app_display_name,"
+            " device_display_name, pushkey, ts, lang, data) VALUES ((SELECT COALESCE(MAX(id),"
+            " 0) + 1 FROM pushers), ?, '', 'email', 'm.email', 'Email Notifications', ?, ?, 0,"
+            " 'fr', '{}')",
+            (user_id, address, address),
+        )
+
+
+def test_the_mails_follow_a_changed_address_but_not_a_deactivated_account(
+    main, pool, database, run
+):
+    email_pusher(database, AGENT, ADDRESS)  # the person turned the mails on
+    new = "claire.martin@education.gouv.fr"
+    run(main.on_address_removed(AGENT, "email", ADDRESS))  # the Admin API unbinds the old one
+    email_pusher(database, AGENT, ADDRESS, present=False)  # then Synapse deletes its pusher
+    bind(database, AGENT, new)
+    run(main.on_address_bound(AGENT, "email", new))
+    assert added(pool) == [(AGENT, new)]
+    email_pusher(database, AGENT, new)  # what the pusher pool wrote
+
+    # Deactivation unbinds the address (recorded as above), then says it deactivated.
+    run(main.on_address_removed(AGENT, "email", new))
+    assert database.rows("SELECT user_id FROM appliance_new_account_mail") == [(AGENT,)]
+    run(main.on_deactivation(AGENT, True, True))
+    assert database.rows("SELECT user_id FROM appliance_new_account_mail") == []
