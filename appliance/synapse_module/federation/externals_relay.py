@@ -30,13 +30,18 @@ comes back as that account (:attr:`Relayed.existing`), which is invited by its M
 
 The room rules accept the externals' server's key beside this server's own in an
 ``m.room.third_party_invite`` (:meth:`ExternalsRelay.accepted_keys`): fetched from its
-``pubkey`` endpoint and kept, since the module never rotates it.
+``pubkey`` endpoint and kept, since the module never rotates it; fetched again when an event
+names another key (the externals' server restored or reinstalled), and not more than once per
+KEY_RETRY_SECONDS after a failure or a mismatch, so events arriving while that server is down
+do not each wait on it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
@@ -55,6 +60,7 @@ KEY_PATH = f"{IDENTITY_V2}/pubkey/ed25519:0"
 # One relay (token, register, store-invite, which mails) ends by then, or fails closed.
 RELAY_SECONDS = 20.0
 KEY_SECONDS = 5.0  # fetching the externals' server's key, for a room event that waits on it
+KEY_RETRY_SECONDS = 60.0  # after a failed or mismatched fetch, the key is not asked again before
 OPENID_VALID_MS = 60_000  # used at once, by one register call
 UNREACHABLE = (
     "The network's externals' server {server} holds the accounts of externals and cannot "
@@ -100,6 +106,7 @@ class ExternalsRelay:
         self._allowlist = allowlist
         self._internals = internals
         self._key: str | None = None  # the externals' server's, once fetched
+        self._next_fetch = 0.0  # time.monotonic() before which the key is not fetched again
 
     def server_for(self, email: EmailAddress) -> Peer | None:
         """The externals' server that takes this address's invitation, or None: the network
@@ -190,28 +197,34 @@ class ExternalsRelay:
         logger.info("%s's invitation into %s stored on %s", inviter, room_id, server.server_name)
         return relayed
 
-    async def accepted_keys(self) -> frozenset[str]:
+    async def accepted_keys(self, wanted: Collection[str] = ()) -> frozenset[str]:
         """The externals' server's identity key, which the room rules accept in an
-        ``m.room.third_party_invite`` (empty if there is none, or it cannot be fetched now:
-        such an event is then refused, fail closed)."""
+        ``m.room.third_party_invite`` naming `wanted` keys (empty if there is none, or it
+        cannot be fetched now: such an event is then refused, fail closed)."""
         server = self._network.externals_server
         if server is None:
             return frozenset()
-        if self._key is None:
-            fetching = run_in_background(
-                self._api.http_client.get_json, server.base_url.rstrip("/") + KEY_PATH
-            )
-            fetching.addTimeout(KEY_SECONDS, reactor)  # an event waits on it: bounded
-            try:
-                answer = await make_deferred_yieldable(fetching)
-            except Exception as error:
-                logger.warning("cannot fetch %s's identity key: %r", server.server_name, error)
-                return frozenset()
-            key = answer.get("public_key") if isinstance(answer, dict) else None
-            if not isinstance(key, str) or not key:
-                return frozenset()
+        known = frozenset({self._key}) if self._key else frozenset()
+        if known and (not wanted or known & set(wanted)):
+            return known
+        if time.monotonic() < self._next_fetch:
+            return known
+        fetching = run_in_background(
+            self._api.http_client.get_json, server.base_url.rstrip("/") + KEY_PATH
+        )
+        fetching.addTimeout(KEY_SECONDS, reactor)  # an event waits on it: bounded
+        try:
+            answer = await make_deferred_yieldable(fetching)
+        except Exception as error:
+            logger.warning("cannot fetch %s's identity key: %r", server.server_name, error)
+            self._next_fetch = time.monotonic() + KEY_RETRY_SECONDS
+            return known
+        key = answer.get("public_key") if isinstance(answer, dict) else None
+        if isinstance(key, str) and key:
             self._key = key
-        return frozenset({self._key})
+        if not self._key or (wanted and self._key not in wanted):
+            self._next_fetch = time.monotonic() + KEY_RETRY_SECONDS
+        return frozenset({self._key}) if self._key else frozenset()
 
 
 def _relayed(server: Peer, stored: object) -> Relayed:

@@ -28,6 +28,7 @@ from appliance.synapse_module.externals.relayed_invitations import (
     RelayedInvitations,
 )
 from appliance.synapse_module.externals.store import Invitation
+from appliance.synapse_module.federation import externals_relay
 from appliance.synapse_module.federation.externals_relay import UNREACHABLE, ExternalsRelay
 from appliance.synapse_module.federation.onbind import OnBind
 from appliance.synapse_module.federation.peers import FederationConfig, Network, Peer
@@ -262,13 +263,24 @@ def test_only_the_networks_externals_server_stores_invitations_for_other_servers
 
 
 def test_the_externals_servers_key_is_fetched_once_and_missing_when_it_cannot_be(
-    run, api, allowlist, federation, http
+    run, api, allowlist, federation, http, monkeypatch
 ):
-    http.get_json = AsyncMock(side_effect=[ConnectionRefusedError("down"), {"public_key": "K"}])
+    now = [1000.0]
+    monkeypatch.setattr(externals_relay.time, "monotonic", lambda: now[0])
+    http.get_json = AsyncMock(
+        side_effect=[ConnectionRefusedError("down"), {"public_key": "K"}, {"public_key": "K2"}]
+    )
     relay = relay_for(api, allowlist)
 
-    assert run(relay.accepted_keys()) == frozenset()  # fail closed: its events are refused
-    assert run(relay.accepted_keys()) == {"K"}
-    assert run(relay.accepted_keys()) == {"K"}
+    assert run(relay.accepted_keys({"K"})) == frozenset()  # fail closed: its events are refused
+    # While it is down, events do not each wait on it: asked again a minute later only.
+    assert run(relay.accepted_keys({"K"})) == frozenset()
+    assert http.get_json.await_count == 1
+    now[0] += externals_relay.KEY_RETRY_SECONDS
+    assert run(relay.accepted_keys({"K"})) == {"K"}
+    assert run(relay.accepted_keys({"K"})) == {"K"}  # kept
     assert http.get_json.await_count == 2
     assert http.get_json.await_args.args == ("https://e.test/_matrix/identity/v2/pubkey/ed25519:0",)
+    # An event naming another key (the externals' server reinstalled): asked again, once.
+    assert run(relay.accepted_keys({"K2"})) == {"K2"}
+    assert http.get_json.await_count == 3
