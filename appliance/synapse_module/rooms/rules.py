@@ -337,7 +337,8 @@ class RoomRules:
         accepted: set[str] = {self._key.public_key} if self._key.public_key else set()
         # (Asked of the externals' server only for a key that is not this server's own.)
         if self._relay is not None and not identity_keys_of(event.content) <= accepted:
-            accepted |= await self._relay.accepted_keys(identity_keys_of(event.content))
+            named = {key for key in identity_keys_of(event.content) if isinstance(key, str)}
+            accepted |= await self._relay.accepted_keys(named)
         return email_invite_problem(state, event.state_key, event.content, accepted)
 
     # --- directory -----------------------------------------------------------------------------
