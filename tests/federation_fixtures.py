@@ -186,7 +186,12 @@ class CertificateAuthority:
         return cls(file, key, certificate)
 
     def issue(self, address: str, directory: Path) -> tuple[Path, Path]:
-        """A server certificate for an IP address (checked by Synapse): (chain, key) files."""
+        """A server certificate for an IP address or a host name (what Synapse and clients
+        check): (chain, key) files."""
+        try:
+            subject: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(address))
+        except ValueError:
+            subject = x509.DNSName(address)
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
@@ -198,7 +203,7 @@ class CertificateAuthority:
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+                x509.SubjectAlternativeName([subject]),
                 critical=False,
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
