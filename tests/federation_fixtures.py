@@ -152,7 +152,8 @@ class CertificateAuthority:
     certificate: x509.Certificate
 
     @classmethod
-    def create(cls, directory: Path) -> CertificateAuthority:
+    def create(cls, directory: Path, days: int = 2) -> CertificateAuthority:
+        """Valid `days` days (nginx's self-check wants two weeks left on a host's chain)."""
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Appliance federation test CA")])
         now = datetime.datetime.now(datetime.UTC)
@@ -163,7 +164,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -185,7 +186,7 @@ class CertificateAuthority:
         file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         return cls(file, key, certificate)
 
-    def issue(self, address: str, directory: Path) -> tuple[Path, Path]:
+    def issue(self, address: str, directory: Path, days: int = 2) -> tuple[Path, Path]:
         """A server certificate for an IP address or a host name (what Synapse and clients
         check): (chain, key) files."""
         try:
@@ -201,7 +202,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(
                 x509.SubjectAlternativeName([subject]),
                 critical=False,
