@@ -152,8 +152,8 @@ def inventory(
             "vars": {
                 "appliance_source_dir": str(SOURCE_ROOT),
                 "common_http_proxy": proxy_url,
-                # Off for now: in one run of three, one host of two failed to reload
-                # nftables.service right after its first start (not diagnosed yet).
+                # Off for now: of two runs with it on, one passed and in the other one host
+                # failed to reload nftables.service right after its first start (not diagnosed).
                 "common_firewall_enabled": False,
                 "common_ca_certificates": [*extra_cas, str(ca_file)],
                 # Offline: no freshclam (it would call ClamAV's mirrors), EICAR signatures only.
