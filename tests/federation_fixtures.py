@@ -176,7 +176,8 @@ class CertificateAuthority:
     certificate: x509.Certificate
 
     @classmethod
-    def create(cls, directory: Path) -> CertificateAuthority:
+    def create(cls, directory: Path, days: int = 2) -> CertificateAuthority:
+        """Valid `days` days (nginx's self-check wants two weeks left on a host's chain)."""
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Appliance federation test CA")])
         now = datetime.datetime.now(datetime.UTC)
@@ -187,7 +188,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -209,8 +210,13 @@ class CertificateAuthority:
         file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         return cls(file, key, certificate)
 
-    def issue(self, address: str, directory: Path) -> tuple[Path, Path]:
-        """A server certificate for an IP address (checked by Synapse): (chain, key) files."""
+    def issue(self, address: str, directory: Path, days: int = 2) -> tuple[Path, Path]:
+        """A server certificate for an IP address or a host name (what Synapse and clients
+        check): (chain, key) files."""
+        try:
+            subject: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(address))
+        except ValueError:
+            subject = x509.DNSName(address)
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
@@ -220,9 +226,9 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+                x509.SubjectAlternativeName([subject]),
                 critical=False,
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -145,8 +145,12 @@ def _leader_pid(nspawn: subprocess.Popen) -> int:
 
 def boot(rootfs: Path, log: Path, name: str, network_namespace: str | None = None) -> Container:
     """Boots `rootfs` as the machine `name`; in /run/netns/`network_namespace` when given."""
+    # In a namespace of its own the host manages its network as a real one does: its firewall
+    # (nftables) needs CAP_NET_ADMIN, which nspawn grants only with a private network.
     network = (
-        [f"--network-namespace-path=/run/netns/{network_namespace}"] if network_namespace else []
+        [f"--network-namespace-path=/run/netns/{network_namespace}", "--capability=CAP_NET_ADMIN"]
+        if network_namespace
+        else []
     )
     process = subprocess.Popen(
         [
