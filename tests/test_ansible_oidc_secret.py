@@ -45,6 +45,7 @@ def play(tmp_path: Path, tasks: str, **variables) -> subprocess.CompletedProcess
         "appliance_changed_files": [],
         "appliance_cli": "/bin/true",
         "appliance_release_changed": False,
+        "appliance_placement": {"main": True, "workers": [], "redis": False, "postgresql": True},
         **variables,
     }
     return subprocess.run(
