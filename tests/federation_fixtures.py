@@ -133,12 +133,28 @@ def identity_token(server, person: Person) -> str:
     return registered.json()["token"]
 
 
+# Synapse's answer to a make_join for a user the room's server does not hold as invited.
+NOT_INVITED = "You are not invited to this room."
+
+
 def join_when_invited(person: Person, room_id: str):
-    """Join a room of another server once the invite has reached this person's server."""
+    """Join a room of another server once the invite has reached this person's server.
+
+    The inviting server sends the invite to the invitee's server before it stores the invite
+    itself (Synapse's order), so a join that quick may be told "not invited" by the room's
+    server for a moment: that answer, and only that one, is asked again (bounded)."""
     wait_for(
         f"the invite to {room_id} reaching {person.user_id}", lambda: room_id in invites_of(person)
     )
-    return person.join(room_id)
+
+    def answered():
+        response = person.join(room_id)
+        if response.status_code == 403 and NOT_INVITED in response.text:
+            return None
+        return (response,)  # (a response is false when refused: that too is an answer)
+
+    (response,) = wait_for(f"{person.user_id} joining {room_id}", answered)
+    return response
 
 
 # --- the network ---------------------------------------------------------------------------
