@@ -486,7 +486,8 @@ class Person:
             "app_display_name": "Email Notifications",
             "device_display_name": address,
             "lang": "fr",
-            "data": {},
+            "data": {"brand": "Element"},
+            "append": True,
         }
         return self.call("POST", "/_matrix/client/v3/pushers/set", body)
 

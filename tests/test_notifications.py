@@ -53,20 +53,7 @@ def agent(client: MatrixClient, name: str) -> tuple[Person, str]:
 
 def enable_email_notifications(person: Person, address: str) -> None:
     """What Element sends for "Enable email notifications" in its settings."""
-    response = person.call(
-        "POST",
-        "/_matrix/client/v3/pushers/set",
-        {
-            "kind": "email",
-            "app_id": "m.email",
-            "pushkey": address,
-            "app_display_name": "Email Notifications",
-            "device_display_name": address,
-            "lang": "fr",
-            "data": {"brand": "Element"},
-            "append": True,
-        },
-    )
+    response = person.add_email_pusher(address)
     assert response.status_code == 200, response.text
 
 
